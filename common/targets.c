@@ -1,0 +1,59 @@
+#include "targets.h"
+
+#include <elf.h>
+#include <string.h>
+
+/* elf.h of older glibc lacks these ARM e_flags names. */
+#ifndef EF_ARM_ABI_FLOAT_HARD
+#define EF_ARM_ABI_FLOAT_HARD 0x400
+#endif
+
+const struct target targets[] = {
+#define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra) \
+  { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra },
+#include "targets.def"
+#undef TARGET
+};
+
+const size_t n_targets = sizeof targets / sizeof targets[0];
+
+const struct target *target_by_name(const char *name)
+{
+  for (size_t i = 0; i < n_targets; i++)
+    if (strcmp(targets[i].name, name) == 0 || strcmp(targets[i].debian_arch, name) == 0)
+      return &targets[i];
+  return NULL;
+}
+
+const char *transport_suffix(enum virtio_transport t)
+{
+  switch (t) {
+  case VIRTIO_CCW: return "ccw";
+  case VIRTIO_PCI: return "pci";
+  case VIRTIO_MMIO: return "device";
+  }
+  return "pci";
+}
+
+const char *transport_module(enum virtio_transport t)
+{
+  switch (t) {
+  case VIRTIO_CCW: return NULL; /* CONFIG_S390_GUEST=y builds virtio-ccw in */
+  case VIRTIO_PCI: return "virtio_pci";
+  case VIRTIO_MMIO: return "virtio_mmio";
+  }
+  return NULL;
+}
+
+const char *target_names(void)
+{
+  static char buf[256];
+  if (buf[0] == '\0') {
+    for (size_t i = 0; i < n_targets; i++) {
+      if (i > 0)
+        strncat(buf, ", ", sizeof buf - strlen(buf) - 1);
+      strncat(buf, targets[i].name, sizeof buf - strlen(buf) - 1);
+    }
+  }
+  return buf;
+}

@@ -1,0 +1,47 @@
+/* The targets vmexec can run programs for: what an ELF file of the target looks
+ * like, where Debian keeps its kernel and libraries, and how qemu boots it.
+ * The rows are in targets.def; this header only gives them a type. */
+#ifndef VMEXEC_TARGETS_H
+#define VMEXEC_TARGETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum virtio_transport { VIRTIO_CCW, VIRTIO_PCI, VIRTIO_MMIO };
+
+struct target {
+  const char *name;            /* what users type: "s390x" */
+  const char *triplet;         /* cross compiler prefix and multiarch dir */
+  const char *debian_arch;     /* for apt-get download pkg:ARCH */
+  unsigned char elf_class;     /* ELFCLASS32 / ELFCLASS64 */
+  unsigned char elf_data;      /* ELFDATA2LSB / ELFDATA2MSB */
+  uint16_t e_machine;
+  uint32_t e_flags_mask;       /* ABI flags that must match, e.g. ARM hard-float */
+  uint32_t e_flags_value;
+  const char *interp;          /* the target's dynamic loader */
+  const char *kernel_package;  /* Debian metapackage naming the current kernel */
+  const char *qemu_binary;
+  const char *qemu_package;    /* Debian package that ships qemu_binary */
+  const char *machine;
+  const char *cpu;             /* NULL: qemu's default cpu for the machine */
+  const char *console;         /* kernel console device */
+  enum virtio_transport transport;
+  const char *qemu_extra;      /* further qemu arguments, space separated */
+};
+
+extern const struct target targets[];
+extern const size_t n_targets;
+
+/* The row named NAME (or its Debian architecture name), or NULL. */
+const struct target *target_by_name(const char *name);
+
+/* Suffix of qemu's virtio device names for this transport: "ccw", "pci", "device". */
+const char *transport_suffix(enum virtio_transport t);
+
+/* Kernel module that provides the transport, or NULL when it is built in. */
+const char *transport_module(enum virtio_transport t);
+
+/* "s390x, aarch64, ..." for error messages. */
+const char *target_names(void);
+
+#endif

@@ -1,0 +1,3 @@
+#include "commands.h"
+#include "fail.h"
+int cmd_image(int argc, char **argv) { (void)argc; (void)argv; fail(EXIT_TOOL_FAILED, "not yet"); }

@@ -1,0 +1,31 @@
+/* Guest images: kernel + initramfs (agent as /init, busybox, the target's libc
+ * and the kernel modules the agent loads) built from Debian packages of the
+ * target architecture, cached under cache_dir()/images/KEY/.
+ *
+ * An image directory holds:
+ *   kernel     the kernel as qemu's -kernel takes it
+ *   initrd     uncompressed cpio (newc) archive
+ *   manifest   "key value" lines: target, kernel-version, packages, key, created
+ */
+#ifndef VMEXEC_IMAGE_H
+#define VMEXEC_IMAGE_H
+
+#include <limits.h>
+#include <stdbool.h>
+
+#include "targets.h"
+
+struct image_options {
+  const char *with; /* extra runtime packages, comma separated, or NULL */
+  bool quiet;       /* no progress display even on a terminal */
+};
+
+/* Build (or find in the cache) the image for T. On success fills dir
+ * (PATH_MAX bytes) with the image directory and returns 0. On failure prints
+ * one line and returns 125. */
+int image_build(const struct target *t, const struct image_options *opt, char *dir);
+
+/* The image last built for T, without building: 0 and dir filled, or -1. */
+int image_find(const struct target *t, char *dir);
+
+#endif

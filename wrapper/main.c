@@ -1,0 +1,47 @@
+/* vmexec: run a foreign-architecture program in a persistent qemu-system guest.
+ * This file only dispatches to the subcommands (one file each). */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "config.h"
+#include "fail.h"
+
+static const char usage[] =
+  "Usage: vmexec PROGRAM [ARGS...]          run PROGRAM in a guest of its architecture\n"
+  "       vmexec inspect FILE               print the target of an ELF executable\n"
+  "       vmexec targets                    list the supported targets\n"
+  "       vmexec image build [TARGET] [--with PKG,...]\n"
+  "                                         build the guest image from Debian packages\n"
+  "       vmexec image list                 list the cached images\n"
+  "       vmexec image rm [TARGET|--all]    remove cached images\n"
+  "       vmexec image test [TARGET]        boot the image and wait for the agent\n"
+  "       vmexec --help | --version\n"
+  "\n"
+  "TARGET defaults to s390x. Images are cached under $XDG_CACHE_HOME/vmexec.\n"
+  "Exit status: that of PROGRAM; 125 if vmexec failed, 126 if PROGRAM cannot be\n"
+  "executed, 127 if it does not exist. See vmexec(1).\n";
+
+int main(int argc, char **argv)
+{
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return EXIT_TOOL_FAILED;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "--version") == 0) {
+    printf("vmexec %s\n", VMEXEC_VERSION);
+    return 0;
+  }
+  if (strcmp(cmd, "inspect") == 0)
+    return cmd_inspect(argc - 1, argv + 1);
+  if (strcmp(cmd, "image") == 0)
+    return cmd_image(argc - 1, argv + 1);
+  if (strcmp(cmd, "targets") == 0)
+    return cmd_targets(argc - 1, argv + 1);
+  fail(EXIT_TOOL_FAILED, "running programs is not implemented yet; see 'vmexec --help' for what is");
+}

@@ -1,0 +1,19 @@
+/* Where vmexec keeps and finds things on the host. */
+#ifndef VMEXEC_PATHS_H
+#define VMEXEC_PATHS_H
+
+#include "targets.h"
+
+/* $XDG_CACHE_HOME/vmexec, or ~/.cache/vmexec; created (0700) if missing.
+ * Returns a static string. Fails (125) if there is no home to put it in. */
+const char *cache_dir(void);
+
+/* The agent executable for target T: $VMEXEC_AGENT_DIR, else the build tree
+ * when vmexec runs from it, else the installed one. Fails (125) with the fix
+ * when it does not exist. Returns a malloc'd string. */
+char *agent_path(const struct target *t);
+
+/* mkdir -p with mode 0755 (or 0700 for the leaf when private). */
+int make_dirs(const char *path, int private_leaf);
+
+#endif
