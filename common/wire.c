@@ -1,5 +1,6 @@
 #include "wire.h"
 
+#include <signal.h>
 #include <string.h>
 
 static void put_be32(uint8_t *p, uint32_t v)
@@ -123,4 +124,32 @@ bool wire_get_str(struct wire_reader *r, char *dst, size_t cap)
   memcpy(dst, p, n);
   dst[n] = '\0';
   return true;
+}
+
+/* The generic Linux numbering, in the order of the wire numbers 1..31. */
+static const int native_signals[] = {
+  0,       SIGHUP,  SIGINT,  SIGQUIT, SIGILL,    SIGTRAP, SIGABRT, SIGBUS,  SIGFPE,  SIGKILL, SIGUSR1,
+  SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM,
+#ifdef SIGSTKFLT
+  SIGSTKFLT,
+#else
+  0,
+#endif
+  SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG,  SIGXCPU, SIGXFSZ, SIGVTALRM,
+  SIGPROF, SIGWINCH, SIGIO,  SIGPWR,  SIGSYS,
+};
+
+uint32_t wire_signal_from_native(int sig)
+{
+  for (uint32_t w = 1; w < sizeof native_signals / sizeof native_signals[0]; w++)
+    if (native_signals[w] == sig)
+      return w;
+  return 0;
+}
+
+int wire_signal_to_native(uint32_t wsig)
+{
+  if (wsig == 0 || wsig >= sizeof native_signals / sizeof native_signals[0])
+    return 0;
+  return native_signals[wsig];
 }

@@ -23,14 +23,56 @@
 
 #define WIRE_VERSION 1
 #define WIRE_HEADER_SIZE 12
-#define WIRE_MAX_PAYLOAD (256 * 1024)
+#define WIRE_MAX_PAYLOAD (1024 * 1024)
 
 /* Name of the virtio-serial port the agent looks for in /sys/class/virtio-ports. */
 #define WIRE_PORT_NAME "vmexec.0"
 
+/* The same frames travel between vmexec (client) and its supervisor, and
+ * between the supervisor and the agent; the supervisor renumbers runs. */
 enum wire_type {
-  WIRE_HELLO = 1, /* agent -> host, run 0: u32 version, str kernel release, str machine */
+  /* agent -> host, run 0: u32 version, str kernel release, str machine */
+  WIRE_HELLO = 1,
+  /* host -> agent: start run R. u32 uid, u32 gid, u32 umask, u32 flags (WIRE_RUN_*),
+   * str cwd, str file to execute, u32 argc, str argv..., u32 envc, str env...,
+   * u32 ngroups, u32 groups... */
+  WIRE_RUN = 2,
+  /* host -> agent, before WIRE_RUN (--copy): a file for the run. u32 mode,
+   * u64 size as two u32 (high, low), str name; the data follows in WIRE_FILE_DATA. */
+  WIRE_FILE = 3,
+  WIRE_FILE_DATA = 4, /* host -> agent: bytes of the current WIRE_FILE */
+  WIRE_STDIN = 5,     /* host -> agent: bytes for the run's stdin; empty: end of file */
+  WIRE_STDOUT = 6,    /* agent -> host: bytes the run wrote to stdout */
+  WIRE_STDERR = 7,    /* agent -> host: bytes the run wrote to stderr */
+  /* Flow control, both ways: u32 n: the sender has consumed n more bytes of the
+   * run's output (host -> agent) or stdin (agent -> host). Each side may have
+   * at most WIRE_WINDOW bytes of a run's stream data unacknowledged. */
+  WIRE_CREDIT = 8,
+  WIRE_SIGNAL = 9,    /* host -> agent: u32 wire signal number, for the run's process group */
+  WIRE_CANCEL = 10,   /* host -> agent: kill every process of the run; WIRE_EXIT follows */
+  /* agent -> host: the run is over and all its output was sent.
+   * u32 how (WIRE_EXITED / WIRE_SIGNALED / WIRE_FAILED), u32 value (exit code /
+   * wire signal number / vmexec's status 125, 126 or 127), str message (for
+   * WIRE_FAILED: one line, the cause and the fix) */
+  WIRE_EXIT = 11,
+  WIRE_ERROR = 12,    /* either way, run 0: str message; the sender closes the connection */
+  /* vmexec <-> supervisor only, run 0: a request; the reply is WIRE_STATUS with
+   * str text (one line per guest fact) */
+  WIRE_STATUS = 13,
+  WIRE_STOP = 14,     /* vmexec -> supervisor, run 0: stop the guest now */
 };
+
+enum { WIRE_RUN_COPY = 1 }; /* the file to execute came in WIRE_FILE frames */
+enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };
+
+/* Stream bytes a side may send ahead of the other's WIRE_CREDIT. */
+#define WIRE_WINDOW (256 * 1024)
+
+/* Signal numbers differ between architectures (MIPS has its own); the wire
+ * carries the generic Linux numbers (x86, arm, s390, ppc), and each side
+ * converts. Unknown signals map to 0. */
+uint32_t wire_signal_from_native(int sig);
+int wire_signal_to_native(uint32_t wsig);
 
 struct wire_header {
   uint32_t length;
