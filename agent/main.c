@@ -1,1 +1,94 @@
-int main(void) { return 0; }
+/* vmexec-agent: PID 1 of a vmexec guest.
+ *
+ * Boot: mount the pseudo filesystems, load the kernel modules the image lists,
+ * find the virtio-serial port and say hello to the host. Then one event loop
+ * (tini / dumb-init style): signals arrive through a signalfd, every child is
+ * reaped, and frames from the host are read as they come.
+ *
+ * PID 1 must never exit (the kernel would panic); a fatal error is logged on
+ * the console and powers the guest off, so qemu exits with the reason shown. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+static void reap_children(void)
+{
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0)
+      return;
+    busybox_install_reaped(pid, status);
+  }
+}
+
+int main(void)
+{
+  if (getpid() != 1) {
+    static const char msg[] = "vmexec-agent: this is the init of a vmexec guest; it runs only as PID 1\n";
+    if (write(2, msg, sizeof msg - 1) < 0)
+      return 1;
+    return 1;
+  }
+
+  /* The signals PID 1 handles, all through the signalfd. The kernel never
+   * delivers a signal to PID 1 that it has no handler for, so blocking them
+   * loses nothing; children get an empty mask back (see busybox.c). */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGIO);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGPIPE);
+  if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+    agent_fatal("sigprocmask: %s", strerror(errno));
+  mount_all();
+  log_open_console();
+  int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sfd == -1)
+    agent_fatal("signalfd: %s", strerror(errno));
+  busybox_install_start();
+  load_modules();
+  struct conn *conn = conn_start();
+  conn_tick(conn, 0); /* the host may already be there */
+
+  for (;;) {
+    struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = -1 } };
+    p[1].fd = conn_fd(conn, &p[1].events);
+    int n = poll(p, 2, conn_timeout_ms(conn));
+    if (n == -1) {
+      if (errno == EINTR)
+        continue;
+      agent_fatal("poll: %s", strerror(errno));
+    }
+    bool port_event = false;
+    if (p[0].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+          reap_children();
+          break;
+        case SIGIO:
+          port_event = true;
+          break;
+        default:
+          /* SIGTERM/SIGINT/SIGHUP (e.g. ctrl-alt-del): nothing to stop yet. */
+          break;
+        }
+      }
+    }
+    if (p[1].fd >= 0 && p[1].revents)
+      conn_tick(conn, p[1].revents);
+    else if (n == 0 || port_event)
+      conn_tick(conn, 0);
+  }
+}

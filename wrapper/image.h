@@ -5,7 +5,10 @@
  * An image directory holds:
  *   kernel     the kernel as qemu's -kernel takes it
  *   initrd     uncompressed cpio (newc) archive
- *   manifest   "key value" lines: target, kernel-version, packages, key, created
+ *   manifest   "key value" lines: target, kernel-version, packages (the .deb
+ *              file names), key, created (unix time), with, format
+ * and cache_dir()/images/TARGET is a symlink to the KEY last built for TARGET.
+ * The implementation is in image-*.c (see image-build.c).
  */
 #ifndef VMEXEC_IMAGE_H
 #define VMEXEC_IMAGE_H
@@ -22,7 +25,9 @@ struct image_options {
 
 /* Build (or find in the cache) the image for T. On success fills dir
  * (PATH_MAX bytes) with the image directory and returns 0. On failure prints
- * one line and returns 125. */
+ * one line and exits with 125 (fail()); callers may still treat a non-zero
+ * return as failure. Progress goes to stderr: step lines on a terminal, the
+ * final "done in" line always, nothing with opt->quiet. */
 int image_build(const struct target *t, const struct image_options *opt, char *dir);
 
 /* The image last built for T, without building: 0 and dir filled, or -1. */

@@ -1,0 +1,52 @@
+/* The guest agent: PID 1 of a vmexec guest. Each job lives in its own small
+ * file with one entry point; main.c ties them together in one event loop. */
+#ifndef VMEXEC_AGENT_H
+#define VMEXEC_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdnoreturn.h>
+#include <sys/types.h>
+
+/* log.c: lines on /dev/console, prefixed "vmexec-agent: ". */
+void log_open_console(void);
+void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Log the line, then power the guest off (PID 1 must never exit: the kernel
+ * would panic and the console would not say why). */
+noreturn void agent_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Seconds since boot (CLOCK_BOOTTIME), and a monotonic clock in ms. */
+double uptime_seconds(void);
+long long now_ms(void);
+
+/* mounts.c: /proc, /sys, /dev, /dev/pts, /dev/shm, /tmp, /run. Fatal when one
+ * of /proc, /sys, /dev cannot be mounted. */
+void mount_all(void);
+
+/* modules.c: load the modules listed in /etc/vmexec/modules, in order. */
+void load_modules(void);
+
+/* port.c: the virtio-serial port named WIRE_PORT_NAME, opened O_RDWR |
+ * O_NONBLOCK. Waits (25 ms steps) until it appears or TIMEOUT_MS passes;
+ * returns -1 then. */
+int port_open(int timeout_ms);
+/* True while the host side of the port is connected. */
+bool port_host_connected(int fd);
+
+/* busybox.c: start "/bin/busybox --install -s /bin" if /bin/busybox exists;
+ * returns its pid, or 0 when there is nothing to do. */
+pid_t busybox_install_start(void);
+/* Tell busybox.c that PID exited (it logs how long the install took). */
+void busybox_install_reaped(pid_t pid, int status);
+
+/* conn.c: the connection to the host over the port. */
+struct conn;
+/* Open the port (fatal if it never appears) and start waiting for the host. */
+struct conn *conn_start(void);
+/* The fd to poll and the events to poll it for; -1 while waiting for the host
+ * to connect (the caller then polls with conn_timeout_ms and calls conn_tick). */
+int conn_fd(const struct conn *c, short *events);
+int conn_timeout_ms(const struct conn *c);
+/* Called when the fd is ready (REVENTS) or the timeout passed (REVENTS 0). */
+void conn_tick(struct conn *c, short revents);
+
+#endif

@@ -1,0 +1,375 @@
+/* image_build: resolve the packages, and unless the cache already holds the
+ * image they make, download, extract, pick the kernel modules and write the
+ * initramfs into a temporary directory that is renamed into place. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fail.h"
+#include "image-apt.h"
+#include "image-cache.h"
+#include "image-initramfs.h"
+#include "image-modules.h"
+#include "image-run.h"
+#include "image-util.h"
+#include "image.h"
+#include "paths.h"
+
+/* The user space of every image: the agent is static, but the programs it
+ * runs need the target's libc, and busybox gives the guest a shell. */
+static const char *const base_packages[] = {"busybox-static", "libc6", "libgcc-s1", "libstdc++6", "libc-bin"};
+
+/* What the agent needs from the kernel: the console port, the share disk,
+ * loop and overlay for writes, and the file systems of share generations. */
+static const char *const base_modules[] = {"virtio_console", "virtio_blk", "loop", "overlay", "erofs", "ext4"};
+
+/* Package content the guest never reads. The kernel and its modules are
+ * added by hand (only the modules the agent loads). */
+static const char *const pruned[] = {
+  "boot", "lib/modules", "usr/lib/linux-image-*", "usr/share/doc", "usr/share/man", "usr/share/info",
+  "usr/share/locale", "usr/share/lintian", "usr/share/bug", NULL,
+};
+
+struct progress {
+  const struct target *t;
+  bool steps; /* step lines only on a terminal */
+  bool quiet;
+  double start;
+};
+
+static void step(const struct progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void step(const struct progress *p, const char *fmt, ...)
+{
+  if (!p->steps)
+    return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "vmexec: [%s] %s\n", p->t->name, line);
+}
+
+static void announce_download(size_t n, void *arg)
+{
+  step(arg, "downloading %zu package%s", n, n == 1 ? "" : "s");
+}
+
+/* The staging directory of this build, removed however the process ends
+ * (fail() exits); a build killed by a signal leaves it for the next build
+ * of the same key to remove. */
+static char staging[PATH_MAX];
+
+static void remove_staging(void)
+{
+  if (staging[0])
+    remove_tree(staging);
+  staging[0] = '\0';
+}
+
+/* --with "a, b,a" -> "a,b" (sorted, unique), checked to be package names. */
+static char *normalize_with(const char *with, struct strv *pkgs)
+{
+  struct strv list = {0};
+  CLEANUP_FREE char *copy = xstrdup(with ? with : "");
+  char *save;
+  for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+    /* Debian package names; this also keeps options away from apt's command line. */
+    if (strspn(tok, "abcdefghijklmnopqrstuvwxyz0123456789.+-") != strlen(tok) || tok[0] == '-' || tok[0] == '.')
+      fail(EXIT_TOOL_FAILED, "--with: '%s' is not a Debian package name; give names like 'python3,strace'", tok);
+    strv_push(&list, tok);
+  }
+  strv_sort_unique(&list);
+  size_t len = 1;
+  for (size_t i = 0; i < list.n; i++) {
+    len += strlen(list.v[i]) + 1;
+    strv_push(pkgs, list.v[i]);
+  }
+  char *joined = xrealloc(NULL, len);
+  joined[0] = '\0';
+  for (size_t i = 0; i < list.n; i++) {
+    if (i)
+      strcat(joined, ",");
+    strcat(joined, list.v[i]);
+  }
+  strv_free(&list);
+  return joined;
+}
+
+static void extract(const struct progress *p, const struct apt_resolution *r, const char *debs, const char *root)
+{
+  step(p, "extracting %zu packages", r->n + 1);
+  for (size_t i = 0; i <= r->n; i++) {
+    const struct deb *d = i == r->n ? &r->kernel : &r->debs[i];
+    CLEANUP_FREE char *deb = xasprintf("%s/%s", debs, d->file);
+    char *argv[] = {"dpkg-deb", "-x", deb, (char *)root, NULL};
+    struct run_output out;
+    int st = run_capture(argv, NULL, NULL, &out);
+    int e = errno;
+    if (st != 0) {
+      char line[512];
+      if (st == -1)
+        snprintf(line, sizeof line, "%s", strerror(e));
+      else
+        run_error_line(&out, line, sizeof line);
+      fail(EXIT_TOOL_FAILED, "[%s] cannot extract %s: %s; %s", p->t->name, deb, line,
+           st == -1 ? "install dpkg" : "remove the file and build again");
+    }
+    run_output_free(&out);
+  }
+}
+
+/* The one directory under ROOT/lib/modules. */
+static char *kernel_version(const struct target *t, const char *root)
+{
+  CLEANUP_FREE char *dir = xasprintf("%s/lib/modules", root);
+  DIR *d = opendir(dir);
+  char *version = NULL;
+  struct dirent *e;
+  while (d && (e = readdir(d)))
+    if (e->d_name[0] != '.') {
+      if (version)
+        fail(EXIT_TOOL_FAILED, "[%s] more than one kernel in %s; remove %s/debs and build again", t->name, dir,
+             cache_dir());
+      version = xstrdup(e->d_name);
+    }
+  if (d)
+    closedir(d);
+  if (!version)
+    fail(EXIT_TOOL_FAILED, "[%s] the kernel package has no modules (%s); check the kernel package %s", t->name, dir,
+         t->kernel_package);
+  return version;
+}
+
+/* Move boot/vmlinuz-VERSION (or vmlinux-, which ppc64el ships) to DEST. */
+static void take_kernel(const struct target *t, const char *root, const char *version, const char *dest)
+{
+  const char *names[] = {"vmlinuz", "vmlinux"};
+  for (size_t i = 0; i < 2; i++) {
+    CLEANUP_FREE char *path = xasprintf("%s/boot/%s-%s", root, names[i], version);
+    if (rename(path, dest) == 0)
+      return;
+  }
+  fail(EXIT_TOOL_FAILED, "[%s] no boot/vmlinuz-%s or boot/vmlinux-%s in the kernel package; check %s", t->name, version,
+       version, t->kernel_package);
+}
+
+/* Add "lib/modules/..." and every parent directory of the module path to IR. */
+static void add_parents(struct initramfs *ir, const char *path)
+{
+  CLEANUP_FREE char *copy = xstrdup(path);
+  for (char *s = strchr(copy, '/'); s; s = strchr(s + 1, '/')) {
+    *s = '\0';
+    initramfs_add_dir(ir, copy, 0755);
+    *s = '/';
+  }
+}
+
+static void write_initramfs(const struct progress *p, const char *root, const char *version, const char *agent,
+                            const struct strv *modules, const char *out)
+{
+  struct initramfs *ir = initramfs_new();
+  initramfs_add_tree(ir, root, pruned);
+  const char *dirs[] = {"dev", "proc", "sys", "run", "etc", "etc/vmexec"};
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+    initramfs_add_dir(ir, dirs[i], 0755);
+  initramfs_add_dir(ir, "tmp", 01777);
+  /* /init writes to the console before it can mount devtmpfs. */
+  initramfs_add_chardev(ir, "dev/console", 0600, 5, 1);
+  initramfs_add_file(ir, "init", agent, 0755);
+  if (initramfs_has(ir, "bin/busybox") && !initramfs_has(ir, "bin/sh"))
+    initramfs_add_symlink(ir, "bin/sh", "busybox");
+
+  struct strv list = {0};
+  size_t len = 1;
+  for (size_t i = 0; i < modules->n; i++) {
+    CLEANUP_FREE char *path = xasprintf("lib/modules/%s/%s", version, modules->v[i]);
+    CLEANUP_FREE char *host = xasprintf("%s/%s", root, path);
+    add_parents(ir, path);
+    initramfs_add_module(ir, path, host);
+    strv_pushf(&list, "/%s\n", path);
+    len += strlen(path) + 2;
+  }
+  CLEANUP_FREE char *text = xrealloc(NULL, len);
+  text[0] = '\0';
+  for (size_t i = 0; i < list.n; i++)
+    strcat(text, list.v[i]);
+  strv_free(&list);
+  /* The agent loads these in this order (dependencies first). */
+  initramfs_add_data(ir, "etc/vmexec/modules", text, 0644);
+  CLEANUP_FREE char *info = xasprintf("target %s\nkernel-version %s\n", p->t->name, version);
+  initramfs_add_data(ir, "etc/vmexec/image", info, 0644);
+
+  char size[32];
+  step(p, "writing initramfs (%s)", human_size(initramfs_data_size(ir), size, sizeof size));
+  initramfs_write(ir, out);
+  initramfs_free(ir);
+}
+
+static void write_manifest(const struct target *t, const char *version, const struct strv *files, const char *key,
+                           const char *with, const char *path)
+{
+  size_t len = 1;
+  for (size_t i = 0; i < files->n; i++)
+    len += strlen(files->v[i]) + 1;
+  CLEANUP_FREE char *pkgs = xrealloc(NULL, len);
+  pkgs[0] = '\0';
+  for (size_t i = 0; i < files->n; i++) {
+    if (i)
+      strcat(pkgs, " ");
+    strcat(pkgs, files->v[i]);
+  }
+  CLEANUP_FREE char *text =
+    xasprintf("target %s\nkernel-version %s\npackages %s\nkey %s\ncreated %lld\nwith %s\nformat %d\n", t->name, version,
+              pkgs, key, (long long)time(NULL), with, IMAGE_FORMAT);
+  if (write_file_atomic(path, text, strlen(text)) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot write %s: %s; check the free space in %s", path, strerror(errno), cache_dir());
+}
+
+/* Remove what killed builds of KEY left behind (we hold KEY's lock). */
+static void remove_stale_staging(const char *tmp, const char *key)
+{
+  DIR *d = opendir(tmp);
+  struct dirent *e;
+  CLEANUP_FREE char *prefix = xasprintf("build-%s-", key);
+  while (d && (e = readdir(d)))
+    if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+      CLEANUP_FREE char *path = xasprintf("%s/%s", tmp, e->d_name);
+      remove_tree(path);
+    }
+  if (d)
+    closedir(d);
+}
+
+static int lock_key(const char *key)
+{
+  CLEANUP_FREE char *dir = xasprintf("%s/locks", cache_dir());
+  CLEANUP_FREE char *path = xasprintf("%s/%s", dir, key);
+  int fd = -1;
+  if (make_dirs(dir, 0) == -1 || (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1 || flock(fd, LOCK_EX) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot lock %s: %s; check the permissions of %s", path, strerror(errno), cache_dir());
+  return fd;
+}
+
+static int image_exists(const char *dir)
+{
+  CLEANUP_FREE char *manifest = xasprintf("%s/manifest", dir);
+  return access(manifest, F_OK) == 0;
+}
+
+static void finish(const struct progress *p, const char *dir, bool built)
+{
+  if (!p->quiet)
+    fprintf(stderr, "vmexec: [%s] done in %.1f s%s: %s\n", p->t->name, now_seconds() - p->start,
+            built ? "" : " (cached)", dir);
+}
+
+int image_build(const struct target *t, const struct image_options *opt, char *dir)
+{
+  struct progress p = {.t = t, .quiet = opt && opt->quiet, .start = now_seconds()};
+  p.steps = !p.quiet && isatty(2);
+  struct strv pkgs = {0};
+  for (size_t i = 0; i < sizeof base_packages / sizeof base_packages[0]; i++)
+    strv_push(&pkgs, base_packages[i]);
+  CLEANUP_FREE char *with = normalize_with(opt ? opt->with : NULL, &pkgs);
+  strv_sort_unique(&pkgs);
+
+  CLEANUP_FREE char *agent = agent_path(t);
+  CLEANUP_FREE char *agent_bytes = NULL;
+  size_t agent_len;
+  if (read_file(agent, &agent_bytes, &agent_len) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot read the guest agent %s: %s; rebuild vmexec", agent, strerror(errno));
+
+  struct apt apt;
+  apt_open(&apt, t, p.quiet);
+  struct apt_resolution r;
+  apt_resolve(&apt, t->kernel_package, &pkgs, &r);
+  strv_free(&pkgs);
+  struct strv files = {0};
+  strv_push(&files, r.kernel.file);
+  for (size_t i = 0; i < r.n; i++)
+    strv_push(&files, r.debs[i].file);
+  strv_sort_unique(&files);
+
+  char key[IMAGE_KEY_LEN + 1];
+  image_key(t, &files, with, agent_bytes, agent_len, key);
+  if (snprintf(dir, PATH_MAX, "%s/%s", images_dir(), key) >= PATH_MAX)
+    fail(EXIT_TOOL_FAILED, "cache directory path is too long; set XDG_CACHE_HOME to a shorter path");
+  if (image_exists(dir)) {
+    apt_close(&apt);
+    apt_resolution_free(&r);
+    strv_free(&files);
+    image_set_current(t, key);
+    finish(&p, dir, false);
+    return 0;
+  }
+
+  /* Another vmexec may be building the same image: wait for it, then use its result. */
+  int lock = lock_key(key);
+  bool built = !image_exists(dir);
+  if (!built) {
+    apt_close(&apt);
+  } else {
+    CLEANUP_FREE char *debs = xasprintf("%s/debs", cache_dir());
+    CLEANUP_FREE char *tmp = xasprintf("%s/tmp", cache_dir());
+    if (make_dirs(debs, 0) == -1 || make_dirs(tmp, 0) == -1)
+      fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", debs, strerror(errno), cache_dir());
+    apt_download(&apt, &r, debs, announce_download, &p);
+    apt_close(&apt);
+
+    remove_stale_staging(tmp, key);
+    snprintf(staging, sizeof staging, "%s/build-%s-XXXXXX", tmp, key);
+    static bool registered;
+    if (!registered && atexit(remove_staging) == 0)
+      registered = true;
+    if (!mkdtemp(staging))
+      fail(EXIT_TOOL_FAILED, "cannot create a directory in %s: %s; check its permissions", tmp, strerror(errno));
+    CLEANUP_FREE char *root = xasprintf("%s/root", staging);
+    CLEANUP_FREE char *out = xasprintf("%s/image", staging);
+    if (mkdir(root, 0755) == -1 || mkdir(out, 0755) == -1)
+      fail(EXIT_TOOL_FAILED, "cannot create a directory in %s: %s; check the free space", staging, strerror(errno));
+
+    extract(&p, &r, debs, root);
+    CLEANUP_FREE char *version = kernel_version(t, root);
+
+    step(&p, "resolving modules");
+    CLEANUP_FREE char *moddir = xasprintf("%s/lib/modules/%s", root, version);
+    const char *wanted[sizeof base_modules / sizeof base_modules[0] + 1];
+    size_t n_wanted = 0;
+    if (transport_module(t->transport))
+      wanted[n_wanted++] = transport_module(t->transport);
+    for (size_t i = 0; i < sizeof base_modules / sizeof base_modules[0]; i++)
+      wanted[n_wanted++] = base_modules[i];
+    struct strv modules = {0};
+    modules_resolve(moddir, wanted, n_wanted, &modules);
+
+    CLEANUP_FREE char *initrd = xasprintf("%s/initrd", out);
+    CLEANUP_FREE char *kernel = xasprintf("%s/kernel", out);
+    CLEANUP_FREE char *manifest = xasprintf("%s/manifest", out);
+    write_initramfs(&p, root, version, agent, &modules, initrd);
+    strv_free(&modules);
+    take_kernel(t, root, version, kernel);
+    write_manifest(t, version, &files, key, with, manifest);
+    /* The manifest is written last and the directory appears whole. */
+    if (rename(out, dir) == -1)
+      fail(EXIT_TOOL_FAILED, "cannot move the image to %s: %s; check the permissions of %s", dir, strerror(errno),
+           images_dir());
+    remove_staging();
+  }
+  close(lock);
+  apt_resolution_free(&r);
+  strv_free(&files);
+  image_set_current(t, key);
+  finish(&p, dir, built);
+  return 0;
+}

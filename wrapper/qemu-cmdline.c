@@ -1,0 +1,302 @@
+#include "qemu-cmdline.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#include <linux/kvm.h>
+#endif
+
+#include "cleanup.h"
+#include "wire.h"
+
+/* A growing NULL-terminated argv; on allocation failure ok turns false. */
+struct args {
+  char **v;
+  size_t n, cap;
+  bool ok;
+};
+
+static void add(struct args *a, const char *s)
+{
+  if (!a->ok)
+    return;
+  if (a->n + 2 > a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 64;
+    char **v = realloc(a->v, cap * sizeof *v);
+    if (!v) {
+      a->ok = false;
+      return;
+    }
+    a->v = v;
+    a->cap = cap;
+  }
+  char *copy = strdup(s);
+  if (!copy) {
+    a->ok = false;
+    return;
+  }
+  a->v[a->n++] = copy;
+  a->v[a->n] = NULL;
+}
+
+static void addf(struct args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void addf(struct args *a, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  char *s;
+  int n = vasprintf(&s, fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    a->ok = false;
+    return;
+  }
+  add(a, s);
+  free(s);
+}
+
+/* qemu option values are comma separated; a comma in a path is written ",,". */
+static char *qemu_escape(const char *path)
+{
+  size_t n = strlen(path), commas = 0;
+  for (const char *p = path; *p; p++)
+    commas += *p == ',';
+  char *out = malloc(n + commas + 1), *q = out;
+  if (!out)
+    return NULL;
+  for (const char *p = path; *p; p++) {
+    *q++ = *p;
+    if (*p == ',')
+      *q++ = ',';
+  }
+  *q = '\0';
+  return out;
+}
+
+/* KVM only helps when the guest is the host's own architecture family: x86
+ * guests on an x86_64 host. Even then it is off unless VMEXEC_KVM=1: on the
+ * machines we measured (a VM without nested VT-x, ../shared/TARGETS.md)
+ * /dev/kvm opens and creates VMs, yet the guest kernel hangs in its
+ * decompressor or fails on rdrand. So the probe alone is not proof enough. */
+bool qemu_use_kvm(const struct target *t)
+{
+#if defined(__x86_64__)
+  if (strcmp(t->name, "x86_64") != 0 && strcmp(t->name, "i386") != 0)
+    return false;
+  const char *env = getenv("VMEXEC_KVM");
+  if (!env || strcmp(env, "1") != 0)
+    return false;
+  CLEANUP_CLOSE int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (kvm == -1 || ioctl(kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
+    return false;
+  CLEANUP_CLOSE int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+  return vm >= 0;
+#else
+  (void)t;
+  return false;
+#endif
+}
+
+/* Multi-threaded TCG (one host thread per vCPU) is qemu's default where the
+ * guest supports it; mips does not ("Guest not yet converted to MTTCG"). */
+static bool mttcg_ok(const struct target *t)
+{
+  return strstr(t->qemu_binary, "mips") == NULL;
+}
+
+char **qemu_argv(const struct qemu_options *o)
+{
+  const struct target *t = o->target;
+  const char *sfx = transport_suffix(t->transport);
+  struct args a = { .ok = true };
+  int mem = o->memory_mib > 0 ? o->memory_mib : QEMU_DEFAULT_MEMORY_MIB;
+  int cpus = o->cpus > 0 ? o->cpus : 1;
+  CLEANUP_FREE char *dir = qemu_escape(o->image_dir);
+  CLEANUP_FREE char *serial = qemu_escape(o->serial_socket);
+  CLEANUP_FREE char *console = o->console_log ? qemu_escape(o->console_log) : NULL;
+  CLEANUP_FREE char *qmp = o->qmp_socket ? qemu_escape(o->qmp_socket) : NULL;
+  if (!dir || !serial || (o->console_log && !console) || (o->qmp_socket && !qmp))
+    return NULL;
+
+  add(&a, t->qemu_binary);
+  add(&a, "-M");
+  add(&a, t->machine);
+  if (qemu_use_kvm(t)) {
+    add(&a, "-accel");
+    add(&a, "kvm");
+    if (strcmp(t->name, "x86_64") == 0) {
+      add(&a, "-cpu");
+      add(&a, "host");
+    } else if (t->cpu) {
+      add(&a, "-cpu");
+      add(&a, t->cpu);
+    }
+  } else {
+    add(&a, "-accel");
+    add(&a, mttcg_ok(t) ? "tcg,thread=multi" : "tcg");
+    if (t->cpu) {
+      add(&a, "-cpu");
+      add(&a, t->cpu);
+    }
+  }
+  add(&a, "-m");
+  addf(&a, "%dM", mem);
+  add(&a, "-smp");
+  addf(&a, "%d", cpus);
+  add(&a, "-display");
+  add(&a, "none");
+  add(&a, "-no-reboot");
+  add(&a, "-monitor");
+  add(&a, "none");
+  add(&a, "-nic");
+  add(&a, "none");
+  add(&a, "-serial");
+  if (console)
+    addf(&a, "file:%s", console);
+  else
+    add(&a, "stdio");
+  if (qmp) {
+    add(&a, "-qmp");
+    addf(&a, "unix:%s,server=on,wait=off", qmp);
+  }
+  /* Row-specific extras, e.g. "-vga none" on ppc64el. */
+  CLEANUP_FREE char *extra = strdup(t->qemu_extra);
+  if (!extra)
+    return NULL;
+  char *save = NULL;
+  for (char *w = strtok_r(extra, " ", &save); w; w = strtok_r(NULL, " ", &save))
+    add(&a, w);
+
+  add(&a, "-kernel");
+  addf(&a, "%s/kernel", o->image_dir);
+  add(&a, "-initrd");
+  addf(&a, "%s/initrd", o->image_dir);
+  add(&a, "-append");
+  addf(&a, "console=%s panic=-1 quiet", t->console);
+
+  add(&a, "-device");
+  addf(&a, "virtio-serial-%s", sfx);
+  add(&a, "-chardev");
+  addf(&a, "socket,id=vmexec,path=%s,server=on,wait=off", serial);
+  add(&a, "-device");
+  add(&a, "virtserialport,chardev=vmexec,name=" WIRE_PORT_NAME);
+
+  if (!a.ok) {
+    qemu_argv_free(a.v);
+    return NULL;
+  }
+  return a.v;
+}
+
+void qemu_argv_free(char **argv)
+{
+  if (!argv)
+    return;
+  for (char **p = argv; *p; p++)
+    free(*p);
+  free(argv);
+}
+
+int qemu_find(const struct target *t, char *buf, size_t cap)
+{
+  const char *path = getenv("PATH");
+  if (!path || !*path)
+    path = "/usr/local/bin:/usr/bin:/bin";
+  const char *p = path;
+  while (*p) {
+    size_t len = strcspn(p, ":");
+    int n = snprintf(buf, cap, "%.*s%s%s", (int)len, p, len ? "/" : "", t->qemu_binary);
+    if (n > 0 && (size_t)n < cap && access(buf, X_OK) == 0)
+      return 0;
+    p += len;
+    if (*p == ':')
+      p++;
+  }
+  return -1;
+}
+
+const sigset_t *sigmask_empty(void)
+{
+  static sigset_t set;
+  static bool done;
+  if (!done) {
+    sigemptyset(&set);
+    done = true;
+  }
+  return &set;
+}
+
+pid_t qemu_spawn(const struct qemu_options *o, const sigset_t *mask)
+{
+  char bin[PATH_MAX];
+  if (qemu_find(o->target, bin, sizeof bin) == -1)
+    return -ENOENT;
+  char **argv = qemu_argv(o);
+  if (!argv)
+    return -ENOMEM;
+  /* Open everything the child needs before fork: the child only dup2s and
+   * execs. A close-on-exec pipe reports a failed exec. */
+  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int out = o->qemu_log ? open(o->qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+  int pipefd[2] = { -1, -1 };
+  int err = 0;
+  if (in == -1 || (o->qemu_log && out == -1) || pipe2(pipefd, O_CLOEXEC) == -1)
+    err = errno;
+  pid_t parent = getpid();
+  pid_t pid = err ? -1 : fork();
+  if (pid == 0) {
+    /* qemu must not outlive whoever started it (a supervisor killed with
+     * SIGKILL would leave a guest running forever). */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+      _exit(125);
+    /* exec keeps ignored signals ignored (SIGPIPE in the supervisor). */
+    for (int s = 1; s < NSIG; s++)
+      signal(s, SIG_DFL);
+    sigprocmask(SIG_SETMASK, mask ? mask : sigmask_empty(), NULL);
+    dup2(in, 0);
+    if (out >= 0) {
+      dup2(out, 1);
+      dup2(out, 2);
+    }
+    execv(bin, argv);
+    int e = errno;
+    if (write(pipefd[1], &e, sizeof e) < 0)
+      _exit(127);
+    _exit(127);
+  }
+  if (pid == -1 && !err)
+    err = errno;
+  if (pipefd[1] >= 0)
+    close(pipefd[1]);
+  if (pid > 0) {
+    int e;
+    ssize_t n;
+    while ((n = read(pipefd[0], &e, sizeof e)) == -1 && errno == EINTR)
+      ;
+    if (n == (ssize_t)sizeof e) {
+      err = e;
+      while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+        ;
+      pid = -1;
+    }
+  }
+  if (pipefd[0] >= 0)
+    close(pipefd[0]);
+  if (in >= 0)
+    close(in);
+  if (out >= 0)
+    close(out);
+  qemu_argv_free(argv);
+  return pid > 0 ? pid : -err;
+}

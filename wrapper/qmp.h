@@ -1,0 +1,14 @@
+/* The few things vmexec asks of a running qemu, through its QMP monitor. */
+#ifndef VMEXEC_QMP_H
+#define VMEXEC_QMP_H
+
+#include <sys/types.h>
+
+/* Stop qemu PID: QMP "quit" on QMP_SOCKET, then SIGTERM, then SIGKILL, each
+ * given a few seconds; reaps it. */
+void qemu_stop(const char *qmp_socket, pid_t pid);
+
+/* Resident memory of process PID in KiB, or 0 if unknown. */
+long qemu_rss_kib(pid_t pid);
+
+#endif
