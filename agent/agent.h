@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdnoreturn.h>
 #include <sys/types.h>
 
@@ -48,5 +49,22 @@ int conn_fd(const struct conn *c, short *events);
 int conn_timeout_ms(const struct conn *c);
 /* Called when the fd is ready (REVENTS) or the timeout passed (REVENTS 0). */
 void conn_tick(struct conn *c, short revents);
+
+/* Queue a frame for the host (dropped while no host is connected: the runs it
+ * belongs to are cancelled then). */
+void agent_send(uint16_t type, uint32_t run, const void *payload, size_t len);
+
+/* runs.c: the programs the host asked for, many at once. */
+struct pollfd;
+struct wire_header;
+void runs_init(void);
+void runs_frame(const struct wire_header *h, const uint8_t *payload);
+/* The host went away: kill every run. */
+void runs_cancel_all(void);
+/* PID was reaped with STATUS; true if it was a run's main process. */
+bool runs_reaped(pid_t pid, int status);
+/* The fds the runs wait on, into p (at most cap); returns how many. */
+size_t runs_pollfds(struct pollfd *p, size_t cap);
+void runs_events(const struct pollfd *p, size_t n);
 
 #endif

@@ -58,18 +58,29 @@ static void open_port(struct conn *c)
   c->state = WAITING;
 }
 
+static struct conn the_conn;
+
 static void reopen(struct conn *c, const char *why)
 {
   agent_log("connection closed: %s; waiting for the host", why);
+  /* Nobody is left to read the runs' output or to get their exit. */
+  runs_cancel_all();
   close(c->fc.fd);
   open_port(c);
 }
 
 struct conn *conn_start(void)
 {
-  static struct conn conn;
-  open_port(&conn);
-  return &conn;
+  open_port(&the_conn);
+  return &the_conn;
+}
+
+void agent_send(uint16_t type, uint32_t run, const void *payload, size_t len)
+{
+  if (the_conn.state != CONNECTED)
+    return;
+  if (frame_conn_queue(&the_conn.fc, type, run, payload, len) == -1)
+    agent_log("out of memory queueing a frame for run %u", (unsigned)run);
 }
 
 int conn_fd(const struct conn *c, short *events)
@@ -118,8 +129,19 @@ static void say_hello(struct conn *c)
 static void handle_frame(struct conn *c, const struct wire_header *h, const uint8_t *payload)
 {
   (void)c;
-  (void)payload;
   switch (h->type) {
+  case WIRE_RUN:
+  case WIRE_FILE:
+  case WIRE_FILE_DATA:
+  case WIRE_STDIN:
+  case WIRE_CREDIT:
+  case WIRE_SIGNAL:
+  case WIRE_CANCEL:
+    if (h->run != 0) {
+      runs_frame(h, payload);
+      break;
+    }
+    /* fall through */
   default:
     agent_log("ignoring frame of type %u (%u bytes, run %u)", (unsigned)h->type, (unsigned)h->length,
               (unsigned)h->run);

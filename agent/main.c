@@ -24,7 +24,8 @@ static void reap_children(void)
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0)
       return;
-    busybox_install_reaped(pid, status);
+    if (!runs_reaped(pid, status))
+      busybox_install_reaped(pid, status);
   }
 }
 
@@ -55,15 +56,21 @@ int main(void)
   int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sfd == -1)
     agent_fatal("signalfd: %s", strerror(errno));
+  runs_init();
   busybox_install_start();
   load_modules();
   struct conn *conn = conn_start();
   conn_tick(conn, 0); /* the host may already be there */
 
+  /* Two slots for the signalfd and the port, then the runs' pipes. */
+  enum { MAX_POLL = 2 + 4 * 512 };
+  static struct pollfd p[MAX_POLL];
   for (;;) {
-    struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = -1 } };
+    p[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+    p[1] = (struct pollfd){ .fd = -1 };
     p[1].fd = conn_fd(conn, &p[1].events);
-    int n = poll(p, 2, conn_timeout_ms(conn));
+    size_t nruns = runs_pollfds(p + 2, MAX_POLL - 2);
+    int n = poll(p, 2 + nruns, conn_timeout_ms(conn));
     if (n == -1) {
       if (errno == EINTR)
         continue;
@@ -81,14 +88,17 @@ int main(void)
           port_event = true;
           break;
         default:
-          /* SIGTERM/SIGINT/SIGHUP (e.g. ctrl-alt-del): nothing to stop yet. */
+          /* SIGTERM/SIGINT/SIGHUP (e.g. ctrl-alt-del): nothing to stop. */
           break;
         }
       }
     }
+    runs_events(p + 2, nruns);
     if (p[1].fd >= 0 && p[1].revents)
       conn_tick(conn, p[1].revents);
     else if (n == 0 || port_event)
       conn_tick(conn, 0);
+    /* Send what the runs queued (output, exits) without waiting a round. */
+    conn_tick(conn, 0);
   }
 }

@@ -1,0 +1,609 @@
+/* Runs: the programs the host asked the agent to start, many at once.
+ *
+ * Each run gets pipes for stdin, stdout and stderr, its own session (so a
+ * signal from the host reaches its process group) and its own cgroup (so that
+ * everything it spawned, even what left the session, is killed when the run
+ * ends or is cancelled: nothing leaks into the next run). Output is read only
+ * while the host has granted credit, so a slow reader on the host stops the
+ * program the way a full pipe would, without the agent buffering it.
+ *
+ * A run is over when its main process was reaped and both output pipes hit
+ * end of file (the rest of its cgroup is killed at the reap, so they do);
+ * only then is WIRE_EXIT sent, after all the output. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "wire.h"
+
+#define CGROUP_ROOT "/sys/fs/cgroup"
+#define RUN_DIR "/run/vmexec"
+#define MAX_ARGS 65536
+#define READ_CHUNK (64 * 1024)
+
+struct run {
+  uint32_t id;
+  pid_t pid;             /* main process; 0 before the start and after the reap */
+  int in_fd, out_fd, err_fd, exec_fd; /* our pipe ends, -1 once closed */
+  uint8_t *stdin_buf;    /* stdin from the host not yet taken by the program */
+  size_t stdin_len;
+  bool stdin_eof;        /* the host's stdin ended: close in_fd once drained */
+  uint32_t credit;       /* output bytes the host will still take */
+  bool started, reaped, cgroup;
+  int status;            /* wait status of the main process */
+  int file_fd;           /* the file being received (--copy), or -1 */
+  uint64_t file_left;
+  char dir[64];          /* RUN_DIR/ID: files sent with the run */
+  struct run *next;
+};
+
+static struct run *runs;
+static bool have_cgroups;
+
+void runs_init(void)
+{
+  mkdir(RUN_DIR, 0755);
+  /* cgroup2 lets us kill a run's whole tree, even processes that called
+   * setsid() or were reparented to us. Without it: the session is killed. */
+  if (mount("cgroup2", CGROUP_ROOT, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 || errno == EBUSY)
+    have_cgroups = access(CGROUP_ROOT "/cgroup.procs", F_OK) == 0;
+  if (!have_cgroups)
+    agent_log("no cgroup2 (%s): a run's processes are killed by session", strerror(errno));
+}
+
+static struct run *find(uint32_t id)
+{
+  for (struct run *r = runs; r; r = r->next)
+    if (r->id == id)
+      return r;
+  return NULL;
+}
+
+static void close_fd(int *fd)
+{
+  if (*fd >= 0)
+    close(*fd);
+  *fd = -1;
+}
+
+static void send_u32(uint16_t type, uint32_t run, uint32_t v)
+{
+  uint8_t b[4];
+  struct wire_writer w;
+  wire_writer_init(&w, b, sizeof b);
+  wire_put_u32(&w, v);
+  agent_send(type, run, b, w.len);
+}
+
+static void send_exit(struct run *r, uint32_t how, uint32_t value, const char *msg)
+{
+  uint8_t b[1200];
+  struct wire_writer w;
+  wire_writer_init(&w, b, sizeof b);
+  wire_put_u32(&w, how);
+  wire_put_u32(&w, value);
+  wire_put_bytes(&w, msg, strnlen(msg, 1024));
+  agent_send(WIRE_EXIT, r->id, b, w.len);
+}
+
+static struct run *create(uint32_t id)
+{
+  struct run *r = calloc(1, sizeof *r);
+  if (!r)
+    return NULL;
+  r->id = id;
+  r->in_fd = r->out_fd = r->err_fd = r->exec_fd = r->file_fd = -1;
+  r->credit = WIRE_WINDOW;
+  snprintf(r->dir, sizeof r->dir, RUN_DIR "/%u", id);
+  r->next = runs;
+  runs = r;
+  return r;
+}
+
+static void cgroup_path(const struct run *r, const char *file, char *buf, size_t cap)
+{
+  snprintf(buf, cap, CGROUP_ROOT "/vmexec-%u%s%s", r->id, file ? "/" : "", file ? file : "");
+}
+
+/* Kill every process of the run: its cgroup, or at least its session. */
+static void kill_all(struct run *r)
+{
+  if (r->cgroup) {
+    char path[128];
+    cgroup_path(r, "cgroup.kill", path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      if (write(fd, "1", 1) == 1) {
+        close(fd);
+        return;
+      }
+      close(fd);
+    }
+  }
+  if (r->pid > 0)
+    kill(-r->pid, SIGKILL);
+}
+
+static void remove_dir_files(const char *dir)
+{
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      unlinkat(dirfd(d), e->d_name, 0);
+  closedir(d);
+  rmdir(dir);
+}
+
+static void destroy(struct run *gone)
+{
+  for (struct run **p = &runs; *p; p = &(*p)->next)
+    if (*p == gone) {
+      *p = gone->next;
+      break;
+    }
+  close_fd(&gone->in_fd);
+  close_fd(&gone->out_fd);
+  close_fd(&gone->err_fd);
+  close_fd(&gone->exec_fd);
+  close_fd(&gone->file_fd);
+  if (gone->cgroup) {
+    char path[128];
+    cgroup_path(gone, NULL, path, sizeof path);
+    rmdir(path); /* EBUSY while killed processes are still being reaped: harmless */
+  }
+  remove_dir_files(gone->dir);
+  free(gone->stdin_buf);
+  free(gone);
+}
+
+/* Over when reaped and all output is out: tell the host how it ended. */
+static void maybe_finish(struct run *r)
+{
+  if (!r->reaped || r->out_fd >= 0 || r->err_fd >= 0 || r->exec_fd >= 0)
+    return;
+  if (WIFSIGNALED(r->status))
+    send_exit(r, WIRE_SIGNALED, wire_signal_from_native(WTERMSIG(r->status)), "");
+  else
+    send_exit(r, WIRE_EXITED, (uint32_t)WEXITSTATUS(r->status), "");
+  destroy(r);
+}
+
+/* Refuse a run that cannot start, in vmexec's own statuses. */
+static void refuse(struct run *r, uint32_t status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void refuse(struct run *r, uint32_t status, const char *fmt, ...)
+{
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  send_exit(r, WIRE_FAILED, status, msg);
+  if (r->pid > 0)
+    kill_all(r);
+  r->pid = 0;
+  destroy(r);
+}
+
+struct run_request {
+  uint32_t uid, gid, umask, flags;
+  char cwd[PATH_MAX], file[PATH_MAX];
+  char **argv, **envp;
+  gid_t groups[256];
+  uint32_t ngroups;
+};
+
+/* Strings of the payload, NUL-terminated copies in one allocation per array. */
+static char **get_strings(struct wire_reader *rd)
+{
+  uint32_t n = wire_get_u32(rd);
+  if (!rd->ok || n > MAX_ARGS)
+    return NULL;
+  char **v = calloc(n + 1, sizeof *v);
+  for (uint32_t i = 0; v && i < n; i++) {
+    size_t len;
+    const uint8_t *p = wire_get_bytes(rd, &len);
+    if (!rd->ok || memchr(p, '\0', len) || !(v[i] = strndup((const char *)p, len))) {
+      for (uint32_t j = 0; j < i; j++)
+        free(v[j]);
+      free(v);
+      return NULL;
+    }
+  }
+  return v;
+}
+
+static void free_strings(char **v)
+{
+  for (char **p = v; p && *p; p++)
+    free(*p);
+  free(v);
+}
+
+static bool parse_run(const uint8_t *p, size_t n, struct run_request *q)
+{
+  struct wire_reader rd;
+  wire_reader_init(&rd, p, n);
+  q->uid = wire_get_u32(&rd);
+  q->gid = wire_get_u32(&rd);
+  q->umask = wire_get_u32(&rd);
+  q->flags = wire_get_u32(&rd);
+  wire_get_str(&rd, q->cwd, sizeof q->cwd);
+  wire_get_str(&rd, q->file, sizeof q->file);
+  q->argv = get_strings(&rd);
+  q->envp = get_strings(&rd);
+  q->ngroups = wire_get_u32(&rd);
+  if (q->ngroups > 256)
+    rd.ok = false;
+  for (uint32_t i = 0; rd.ok && i < q->ngroups; i++)
+    q->groups[i] = wire_get_u32(&rd);
+  return rd.ok && q->argv && q->envp && q->argv[0];
+}
+
+static void mkdir_p(const char *path)
+{
+  char buf[PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *s = buf + 1; *s; s++)
+    if (*s == '/') {
+      *s = '\0';
+      mkdir(buf, 0755);
+      *s = '/';
+    }
+  mkdir(buf, 0755);
+}
+
+/* In the child: report why the start failed on the exec pipe, and exit. */
+static noreturn void child_fail(int fd, int stage, int err)
+{
+  int msg[2] = { stage, err };
+  ssize_t ignored = write(fd, msg, sizeof msg);
+  (void)ignored;
+  _exit(127);
+}
+
+enum { STAGE_CGROUP = 1, STAGE_CWD, STAGE_CREDS, STAGE_EXEC };
+
+static noreturn void child(struct run *r, struct run_request *q, int in, int out, int err, int exec_w)
+{
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, NULL);
+  setsid();
+  if (r->cgroup) {
+    char path[128];
+    cgroup_path(r, "cgroup.procs", path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1)
+      child_fail(exec_w, STAGE_CGROUP, errno);
+    close(fd);
+  }
+  dup2(in, 0);
+  dup2(out, 1);
+  dup2(err, 2);
+  if (chdir(q->cwd) == -1) {
+    /* Until the share shows the host's trees, --copy runs in a fresh
+     * directory of the same name in guest memory. */
+    if (!(q->flags & WIRE_RUN_COPY))
+      child_fail(exec_w, STAGE_CWD, errno);
+    mkdir_p(q->cwd);
+    if (chdir(q->cwd) == -1)
+      child_fail(exec_w, STAGE_CWD, errno);
+  }
+  if (setgroups(q->ngroups, q->groups) == -1 || setgid(q->gid) == -1 || setuid(q->uid) == -1)
+    child_fail(exec_w, STAGE_CREDS, errno);
+  umask(q->umask & 0777);
+  char copied[sizeof r->dir + 256];
+  const char *file = q->file;
+  if (q->flags & WIRE_RUN_COPY) {
+    /* The name was checked to be a plain file name when the file came. */
+    snprintf(copied, sizeof copied, "%s/%.255s", r->dir, q->file);
+    file = copied;
+  }
+  execve(file, q->argv, q->envp);
+  child_fail(exec_w, STAGE_EXEC, errno);
+}
+
+static void start(struct run *r, const uint8_t *p, size_t n)
+{
+  struct run_request *q = calloc(1, sizeof *q);
+  if (!q || !parse_run(p, n, q)) {
+    if (q) {
+      free_strings(q->argv);
+      free_strings(q->envp);
+    }
+    free(q);
+    refuse(r, 125, "malformed run request from the host");
+    return;
+  }
+  if (have_cgroups) {
+    char path[128];
+    cgroup_path(r, NULL, path, sizeof path);
+    r->cgroup = mkdir(path, 0755) == 0;
+  }
+  int in[2], out[2], err[2], ex[2];
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(ex, O_CLOEXEC)) {
+    refuse(r, 125, "cannot create pipes in the guest: %s", strerror(errno));
+  } else {
+    pid_t pid = fork();
+    if (pid == 0)
+      child(r, q, in[0], out[1], err[1], ex[1]);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    close(ex[1]);
+    r->in_fd = in[1];
+    r->out_fd = out[0];
+    r->err_fd = err[0];
+    r->exec_fd = ex[0];
+    fcntl(r->in_fd, F_SETFL, O_NONBLOCK);
+    fcntl(r->out_fd, F_SETFL, O_NONBLOCK);
+    fcntl(r->err_fd, F_SETFL, O_NONBLOCK);
+    if (pid < 0)
+      refuse(r, 125, "cannot fork in the guest: %s", strerror(errno));
+    else {
+      r->pid = pid;
+      r->started = true;
+    }
+  }
+  free_strings(q->argv);
+  free_strings(q->envp);
+  free(q);
+}
+
+/* The exec pipe: end of file means exec succeeded; data means it did not. */
+static void exec_result(struct run *r)
+{
+  int msg[2];
+  ssize_t n = read(r->exec_fd, msg, sizeof msg);
+  if (n < 0 && errno == EINTR)
+    return;
+  close_fd(&r->exec_fd);
+  if (n != (ssize_t)sizeof msg) {
+    maybe_finish(r);
+    return;
+  }
+  const char *what = msg[0] == STAGE_CGROUP ? "cannot join the run's cgroup"
+                     : msg[0] == STAGE_CWD  ? "cannot enter the working directory in the guest"
+                     : msg[0] == STAGE_CREDS ? "cannot take the caller's uid and gid in the guest"
+                                             : "cannot execute the program in the guest";
+  uint32_t status = msg[0] == STAGE_EXEC ? (msg[1] == ENOENT ? 127 : 126) : 125;
+  const char *hint = msg[0] == STAGE_EXEC && msg[1] == ENOENT
+                       ? " (is its dynamic loader or a library missing from the image? "
+                         "add packages with 'vmexec image build --with')"
+                       : "";
+  /* The child exits 127 right after; drop its status and report this instead. */
+  if (r->pid > 0) {
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+  }
+  refuse(r, status, "%s: %s%s", what, strerror(msg[1]), hint);
+}
+
+static void receive_file(struct run *r, const uint8_t *p, size_t n)
+{
+  struct wire_reader rd;
+  wire_reader_init(&rd, p, n);
+  uint32_t mode = wire_get_u32(&rd);
+  uint64_t size = (uint64_t)wire_get_u32(&rd) << 32;
+  size |= wire_get_u32(&rd);
+  char name[256], path[PATH_MAX];
+  if (!wire_get_str(&rd, name, sizeof name) || !rd.ok || strchr(name, '/') || !strcmp(name, ".") ||
+      !strcmp(name, "..") || !name[0]) {
+    refuse(r, 125, "malformed file from the host");
+    return;
+  }
+  mkdir(r->dir, 0755);
+  snprintf(path, sizeof path, "%s/%s", r->dir, name);
+  close_fd(&r->file_fd);
+  r->file_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
+  r->file_left = size;
+  if (r->file_fd < 0)
+    refuse(r, 125, "cannot store the program in the guest: %s", strerror(errno));
+}
+
+static void receive_file_data(struct run *r, const uint8_t *p, size_t n)
+{
+  if (r->file_fd < 0 || n > r->file_left) {
+    refuse(r, 125, "malformed file data from the host");
+    return;
+  }
+  while (n > 0) {
+    ssize_t w = write(r->file_fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      refuse(r, 125, "cannot store the program in the guest: %s (guest memory full? set VMEXEC_MEMORY)",
+             strerror(errno));
+      return;
+    }
+    p += w;
+    n -= (size_t)w;
+    r->file_left -= (uint64_t)w;
+  }
+  if (r->file_left == 0)
+    close_fd(&r->file_fd);
+}
+
+static void receive_stdin(struct run *r, const uint8_t *p, size_t n)
+{
+  if (n == 0) {
+    r->stdin_eof = true;
+  } else if (r->in_fd < 0) {
+    send_u32(WIRE_CREDIT, r->id, (uint32_t)n); /* the program closed stdin: drop it */
+    return;
+  } else {
+    if (r->stdin_len + n > WIRE_WINDOW) {
+      agent_log("run %u: host sent stdin beyond its credit; dropped", r->id);
+      return;
+    }
+    if (!r->stdin_buf && !(r->stdin_buf = malloc(WIRE_WINDOW)))
+      return;
+    memcpy(r->stdin_buf + r->stdin_len, p, n);
+    r->stdin_len += n;
+  }
+  if (r->stdin_eof && r->stdin_len == 0)
+    close_fd(&r->in_fd);
+}
+
+void runs_frame(const struct wire_header *h, const uint8_t *p)
+{
+  struct run *r = find(h->run);
+  if (!r && (h->type == WIRE_RUN || h->type == WIRE_FILE))
+    r = create(h->run);
+  if (!r)
+    return; /* e.g. a credit for a run that just ended */
+  switch (h->type) {
+  case WIRE_FILE:
+    receive_file(r, p, h->length);
+    break;
+  case WIRE_FILE_DATA:
+    receive_file_data(r, p, h->length);
+    break;
+  case WIRE_RUN:
+    if (r->started)
+      refuse(r, 125, "run %u started twice", r->id);
+    else
+      start(r, p, h->length);
+    break;
+  case WIRE_STDIN:
+    receive_stdin(r, p, h->length);
+    break;
+  case WIRE_CREDIT: {
+    struct wire_reader rd;
+    wire_reader_init(&rd, p, h->length);
+    uint32_t more = wire_get_u32(&rd);
+    r->credit = r->credit + more > WIRE_WINDOW ? WIRE_WINDOW : r->credit + more;
+    break;
+  }
+  case WIRE_SIGNAL: {
+    struct wire_reader rd;
+    wire_reader_init(&rd, p, h->length);
+    int sig = wire_signal_to_native(wire_get_u32(&rd));
+    if (sig > 0 && r->pid > 0)
+      kill(-r->pid, sig);
+    break;
+  }
+  case WIRE_CANCEL:
+    if (r->started)
+      kill_all(r);
+    else
+      destroy(r);
+    break;
+  default:
+    agent_log("run %u: unexpected frame type %u", r->id, h->type);
+  }
+}
+
+void runs_cancel_all(void)
+{
+  for (struct run *r = runs, *next; r; r = next) {
+    next = r->next;
+    if (r->started)
+      kill_all(r);
+    else
+      destroy(r);
+  }
+}
+
+bool runs_reaped(pid_t pid, int status)
+{
+  for (struct run *r = runs; r; r = r->next)
+    if (r->pid == pid) {
+      r->pid = 0;
+      r->reaped = true;
+      r->status = status;
+      /* The main process is gone: so is everything it left behind. */
+      kill_all(r);
+      maybe_finish(r);
+      return true;
+    }
+  return false;
+}
+
+size_t runs_pollfds(struct pollfd *p, size_t cap)
+{
+  size_t n = 0;
+  for (struct run *r = runs; r && n + 4 <= cap; r = r->next) {
+    if (r->out_fd >= 0 && r->credit > 0)
+      p[n++] = (struct pollfd){ .fd = r->out_fd, .events = POLLIN };
+    if (r->err_fd >= 0 && r->credit > 0)
+      p[n++] = (struct pollfd){ .fd = r->err_fd, .events = POLLIN };
+    if (r->in_fd >= 0 && r->stdin_len > 0)
+      p[n++] = (struct pollfd){ .fd = r->in_fd, .events = POLLOUT };
+    if (r->exec_fd >= 0)
+      p[n++] = (struct pollfd){ .fd = r->exec_fd, .events = POLLIN };
+  }
+  return n;
+}
+
+/* Output of the run on FD (stdout or stderr) to the host, within credit. */
+static void pump_output(struct run *r, int *fd, uint16_t type)
+{
+  static uint8_t buf[READ_CHUNK];
+  size_t want = r->credit < sizeof buf ? r->credit : sizeof buf;
+  ssize_t n = read(*fd, buf, want);
+  if (n > 0) {
+    agent_send(type, r->id, buf, (size_t)n);
+    r->credit -= (uint32_t)n;
+  } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+    close_fd(fd);
+  }
+}
+
+static void pump_stdin(struct run *r)
+{
+  ssize_t n = write(r->in_fd, r->stdin_buf, r->stdin_len);
+  if (n > 0) {
+    memmove(r->stdin_buf, r->stdin_buf + n, r->stdin_len - (size_t)n);
+    r->stdin_len -= (size_t)n;
+    send_u32(WIRE_CREDIT, r->id, (uint32_t)n);
+  } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+    /* The program closed its stdin (EPIPE): drop the rest, as a pipe would. */
+    send_u32(WIRE_CREDIT, r->id, (uint32_t)r->stdin_len);
+    r->stdin_len = 0;
+    close_fd(&r->in_fd);
+  }
+  if (r->stdin_eof && r->stdin_len == 0)
+    close_fd(&r->in_fd);
+}
+
+void runs_events(const struct pollfd *p, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (!p[i].revents)
+      continue;
+    /* Find the run that owns this fd now (an earlier event may have ended it). */
+    for (struct run *r = runs; r; r = r->next) {
+      if (p[i].fd == r->out_fd) {
+        pump_output(r, &r->out_fd, WIRE_STDOUT);
+        maybe_finish(r);
+      } else if (p[i].fd == r->err_fd) {
+        pump_output(r, &r->err_fd, WIRE_STDERR);
+        maybe_finish(r);
+      } else if (p[i].fd == r->in_fd) {
+        pump_stdin(r);
+      } else if (p[i].fd == r->exec_fd) {
+        exec_result(r); /* may end the run */
+      } else {
+        continue;
+      }
+      break;
+    }
+  }
+}
