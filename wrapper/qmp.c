@@ -47,8 +47,12 @@ static int qmp_quit(const char *path)
   static const char quit[] = "{\"execute\":\"quit\"}\n";
   int rc = -1;
   if (qmp_expect(fd, "\"QMP\"") == 0 && write(fd, caps, sizeof caps - 1) == (ssize_t)(sizeof caps - 1) &&
-      qmp_expect(fd, "\"return\"") == 0 && write(fd, quit, sizeof quit - 1) == (ssize_t)(sizeof quit - 1))
+      qmp_expect(fd, "\"return\"") == 0 && write(fd, quit, sizeof quit - 1) == (ssize_t)(sizeof quit - 1)) {
+    /* Wait for the answer (or the close): qemu may drop a command whose
+     * connection is gone before it was read. */
+    qmp_expect(fd, "\"return\"");
     rc = 0;
+  }
   close(fd);
   return rc;
 }
