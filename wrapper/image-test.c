@@ -26,7 +26,6 @@
 #include "wire.h"
 
 #define DEFAULT_BOOT_TIMEOUT 120 /* seconds; s390x needs ~5 s, ppc64el ~13 s under TCG */
-#define CONSOLE_LINES 10
 
 struct boot {
   const struct target *t;
@@ -110,50 +109,6 @@ static bool file_nonempty(const char *path)
 {
   struct stat st;
   return stat(path, &st) == 0 && st.st_size > 0;
-}
-
-/* What the console says about the failure: CAUSE gets the kernel's panic
- * message, else the agent's last word (empty if neither); EXCERPT gets the
- * last CONSOLE_LINES lines up to and including the panic (the call trace
- * after it says little), one per line, control characters dropped. */
-static void console_report(const char *path, char *cause, size_t cause_cap, char *excerpt, size_t excerpt_cap)
-{
-  cause[0] = excerpt[0] = '\0';
-  FILE *f = fopen(path, "re");
-  if (!f)
-    return;
-  char ring[CONSOLE_LINES][256];
-  size_t n = 0;
-  char line[1024];
-  while (fgets(line, sizeof line, f)) {
-    size_t w = 0;
-    for (size_t i = 0; line[i]; i++)
-      if ((unsigned char)line[i] >= 0x20 && line[i] != 0x7f)
-        line[w++] = line[i];
-    line[w] = '\0';
-    if (w == 0)
-      continue;
-    char *slot = ring[n++ % CONSOLE_LINES];
-    size_t k = w < sizeof ring[0] - 1 ? w : sizeof ring[0] - 1;
-    memcpy(slot, line, k);
-    slot[k] = '\0';
-    const char *panic = strstr(line, "Kernel panic - not syncing: ");
-    const char *agent = strstr(line, "vmexec-agent: ");
-    if (panic) {
-      snprintf(cause, cause_cap, "%s", panic);
-      break;
-    }
-    if (agent)
-      snprintf(cause, cause_cap, "%s", agent);
-  }
-  fclose(f);
-  size_t first = n > CONSOLE_LINES ? n - CONSOLE_LINES : 0, len = 0;
-  for (size_t i = first; i < n && len < excerpt_cap; i++) {
-    int m = snprintf(excerpt + len, excerpt_cap - len, "%s\n", ring[i % CONSOLE_LINES]);
-    if (m < 0)
-      break;
-    len += (size_t)m;
-  }
 }
 
 static void print_indented(const char *text)

@@ -8,7 +8,8 @@
 #include "fail.h"
 
 static const char usage[] =
-  "Usage: vmexec PROGRAM [ARGS...]          run PROGRAM in a guest of its architecture\n"
+  "Usage: vmexec [--root] [--copy] [--] PROGRAM [ARGS...]\n"
+  "                                         run PROGRAM in a guest of its architecture\n"
   "       vmexec inspect FILE               print the target of an ELF executable\n"
   "       vmexec targets                    list the supported targets\n"
   "       vmexec image build [TARGET] [--with PKG,...]\n"
@@ -16,6 +17,8 @@ static const char usage[] =
   "       vmexec image list                 list the cached images\n"
   "       vmexec image rm [TARGET|--all]    remove cached images\n"
   "       vmexec image test [TARGET]        boot the image and wait for the agent\n"
+  "       vmexec status                     list the running guests\n"
+  "       vmexec stop TARGET|--all          stop running guests\n"
   "       vmexec --help | --version\n"
   "\n"
   "TARGET defaults to s390x. Images are cached under $XDG_CACHE_HOME/vmexec.\n"
@@ -43,5 +46,11 @@ int main(int argc, char **argv)
     return cmd_image(argc - 1, argv + 1);
   if (strcmp(cmd, "targets") == 0)
     return cmd_targets(argc - 1, argv + 1);
-  fail(EXIT_TOOL_FAILED, "running programs is not implemented yet; see 'vmexec --help' for what is");
+  if (strcmp(cmd, "status") == 0)
+    return cmd_status(argc - 1, argv + 1);
+  if (strcmp(cmd, "stop") == 0)
+    return cmd_stop(argc - 1, argv + 1);
+  if (strcmp(cmd, "__supervise") == 0)
+    return cmd_supervise(argc - 1, argv + 1);
+  return cmd_run(argc, argv);
 }

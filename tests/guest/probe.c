@@ -1,0 +1,159 @@
+/* probe: a target program for the guest tests. It does one thing per call,
+ * chosen by argv[1], and reports on stdout so the host side can compare:
+ *
+ *   exit N            exit with status N
+ *   signal NAME       die of SIGSEGV / SIGABRT / SIGKILL (NAME: segv abrt kill)
+ *   args              write argv[2..] as NUL-terminated strings
+ *   env               write the environment as NUL-terminated strings
+ *   ids               print "uid gid"
+ *   write FD N        write N bytes of a fixed pattern to FD (1 or 2)
+ *   cat               copy stdin to stdout until end of file
+ *   tree N            fork N sleeping children (one of them in its own session),
+ *                     print "ready", then sleep
+ *   procs             print the pids of user processes other than init and itself
+ *   hello             print "hello from <machine> <byte order>"
+ *   say TEXT N        print TEXT and exit with status N
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int write_all(int fd, const void *p, size_t n)
+{
+  const char *c = p;
+  while (n > 0) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int pattern(int fd, long long n)
+{
+  static char buf[65536];
+  for (size_t i = 0; i < sizeof buf; i++)
+    buf[i] = (char)('a' + i % 26);
+  while (n > 0) {
+    size_t chunk = n < (long long)sizeof buf ? (size_t)n : sizeof buf;
+    if (write_all(fd, buf, chunk) == -1)
+      return 1;
+    n -= (long long)chunk;
+  }
+  return 0;
+}
+
+static int strings(char **v)
+{
+  for (; *v; v++)
+    if (write_all(1, *v, strlen(*v) + 1) == -1)
+      return 1;
+  return 0;
+}
+
+static _Noreturn void tree(int n)
+{
+  for (int i = 0; i < n; i++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (i == 0)
+        setsid(); /* escapes the process group, not the run's cgroup */
+      for (;;)
+        pause();
+    }
+  }
+  printf("ready\n");
+  fflush(stdout);
+  for (;;)
+    pause();
+}
+
+static int procs(void)
+{
+  DIR *d = opendir("/proc");
+  if (!d)
+    return 1;
+  struct dirent *e;
+  pid_t self = getpid();
+  while ((e = readdir(d))) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 1 || pid == self)
+      continue;
+    char path[64], cmd[256];
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue;
+    size_t len = fread(cmd, 1, sizeof cmd - 1, f);
+    fclose(f);
+    if (len > 0) /* kernel threads have no command line */
+      printf("%ld %s\n", pid, cmd);
+  }
+  closedir(d);
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  if (argc < 2)
+    return 2;
+  const char *what = argv[1];
+  if (!strcmp(what, "exit") && argc == 3)
+    return atoi(argv[2]);
+  if (!strcmp(what, "signal") && argc == 3) {
+    int sig = !strcmp(argv[2], "segv") ? SIGSEGV : !strcmp(argv[2], "abrt") ? SIGABRT : SIGKILL;
+    if (sig == SIGSEGV) {
+      volatile int *null = NULL;
+      return *null;
+    }
+    raise(sig);
+    return 3;
+  }
+  if (!strcmp(what, "args"))
+    return strings(argv + 2);
+  if (!strcmp(what, "env"))
+    return strings(environ);
+  if (!strcmp(what, "ids")) {
+    printf("%u %u\n", (unsigned)getuid(), (unsigned)getgid());
+    return 0;
+  }
+  if (!strcmp(what, "write") && argc == 4)
+    return pattern(atoi(argv[2]), atoll(argv[3]));
+  if (!strcmp(what, "cat")) {
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(0, buf, sizeof buf)) > 0)
+      if (write_all(1, buf, (size_t)n) == -1)
+        return 1;
+    return n < 0;
+  }
+  if (!strcmp(what, "tree") && argc == 3)
+    tree(atoi(argv[2]));
+  if (!strcmp(what, "procs"))
+    return procs();
+  if (!strcmp(what, "hello")) {
+    struct utsname u;
+    uname(&u);
+    uint16_t one = 1;
+    printf("hello from %s %s-endian\n", u.machine, *(uint8_t *)&one ? "little" : "big");
+    return 0;
+  }
+  if (!strcmp(what, "say") && argc == 4) {
+    printf("%s\n", argv[2]);
+    return atoi(argv[3]);
+  }
+  return 2;
+}

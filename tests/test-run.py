@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Guest test of the core promise: `vmexec ./prog args` behaves like `./prog
+args` on the target. A real s390x guest (qemu-system, TCG) runs the probe
+program (tests/guest/probe.c). Checks exit codes, signals, streams, stdin,
+argv and environment bytes, uid/gid, killing of the whole process tree,
+concurrency, one guest for simultaneous first calls, idle stop, `vmexec stop`
+and a guest that dies under a run.
+
+Environment: VMEXEC, PROBE (the s390x probe), BUILDDIR. Under CI=true a
+missing prerequisite is a failure, never a skip (77)."""
+
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+VMEXEC = os.environ["VMEXEC"]
+PROBE = os.environ["PROBE"]
+CI = os.environ.get("CI") == "true"
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def skip_or_fail(why):
+    print(why, flush=True)
+    sys.exit(1 if CI else 77)
+
+
+# Each run of this test has its own supervisors (runtime dir); images come from
+# the shared cache, built on first use.
+runtime = tempfile.mkdtemp(prefix="vmexec-test-run-")
+os.chmod(runtime, 0o755)
+ENV = dict(os.environ, XDG_RUNTIME_DIR=runtime, VMEXEC_IDLE_TIMEOUT="600")
+
+
+def vm(*args, env=None, **kw):
+    return subprocess.run([VMEXEC, *args], env=env or ENV, capture_output=True, timeout=900, **kw)
+
+
+def probe(*args, env=None, **kw):
+    return vm(PROBE, *args, env=env, **kw)
+
+
+def status_lines(env=None):
+    out = vm("status", env=env).stdout.decode()
+    return [l for l in out.splitlines() if l.startswith("s390x")]
+
+
+def cleanup():
+    vm("stop", "--all")
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_first_calls_boot_one_guest():
+    # Eight calls at the same moment, no guest yet: exactly one guest serves all.
+    barrier = threading.Barrier(8)
+    results = [None] * 8
+
+    def call(i):
+        barrier.wait()
+        results[i] = probe("say", f"call{i}", str(i))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, r in enumerate(results):
+        check(r.returncode == i and r.stdout == f"call{i}\n".encode(),
+              f"simultaneous first call {i}: status {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr[-300:]!r}")
+    lines = status_lines()
+    check(len(lines) == 1 and "runs 8 " in lines[0], f"one guest served all 8 first calls: {lines}")
+
+
+def test_hello():
+    r = probe("hello")
+    check(r.returncode == 0 and r.stdout == b"hello from s390x big-endian\n",
+          f"probe runs big-endian in the guest: {r.stdout!r} {r.stderr!r}")
+
+
+def test_exit_codes():
+    for code in (0, 1, 42, 77, 99, 255):
+        r = probe("exit", str(code))
+        check(r.returncode == code and r.stderr == b"", f"exit code {code} comes back: got {r.returncode} {r.stderr!r}")
+
+
+def test_signals():
+    for name, sig in (("segv", signal.SIGSEGV), ("abrt", signal.SIGABRT), ("kill", signal.SIGKILL)):
+        r = probe("signal", name)
+        check(r.returncode == -sig, f"death by SIG{name.upper()} is re-raised: returncode {r.returncode}")
+
+
+def pattern_digest(n):
+    unit = bytes(ord("a") + i % 26 for i in range(65536))
+    h = hashlib.sha256()
+    left = n
+    while left > 0:
+        chunk = unit[: min(left, len(unit))]
+        h.update(chunk)
+        left -= len(chunk)
+    return h.hexdigest()
+
+
+def test_streams():
+    for fd in (1, 2):
+        for n in (0, 1, 100 * 1024 * 1024):
+            with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                r = subprocess.run([VMEXEC, PROBE, "write", str(fd), str(n)], env=ENV, stdout=out, stderr=err,
+                                   timeout=1800)
+                out.seek(0)
+                err.seek(0)
+                got = (out if fd == 1 else err).read()
+                other = (err if fd == 1 else out).read()
+            check(r.returncode == 0 and len(got) == n and hashlib.sha256(got).hexdigest() == pattern_digest(n)
+                  and other == b"", f"{n} bytes on fd {fd} arrive complete and separate (got {len(got)}, other {len(other)})")
+
+
+def test_stdin():
+    r = probe("cat", stdin=subprocess.DEVNULL)
+    check(r.returncode == 0 and r.stdout == b"", "stdin from /dev/null: end of file, program ends")
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    r = probe("cat", input=data)
+    check(r.returncode == 0 and r.stdout == data, f"stdin from a pipe (3 MiB) arrives exactly: {len(r.stdout)} bytes")
+    with tempfile.TemporaryFile() as f:
+        f.write(data[:100000])
+        f.seek(0)
+        r = probe("cat", stdin=f)
+    check(r.returncode == 0 and r.stdout == data[:100000], "stdin from a file arrives exactly")
+
+
+def test_argv_env():
+    args = [b"a b", b'"double"', b"'single'", b"new\nline", b"", b"\xff\xfe non-utf8 \x80", b"$HOME *", b"-"]
+    r = subprocess.run([VMEXEC.encode(), PROBE.encode(), b"args", *args], env=ENV, capture_output=True, timeout=600)
+    got = r.stdout.split(b"\0")[:-1]
+    check(r.returncode == 0 and got == args, f"argv arrives byte-exact: {got!r}")
+
+    env = {f"VMEXEC_T{i}".encode(): f"value {i} ".encode() + b"x" * (i % 50) for i in range(1000)}
+    env[b"VMEXEC_T_BYTES"] = b"\xff\xfe\x80 = =="
+    env[b"XDG_RUNTIME_DIR"] = runtime.encode()
+    env[b"PATH"] = os.environb.get(b"PATH", b"/usr/bin:/bin")
+    r = subprocess.run([VMEXEC.encode(), PROBE.encode(), b"env"], env=env, capture_output=True, timeout=600)
+    got = {}
+    for item in r.stdout.split(b"\0")[:-1]:
+        k, _, v = item.partition(b"=")
+        got[k] = v
+    check(r.returncode == 0 and got == env, f"an environment of {len(env)} variables arrives byte-exact "
+          f"({len(got)} came; differing: {sorted(set(got.items()) ^ set(env.items()))[:3]})")
+
+
+def test_ids():
+    r = probe("ids")
+    want = f"{os.getuid()} {os.getgid()}\n".encode()
+    check(r.stdout == want, f"runs with the caller's uid and gid: {r.stdout!r}, want {want!r}")
+    r = vm("--root", PROBE, "ids")
+    check(r.stdout == b"0 0\n", f"--root runs as root: {r.stdout!r}")
+    if os.getuid() != 0:
+        return
+    # As root, the caller's own uid is 0 anyway: run as a normal user too.
+    try:
+        user = pwd.getpwnam(os.environ.get("VMEXEC_TEST_USER", "nobody"))
+    except KeyError:
+        check(False, "a normal user exists for the uid test")
+        return
+    # The user reads the images of the shared test cache (a test fixture: the
+    # cache is private to its owner otherwise).
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "vmexec")
+    for top in (cache, os.path.join(cache, "images")):
+        os.chmod(top, 0o755)
+    for dirpath, dirnames, filenames in os.walk(os.path.join(cache, "images")):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o755)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o644)
+    user_rt = tempfile.mkdtemp(prefix="vmexec-test-user-")
+    os.chown(user_rt, user.pw_uid, user.pw_gid)
+    env = dict(ENV, XDG_RUNTIME_DIR=user_rt, HOME=user_rt)
+
+    def as_user():
+        os.setgid(user.pw_gid)
+        os.setgroups([])
+        os.setuid(user.pw_uid)
+
+    try:
+        r = subprocess.run([VMEXEC, PROBE, "ids"], env=env, capture_output=True, timeout=900, preexec_fn=as_user)
+        check(r.stdout == f"{user.pw_uid} {user.pw_gid}\n".encode(),
+              f"as user {user.pw_name}: runs with uid/gid {r.stdout!r} ({r.stderr[-300:]!r})")
+        subprocess.run([VMEXEC, "stop", "--all"], env=env, capture_output=True, timeout=120, preexec_fn=as_user)
+    finally:
+        shutil.rmtree(user_rt, ignore_errors=True)
+
+
+def guest_procs():
+    return probe("procs").stdout.decode().splitlines()
+
+
+def wait_no_procs(deadline_s):
+    start = time.monotonic()
+    while time.monotonic() - start < deadline_s:
+        procs = guest_procs()
+        if not procs:
+            return True, time.monotonic() - start
+        time.sleep(0.2)
+    return False, guest_procs()
+
+
+def test_kill_tree():
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        p = subprocess.Popen([VMEXEC, PROBE, "tree", "3"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = p.stdout.readline()
+        check(line == b"ready\n", f"tree of processes started ({line!r})")
+        p.send_signal(sig)
+        p.wait(timeout=120)
+        check(p.returncode == -sig, f"vmexec dies of {sig.name}: {p.returncode}")
+        gone, detail = wait_no_procs(30)
+        check(gone, f"after {sig.name} to vmexec no process of the run is left in the guest "
+              f"({'gone after %.2f s' % detail if gone else detail})")
+
+
+def test_concurrent():
+    procs = [subprocess.Popen([VMEXEC, PROBE, "say", f"concurrent {i}", str(i)], env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(16)]
+    for i, p in enumerate(procs):
+        out, err = p.communicate(timeout=900)
+        check(p.returncode == i and out == f"concurrent {i}\n".encode() and err == b"",
+              f"concurrent call {i} of 16: status {p.returncode}, {out!r} {err[-200:]!r}")
+
+
+def test_stop_and_idle():
+    check(len(status_lines()) == 1, "vmexec status shows the running guest")
+    r = vm("stop", "s390x")
+    check(r.returncode == 0 and status_lines() == [], f"vmexec stop stops it: {r.stdout!r}")
+    env = dict(ENV, VMEXEC_IDLE_TIMEOUT="3")
+    r = probe("exit", "0", env=env)
+    check(r.returncode == 0, "a call after stop starts a fresh guest")
+    deadline = time.monotonic() + 60
+    while status_lines() and time.monotonic() < deadline:
+        time.sleep(1)
+    check(status_lines() == [], "the guest stops by itself after the idle time")
+
+
+def test_guest_death():
+    p = subprocess.Popen([VMEXEC, PROBE, "tree", "1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    lines = status_lines()
+    pid = int(lines[0].split("qemu pid ")[1].split()[0]) if lines else 0
+    check(pid > 0, f"status names the qemu pid: {lines}")
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+    out, err = p.communicate(timeout=120)
+    msg = err.decode()
+    check(p.returncode == 125 and msg.count("\n") == 1 and "console log" in msg,
+          f"a run in flight when qemu dies ends with 125 and one line: {p.returncode} {msg!r}")
+    r = probe("exit", "7")
+    check(r.returncode == 7, f"the next call starts a fresh guest: {r.returncode} {r.stderr[-300:]!r}")
+
+
+def main():
+    for tool in ("qemu-system-s390x",):
+        if not shutil.which(tool):
+            skip_or_fail(f"{tool} is not installed (scripts/install-deps installs it)")
+    if not os.path.exists(PROBE):
+        skip_or_fail(f"no s390x probe at {PROBE}: install gcc-s390x-linux-gnu")
+    try:
+        test_first_calls_boot_one_guest()
+        test_hello()
+        test_exit_codes()
+        test_signals()
+        test_argv_env()
+        test_stdin()
+        test_ids()
+        test_concurrent()
+        test_kill_tree()
+        test_streams()
+        test_guest_death()
+        test_stop_and_idle()
+    finally:
+        cleanup()
+    print(f"{len(failures)} failed" if failures else "all passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

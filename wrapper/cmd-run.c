@@ -1,0 +1,326 @@
+/* vmexec [OPTIONS] PROGRAM [ARGS...]: run PROGRAM in the guest of its
+ * architecture and exit as it did: the same code, or death by the same signal.
+ *
+ * The call is a thin relay: it sends the run (and, with --copy, the program
+ * file) to the supervisor, copies stdin to the guest within the credit the
+ * agent grants, writes stdout and stderr as they come and grants credit for
+ * what it wrote, and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT. If the call
+ * itself is killed, the supervisor sees the socket close and cancels the run. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "commands.h"
+#include "elf-detect.h"
+#include "fail.h"
+#include "frame-conn.h"
+#include "supervisor.h"
+
+extern char **environ;
+
+/* The run id this call uses on its connection (one run per call). */
+#define RUN_ID 1
+
+struct run_options {
+  bool copy;
+  bool root;
+};
+
+static volatile sig_atomic_t pending_signals[NSIG];
+static int wake_pipe[2] = { -1, -1 };
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+
+static void on_signal(int sig)
+{
+  int saved = errno;
+  pending_signals[sig] = 1;
+  ssize_t ignored = write(wake_pipe[1], "", 1);
+  (void)ignored;
+  errno = saved;
+}
+
+static void install_forwarding(void)
+{
+  if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
+    fail(EXIT_TOOL_FAILED, "pipe: %s", strerror(errno));
+  struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: a blocked write returns */
+  sigemptyset(&sa.sa_mask);
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    sigaction(forwarded[i], &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* PROGRAM as exec would find it: with a slash as given, else on PATH. */
+static char *find_program(const char *prog)
+{
+  if (strchr(prog, '/'))
+    return strdup(prog);
+  const char *path = getenv("PATH");
+  if (!path || !*path)
+    path = "/usr/local/bin:/usr/bin:/bin";
+  for (const char *p = path;;) {
+    const char *colon = strchrnul(p, ':');
+    char *cand;
+    if (asprintf(&cand, "%.*s%s%s", (int)(colon - p), p, colon == p ? "" : "/", prog) == -1)
+      fail(EXIT_TOOL_FAILED, "out of memory");
+    struct stat st;
+    if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
+      return cand;
+    free(cand);
+    if (*colon == '\0')
+      return NULL;
+    p = colon + 1;
+  }
+}
+
+/* Send the program file ahead of the run, in frames the agent stores. */
+static void send_program(int sock, const char *path)
+{
+  CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd == -1 || fstat(fd, &st) == -1)
+    fail(EXIT_CANNOT_EXECUTE, "cannot read %s: %s", path, strerror(errno));
+  uint8_t head[PATH_MAX + 32];
+  struct wire_writer w;
+  wire_writer_init(&w, head, sizeof head);
+  wire_put_u32(&w, st.st_mode & 07777);
+  wire_put_u32(&w, (uint32_t)((uint64_t)st.st_size >> 32));
+  wire_put_u32(&w, (uint32_t)st.st_size);
+  wire_put_str(&w, "program");
+  if (frame_write(sock, WIRE_FILE, RUN_ID, head, w.len) == -1)
+    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+  static uint8_t chunk[256 * 1024];
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      fail(EXIT_CANNOT_EXECUTE, "cannot read %s: %s", path, strerror(errno));
+    if (n == 0)
+      break;
+    if (frame_write(sock, WIRE_FILE_DATA, RUN_ID, chunk, (size_t)n) == -1)
+      fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+  }
+}
+
+static void send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv)
+{
+  static uint8_t buf[WIRE_MAX_PAYLOAD];
+  struct wire_writer w;
+  wire_writer_init(&w, buf, sizeof buf);
+  mode_t mask = umask(0);
+  umask(mask);
+  char cwd[PATH_MAX];
+  if (!getcwd(cwd, sizeof cwd))
+    fail(EXIT_TOOL_FAILED, "cannot get the current directory: %s", strerror(errno));
+  wire_put_u32(&w, o->root ? 0 : getuid());
+  wire_put_u32(&w, o->root ? 0 : getgid());
+  wire_put_u32(&w, mask);
+  wire_put_u32(&w, o->copy ? WIRE_RUN_COPY : 0);
+  wire_put_str(&w, cwd);
+  wire_put_str(&w, file);
+  wire_put_u32(&w, (uint32_t)argc);
+  for (int i = 0; i < argc; i++)
+    wire_put_str(&w, argv[i]);
+  uint32_t envc = 0;
+  for (char **e = environ; *e; e++)
+    envc++;
+  wire_put_u32(&w, envc);
+  for (char **e = environ; *e; e++)
+    wire_put_str(&w, *e);
+  gid_t groups[256];
+  int ngroups = o->root ? 0 : getgroups(256, groups);
+  if (ngroups < 0)
+    ngroups = 0;
+  wire_put_u32(&w, (uint32_t)ngroups);
+  for (int i = 0; i < ngroups; i++)
+    wire_put_u32(&w, groups[i]);
+  if (!w.ok)
+    fail(EXIT_CANNOT_EXECUTE, "the arguments and environment are larger than vmexec can send (%d KiB); make them smaller",
+         WIRE_MAX_PAYLOAD / 1024);
+  if (frame_write(sock, WIRE_RUN, RUN_ID, buf, w.len) == -1)
+    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+}
+
+static noreturn void die_like(int how, uint32_t value, const char *msg)
+{
+  if (how == WIRE_EXITED)
+    exit((int)(value & 0xff));
+  if (how == WIRE_SIGNALED) {
+    int sig = wire_signal_to_native(value);
+    if (sig <= 0)
+      exit(128 + (int)(value & 0x7f));
+    /* Die of the same signal, without a core file of vmexec. */
+    struct rlimit no_core = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    exit(128 + sig);
+  }
+  fail(value >= 125 && value <= 127 ? (int)value : EXIT_TOOL_FAILED, "%s", msg);
+}
+
+/* Relay until the run's WIRE_EXIT. Returns false if the connection ended
+ * before anything at all came back (a supervisor that was just stopping):
+ * the caller may retry. */
+static bool relay(int sock)
+{
+  struct frame_conn conn;
+  if (frame_conn_init(&conn, sock) == -1)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
+  uint32_t stdin_credit = WIRE_WINDOW;
+  bool stdin_open = true, got_any = false;
+  bool out_broken[3] = { false, false, false };
+  static uint8_t inbuf[64 * 1024];
+
+  for (;;) {
+    struct pollfd pf[3] = {
+      { .fd = sock, .events = POLLIN | (frame_conn_pending(&conn) ? POLLOUT : 0) },
+      { .fd = wake_pipe[0], .events = POLLIN },
+      { .fd = stdin_open && stdin_credit > 0 ? 0 : -1, .events = POLLIN },
+    };
+    if (poll(pf, 3, -1) == -1 && errno != EINTR)
+      fail(EXIT_TOOL_FAILED, "poll: %s", strerror(errno));
+
+    char drain[64];
+    while (read(wake_pipe[0], drain, sizeof drain) > 0) {
+    }
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+      if (pending_signals[forwarded[i]]) {
+        pending_signals[forwarded[i]] = 0;
+        uint8_t b[4];
+        struct wire_writer w;
+        wire_writer_init(&w, b, sizeof b);
+        wire_put_u32(&w, wire_signal_from_native(forwarded[i]));
+        frame_conn_queue(&conn, WIRE_SIGNAL, RUN_ID, b, w.len);
+      }
+
+    if (pf[2].revents) {
+      size_t want = stdin_credit < sizeof inbuf ? stdin_credit : sizeof inbuf;
+      ssize_t n = read(0, inbuf, want);
+      if (n > 0) {
+        frame_conn_queue(&conn, WIRE_STDIN, RUN_ID, inbuf, (size_t)n);
+        stdin_credit -= (uint32_t)n;
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        frame_conn_queue(&conn, WIRE_STDIN, RUN_ID, NULL, 0); /* end of file */
+        stdin_open = false;
+      }
+    }
+
+    if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      int rc = frame_conn_fill(&conn);
+      struct wire_header h;
+      const uint8_t *p;
+      int got;
+      while ((got = frame_conn_next(&conn, &h, &p)) == 1) {
+        got_any = true;
+        struct wire_reader r;
+        wire_reader_init(&r, p, h.length);
+        if (h.type == WIRE_STDOUT || h.type == WIRE_STDERR) {
+          int fd = h.type == WIRE_STDOUT ? 1 : 2;
+          size_t done = 0;
+          while (!out_broken[fd] && done < h.length) {
+            ssize_t n = write(fd, p + done, h.length - done);
+            if (n > 0)
+              done += (size_t)n;
+            else if (n < 0 && errno == EPIPE) {
+              /* The reader is gone: on the target, the writer would get SIGPIPE. */
+              out_broken[fd] = true;
+              uint8_t b[4];
+              struct wire_writer w;
+              wire_writer_init(&w, b, sizeof b);
+              wire_put_u32(&w, wire_signal_from_native(SIGPIPE));
+              frame_conn_queue(&conn, WIRE_SIGNAL, RUN_ID, b, w.len);
+            } else if (n < 0 && errno != EINTR && errno != EAGAIN)
+              out_broken[fd] = true;
+          }
+          uint8_t b[4];
+          struct wire_writer w;
+          wire_writer_init(&w, b, sizeof b);
+          wire_put_u32(&w, h.length);
+          frame_conn_queue(&conn, WIRE_CREDIT, RUN_ID, b, w.len);
+        } else if (h.type == WIRE_CREDIT) {
+          stdin_credit += wire_get_u32(&r);
+        } else if (h.type == WIRE_EXIT) {
+          uint32_t how = wire_get_u32(&r);
+          uint32_t value = wire_get_u32(&r);
+          char msg[PATH_MAX + 1024];
+          if (!wire_get_str(&r, msg, sizeof msg))
+            snprintf(msg, sizeof msg, "the guest failed");
+          die_like((int)how, value, msg);
+        }
+      }
+      if (got == -1)
+        fail(EXIT_TOOL_FAILED, "malformed frame from the guest's supervisor; stop it with 'vmexec stop --all'");
+      if (rc <= 0) {
+        if (!got_any)
+          return false;
+        fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor; see its log under %s",
+             "$XDG_RUNTIME_DIR/vmexec");
+      }
+    }
+    if (frame_conn_flush(&conn) == -1) {
+      if (!got_any)
+        return false;
+      fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor: %s", strerror(errno));
+    }
+  }
+}
+
+int cmd_run(int argc, char **argv)
+{
+  struct run_options o = { .copy = true };
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--") == 0) {
+      i++;
+      break;
+    } else if (strcmp(argv[i], "--copy") == 0)
+      o.copy = true;
+    else if (strcmp(argv[i], "--root") == 0)
+      o.root = true;
+    else
+      fail(EXIT_TOOL_FAILED, "unknown option %s; see 'vmexec --help'", argv[i]);
+  }
+  if (i >= argc)
+    fail(EXIT_TOOL_FAILED, "no program given; usage: vmexec [--root] [--copy] PROGRAM [ARGS...]");
+
+  CLEANUP_FREE char *path = find_program(argv[i]);
+  if (!path)
+    fail(EXIT_NOT_FOUND, "%s: not found on PATH; give the program's path", argv[i]);
+  struct elf_info info;
+  char err[1024];
+  int status = elf_detect(path, &info, err, sizeof err);
+  if (status != 0)
+    fail(status, "%s", err);
+
+  install_forwarding();
+  for (int attempt = 0;; attempt++) {
+    int sock = guest_connect(info.target);
+    if (o.copy)
+      send_program(sock, path);
+    send_run(sock, &o, "program", argc - i, argv + i);
+    if (relay(sock)) /* only returns when it may retry */
+      break;
+    close(sock);
+    if (attempt == 3)
+      fail(EXIT_TOOL_FAILED, "the %s guest's supervisor keeps closing the connection; see its log under %s",
+           info.target->name, "$XDG_RUNTIME_DIR/vmexec");
+  }
+  return EXIT_TOOL_FAILED;
+}

@@ -1,0 +1,109 @@
+/* How a vmexec call reaches the guest of its target: connect to the running
+ * supervisor, or start one. The lock file serialises starting, so that eight
+ * calls started at the same moment boot exactly one guest. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "console-log.h"
+#include "fail.h"
+#include "image.h"
+#include "rundir.h"
+#include "sockets.h"
+#include "supervisor.h"
+
+int guest_connect_existing(const char *name)
+{
+  char dir[PATH_MAX], sock[PATH_MAX];
+  rundir_guest(name, dir);
+  rundir_file(dir, "control.sock", 1, sock);
+  return unix_connect(sock, false);
+}
+
+/* Start "vmexec __supervise TARGET IMAGE" detached from the caller (its own
+ * session, stdio to supervisor.log), and wait until it listens. */
+static void spawn_supervisor(const struct target *t, const char *image_dir, const char *dir)
+{
+  char self[PATH_MAX], log_path[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0)
+    fail(EXIT_TOOL_FAILED, "cannot find the vmexec executable: %s", strerror(errno));
+  self[n] = '\0';
+  rundir_file(dir, "supervisor.log", 0, log_path);
+
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) == -1)
+    fail(EXIT_TOOL_FAILED, "pipe: %s", strerror(errno));
+  pid_t pid = fork();
+  if (pid == -1)
+    fail(EXIT_TOOL_FAILED, "fork: %s", strerror(errno));
+  if (pid == 0) {
+    setsid();
+    if (fork() != 0)
+      _exit(0);
+    int null = open("/dev/null", O_RDWR);
+    int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (null < 0 || log < 0)
+      _exit(1);
+    dup2(null, 0);
+    dup2(log, 1);
+    dup2(log, 2);
+    int fd = dup(ready[1]); /* without O_CLOEXEC, so it survives exec */
+    char fdstr[16];
+    snprintf(fdstr, sizeof fdstr, "%d", fd);
+    setenv("VMEXEC_READY_FD", fdstr, 1);
+    execl(self, "vmexec", "__supervise", t->name, image_dir, (char *)NULL);
+    _exit(127);
+  }
+  close(ready[1]);
+  waitpid(pid, NULL, 0);
+  char byte;
+  ssize_t got;
+  do
+    got = read(ready[0], &byte, 1);
+  while (got == -1 && errno == EINTR);
+  close(ready[0]);
+  if (got != 1) {
+    char last[512];
+    console_last_line(log_path, last, sizeof last);
+    fail(EXIT_TOOL_FAILED, "the %s guest's supervisor did not start: %s (log: %s)", t->name,
+         last[0] ? last : "no message", log_path);
+  }
+}
+
+int guest_connect(const struct target *t)
+{
+  char dir[PATH_MAX], sock[PATH_MAX], lock_path[PATH_MAX];
+  rundir_guest(t->name, dir);
+  rundir_file(dir, "control.sock", 1, sock);
+  int fd = unix_connect(sock, false);
+  if (fd >= 0)
+    return fd;
+
+  rundir_file(dir, "lock", 0, lock_path);
+  int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock == -1 || flock(lock, LOCK_EX) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot lock %s: %s", lock_path, strerror(errno));
+  fd = unix_connect(sock, false);
+  if (fd == -1) {
+    char image_dir[PATH_MAX];
+    if (image_find(t, image_dir) != 0) {
+      struct image_options opt = { 0 };
+      if (image_build(t, &opt, image_dir) != 0)
+        exit(EXIT_TOOL_FAILED);
+    }
+    spawn_supervisor(t, image_dir, dir);
+    fd = unix_connect(sock, false);
+    if (fd == -1)
+      fail(EXIT_TOOL_FAILED, "cannot connect to %s: %s", sock, strerror(errno));
+  }
+  close(lock); /* releases the lock */
+  return fd;
+}
