@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -284,6 +285,7 @@ static noreturn void child(struct run *r, struct run_request *q, int in, int out
   sigset_t empty;
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, NULL);
+  setpriority(PRIO_PROCESS, 0, 0); /* the agent runs at -20 */
   setsid();
   if (r->cgroup) {
     char path[128];

@@ -200,6 +200,34 @@ def test_ids():
         shutil.rmtree(user_rt, ignore_errors=True)
 
 
+def test_malformed_frames():
+    # A caller that breaks the protocol loses its connection; the guest and
+    # the other callers go on.
+    import socket
+    sock_path = os.path.join(runtime, "vmexec", "s390x", "control.sock")
+    bad = [
+        b"\xff\xff\xff\xff\x00\x02\x00\x00\x00\x00\x00\x01",  # oversized length
+        b"\x00\x00\x00\x00\x00\x02\x00\x01\x00\x00\x00\x01",  # reserved flags set
+        b"\x00\x00\x00\x04\x00\x63\x00\x00\x00\x00\x00\x01abcd",  # unknown type
+        b"\x00\x00\x00\x02\x00\x02\x00\x00\x00\x00\x00\x05xx",  # a run request cut short
+    ]
+    for frame in bad:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(sock_path)
+        s.sendall(frame)
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        s.close()
+        r = probe("say", "still here", "3")
+        check(r.returncode == 3 and r.stdout == b"still here\n",
+              f"after a malformed frame {frame[:12].hex()} (answer {data[:40]!r}) the guest still serves calls")
+    lines = status_lines()
+    check(len(lines) == 1, f"the same guest is still running: {lines}")
+
+
 def guest_procs():
     return probe("procs").stdout.decode().splitlines()
 
@@ -280,6 +308,7 @@ def main():
         test_stdin()
         test_ids()
         test_concurrent()
+        test_malformed_frames()
         test_kill_tree()
         test_streams()
         test_guest_death()

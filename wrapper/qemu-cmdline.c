@@ -182,7 +182,9 @@ char **qemu_argv(const struct qemu_options *o)
   add(&a, "-initrd");
   addf(&a, "%s/initrd", o->image_dir);
   add(&a, "-append");
-  addf(&a, "console=%s panic=-1 quiet", t->console);
+  /* VMEXEC_APPEND: more kernel parameters, for experiments and debugging. */
+  const char *append = getenv("VMEXEC_APPEND");
+  addf(&a, "console=%s panic=-1 quiet%s%s", t->console, append ? " " : "", append ? append : "");
 
   add(&a, "-device");
   addf(&a, "virtio-serial-%s", sfx);

@@ -13,6 +13,7 @@
  *   procs             print the pids of user processes other than init and itself
  *   hello             print "hello from <machine> <byte order>"
  *   say TEXT N        print TEXT and exit with status N
+ *   spin N            count to N million (CPU work for the benchmarks)
  */
 #include <errno.h>
 #include <dirent.h>
@@ -149,6 +150,12 @@ int main(int argc, char **argv)
     uname(&u);
     uint16_t one = 1;
     printf("hello from %s %s-endian\n", u.machine, *(uint8_t *)&one ? "little" : "big");
+    return 0;
+  }
+  if (!strcmp(what, "spin") && argc == 3) {
+    volatile unsigned long n = 0;
+    for (unsigned long i = 0, end = strtoul(argv[2], NULL, 10) * 1000000UL; i < end; i++)
+      n = n + 1;
     return 0;
   }
   if (!strcmp(what, "say") && argc == 4) {
