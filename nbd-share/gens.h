@@ -1,0 +1,45 @@
+/* Generations: one large virtual disk cut into fixed slots; slot N holds
+ * generation N, a complete EROFS image that the guest loop-mounts at offset
+ * N * slot_size. A generation is built once and never changes, so a guest
+ * never reads through a stale page cache: a changed tree gets a new slot.
+ *
+ * The supervisor asks for generations through the control directory:
+ *   gen-N.roots    one absolute root per line (write it atomically: rename)
+ *   gen-N.retired  the guest let go of N: its memory is freed (removing
+ *                  gen-N.roots does the same); N is never built again
+ * and the plugin answers with
+ *   gen-N.info     key=value statistics after N was built
+ *   gen-N.error    one line, if N could not be built (its slot reads as zeroes)
+ * Generation N is built on the first read of its slot; a slot without a
+ * roots file reads as zeroes. No nbdkit here: tests drive it directly. */
+#ifndef NBD_SHARE_GENS_H
+#define NBD_SHARE_GENS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "synth-log.h"
+
+struct gens_config {
+  const char *control_dir;
+  uint64_t export_size, slot_size;  /* slot_size divides export_size */
+  unsigned blkszbits;
+  synth_log_fn log;                 /* debug lines */
+  synth_log_fn error;               /* failures worth the operator's attention */
+  void *log_opaque;
+};
+
+struct gens;
+
+/* NULL with ERR on bad configuration or no memory. */
+struct gens *gens_new(const struct gens_config *c, char *err, size_t errlen);
+void gens_free(struct gens *g);
+
+/* LEN bytes of the disk at OFFSET, building generations on demand.
+ * Thread-safe. 0, or -1 with errno. */
+int gens_read(struct gens *g, void *buf, size_t len, uint64_t offset);
+
+/* Free retired generations now (gens_read also does it about once a second). */
+void gens_sweep(struct gens *g);
+
+#endif
