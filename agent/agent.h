@@ -54,6 +54,57 @@ void conn_tick(struct conn *c, short revents);
  * belongs to are cancelled then). */
 void agent_send(uint16_t type, uint32_t run, const void *payload, size_t len);
 
+/* Bytes queued for the host and not yet written to the port. */
+size_t agent_backlog(void);
+
+#define RUN_DIR "/run/vmexec"
+#define SHARE_DIR RUN_DIR "/share"
+
+/* share.c: the host's trees at their own paths, from generations of the share
+ * disk (WIRE_SHARE). A generation is mounted once at SHARE_DIR/GEN and shared
+ * by the runs that use it; writable roots get a per-run overlay. */
+struct share_gen;
+struct share_root {
+  char *path;          /* absolute, clean; the roots are sorted by length */
+  bool writable;
+  mode_t lower_mode;   /* the root directory in the generation */
+  uid_t lower_uid;
+  gid_t lower_gid;
+};
+struct share {
+  uint32_t gen;
+  uint64_t offset, size;  /* of the generation's image on the share disk */
+  struct share_root *roots;
+  size_t nroots;
+  struct share_gen *g;    /* the generation held, once prepared */
+  char rw[96];            /* the run's tmpfs: upper/I and work/I per writable root I */
+  bool rw_mounted;
+};
+/* Make /run a shared mount (runs' namespaces are its slaves). */
+void share_init(void);
+/* A WIRE_SHARE payload; NULL with a one-line message in err when it is
+ * malformed or names a root that would hide the guest's system. */
+struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap);
+/* Before the fork: mount the generation (or take another hold of it) and
+ * create the run's tmpfs in RUN_DIR. -1 with a message. */
+int share_prepare(struct share *s, const char *run_dir, char *err, size_t cap);
+/* In the child, before exec: a private mount namespace with every root at its
+ * path. -1 with a message (the caller adds errno). Leaves the cwd at /. */
+int share_enter(const struct share *s, char *err, size_t cap);
+/* The run is over: drop its tmpfs and its hold on the generation (which is
+ * released, with WIRE_GEN_RELEASED, when unused and no longer the newest). */
+void share_free(struct share *s);
+
+/* writeback.c: after the program ended, the changes in the upper layers of a
+ * run's writable roots go to the host as WIRE_WB frames. An iterator, advanced
+ * while the run has credit and the port keeps up. */
+struct writeback;
+struct writeback *writeback_start(const struct share *s, uint32_t run);
+/* Send what credit (WIRE_WB_DATA counts against *credit) and the port's
+ * backlog allow; true once everything was sent. */
+bool writeback_step(struct writeback *wb, uint32_t *credit);
+void writeback_free(struct writeback *wb);
+
 /* runs.c: the programs the host asked for, many at once. */
 struct pollfd;
 struct wire_header;
@@ -66,5 +117,8 @@ bool runs_reaped(pid_t pid, int status);
 /* The fds the runs wait on, into p (at most cap); returns how many. */
 size_t runs_pollfds(struct pollfd *p, size_t cap);
 void runs_events(const struct pollfd *p, size_t n);
+/* Once per round of the event loop: advance write-backs that wait for credit
+ * or for the port to drain. */
+void runs_continue(void);
 
 #endif

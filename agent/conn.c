@@ -83,6 +83,11 @@ void agent_send(uint16_t type, uint32_t run, const void *payload, size_t len)
     agent_log("out of memory queueing a frame for run %u", (unsigned)run);
 }
 
+size_t agent_backlog(void)
+{
+  return the_conn.state == CONNECTED ? frame_conn_pending(&the_conn.fc) : 0;
+}
+
 int conn_fd(const struct conn *c, short *events)
 {
   if (c->state != CONNECTED)
@@ -131,6 +136,7 @@ static void handle_frame(struct conn *c, const struct wire_header *h, const uint
   (void)c;
   switch (h->type) {
   case WIRE_RUN:
+  case WIRE_SHARE:
   case WIRE_FILE:
   case WIRE_FILE_DATA:
   case WIRE_STDIN:

@@ -105,7 +105,9 @@ int main(void)
       conn_tick(conn, p[1].revents);
     else if (n == 0 || port_event)
       conn_tick(conn, 0);
-    /* Send what the runs queued (output, exits) without waiting a round. */
+    /* Write-backs go on as credit came and the port drained; then send
+     * what the runs queued (output, exits) without waiting a round. */
+    runs_continue();
     conn_tick(conn, 0);
   }
 }

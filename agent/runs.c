@@ -7,9 +7,13 @@
  * while the host has granted credit, so a slow reader on the host stops the
  * program the way a full pipe would, without the agent buffering it.
  *
+ * A run with a share (WIRE_SHARE before WIRE_RUN) sees the host's trees at
+ * their paths in its own mount namespace (share.c).
+ *
  * A run is over when its main process was reaped and both output pipes hit
  * end of file (the rest of its cgroup is killed at the reap, so they do);
- * only then is WIRE_EXIT sent, after all the output. */
+ * then what it changed under writable roots goes to the host (writeback.c),
+ * unless it was cancelled, and only then WIRE_EXIT, after all of it. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +35,6 @@
 #include "wire.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
-#define RUN_DIR "/run/vmexec"
 #define MAX_ARGS 65536
 #define READ_CHUNK (64 * 1024)
 
@@ -47,7 +50,11 @@ struct run {
   int status;            /* wait status of the main process */
   int file_fd;           /* the file being received (--copy), or -1 */
   uint64_t file_left;
-  char dir[64];          /* RUN_DIR/ID: files sent with the run */
+  char dir[64];          /* RUN_DIR/ID: files sent with the run, its share tmpfs */
+  struct share *share;   /* from WIRE_SHARE, or NULL */
+  char share_err[512];   /* why the WIRE_SHARE was refused: the run fails at WIRE_RUN */
+  struct writeback *wb;  /* the write-back in progress, once the program ended */
+  bool cancelled;        /* WIRE_CANCEL or the host went away: no write-back */
   struct run *next;
 };
 
@@ -57,6 +64,7 @@ static bool have_cgroups;
 void runs_init(void)
 {
   mkdir(RUN_DIR, 0755);
+  share_init();
   /* cgroup2 lets us kill a run's whole tree, even processes that called
    * setsid() or were reparented to us. Without it: the session is killed. */
   if (mount("cgroup2", CGROUP_ROOT, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 || errno == EBUSY)
@@ -163,6 +171,8 @@ static void destroy(struct run *gone)
   close_fd(&gone->err_fd);
   close_fd(&gone->exec_fd);
   close_fd(&gone->file_fd);
+  writeback_free(gone->wb);
+  share_free(gone->share); /* before the run's directory, which holds its tmpfs */
   if (gone->cgroup) {
     char path[128];
     cgroup_path(gone, NULL, path, sizeof path);
@@ -173,11 +183,19 @@ static void destroy(struct run *gone)
   free(gone);
 }
 
-/* Over when reaped and all output is out: tell the host how it ended. */
+/* Over when reaped and all output is out: send the run's changes under
+ * writable roots (as far as credit allows: runs_continue carries on), then
+ * tell the host how it ended. */
 static void maybe_finish(struct run *r)
 {
   if (!r->reaped || r->out_fd >= 0 || r->err_fd >= 0 || r->exec_fd >= 0)
     return;
+  if (r->share && !r->cancelled) {
+    if (!r->wb && !(r->wb = writeback_start(r->share, r->id)))
+      agent_log("run %u: out of memory: its changes are not written back", r->id);
+    if (r->wb && !writeback_step(r->wb, &r->credit))
+      return;
+  }
   if (WIFSIGNALED(r->status))
     send_exit(r, WIRE_SIGNALED, wire_signal_from_native(WTERMSIG(r->status)), "");
   else
@@ -269,16 +287,24 @@ static void mkdir_p(const char *path)
   mkdir(buf, 0755);
 }
 
+/* What the child writes on the exec pipe when the start failed (one write,
+ * under PIPE_BUF: atomic). */
+struct child_msg {
+  int stage, err;
+  char text[512]; /* STAGE_SHARE: what failed */
+};
+
 /* In the child: report why the start failed on the exec pipe, and exit. */
-static noreturn void child_fail(int fd, int stage, int err)
+static noreturn void child_fail(int fd, int stage, int err, const char *text)
 {
-  int msg[2] = { stage, err };
-  ssize_t ignored = write(fd, msg, sizeof msg);
+  struct child_msg msg = { .stage = stage, .err = err };
+  snprintf(msg.text, sizeof msg.text, "%s", text ? text : "");
+  ssize_t ignored = write(fd, &msg, sizeof msg);
   (void)ignored;
   _exit(127);
 }
 
-enum { STAGE_CGROUP = 1, STAGE_CWD, STAGE_CREDS, STAGE_EXEC };
+enum { STAGE_CGROUP = 1, STAGE_SHARE, STAGE_CWD, STAGE_CREDS, STAGE_EXEC };
 
 static noreturn void child(struct run *r, struct run_request *q, int in, int out, int err, int exec_w)
 {
@@ -292,23 +318,28 @@ static noreturn void child(struct run *r, struct run_request *q, int in, int out
     cgroup_path(r, "cgroup.procs", path, sizeof path);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "0", 1) != 1)
-      child_fail(exec_w, STAGE_CGROUP, errno);
+      child_fail(exec_w, STAGE_CGROUP, errno, NULL);
     close(fd);
   }
   dup2(in, 0);
   dup2(out, 1);
   dup2(err, 2);
+  if (r->share) {
+    char why[512];
+    if (share_enter(r->share, why, sizeof why) == -1)
+      child_fail(exec_w, STAGE_SHARE, errno, why);
+  }
   if (chdir(q->cwd) == -1) {
-    /* Until the share shows the host's trees, --copy runs in a fresh
-     * directory of the same name in guest memory. */
-    if (!(q->flags & WIRE_RUN_COPY))
-      child_fail(exec_w, STAGE_CWD, errno);
+    /* Without a share, --copy runs in a fresh directory of the same name in
+     * guest memory; with one, the cwd is always inside a root. */
+    if (!(q->flags & WIRE_RUN_COPY) || r->share)
+      child_fail(exec_w, STAGE_CWD, errno, NULL);
     mkdir_p(q->cwd);
     if (chdir(q->cwd) == -1)
-      child_fail(exec_w, STAGE_CWD, errno);
+      child_fail(exec_w, STAGE_CWD, errno, NULL);
   }
   if (setgroups(q->ngroups, q->groups) == -1 || setgid(q->gid) == -1 || setuid(q->uid) == -1)
-    child_fail(exec_w, STAGE_CREDS, errno);
+    child_fail(exec_w, STAGE_CREDS, errno, NULL);
   umask(q->umask & 0777);
   char copied[sizeof r->dir + 256];
   const char *file = q->file;
@@ -318,7 +349,7 @@ static noreturn void child(struct run *r, struct run_request *q, int in, int out
     file = copied;
   }
   execve(file, q->argv, q->envp);
-  child_fail(exec_w, STAGE_EXEC, errno);
+  child_fail(exec_w, STAGE_EXEC, errno, NULL);
 }
 
 static void start(struct run *r, const uint8_t *p, size_t n)
@@ -331,6 +362,14 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     }
     free(q);
     refuse(r, 125, "malformed run request from the host");
+    return;
+  }
+  char why[512];
+  if (r->share_err[0] || (r->share && share_prepare(r->share, r->dir, why, sizeof why) == -1)) {
+    refuse(r, 125, "%s", r->share_err[0] ? r->share_err : why);
+    free_strings(q->argv);
+    free_strings(q->envp);
+    free(q);
     return;
   }
   if (have_cgroups) {
@@ -371,8 +410,8 @@ static void start(struct run *r, const uint8_t *p, size_t n)
 /* The exec pipe: end of file means exec succeeded; data means it did not. */
 static void exec_result(struct run *r)
 {
-  int msg[2];
-  ssize_t n = read(r->exec_fd, msg, sizeof msg);
+  struct child_msg msg;
+  ssize_t n = read(r->exec_fd, &msg, sizeof msg);
   if (n < 0 && errno == EINTR)
     return;
   close_fd(&r->exec_fd);
@@ -380,12 +419,14 @@ static void exec_result(struct run *r)
     maybe_finish(r);
     return;
   }
-  const char *what = msg[0] == STAGE_CGROUP ? "cannot join the run's cgroup"
-                     : msg[0] == STAGE_CWD  ? "cannot enter the working directory in the guest"
-                     : msg[0] == STAGE_CREDS ? "cannot take the caller's uid and gid in the guest"
+  msg.text[sizeof msg.text - 1] = '\0';
+  const char *what = msg.stage == STAGE_CGROUP ? "cannot join the run's cgroup"
+                     : msg.stage == STAGE_SHARE ? msg.text
+                     : msg.stage == STAGE_CWD  ? "cannot enter the working directory in the guest"
+                     : msg.stage == STAGE_CREDS ? "cannot take the caller's uid and gid in the guest"
                                              : "cannot execute the program in the guest";
-  uint32_t status = msg[0] == STAGE_EXEC ? (msg[1] == ENOENT ? 127 : 126) : 125;
-  const char *hint = msg[0] == STAGE_EXEC && msg[1] == ENOENT
+  uint32_t status = msg.stage == STAGE_EXEC ? (msg.err == ENOENT ? 127 : 126) : 125;
+  const char *hint = msg.stage == STAGE_EXEC && msg.err == ENOENT
                        ? " (is its dynamic loader or a library missing from the image? "
                          "add packages with 'vmexec image build --with')"
                        : "";
@@ -394,7 +435,7 @@ static void exec_result(struct run *r)
     waitpid(r->pid, NULL, 0);
     r->pid = 0;
   }
-  refuse(r, status, "%s: %s%s", what, strerror(msg[1]), hint);
+  refuse(r, status, "%s: %s%s", what, strerror(msg.err), hint);
 }
 
 static void receive_file(struct run *r, const uint8_t *p, size_t n)
@@ -463,14 +504,40 @@ static void receive_stdin(struct run *r, const uint8_t *p, size_t n)
     close_fd(&r->in_fd);
 }
 
+static void receive_share(struct run *r, const uint8_t *p, size_t n)
+{
+  if (r->started) {
+    agent_log("run %u: share after the run started; ignored", r->id);
+    return;
+  }
+  share_free(r->share);
+  r->share_err[0] = '\0';
+  r->share = share_parse(p, n, r->share_err, sizeof r->share_err);
+}
+
+/* WIRE_CANCEL or the host went away: kill everything, write nothing back. */
+static void cancel(struct run *r)
+{
+  r->cancelled = true;
+  if (!r->started) {
+    destroy(r);
+    return;
+  }
+  kill_all(r);
+  maybe_finish(r); /* ends a run whose write-back was in progress */
+}
+
 void runs_frame(const struct wire_header *h, const uint8_t *p)
 {
   struct run *r = find(h->run);
-  if (!r && (h->type == WIRE_RUN || h->type == WIRE_FILE))
+  if (!r && (h->type == WIRE_RUN || h->type == WIRE_FILE || h->type == WIRE_SHARE))
     r = create(h->run);
   if (!r)
     return; /* e.g. a credit for a run that just ended */
   switch (h->type) {
+  case WIRE_SHARE:
+    receive_share(r, p, h->length);
+    break;
   case WIRE_FILE:
     receive_file(r, p, h->length);
     break;
@@ -502,10 +569,7 @@ void runs_frame(const struct wire_header *h, const uint8_t *p)
     break;
   }
   case WIRE_CANCEL:
-    if (r->started)
-      kill_all(r);
-    else
-      destroy(r);
+    cancel(r);
     break;
   default:
     agent_log("run %u: unexpected frame type %u", r->id, h->type);
@@ -516,10 +580,16 @@ void runs_cancel_all(void)
 {
   for (struct run *r = runs, *next; r; r = next) {
     next = r->next;
-    if (r->started)
-      kill_all(r);
-    else
-      destroy(r);
+    cancel(r);
+  }
+}
+
+void runs_continue(void)
+{
+  for (struct run *r = runs, *next; r; r = next) {
+    next = r->next;
+    if (r->wb)
+      maybe_finish(r); /* may end the run */
   }
 }
 

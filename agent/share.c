@@ -1,0 +1,496 @@
+/* The share: the host's trees at their own paths, read from the share disk.
+ *
+ * The share disk (virtio-blk, serial WIRE_SHARE_SERIAL) is one big read-only
+ * export; generation N is a complete EROFS image at some offset of it. The
+ * agent mounts a generation once, through a read-only loop device over that
+ * byte range, at SHARE_DIR/N, and counts the runs that use it. A generation
+ * that no run uses once a newer one was mounted is unmounted, its loop device
+ * detached, and the host told (WIRE_GEN_RELEASED) that its slot may go.
+ *
+ * A run with a share gets its own tmpfs (RUN_DIR/ID/rw) for the upper layers
+ * of its writable roots, and its own mount namespace, set up in the child
+ * before exec: each root at its path, writable roots as an overlay over the
+ * generation, read-only roots as a read-only bind mount. /run is a shared
+ * mount and each run's namespace a slave of it, so the generations and other
+ * runs' tmpfs that the agent unmounts later go away in every run's namespace
+ * too, and nothing a run mounts comes back to the agent. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <linux/loop.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "wire.h"
+
+#define MAX_ROOTS 256
+
+struct share_gen {
+  uint32_t n;
+  uint64_t offset;
+  int refs;         /* runs holding it */
+  int loop_fd;      /* the loop device, kept open until release */
+  char loop[32];    /* its name, for messages */
+  struct share_gen *next;
+};
+
+static struct share_gen *gens;
+static uint32_t newest;     /* highest generation mounted so far */
+static bool mounted_any;
+
+void share_init(void)
+{
+  mkdir(RUN_DIR, 0755);
+  mkdir(SHARE_DIR, 0755);
+  /* Mounts and unmounts under /run reach the runs' namespaces (slaves). */
+  if (mount(NULL, "/run", NULL, MS_SHARED, NULL) == -1)
+    agent_log("cannot make /run a shared mount: %s (a run's namespace keeps other runs' "
+              "generations and tmpfs until it ends)", strerror(errno));
+}
+
+/* Paths the share must never cover in the guest: the guest's own system. */
+static const char *const system_paths[] = {
+  "/proc", "/sys", "/dev", "/run", "/bin", "/sbin", "/lib*", "/usr", "/usr/lib*", "/etc", "/init",
+};
+
+/* True if ROOT is PATTERN (a glob: "/lib*" is /lib, /lib64, ...) or above it. */
+static bool covers(const char *root, const char *pattern)
+{
+  if (fnmatch(pattern, root, FNM_PATHNAME) == 0)
+    return true;
+  size_t n = strlen(root);
+  return strncmp(pattern, root, n) == 0 && pattern[n] == '/';
+}
+
+static const char *refused_root(const char *root)
+{
+  if (!strcmp(root, "/"))
+    return "/";
+  for (size_t i = 0; i < sizeof system_paths / sizeof system_paths[0]; i++)
+    if (covers(root, system_paths[i]))
+      return system_paths[i];
+  /* The agent's own mounts would be shadowed in the run's namespace. */
+  if (!strncmp(root, RUN_DIR, strlen(RUN_DIR)) && (root[strlen(RUN_DIR)] == '/' || !root[strlen(RUN_DIR)]))
+    return RUN_DIR;
+  return NULL;
+}
+
+static bool clean_path(const char *p)
+{
+  if (p[0] != '/')
+    return false;
+  size_t n = strlen(p);
+  if (n > 1 && p[n - 1] == '/')
+    return false;
+  for (const char *s = p; *s; s++)
+    if (s[0] == '/' && (s[1] == '/' || (s[1] == '.' && (s[2] == '/' || !s[2] || (s[2] == '.' && (s[3] == '/' || !s[3]))))))
+      return false;
+  return true;
+}
+
+static int by_length(const void *a, const void *b)
+{
+  size_t x = strlen(((const struct share_root *)a)->path), y = strlen(((const struct share_root *)b)->path);
+  return x < y ? -1 : x > y;
+}
+
+struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap)
+{
+  struct wire_reader rd;
+  wire_reader_init(&rd, p, n);
+  struct share *s = calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(err, cap, "out of memory in the guest");
+    return NULL;
+  }
+  s->gen = wire_get_u32(&rd);
+  s->offset = (uint64_t)wire_get_u32(&rd) << 32;
+  s->offset |= wire_get_u32(&rd);
+  s->size = (uint64_t)wire_get_u32(&rd) << 32;
+  s->size |= wire_get_u32(&rd);
+  uint32_t nroots = wire_get_u32(&rd);
+  if (!rd.ok || nroots == 0 || nroots > MAX_ROOTS || !(s->roots = calloc(nroots, sizeof *s->roots))) {
+    snprintf(err, cap, "malformed share request from the host");
+    goto fail;
+  }
+  for (uint32_t i = 0; i < nroots; i++) {
+    char path[PATH_MAX];
+    bool ok = wire_get_str(&rd, path, sizeof path);
+    uint32_t flags = wire_get_u32(&rd);
+    if (!ok || !rd.ok || !clean_path(path)) {
+      snprintf(err, cap, "malformed share root from the host");
+      goto fail;
+    }
+    const char *sys = refused_root(path);
+    if (sys) {
+      snprintf(err, cap, "cannot share %s in the guest: it would hide the guest's %s; share a directory below it",
+               path, sys);
+      goto fail;
+    }
+    if (!(s->roots[i].path = strdup(path))) {
+      snprintf(err, cap, "out of memory in the guest");
+      goto fail;
+    }
+    s->roots[i].writable = flags & WIRE_ROOT_WRITABLE;
+    s->nroots++;
+  }
+  if (rd.pos != rd.len) {
+    snprintf(err, cap, "malformed share request from the host");
+    goto fail;
+  }
+  /* Parents before the roots inside them. */
+  qsort(s->roots, s->nroots, sizeof *s->roots, by_length);
+  for (size_t i = 1; i < s->nroots; i++)
+    if (!strcmp(s->roots[i].path, s->roots[i - 1].path)) {
+      snprintf(err, cap, "the host shared %s twice", s->roots[i].path);
+      goto fail;
+    }
+  return s;
+fail:
+  share_free(s);
+  return NULL;
+}
+
+/* /dev/vdX whose serial is WIRE_SHARE_SERIAL. */
+static bool find_disk(char *dev, size_t cap)
+{
+  DIR *d = opendir("/sys/block");
+  if (!d)
+    return false;
+  bool found = false;
+  struct dirent *e;
+  while (!found && (e = readdir(d))) {
+    if (strncmp(e->d_name, "vd", 2))
+      continue;
+    char path[300], serial[64] = "";
+    snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
+    FILE *f = fopen(path, "re");
+    if (!f)
+      continue;
+    if (fgets(serial, sizeof serial, f)) {
+      serial[strcspn(serial, "\n")] = '\0';
+      if (!strcmp(serial, WIRE_SHARE_SERIAL)) {
+        snprintf(dev, cap, "/dev/%s", e->d_name);
+        found = true;
+      }
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return found;
+}
+
+/* A read-only loop device over [offset, offset + size) of DISK; its fd, or -1. */
+static int loop_attach(const char *disk, uint64_t offset, uint64_t size, char *name, size_t namecap, char *err,
+                       size_t cap)
+{
+  int disk_fd = open(disk, O_RDONLY | O_CLOEXEC);
+  if (disk_fd == -1) {
+    snprintf(err, cap, "cannot open the share disk %s: %s", disk, strerror(errno));
+    return -1;
+  }
+  int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  if (ctl == -1) {
+    snprintf(err, cap, "cannot open /dev/loop-control: %s (the image lacks the loop module)", strerror(errno));
+    close(disk_fd);
+    return -1;
+  }
+  int fd = -1;
+  for (int attempt = 0; attempt < 5 && fd == -1; attempt++) {
+    int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+    if (n < 0) {
+      snprintf(err, cap, "no free loop device: %s", strerror(errno));
+      break;
+    }
+    snprintf(name, namecap, "/dev/loop%d", n);
+    for (int i = 0; i < 100 && (fd = open(name, O_RDWR | O_CLOEXEC)) == -1 && errno == ENOENT; i++)
+      usleep(1000); /* devtmpfs may lag behind a new device */
+    if (fd == -1) {
+      snprintf(err, cap, "cannot open %s: %s", name, strerror(errno));
+      break;
+    }
+    struct loop_config cfg = { .fd = (uint32_t)disk_fd };
+    cfg.info.lo_offset = offset;
+    cfg.info.lo_sizelimit = size;
+    cfg.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO;
+    if (ioctl(fd, LOOP_CONFIGURE, &cfg) == 0)
+      break;
+    if (errno == EINVAL || errno == ENOTTY) {
+      /* Before Linux 5.8: attach, then set the range. */
+      struct loop_info64 info = cfg.info;
+      info.lo_flags &= ~(uint32_t)LO_FLAGS_DIRECT_IO;
+      if (ioctl(fd, LOOP_SET_FD, disk_fd) == 0) {
+        if (ioctl(fd, LOOP_SET_STATUS64, &info) == 0)
+          break;
+        int e = errno;
+        ioctl(fd, LOOP_CLR_FD, 0);
+        errno = e;
+      }
+    }
+    snprintf(err, cap, "cannot set up %s over the share disk: %s", name, strerror(errno));
+    close(fd);
+    fd = -1;
+    if (errno != EBUSY)
+      break; /* EBUSY: someone took it first; try the next free one */
+  }
+  close(ctl);
+  close(disk_fd); /* the loop device holds the disk */
+  return fd;
+}
+
+static void gen_dir(uint32_t n, char *buf, size_t cap)
+{
+  snprintf(buf, cap, SHARE_DIR "/%u", n);
+}
+
+static void gen_release(struct share_gen *g)
+{
+  char dir[64];
+  gen_dir(g->n, dir, sizeof dir);
+  if (umount2(dir, MNT_DETACH) == -1)
+    agent_log("cannot unmount share generation %u: %s", g->n, strerror(errno));
+  if (ioctl(g->loop_fd, LOOP_CLR_FD, 0) == -1 && errno != ENXIO)
+    agent_log("cannot detach %s: %s (it goes when it is no longer used)", g->loop, strerror(errno));
+  close(g->loop_fd);
+  rmdir(dir);
+  for (struct share_gen **p = &gens; *p; p = &(*p)->next)
+    if (*p == g) {
+      *p = g->next;
+      break;
+    }
+  uint8_t b[4];
+  struct wire_writer w;
+  wire_writer_init(&w, b, sizeof b);
+  wire_put_u32(&w, g->n);
+  agent_send(WIRE_GEN_RELEASED, 0, b, w.len);
+  free(g);
+}
+
+/* Let go of every generation that no run uses and that a newer one replaced. */
+static void gen_sweep(void)
+{
+  for (struct share_gen *g = gens, *next; g; g = next) {
+    next = g->next;
+    if (g->refs == 0 && g->n < newest)
+      gen_release(g);
+  }
+}
+
+static struct share_gen *gen_get(const struct share *s, char *err, size_t cap)
+{
+  for (struct share_gen *g = gens; g; g = g->next)
+    if (g->n == s->gen) {
+      if (s->offset != g->offset)
+        agent_log("share generation %u was announced at offset %llu, now at %llu: keeping the first", g->n,
+                  (unsigned long long)g->offset, (unsigned long long)s->offset);
+      g->refs++;
+      return g;
+    }
+  char disk[300];
+  if (!find_disk(disk, sizeof disk)) {
+    snprintf(err, cap, "the guest has no share disk (virtio-blk with serial %s): the supervisor did not attach it; "
+             "run with --copy or restart the guest (vmexec stop)", WIRE_SHARE_SERIAL);
+    return NULL;
+  }
+  struct share_gen *g = calloc(1, sizeof *g);
+  if (!g) {
+    snprintf(err, cap, "out of memory in the guest");
+    return NULL;
+  }
+  g->n = s->gen;
+  g->offset = s->offset;
+  g->loop_fd = loop_attach(disk, s->offset, s->size, g->loop, sizeof g->loop, err, cap);
+  if (g->loop_fd == -1) {
+    free(g);
+    return NULL;
+  }
+  char dir[64];
+  gen_dir(g->n, dir, sizeof dir);
+  mkdir(SHARE_DIR, 0755);
+  if ((mkdir(dir, 0755) == -1 && errno != EEXIST) || mount(g->loop, dir, "erofs", MS_RDONLY | MS_NODEV, NULL) == -1) {
+    snprintf(err, cap, "cannot mount share generation %u (%s at offset %llu): %s%s", g->n, g->loop,
+             (unsigned long long)s->offset, strerror(errno),
+             errno == ENODEV ? " (the image lacks the erofs module)" : "");
+    ioctl(g->loop_fd, LOOP_CLR_FD, 0);
+    close(g->loop_fd);
+    rmdir(dir);
+    free(g);
+    return NULL;
+  }
+  g->refs = 1;
+  g->next = gens;
+  gens = g;
+  if (!mounted_any || g->n > newest)
+    newest = g->n;
+  mounted_any = true;
+  gen_sweep();
+  return g;
+}
+
+static int mkdir_or_fail(const char *path, mode_t mode, char *err, size_t cap)
+{
+  if (mkdir(path, mode) == 0 || errno == EEXIST)
+    return 0;
+  snprintf(err, cap, "cannot create %s in the guest: %s", path, strerror(errno));
+  return -1;
+}
+
+int share_prepare(struct share *s, const char *run_dir, char *err, size_t cap)
+{
+  if (!(s->g = gen_get(s, err, cap)))
+    return -1;
+  char lower[PATH_MAX + 64];
+  for (size_t i = 0; i < s->nroots; i++) {
+    struct stat st;
+    snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", s->gen, s->roots[i].path);
+    int rc = stat(lower, &st);
+    if (rc == -1 || !S_ISDIR(st.st_mode)) {
+      snprintf(err, cap, "share generation %u lacks the directory %s (%s): a bug of the supervisor", s->gen,
+               s->roots[i].path, rc == -1 ? strerror(errno) : "not a directory");
+      return -1;
+    }
+    s->roots[i].lower_mode = st.st_mode;
+    s->roots[i].lower_uid = st.st_uid;
+    s->roots[i].lower_gid = st.st_gid;
+  }
+  bool any_writable = false;
+  for (size_t i = 0; i < s->nroots; i++)
+    any_writable |= s->roots[i].writable;
+  if (!any_writable)
+    return 0;
+  /* The upper layers live in guest memory: half of it at most, like /tmp. */
+  snprintf(s->rw, sizeof s->rw, "%s/rw", run_dir);
+  if (mkdir_or_fail(run_dir, 0755, err, cap) || mkdir_or_fail(s->rw, 0755, err, cap))
+    goto fail;
+  if (mount("tmpfs", s->rw, "tmpfs", MS_NOSUID, "size=50%,mode=0755") == -1) {
+    snprintf(err, cap, "cannot mount a tmpfs for the run's writes on %s: %s", s->rw, strerror(errno));
+    rmdir(s->rw);
+    goto fail;
+  }
+  s->rw_mounted = true;
+  char path[128];
+  snprintf(path, sizeof path, "%s/upper", s->rw);
+  if (mkdir_or_fail(path, 0755, err, cap))
+    goto fail;
+  snprintf(path, sizeof path, "%s/work", s->rw);
+  if (mkdir_or_fail(path, 0755, err, cap))
+    goto fail;
+  for (size_t i = 0; i < s->nroots; i++) {
+    const struct share_root *r = &s->roots[i];
+    if (!r->writable)
+      continue;
+    snprintf(path, sizeof path, "%s/work/%zu", s->rw, i);
+    if (mkdir_or_fail(path, 0700, err, cap))
+      goto fail;
+    /* The overlay's root takes its owner and mode from the upper dir. */
+    snprintf(path, sizeof path, "%s/upper/%zu", s->rw, i);
+    if (mkdir_or_fail(path, 0755, err, cap))
+      goto fail;
+    if (chown(path, r->lower_uid, r->lower_gid) == -1 || chmod(path, r->lower_mode & 07777) == -1) {
+      snprintf(err, cap, "cannot set the owner of %s: %s", path, strerror(errno));
+      goto fail;
+    }
+  }
+  return 0;
+fail:
+  return -1;
+}
+
+static void mkdir_p(char *path)
+{
+  for (char *s = path + 1; *s; s++)
+    if (*s == '/') {
+      *s = '\0';
+      mkdir(path, 0755);
+      *s = '/';
+    }
+  mkdir(path, 0755);
+}
+
+/* chdir into the generation's copy of ROOT, so that mount sources are "."
+ * whatever the length of the path. */
+static int enter_lower(const struct share *s, const char *root)
+{
+  char dir[64];
+  gen_dir(s->gen, dir, sizeof dir);
+  if (chdir(dir) == -1)
+    return -1;
+  return chdir(root + 1) == -1 && root[1] ? -1 : 0;
+}
+
+int share_enter(const struct share *s, char *err, size_t cap)
+{
+  if (unshare(CLONE_NEWNS) == -1) {
+    snprintf(err, cap, "cannot create the run's mount namespace");
+    return -1;
+  }
+  /* Receive unmounts from the agent; send nothing back. */
+  if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) == -1) {
+    snprintf(err, cap, "cannot make the run's mounts private");
+    return -1;
+  }
+  for (size_t i = 0; i < s->nroots; i++) {
+    const struct share_root *r = &s->roots[i];
+    char target[PATH_MAX];
+    snprintf(target, sizeof target, "%s", r->path);
+    mkdir_p(target);
+    if (enter_lower(s, r->path) == -1) {
+      snprintf(err, cap, "cannot enter %s in share generation %u", r->path, s->gen);
+      return -1;
+    }
+    if (r->writable) {
+      char opts[512];
+      snprintf(opts, sizeof opts, "lowerdir=.,upperdir=%s/upper/%zu,workdir=%s/work/%zu,redirect_dir=off,metacopy=off",
+               s->rw, i, s->rw, i);
+      int rc = mount("overlay", r->path, "overlay", 0, opts);
+      if (rc == -1 && errno == EINVAL) {
+        /* A kernel that knows neither option keeps both off anyway. */
+        *strstr(opts, ",redirect_dir") = '\0';
+        rc = mount("overlay", r->path, "overlay", 0, opts);
+      }
+      if (rc == -1) {
+        snprintf(err, cap, "cannot mount the writable overlay on %s%s", r->path,
+                 errno == ENODEV ? " (the image lacks the overlay module)" : "");
+        return -1;
+      }
+    } else if (mount(".", r->path, NULL, MS_BIND, NULL) == -1 ||
+               mount(NULL, r->path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) == -1) {
+      snprintf(err, cap, "cannot mount %s read-only", r->path);
+      return -1;
+    }
+  }
+  if (chdir("/") == -1) {
+    snprintf(err, cap, "cannot enter /");
+    return -1;
+  }
+  return 0;
+}
+
+void share_free(struct share *s)
+{
+  if (!s)
+    return;
+  if (s->rw_mounted) {
+    /* The run's namespace may still hold it while its last processes die. */
+    if (umount2(s->rw, MNT_DETACH) == -1)
+      agent_log("cannot unmount %s: %s", s->rw, strerror(errno));
+  }
+  if (s->rw[0])
+    rmdir(s->rw);
+  if (s->g) {
+    s->g->refs--;
+    gen_sweep();
+  }
+  for (size_t i = 0; i < s->nroots; i++)
+    free(s->roots[i].path);
+  free(s->roots);
+  free(s);
+}
