@@ -27,6 +27,7 @@ struct target {
   const char *console;         /* kernel console device */
   enum virtio_transport transport;
   const char *qemu_extra;      /* further qemu arguments, space separated */
+  unsigned page_kib;           /* the kernel's page size: the share's block size */
 };
 
 extern const struct target targets[];

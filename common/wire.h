@@ -60,7 +60,35 @@ enum wire_type {
    * str text (one line per guest fact) */
   WIRE_STATUS = 13,
   WIRE_STOP = 14,     /* vmexec -> supervisor, run 0: stop the guest now */
+  /* host -> agent, before WIRE_RUN: the run sees the host's trees through
+   * share generation GEN. u32 gen, u32 offset (high), u32 offset (low),
+   * u32 size (high), u32 size (low) -- the generation's EROFS image is at
+   * OFFSET of the share disk (the virtio-blk disk whose serial is
+   * WIRE_SHARE_SERIAL), SIZE bytes at most -- then u32 nroots and per root:
+   * str absolute path, u32 flags (WIRE_ROOT_*). Each root appears at its own
+   * path; writable roots get a private overlay whose changes come back in
+   * WIRE_WB frames before WIRE_EXIT. */
+  WIRE_SHARE = 15,
+  /* agent -> host, after the program ended, before WIRE_EXIT: one change
+   * under a writable root. u32 kind (WIRE_WB_*), u32 mode, str path; then for
+   * WIRE_WB_SYMLINK str target, for WIRE_WB_FILE u32 size (high), u32 size
+   * (low), the bytes following in WIRE_WB_DATA frames (counted against the
+   * run's output credit like stdout). Parents come before their children. */
+  WIRE_WB = 16,
+  WIRE_WB_DATA = 17,
+  /* agent -> host, run 0: u32 gen: the guest let go of generation GEN (no
+   * run uses it and a newer one exists); its slot may be retired. */
+  WIRE_GEN_RELEASED = 18,
 };
+
+enum { WIRE_ROOT_WRITABLE = 1 };
+enum {
+  WIRE_WB_FILE = 1,    /* create or replace a regular file */
+  WIRE_WB_DIR = 2,     /* create a directory (or set its mode) */
+  WIRE_WB_SYMLINK = 3, /* create or replace a symlink */
+  WIRE_WB_DELETE = 4,  /* remove the path (a directory with its contents) */
+};
+#define WIRE_SHARE_SERIAL "vmexec-share"
 
 enum { WIRE_RUN_COPY = 1 }; /* the file to execute came in WIRE_FILE frames */
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };

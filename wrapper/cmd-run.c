@@ -24,7 +24,9 @@
 #include "elf-detect.h"
 #include "fail.h"
 #include "frame-conn.h"
+#include "share-roots.h"
 #include "supervisor.h"
+#include "writeback.h"
 
 extern char **environ;
 
@@ -32,8 +34,10 @@ extern char **environ;
 #define RUN_ID 1
 
 struct run_options {
-  bool copy;
+  bool copy;          /* send the program into guest memory instead of sharing trees */
   bool root;
+  char *shares[SHARE_MAX_ROOTS]; /* --share DIR[:ro] */
+  size_t nshares;
 };
 
 static volatile sig_atomic_t pending_signals[NSIG];
@@ -113,6 +117,24 @@ static void send_program(int sock, const char *path)
   }
 }
 
+/* The trees the run sees at their host paths; the supervisor picks the
+ * generation (the first five fields). */
+static void send_share(int sock, const struct share_roots *roots)
+{
+  static uint8_t buf[WIRE_MAX_PAYLOAD];
+  struct wire_writer w;
+  wire_writer_init(&w, buf, sizeof buf);
+  for (int i = 0; i < 5; i++)
+    wire_put_u32(&w, 0);
+  wire_put_u32(&w, (uint32_t)roots->n);
+  for (size_t i = 0; i < roots->n; i++) {
+    wire_put_str(&w, roots->root[i].path);
+    wire_put_u32(&w, roots->root[i].writable ? WIRE_ROOT_WRITABLE : 0);
+  }
+  if (frame_write(sock, WIRE_SHARE, RUN_ID, buf, w.len) == -1)
+    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+}
+
 static void send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv)
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
@@ -174,10 +196,10 @@ static noreturn void die_like(int how, uint32_t value, const char *msg)
   fail(value >= 125 && value <= 127 ? (int)value : EXIT_TOOL_FAILED, "%s", msg);
 }
 
-/* Relay until the run's WIRE_EXIT. Returns false if the connection ended
- * before anything at all came back (a supervisor that was just stopping):
- * the caller may retry. */
-static bool relay(int sock)
+/* Relay until the run's WIRE_EXIT, then exit as the program did. Returns
+ * only if the connection ended before anything at all came back (a
+ * supervisor that was just stopping): the caller may retry. */
+static void relay(int sock, struct writeback *wb)
 {
   struct frame_conn conn;
   if (frame_conn_init(&conn, sock) == -1)
@@ -254,6 +276,15 @@ static bool relay(int sock)
           wire_writer_init(&w, b, sizeof b);
           wire_put_u32(&w, h.length);
           frame_conn_queue(&conn, WIRE_CREDIT, RUN_ID, b, w.len);
+        } else if (h.type == WIRE_WB || h.type == WIRE_WB_DATA) {
+          writeback_frame(wb, h.type, p, h.length);
+          if (h.type == WIRE_WB_DATA) { /* counted against the output window */
+            uint8_t b[4];
+            struct wire_writer w;
+            wire_writer_init(&w, b, sizeof b);
+            wire_put_u32(&w, h.length);
+            frame_conn_queue(&conn, WIRE_CREDIT, RUN_ID, b, w.len);
+          }
         } else if (h.type == WIRE_CREDIT) {
           stdin_credit += wire_get_u32(&r);
         } else if (h.type == WIRE_EXIT) {
@@ -262,6 +293,7 @@ static bool relay(int sock)
           char msg[PATH_MAX + 1024];
           if (!wire_get_str(&r, msg, sizeof msg))
             snprintf(msg, sizeof msg, "the guest failed");
+          writeback_abort(wb);
           die_like((int)how, value, msg);
         }
       }
@@ -269,14 +301,14 @@ static bool relay(int sock)
         fail(EXIT_TOOL_FAILED, "malformed frame from the guest's supervisor; stop it with 'vmexec stop --all'");
       if (rc <= 0) {
         if (!got_any)
-          return false;
+          return;
         fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor; see its log under %s",
              "$XDG_RUNTIME_DIR/vmexec");
       }
     }
     if (frame_conn_flush(&conn) == -1) {
       if (!got_any)
-        return false;
+        return;
       fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor: %s", strerror(errno));
     }
   }
@@ -284,7 +316,7 @@ static bool relay(int sock)
 
 int cmd_run(int argc, char **argv)
 {
-  struct run_options o = { .copy = true };
+  struct run_options o = { .copy = false };
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--") == 0) {
@@ -292,6 +324,8 @@ int cmd_run(int argc, char **argv)
       break;
     } else if (strcmp(argv[i], "--copy") == 0)
       o.copy = true;
+    else if (strcmp(argv[i], "--share") == 0 && i + 1 < argc && o.nshares < SHARE_MAX_ROOTS)
+      o.shares[o.nshares++] = argv[++i];
     else if (strcmp(argv[i], "--root") == 0)
       o.root = true;
     else
@@ -309,14 +343,27 @@ int cmd_run(int argc, char **argv)
   if (status != 0)
     fail(status, "%s", err);
 
+  static struct share_roots roots;
+  char real[PATH_MAX];
+  if (!o.copy) {
+    share_roots_find(&roots, path, info.target, o.shares, o.nshares);
+    if (!realpath(path, real))
+      fail(EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
+  }
+  struct writeback wb;
+  writeback_init(&wb, &roots);
+
   install_forwarding();
   for (int attempt = 0;; attempt++) {
     int sock = guest_connect(info.target);
-    if (o.copy)
+    if (o.copy) {
       send_program(sock, path);
-    send_run(sock, &o, "program", argc - i, argv + i);
-    if (relay(sock)) /* only returns when it may retry */
-      break;
+      send_run(sock, &o, "program", argc - i, argv + i);
+    } else {
+      send_share(sock, &roots);
+      send_run(sock, &o, real, argc - i, argv + i);
+    }
+    relay(sock, &wb); /* returns only when it may retry */
     close(sock);
     if (attempt == 3)
       fail(EXIT_TOOL_FAILED, "the %s guest's supervisor keeps closing the connection; see its log under %s",

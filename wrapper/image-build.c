@@ -30,8 +30,10 @@
 static const char *const base_packages[] = {"busybox-static", "libc6", "libgcc-s1", "libstdc++6", "libc-bin"};
 
 /* What the agent needs from the kernel: the console port, the share disk,
- * loop and overlay for writes, and the file systems of share generations. */
-static const char *const base_modules[] = {"virtio_console", "virtio_blk", "loop", "overlay", "erofs", "ext4"};
+ * loop and overlay for writes, and the file systems of share generations;
+ * 9p only so that bench/ can compare the share with virtio-9p. */
+static const char *const base_modules[] = {"virtio_console", "virtio_blk", "loop",         "overlay",
+                                           "erofs",          "ext4",       "9pnet_virtio", "9p"};
 
 /* Package content the guest never reads. The kernel and its modules are
  * added by hand (only the modules the agent loads). */

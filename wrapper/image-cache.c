@@ -95,6 +95,34 @@ int image_find(const struct target *t, char *dir)
   return access(manifest, R_OK) == 0 ? 0 : -1;
 }
 
+int image_current(const struct target *t, char *dir)
+{
+  if (image_find(t, dir) != 0)
+    return -1;
+  CLEANUP_FREE char *manifest_path = xasprintf("%s/manifest", dir);
+  CLEANUP_FREE char *manifest = NULL, *agent_bytes = NULL;
+  size_t len, agent_len;
+  if (read_file(manifest_path, &manifest, &len) == -1)
+    return -1;
+  static char packages[65536];
+  char with[1024] = "", key[IMAGE_KEY_LEN + 1], want[IMAGE_KEY_LEN + 1];
+  if (manifest_value(manifest, "packages", packages, sizeof packages) != 0 ||
+      manifest_value(manifest, "key", key, sizeof key) != 0)
+    return -1;
+  manifest_value(manifest, "with", with, sizeof with);
+  CLEANUP_FREE char *agent = agent_path(t);
+  if (read_file(agent, &agent_bytes, &agent_len) == -1)
+    return -1;
+  struct strv files = {0};
+  char *save = NULL;
+  for (char *w = strtok_r(packages, " ", &save); w; w = strtok_r(NULL, " ", &save))
+    strv_push(&files, w);
+  strv_sort_unique(&files);
+  image_key(t, &files, with, agent_bytes, agent_len, want);
+  strv_free(&files);
+  return strcmp(key, want) == 0 ? 0 : -1;
+}
+
 /* ---- list and rm ----------------------------------------------------------- */
 
 struct listed {

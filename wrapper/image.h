@@ -33,4 +33,9 @@ int image_build(const struct target *t, const struct image_options *opt, char *d
 /* The image last built for T, without building: 0 and dir filled, or -1. */
 int image_find(const struct target *t, char *dir);
 
+/* Like image_find, and only if that image holds this vmexec's agent: its
+ * manifest's packages and the agent give its key again. Reads only files, so
+ * users who cannot write the cache can use it. */
+int image_current(const struct target *t, char *dir);
+
 #endif

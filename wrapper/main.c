@@ -8,7 +8,7 @@
 #include "fail.h"
 
 static const char usage[] =
-  "Usage: vmexec [--root] [--copy] [--] PROGRAM [ARGS...]\n"
+  "Usage: vmexec [--root] [--copy] [--share DIR[:ro]]... [--] PROGRAM [ARGS...]\n"
   "                                         run PROGRAM in a guest of its architecture\n"
   "       vmexec inspect FILE               print the target of an ELF executable\n"
   "       vmexec targets                    list the supported targets\n"

@@ -67,16 +67,38 @@ static int self_dir(char *buf, size_t cap)
   return 0;
 }
 
+/* Where vmexec's own files are: $ENV if set (ENV may be NULL), else the build tree when vmexec
+ * runs from it, else where meson installs them. */
+static const char *own_dir(const char *env, const char *build_dir, const char *install_dir)
+{
+  const char *dir = env ? getenv(env) : NULL;
+  if (dir && dir[0])
+    return dir;
+  char self[PATH_MAX];
+  if (self_dir(self, sizeof self) == 0 && strcmp(self, VMEXEC_WRAPPER_BUILD_DIR) == 0)
+    return build_dir;
+  return install_dir;
+}
+
+char *share_plugin_path(void)
+{
+  const char *env = getenv("VMEXEC_SHARE_PLUGIN");
+  char *path;
+  if (env && env[0])
+    path = strdup(env);
+  else if (asprintf(&path, "%s/nbdkit-vmexec-share-plugin.so",
+                    own_dir(NULL, VMEXEC_PLUGIN_BUILD_DIR, VMEXEC_PLUGIN_INSTALL_DIR)) == -1)
+    path = NULL;
+  if (path && access(path, R_OK) == -1) {
+    free(path);
+    path = NULL;
+  }
+  return path;
+}
+
 char *agent_path(const struct target *t)
 {
-  const char *dir = getenv("VMEXEC_AGENT_DIR");
-  char self[PATH_MAX];
-  if (!dir || !dir[0]) {
-    if (self_dir(self, sizeof self) == 0 && strcmp(self, VMEXEC_WRAPPER_BUILD_DIR) == 0)
-      dir = VMEXEC_AGENT_BUILD_DIR;
-    else
-      dir = VMEXEC_AGENT_INSTALL_DIR;
-  }
+  const char *dir = own_dir("VMEXEC_AGENT_DIR", VMEXEC_AGENT_BUILD_DIR, VMEXEC_AGENT_INSTALL_DIR);
   char *path;
   if (asprintf(&path, "%s/vmexec-agent-%s", dir, t->name) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");

@@ -13,6 +13,11 @@ const char *cache_dir(void);
  * when it does not exist. Returns a malloc'd string. */
 char *agent_path(const struct target *t);
 
+/* The nbd-share nbdkit plugin: $VMEXEC_SHARE_PLUGIN, else the build tree when
+ * vmexec runs from it, else the installed one. NULL when it does not exist.
+ * Returns a malloc'd string. */
+char *share_plugin_path(void);
+
 /* mkdir -p with mode 0755 (or 0700 for the leaf when private). */
 int make_dirs(const char *path, int private_leaf);
 

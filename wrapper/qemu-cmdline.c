@@ -169,9 +169,11 @@ char **qemu_argv(const struct qemu_options *o)
     add(&a, "-qmp");
     addf(&a, "unix:%s,server=on,wait=off", qmp);
   }
-  /* Row-specific extras, e.g. "-vga none" on ppc64el. */
-  CLEANUP_FREE char *extra = strdup(t->qemu_extra);
-  if (!extra)
+  /* Row-specific extras, e.g. "-vga none" on ppc64el, then VMEXEC_QEMU_EXTRA
+   * (more devices for experiments, e.g. bench/'s virtio-9p). */
+  const char *user_extra = getenv("VMEXEC_QEMU_EXTRA");
+  CLEANUP_FREE char *extra = NULL;
+  if (asprintf(&extra, "%s %s", t->qemu_extra, user_extra ? user_extra : "") == -1)
     return NULL;
   char *save = NULL;
   for (char *w = strtok_r(extra, " ", &save); w; w = strtok_r(NULL, " ", &save))
@@ -192,6 +194,19 @@ char **qemu_argv(const struct qemu_options *o)
   addf(&a, "socket,id=vmexec,path=%s,server=on,wait=off", serial);
   add(&a, "-device");
   add(&a, "virtserialport,chardev=vmexec,name=" WIRE_PORT_NAME);
+
+  if (o->share_socket) {
+    /* The host's trees (nbd-share), read-only; the agent finds the disk by
+     * its serial. */
+    CLEANUP_FREE char *share = qemu_escape(o->share_socket);
+    if (!share)
+      return NULL;
+    add(&a, "-drive");
+    addf(&a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=share,format=raw,"
+         "readonly=on", share);
+    add(&a, "-device");
+    addf(&a, "virtio-blk-%s,drive=share,serial=" WIRE_SHARE_SERIAL, sfx);
+  }
 
   if (!a.ok) {
     qemu_argv_free(a.v);

@@ -22,6 +22,7 @@ struct qemu_options {
   const char *console_log;   /* file the guest console goes to; NULL: qemu's stdout */
   const char *qmp_socket;    /* unix socket of a QMP monitor (qemu listens), or NULL */
   const char *qemu_log;      /* file for qemu's own stdout/stderr, or NULL: inherited */
+  const char *share_socket;  /* unix socket of the nbd-share export (nbdkit), or NULL */
   int memory_mib;            /* 0: QEMU_DEFAULT_MEMORY_MIB */
   int cpus;                  /* 0: 1 */
 };

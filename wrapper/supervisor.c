@@ -33,6 +33,7 @@
 #include "qemu-cmdline.h"
 #include "qmp.h"
 #include "rundir.h"
+#include "share-host.h"
 #include "sockets.h"
 
 /* A client may not push more into the agent's queue than this before the
@@ -49,6 +50,7 @@ struct run {
   uint32_t id;            /* the agent's run id */
   struct client *client;  /* NULL once the caller went away: output is dropped */
   uint32_t client_run;    /* the run id the caller uses */
+  bool refused;           /* told the caller it failed: drop its frames */
   struct run *next;
 };
 
@@ -70,6 +72,8 @@ struct supervisor {
   long long started_ms, idle_since_ms, boot_deadline_ms;
   long long idle_ms;
   char kernel[128], machine[64];
+  struct share_host *share; /* NULL: no share (share_why says why) */
+  char share_why[512];
 };
 
 static long long now_ms(void)
@@ -163,12 +167,18 @@ static void send_failed(struct frame_conn *c, uint32_t run, uint32_t status, con
 
 static void client_drop(struct supervisor *s, struct client *gone)
 {
-  for (struct run *r = s->runs; r; r = r->next)
-    if (r->client == gone) {
-      /* The caller died (a harness SIGKILL): kill the program and all it spawned. */
-      r->client = NULL;
-      queue_to_agent(s, WIRE_CANCEL, r->id, NULL, 0);
+  for (struct run *r = s->runs, *next; r; r = next) {
+    next = r->next;
+    if (r->client != gone)
+      continue;
+    if (r->refused) {
+      run_remove(s, r);
+      continue;
     }
+    /* The caller died (a harness SIGKILL): kill the program and all it spawned. */
+    r->client = NULL;
+    queue_to_agent(s, WIRE_CANCEL, r->id, NULL, 0);
+  }
   for (struct client **p = &s->clients; *p; p = &(*p)->next)
     if (*p == gone) {
       *p = gone->next;
@@ -220,6 +230,8 @@ static noreturn void shut_down(struct supervisor *s, const char *why)
     qemu_stop(s->qmp_path, s->qemu_pid);
     s->qemu_pid = -1;
   }
+  share_host_stop(s->share);
+  s->share = NULL;
   /* Last words to the callers (the guest is down by now): blocking, but never
    * for long. */
   for (struct client *c = s->clients; c; c = c->next) {
@@ -303,6 +315,14 @@ static void from_agent(struct supervisor *s, const struct wire_header *h, const 
     logf_("agent error: %.*s", (int)h->length, (const char *)p);
     return;
   }
+  if (h->type == WIRE_GEN_RELEASED) {
+    struct wire_reader r;
+    wire_reader_init(&r, p, h->length);
+    uint32_t gen = wire_get_u32(&r);
+    if (r.ok && s->share)
+      share_host_released(s->share, gen);
+    return;
+  }
   struct run *r = run_by_id(s, h->run);
   if (!r) {
     logf_("frame type %u for unknown run %u dropped", h->type, h->run);
@@ -338,6 +358,7 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     fail_all_runs(s, "the guest was stopped by 'vmexec stop'");
     shut_down(s, "vmexec stop");
   case WIRE_RUN:
+  case WIRE_SHARE:
   case WIRE_FILE:
   case WIRE_FILE_DATA:
   case WIRE_STDIN:
@@ -352,7 +373,7 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     return false;
   struct run *r = run_by_client(s, c, h->run);
   if (!r) {
-    if (h->type != WIRE_RUN && h->type != WIRE_FILE)
+    if (h->type != WIRE_RUN && h->type != WIRE_FILE && h->type != WIRE_SHARE)
       return true; /* e.g. a credit racing with the run's end */
     r = calloc(1, sizeof *r);
     if (!r)
@@ -362,6 +383,24 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     r->client_run = h->run;
     r->next = s->runs;
     s->runs = r;
+  }
+  if (r->refused)
+    return true;
+  if (h->type == WIRE_SHARE) {
+    static uint8_t buf[WIRE_MAX_PAYLOAD];
+    struct wire_writer w;
+    wire_writer_init(&w, buf, sizeof buf);
+    char err[1024];
+    if (!s->share)
+      snprintf(err, sizeof err, "the %s guest cannot share the host's trees: %s; run with --copy", s->t->name,
+               s->share_why);
+    if (!s->share || !share_host_request(s->share, p, h->length, &w, err, sizeof err)) {
+      send_failed(&c->conn, r->client_run, 125, err);
+      r->refused = true;
+      return true;
+    }
+    queue_to_agent(s, WIRE_SHARE, r->id, buf, w.len);
+    return true;
   }
   queue_to_agent(s, h->type, r->id, p, h->length);
   return true;
@@ -539,6 +578,9 @@ int supervisor_main(const struct target *t, const char *image_dir)
 
   unlink(s->serial_path);
   unlink(s->qmp_path);
+  s->share = share_host_start(t, s->dir, s->share_why, sizeof s->share_why);
+  if (!s->share)
+    logf_("no share: %s", s->share_why);
   struct qemu_options qo = {
     .target = t,
     .image_dir = s->image_dir,
@@ -546,6 +588,7 @@ int supervisor_main(const struct target *t, const char *image_dir)
     .console_log = s->console_path,
     .qmp_socket = s->qmp_path,
     .qemu_log = s->qemu_log_path,
+    .share_socket = s->share ? share_host_socket(s->share) : NULL,
     .memory_mib = (int)env_number("VMEXEC_MEMORY", 1024),
     .cpus = (int)env_number("VMEXEC_CPUS", 1),
   };

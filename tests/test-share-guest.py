@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Guest test of nbd-share: the caller's trees at the same paths in a real
+s390x guest, with writes copied back (issue 4).
+
+A crafted project (a source tree, and a build tree marked by meson-private/
+and meson-info/meson-info.json naming the source tree) is used through
+vmexec with the sharetest program (tests/guest/sharetest.c). Then the host's
+refusal of writes outside the writable roots is checked against a supervisor
+that sends hostile write-back frames.
+
+Environment: VMEXEC, SHARETEST (the s390x sharetest). CI=true: no skips."""
+
+import os
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+
+VMEXEC = os.environ["VMEXEC"]
+SHARETEST = os.environ["SHARETEST"]
+CI = os.environ.get("CI") == "true"
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+top = tempfile.mkdtemp(prefix="vmexec-share-test-")
+os.chmod(top, 0o755)
+runtime = os.path.join(top, "runtime")
+os.mkdir(runtime, 0o700)
+ENV = dict(os.environ, XDG_RUNTIME_DIR=runtime, VMEXEC_IDLE_TIMEOUT="600")
+SRC = os.path.join(top, "src")
+BUILD = os.path.join(top, "src", "build")  # inside the source tree, as meson users do
+OUTSIDE = os.path.join(top, "outside")
+
+
+def write(path, text, mode=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def make_project():
+    write(os.path.join(SRC, "data", "input.txt"), "data from the source tree\n")
+    os.makedirs(os.path.join(BUILD, "meson-private"))
+    write(os.path.join(BUILD, "meson-info", "meson-info.json"),
+          '{"directories": {"source": "%s", "build": "%s"}}\n' % (SRC, BUILD))
+    shutil.copy(SHARETEST, os.path.join(BUILD, "sharetest"))
+    write(os.path.join(BUILD, "map.txt"), "0123456789\n")
+    write(os.path.join(BUILD, "lock.txt"), "lock me\n")
+    for name, text in (("a", "content of a\n"), ("c", "doomed\n"), ("g", "mode change\n")):
+        write(os.path.join(BUILD, "m", name), text, 0o644)
+    write(os.path.join(OUTSIDE, "keep.txt"), "outside\n")
+    os.symlink(OUTSIDE, os.path.join(BUILD, "link-out"))
+
+
+def st(*args, cwd=BUILD):
+    """Run the sharetest program of the build tree through vmexec."""
+    return subprocess.run([VMEXEC, os.path.join(BUILD, "sharetest"), *args], cwd=cwd, env=ENV,
+                          capture_output=True, timeout=900)
+
+
+def test_reads():
+    r = st("cat", os.path.join(SRC, "data", "input.txt"))
+    check(r.returncode == 0 and r.stdout == b"data from the source tree\n",
+          f"a data file is found by its absolute source-tree path: {r.returncode} {r.stdout!r} {r.stderr[-300:]!r}")
+
+
+def test_mmap_locks():
+    r = st("mmap", os.path.join(BUILD, "map.txt"))
+    check(r.stdout == b"private P file 0S23456789\n",
+          f"mmap shared and private in the guest: {r.stdout!r} {r.stderr[-200:]!r}")
+    check(read(os.path.join(BUILD, "map.txt")) == "0S23456789\n",
+          f"the shared mapping's change reached the host: {read(os.path.join(BUILD, 'map.txt'))!r}")
+    r = st("locks", os.path.join(BUILD, "lock.txt"))
+    check(r.returncode == 0 and r.stdout == b"locked\n", f"flock and fcntl locks: {r.stdout!r} {r.stderr[-200:]!r}")
+
+
+def test_mutations():
+    m = os.path.join(BUILD, "m")
+    r = st("mutate", m)
+    check(r.returncode == 0 and r.stdout == b"mutated\n", f"rename, delete, mkdir, symlink, chmod in the guest: "
+          f"{r.stdout!r} {r.stderr[-300:]!r}")
+    check(not os.path.exists(os.path.join(m, "a")) and read(os.path.join(m, "b")) == "content of a\n",
+          "rename a -> b is on the host")
+    check(not os.path.exists(os.path.join(m, "c")), "the deleted file is gone on the host")
+    d = os.path.join(m, "d")
+    check(os.path.isdir(d) and stat.S_IMODE(os.stat(d).st_mode) == 0o750, "the new directory is on the host, mode 750")
+    check(os.path.islink(os.path.join(m, "e")) and os.readlink(os.path.join(m, "e")) == "b",
+          "the new symlink is on the host")
+    check(read(os.path.join(d, "f")) == "new file\n", "the new file is on the host")
+    check(stat.S_IMODE(os.stat(os.path.join(m, "g")).st_mode) == 0o700, "the mode change is on the host")
+    check(sorted(os.listdir(m)) == ["b", "d", "e", "g"], f"nothing else changed: {sorted(os.listdir(m))}")
+    r = st("cat", os.path.join(d, "f"))
+    check(r.stdout == b"new file\n", f"a second call sees the first one's output: {r.stdout!r}")
+
+
+def test_readonly_source():
+    target = os.path.join(SRC, "data", "new.txt")
+    r = st("write", target, "x")
+    check(r.returncode != 0 and b"Read-only" in r.stdout, f"the source tree is read-only in the guest: {r.stdout!r}")
+    check(not os.path.exists(target), "and nothing was written into it on the host")
+
+
+def test_concurrent_writes():
+    procs = [subprocess.Popen([VMEXEC, os.path.join(BUILD, "sharetest"), "write", os.path.join(BUILD, f"conc-{i}.txt"),
+                               f"call {i}\n"], cwd=BUILD, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(8)]
+    for p in procs:
+        p.communicate(timeout=900)
+    landed = [os.path.exists(os.path.join(BUILD, f"conc-{i}.txt")) and
+              read(os.path.join(BUILD, f"conc-{i}.txt")) == f"call {i}\n" for i in range(8)]
+    check(all(landed) and all(p.returncode == 0 for p in procs), f"8 concurrent calls writing different files all land: {landed}")
+
+
+# --- the host refuses hostile write-back ---------------------------------
+
+def frame(ftype, run, payload=b""):
+    return struct.pack(">IHHI", len(payload), ftype, 0, run) + payload
+
+
+def u32(v):
+    return struct.pack(">I", v)
+
+
+def s(b):
+    if isinstance(b, str):
+        b = b.encode()
+    return u32(len(b)) + b
+
+
+WIRE_EXIT, WIRE_WB, WIRE_WB_DATA = 11, 16, 17
+WB_FILE = 1
+
+
+def hostile_supervisor(sock_path, changes, done):
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(1)
+    done.set()
+    conn, _ = srv.accept()
+    conn.settimeout(30)
+    got = b""
+    while b"\x00\x02\x00\x00" not in got:  # until the WIRE_RUN header arrived
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    out = b""
+    for path in changes:
+        data = b"evil\n"
+        out += frame(WIRE_WB, 1, u32(WB_FILE) + u32(0o644) + s(path) + u32(0) + u32(len(data)))
+        out += frame(WIRE_WB_DATA, 1, data)
+    out += frame(WIRE_EXIT, 1, u32(0) + u32(0) + s(""))
+    conn.sendall(out)
+    try:
+        while conn.recv(65536):
+            pass
+    except OSError:
+        pass
+    conn.close()
+    srv.close()
+
+
+def test_hostile_writeback():
+    fake_rt = os.path.join(top, "fake-runtime")
+    os.makedirs(os.path.join(fake_rt, "vmexec", "s390x"), mode=0o700)
+    os.chmod(os.path.join(fake_rt, "vmexec"), 0o700)
+    sock_path = os.path.join(fake_rt, "vmexec", "s390x", "control.sock")
+    changes = [
+        os.path.join(OUTSIDE, "evil-direct.txt"),            # outside every root
+        os.path.join(BUILD, "..", "..", "outside", "evil-dotdot.txt"),  # .. out of the build tree
+        os.path.join(BUILD, "link-out", "evil-symlink.txt"),  # through a symlink leaving the root
+        os.path.join(SRC, "data", "evil-readonly.txt"),       # the read-only source tree
+        os.path.join(BUILD, "fine.txt"),                     # allowed
+    ]
+    done = threading.Event()
+    t = threading.Thread(target=hostile_supervisor, args=(sock_path, changes, done))
+    t.start()
+    done.wait(10)
+    env = dict(ENV, XDG_RUNTIME_DIR=fake_rt)
+    r = subprocess.run([VMEXEC, os.path.join(BUILD, "sharetest"), "stat", "/"], cwd=BUILD, env=env,
+                       capture_output=True, timeout=120)
+    t.join(30)
+    err = r.stderr.decode()
+    check(r.returncode == 0, f"the call itself ends with the program's status: {r.returncode} {err!r}")
+    check(sorted(os.listdir(OUTSIDE)) == ["keep.txt"], f"nothing outside the roots changed: {os.listdir(OUTSIDE)}")
+    check(not os.path.exists(os.path.join(SRC, "data", "evil-readonly.txt")), "the read-only root is untouched")
+    check(err.count("refused") == 4, f"each refused write is reported on one line: {err!r}")
+    check(os.path.exists(os.path.join(BUILD, "fine.txt")), "the allowed write landed")
+
+
+def main():
+    if not shutil.which("qemu-system-s390x") or not shutil.which("nbdkit"):
+        print("qemu-system-s390x or nbdkit missing (scripts/install-deps installs them)")
+        return 1 if CI else 77
+    make_project()
+    try:
+        test_reads()
+        test_mmap_locks()
+        test_mutations()
+        test_readonly_source()
+        test_concurrent_writes()
+        test_hostile_writeback()
+    finally:
+        subprocess.run([VMEXEC, "stop", "--all"], env=ENV, capture_output=True)
+        shutil.rmtree(top, ignore_errors=True)
+    print(f"{len(failures)} failed" if failures else "all passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+/* The host end of nbd-share for one guest: nbdkit serving the share plugin,
+ * and the generations the guest mounts.
+ *
+ * A generation is a complete read-only filesystem image of a set of host
+ * trees as they were when it was requested (the plugin scans them on first
+ * read). A call reuses the current generation when its roots are covered by
+ * it and nothing under them changed since (a fingerprint of their metadata);
+ * otherwise it asks for a new one covering the union of the roots. A
+ * generation never changes once made: the guest cannot read through a stale
+ * page cache. */
+#include "share-host.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fingerprint.h"
+#include "paths.h"
+#include "rundir.h"
+#include "sockets.h"
+#include "wire.h"
+
+#define SLOT_SIZE (256ULL << 30)
+#define MAX_ROOTS 64
+
+struct share_host {
+  char control[PATH_MAX], socket[PATH_MAX], log[PATH_MAX];
+  pid_t nbdkit_pid;
+  uint64_t nslots;
+  bool have_gen;
+  uint32_t gen;
+  char *roots[MAX_ROOTS]; /* of the current generation, none under another */
+  size_t nroots;
+  struct synth_fingerprint fp;
+};
+
+extern char **environ;
+
+static void ignore_log(void *opaque, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ignore_log(void *opaque, const char *fmt, ...)
+{
+  (void)opaque;
+  (void)fmt;
+}
+
+/* Remove the files of a flat directory (the control directory has no
+ * subdirectories). */
+static void clear_dir(const char *path)
+{
+  DIR *d = opendir(path);
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.' || (e->d_name[1] && strcmp(e->d_name, "..")))
+      unlinkat(dirfd(d), e->d_name, 0);
+  closedir(d);
+}
+
+struct share_host *share_host_start(const struct target *t, const char *dir, char *why, size_t cap)
+{
+  char *plugin = share_plugin_path();
+  if (!plugin) {
+    snprintf(why, cap, "the nbd-share plugin is not built (install nbdkit-plugin-dev and rebuild vmexec)");
+    return NULL;
+  }
+  struct share_host *h = calloc(1, sizeof *h);
+  if (!h) {
+    free(plugin);
+    snprintf(why, cap, "out of memory");
+    return NULL;
+  }
+  rundir_file(dir, "share", 0, h->control);
+  rundir_file(dir, "share.sock", 1, h->socket);
+  rundir_file(dir, "nbdkit.log", 0, h->log);
+  /* A fresh control directory: generations of an earlier guest mean nothing. */
+  clear_dir(h->control);
+  mkdir(h->control, 0700);
+  unlink(h->socket);
+
+  /* 32-bit kernels index a block device's page cache with 32 bits: 16 TiB. */
+  uint64_t size = t->elf_class == 1 /* ELFCLASS32 */ ? (16ULL << 40) : (1ULL << 50);
+  h->nslots = size / SLOT_SIZE;
+  char a_control[PATH_MAX + 16], a_size[32], a_slot[32], a_block[32];
+  snprintf(a_control, sizeof a_control, "control=%s", h->control);
+  snprintf(a_size, sizeof a_size, "size=%llu", (unsigned long long)size);
+  snprintf(a_slot, sizeof a_slot, "slot=%llu", (unsigned long long)SLOT_SIZE);
+  snprintf(a_block, sizeof a_block, "blocksize=%u", t->page_kib * 1024);
+  char *const argv[] = { "nbdkit", "--exit-with-parent", "-f", "-U", h->socket, plugin,
+                         a_control, a_size, a_slot, a_block, NULL };
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, h->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  int rc = posix_spawnp(&h->nbdkit_pid, "nbdkit", &fa, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  free(plugin);
+  if (rc != 0) {
+    snprintf(why, cap, "cannot start nbdkit: %s (apt-get install nbdkit)", strerror(rc));
+    free(h);
+    return NULL;
+  }
+  /* nbdkit creates the socket once it serves. */
+  for (int waited = 0; waited < 20000; waited += 20) {
+    struct stat st;
+    if (stat(h->socket, &st) == 0)
+      return h;
+    if (waitpid(h->nbdkit_pid, NULL, WNOHANG) == h->nbdkit_pid) {
+      snprintf(why, cap, "nbdkit exited at start; see %s", h->log);
+      free(h);
+      return NULL;
+    }
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+  }
+  snprintf(why, cap, "nbdkit did not listen within 20 s; see %s", h->log);
+  kill(h->nbdkit_pid, SIGKILL);
+  free(h);
+  return NULL;
+}
+
+const char *share_host_socket(const struct share_host *h)
+{
+  return h->socket;
+}
+
+/* PATH is ROOT or below it. */
+static bool under(const char *path, const char *root)
+{
+  size_t n = strlen(root);
+  if (strcmp(root, "/") == 0)
+    return true;
+  return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+static bool covered(const struct share_host *h, const char *path)
+{
+  for (size_t i = 0; i < h->nroots; i++)
+    if (under(path, h->roots[i]))
+      return true;
+  return false;
+}
+
+/* Add PATH to the current roots, dropping roots under it. */
+static bool add_root(struct share_host *h, const char *path)
+{
+  if (covered(h, path))
+    return true;
+  size_t w = 0;
+  for (size_t i = 0; i < h->nroots; i++) {
+    if (under(h->roots[i], path))
+      free(h->roots[i]);
+    else
+      h->roots[w++] = h->roots[i];
+  }
+  h->nroots = w;
+  if (h->nroots == MAX_ROOTS)
+    return false;
+  h->roots[h->nroots] = strdup(path);
+  return h->roots[h->nroots++] != NULL;
+}
+
+/* Ask the plugin for generation GEN over the current roots. */
+static int write_roots(const struct share_host *h, uint32_t gen, char *err, size_t cap)
+{
+  char tmp[PATH_MAX + 32], final[PATH_MAX + 32];
+  snprintf(tmp, sizeof tmp, "%s/.gen-%u.roots", h->control, gen);
+  snprintf(final, sizeof final, "%s/gen-%u.roots", h->control, gen);
+  FILE *f = fopen(tmp, "we");
+  if (!f) {
+    snprintf(err, cap, "cannot write %s: %s", tmp, strerror(errno));
+    return -1;
+  }
+  for (size_t i = 0; i < h->nroots; i++)
+    fprintf(f, "%s\n", h->roots[i]);
+  if (fclose(f) != 0 || rename(tmp, final) != 0) {
+    snprintf(err, cap, "cannot write %s: %s", final, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_writer *out, char *err,
+                        size_t cap)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  for (int i = 0; i < 5; i++)
+    wire_get_u32(&r); /* gen, offset, size: the supervisor's to fill in */
+  uint32_t nroots = wire_get_u32(&r);
+  if (!r.ok || nroots == 0 || nroots > MAX_ROOTS) {
+    snprintf(err, cap, "malformed share request");
+    return false;
+  }
+  static char paths[MAX_ROOTS][PATH_MAX];
+  uint32_t flags[MAX_ROOTS];
+  bool need_new = !h->have_gen;
+  for (uint32_t i = 0; i < nroots; i++) {
+    if (!wire_get_str(&r, paths[i], sizeof paths[i]) || paths[i][0] != '/') {
+      snprintf(err, cap, "malformed share request");
+      return false;
+    }
+    flags[i] = wire_get_u32(&r);
+    if (!covered(h, paths[i]))
+      need_new = true;
+  }
+  if (!r.ok) {
+    snprintf(err, cap, "malformed share request");
+    return false;
+  }
+
+  /* One metadata scan of the current roots tells whether they changed. */
+  struct synth_fingerprint fp = { 0, 0 };
+  char fperr[256];
+  if (!need_new) {
+    if (synth_fingerprint(h->roots, h->nroots, &fp, ignore_log, NULL, fperr, sizeof fperr) != 0 ||
+        !synth_fingerprint_equal(&fp, &h->fp))
+      need_new = true;
+  }
+  if (need_new) {
+    uint32_t gen = h->have_gen ? h->gen + 1 : 0;
+    if (gen >= h->nslots) {
+      snprintf(err, cap, "the share ran out of generations (%llu); stop the guest with 'vmexec stop' to start over",
+               (unsigned long long)h->nslots);
+      return false;
+    }
+    for (uint32_t i = 0; i < nroots; i++)
+      if (!add_root(h, paths[i])) {
+        snprintf(err, cap, "more than %d shared trees; share fewer directories", MAX_ROOTS);
+        return false;
+      }
+    /* Fingerprint before the plugin scans: a change in between makes the
+     * next call build again, never reuse a stale generation. */
+    if (synth_fingerprint(h->roots, h->nroots, &h->fp, ignore_log, NULL, fperr, sizeof fperr) != 0) {
+      snprintf(err, cap, "cannot scan the shared trees: %s", fperr);
+      return false;
+    }
+    if (write_roots(h, gen, err, cap) != 0)
+      return false;
+    h->gen = gen;
+    h->have_gen = true;
+  }
+
+  uint64_t offset = (uint64_t)h->gen * SLOT_SIZE;
+  wire_put_u32(out, h->gen);
+  wire_put_u32(out, (uint32_t)(offset >> 32));
+  wire_put_u32(out, (uint32_t)offset);
+  wire_put_u32(out, (uint32_t)(SLOT_SIZE >> 32));
+  wire_put_u32(out, (uint32_t)SLOT_SIZE);
+  wire_put_u32(out, nroots);
+  for (uint32_t i = 0; i < nroots; i++) {
+    wire_put_str(out, paths[i]);
+    wire_put_u32(out, flags[i]);
+  }
+  return out->ok;
+}
+
+void share_host_released(struct share_host *h, uint32_t gen)
+{
+  if (h->have_gen && gen == h->gen)
+    return; /* the current one stays */
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/gen-%u.retired", h->control, gen);
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    close(fd);
+}
+
+void share_host_stop(struct share_host *h)
+{
+  if (!h)
+    return;
+  if (h->nbdkit_pid > 0) {
+    kill(h->nbdkit_pid, SIGTERM);
+    waitpid(h->nbdkit_pid, NULL, 0);
+  }
+  unlink(h->socket);
+  for (size_t i = 0; i < h->nroots; i++)
+    free(h->roots[i]);
+  free(h);
+}

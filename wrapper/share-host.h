@@ -1,0 +1,34 @@
+/* The host end of nbd-share for one guest (see share-host.c). Used by the
+ * supervisor only. */
+#ifndef VMEXEC_SHARE_HOST_H
+#define VMEXEC_SHARE_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "targets.h"
+#include "wire.h"
+
+struct share_host;
+
+/* Start nbdkit with the share plugin for target T, its files in the guest's
+ * runtime directory DIR. NULL, with the reason in WHY, if sharing cannot work
+ * here; the guest then runs without the share. */
+struct share_host *share_host_start(const struct target *t, const char *dir, char *why, size_t cap);
+
+/* The unix socket qemu connects its share disk to. */
+const char *share_host_socket(const struct share_host *h);
+
+/* A caller's WIRE_SHARE payload (generation fields unset) to the agent's, in
+ * OUT: picks the generation, making a new one when the roots are not covered
+ * or changed. False with a one-line ERR when it cannot. */
+bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_writer *out, char *err,
+                        size_t cap);
+
+/* The guest let go of generation GEN: the plugin may free it. */
+void share_host_released(struct share_host *h, uint32_t gen);
+
+void share_host_stop(struct share_host *h);
+
+#endif
