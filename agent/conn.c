@@ -131,28 +131,13 @@ static void say_hello(struct conn *c)
   c->said_hello = true;
 }
 
-static void handle_frame(struct conn *c, const struct wire_header *h, const uint8_t *payload)
+static void handle_frame(const struct wire_header *h, const uint8_t *payload)
 {
-  (void)c;
-  switch (h->type) {
-  case WIRE_RUN:
-  case WIRE_SHARE:
-  case WIRE_FILE:
-  case WIRE_FILE_DATA:
-  case WIRE_STDIN:
-  case WIRE_CREDIT:
-  case WIRE_SIGNAL:
-  case WIRE_CANCEL:
-    if (h->run != 0) {
-      runs_frame(h, payload);
-      break;
-    }
-    /* fall through */
-  default:
+  if (wire_is_run_request(h->type) && h->run != 0)
+    runs_frame(h, payload);
+  else
     agent_log("ignoring frame of type %u (%u bytes, run %u)", (unsigned)h->type, (unsigned)h->length,
               (unsigned)h->run);
-    break;
-  }
 }
 
 void conn_tick(struct conn *c, short revents)
@@ -176,7 +161,7 @@ void conn_tick(struct conn *c, short revents)
       }
       if (f == 0)
         break;
-      handle_frame(c, &h, payload);
+      handle_frame(&h, payload);
     }
     if (r == 0) {
       reopen(c, "the host disconnected");

@@ -85,6 +85,15 @@ int frame_conn_queue(struct frame_conn *c, uint16_t type, uint32_t run, const vo
   return 0;
 }
 
+int frame_conn_queue_u32(struct frame_conn *c, uint16_t type, uint32_t run, uint32_t value)
+{
+  uint8_t b[4];
+  struct wire_writer w;
+  wire_writer_init(&w, b, sizeof b);
+  wire_put_u32(&w, value);
+  return frame_conn_queue(c, type, run, b, w.len);
+}
+
 int frame_conn_flush(struct frame_conn *c)
 {
   while (c->out_start < c->out_end) {

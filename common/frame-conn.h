@@ -36,6 +36,9 @@ int frame_conn_next(struct frame_conn *c, struct wire_header *h, const uint8_t *
 /* Queue a frame. Returns 0, or -1 if the payload is too large or memory ran out. */
 int frame_conn_queue(struct frame_conn *c, uint16_t type, uint32_t run, const void *payload, size_t len);
 
+/* Queue a frame whose payload is one u32 (credits, signals). */
+int frame_conn_queue_u32(struct frame_conn *c, uint16_t type, uint32_t run, uint32_t value);
+
 /* Write queued bytes until the fd would block. 0, or -1 on error (errno set). */
 int frame_conn_flush(struct frame_conn *c);
 

@@ -153,3 +153,20 @@ int wire_signal_to_native(uint32_t wsig)
     return 0;
   return native_signals[wsig];
 }
+
+bool wire_is_run_request(uint16_t type)
+{
+  switch (type) {
+  case WIRE_RUN:
+  case WIRE_SHARE:
+  case WIRE_FILE:
+  case WIRE_FILE_DATA:
+  case WIRE_STDIN:
+  case WIRE_CREDIT:
+  case WIRE_SIGNAL:
+  case WIRE_CANCEL:
+    return true;
+  default:
+    return false;
+  }
+}

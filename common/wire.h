@@ -96,6 +96,10 @@ enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };
 /* Stream bytes a side may send ahead of the other's WIRE_CREDIT. */
 #define WIRE_WINDOW (256 * 1024)
 
+/* The frames the host sends for a run (the agent handles them; the
+ * supervisor forwards them from a caller to the agent). */
+bool wire_is_run_request(uint16_t type);
+
 /* Signal numbers differ between architectures (MIPS has its own); the wire
  * carries the generic Linux numbers (x86, arm, s390, ppc), and each side
  * converts. Unknown signals map to 0. */

@@ -225,11 +225,7 @@ static void relay(int sock, struct writeback *wb)
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
       if (pending_signals[forwarded[i]]) {
         pending_signals[forwarded[i]] = 0;
-        uint8_t b[4];
-        struct wire_writer w;
-        wire_writer_init(&w, b, sizeof b);
-        wire_put_u32(&w, wire_signal_from_native(forwarded[i]));
-        frame_conn_queue(&conn, WIRE_SIGNAL, RUN_ID, b, w.len);
+        frame_conn_queue_u32(&conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(forwarded[i]));
       }
 
     if (pf[2].revents) {
@@ -263,28 +259,15 @@ static void relay(int sock, struct writeback *wb)
             else if (n < 0 && errno == EPIPE) {
               /* The reader is gone: on the target, the writer would get SIGPIPE. */
               out_broken[fd] = true;
-              uint8_t b[4];
-              struct wire_writer w;
-              wire_writer_init(&w, b, sizeof b);
-              wire_put_u32(&w, wire_signal_from_native(SIGPIPE));
-              frame_conn_queue(&conn, WIRE_SIGNAL, RUN_ID, b, w.len);
+              frame_conn_queue_u32(&conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(SIGPIPE));
             } else if (n < 0 && errno != EINTR && errno != EAGAIN)
               out_broken[fd] = true;
           }
-          uint8_t b[4];
-          struct wire_writer w;
-          wire_writer_init(&w, b, sizeof b);
-          wire_put_u32(&w, h.length);
-          frame_conn_queue(&conn, WIRE_CREDIT, RUN_ID, b, w.len);
+          frame_conn_queue_u32(&conn, WIRE_CREDIT, RUN_ID, h.length);
         } else if (h.type == WIRE_WB || h.type == WIRE_WB_DATA) {
           writeback_frame(wb, h.type, p, h.length);
-          if (h.type == WIRE_WB_DATA) { /* counted against the output window */
-            uint8_t b[4];
-            struct wire_writer w;
-            wire_writer_init(&w, b, sizeof b);
-            wire_put_u32(&w, h.length);
-            frame_conn_queue(&conn, WIRE_CREDIT, RUN_ID, b, w.len);
-          }
+          if (h.type == WIRE_WB_DATA) /* counted against the output window */
+            frame_conn_queue_u32(&conn, WIRE_CREDIT, RUN_ID, h.length);
         } else if (h.type == WIRE_CREDIT) {
           stdin_credit += wire_get_u32(&r);
         } else if (h.type == WIRE_EXIT) {

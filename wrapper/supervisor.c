@@ -144,15 +144,6 @@ static void queue_to_agent(struct supervisor *s, uint16_t type, uint32_t run, co
     logf_("out of memory queueing for the agent");
 }
 
-static void send_u32(struct frame_conn *c, uint16_t type, uint32_t run, uint32_t v)
-{
-  uint8_t b[4];
-  struct wire_writer w;
-  wire_writer_init(&w, b, sizeof b);
-  wire_put_u32(&w, v);
-  frame_conn_queue(c, type, run, b, w.len);
-}
-
 /* Tell a caller its run failed in vmexec's own way (status 125..127). */
 static void send_failed(struct frame_conn *c, uint32_t run, uint32_t status, const char *msg)
 {
@@ -339,7 +330,7 @@ static void from_agent(struct supervisor *s, const struct wire_header *h, const 
     /* Nobody reads this run's output any more: acknowledge it so the agent
      * drains the program until the cancel lands. */
     if (h->type == WIRE_STDOUT || h->type == WIRE_STDERR)
-      send_u32(&s->agent, WIRE_CREDIT, r->id, h->length);
+      frame_conn_queue_u32(&s->agent, WIRE_CREDIT, r->id, h->length);
     return;
   }
   frame_conn_queue(&r->client->conn, h->type, r->client_run, p, h->length);
@@ -357,19 +348,10 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
   case WIRE_STOP:
     fail_all_runs(s, "the guest was stopped by 'vmexec stop'");
     shut_down(s, "vmexec stop");
-  case WIRE_RUN:
-  case WIRE_SHARE:
-  case WIRE_FILE:
-  case WIRE_FILE_DATA:
-  case WIRE_STDIN:
-  case WIRE_CREDIT:
-  case WIRE_SIGNAL:
-  case WIRE_CANCEL:
-    break;
   default:
-    return false;
+    break;
   }
-  if (h->run == 0)
+  if (!wire_is_run_request(h->type) || h->run == 0)
     return false;
   struct run *r = run_by_client(s, c, h->run);
   if (!r) {
