@@ -30,13 +30,13 @@
 #include "sockets.h"
 #include "wire.h"
 
-#define SLOT_SIZE (256ULL << 30)
 #define MAX_ROOTS 64
 
 struct share_host {
   char control[PATH_MAX], socket[PATH_MAX], log[PATH_MAX];
   pid_t nbdkit_pid;
-  uint64_t nslots;
+  uint64_t slot_size; /* the most one generation may hold, data included */
+  uint64_t nslots;    /* generations until the guest must restart (slots are not reused yet) */
   bool have_gen;
   uint32_t gen;
   char *roots[MAX_ROOTS]; /* of the current generation, none under another */
@@ -88,13 +88,18 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
   mkdir(h->control, 0700);
   unlink(h->socket);
 
-  /* 32-bit kernels index a block device's page cache with 32 bits: 16 TiB. */
-  uint64_t size = t->elf_class == 1 /* ELFCLASS32 */ ? (16ULL << 40) : (1ULL << 50);
-  h->nslots = size / SLOT_SIZE;
+  /* 32-bit kernels index a block device's page cache with 32 bits: 16 TiB.
+   * Each call after a write needs a new generation, and slots are not reused
+   * yet: many small slots (1024 of 16 GiB there, 16384 of 64 GiB on 64-bit
+   * guests) rather than few large ones. */
+  bool small = t->elf_class == 1; /* ELFCLASS32 */
+  uint64_t size = small ? (16ULL << 40) : (1ULL << 50);
+  h->slot_size = small ? (16ULL << 30) : (64ULL << 30);
+  h->nslots = size / h->slot_size;
   char a_control[PATH_MAX + 16], a_size[32], a_slot[32], a_block[32];
   snprintf(a_control, sizeof a_control, "control=%s", h->control);
   snprintf(a_size, sizeof a_size, "size=%llu", (unsigned long long)size);
-  snprintf(a_slot, sizeof a_slot, "slot=%llu", (unsigned long long)SLOT_SIZE);
+  snprintf(a_slot, sizeof a_slot, "slot=%llu", (unsigned long long)h->slot_size);
   snprintf(a_block, sizeof a_block, "blocksize=%u", t->page_kib * 1024);
   char *const argv[] = { "nbdkit", "--exit-with-parent", "-f", "-U", h->socket, plugin,
                          a_control, a_size, a_slot, a_block, NULL };
@@ -259,12 +264,12 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
     h->have_gen = true;
   }
 
-  uint64_t offset = (uint64_t)h->gen * SLOT_SIZE;
+  uint64_t offset = (uint64_t)h->gen * h->slot_size;
   wire_put_u32(out, h->gen);
   wire_put_u32(out, (uint32_t)(offset >> 32));
   wire_put_u32(out, (uint32_t)offset);
-  wire_put_u32(out, (uint32_t)(SLOT_SIZE >> 32));
-  wire_put_u32(out, (uint32_t)SLOT_SIZE);
+  wire_put_u32(out, (uint32_t)(h->slot_size >> 32));
+  wire_put_u32(out, (uint32_t)h->slot_size);
   wire_put_u32(out, nroots);
   for (uint32_t i = 0; i < nroots; i++) {
     wire_put_str(out, paths[i]);
