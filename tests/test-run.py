@@ -20,21 +20,12 @@ import tempfile
 import threading
 import time
 
+from testlib import check, finish, skip_or_fail
+
 VMEXEC = os.environ["VMEXEC"]
 PROBE = os.environ["PROBE"]
-CI = os.environ.get("CI") == "true"
-failures = []
 
 
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def skip_or_fail(why):
-    print(why, flush=True)
-    sys.exit(1 if CI else 77)
 
 
 # Each run of this test has its own supervisors (runtime dir); images come from
@@ -315,8 +306,7 @@ def main():
         test_stop_and_idle()
     finally:
         cleanup()
-    print(f"{len(failures)} failed" if failures else "all passed")
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":

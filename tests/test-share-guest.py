@@ -20,16 +20,11 @@ import sys
 import tempfile
 import threading
 
+from testlib import CI, check, finish
+
 VMEXEC = os.environ["VMEXEC"]
 SHARETEST = os.environ["SHARETEST"]
-CI = os.environ.get("CI") == "true"
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 top = tempfile.mkdtemp(prefix="vmexec-share-test-")
@@ -220,8 +215,7 @@ def main():
     finally:
         subprocess.run([VMEXEC, "stop", "--all"], env=ENV, capture_output=True)
         shutil.rmtree(top, ignore_errors=True)
-    print(f"{len(failures)} failed" if failures else "all passed")
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":
