@@ -27,6 +27,7 @@
 #include "fingerprint.h"
 #include "paths.h"
 #include "rundir.h"
+#include "share-watch.h"
 #include "sockets.h"
 #include "wire.h"
 
@@ -41,7 +42,8 @@ struct share_host {
   uint32_t gen;
   char *roots[MAX_ROOTS]; /* of the current generation, none under another */
   size_t nroots;
-  struct synth_fingerprint fp;
+  struct share_watch *watch; /* changes since the current generation, or NULL: */
+  struct synth_fingerprint fp; /* its fingerprint, when inotify cannot watch */
 };
 
 extern char **environ;
@@ -232,14 +234,15 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
     return false;
   }
 
-  /* One metadata scan of the current roots tells whether they changed. */
+  /* Did anything change since the current generation was made? The watch
+   * answers with one read; without it, a metadata scan of the roots. */
   struct synth_fingerprint fp = { 0, 0 };
   char fperr[256];
-  if (!need_new) {
-    if (synth_fingerprint(h->roots, h->nroots, &fp, ignore_log, NULL, fperr, sizeof fperr) != 0 ||
-        !synth_fingerprint_equal(&fp, &h->fp))
-      need_new = true;
-  }
+  if (!need_new && h->watch)
+    need_new = share_watch_changed(h->watch);
+  else if (!need_new)
+    need_new = synth_fingerprint(h->roots, h->nroots, &fp, ignore_log, NULL, fperr, sizeof fperr) != 0 ||
+               !synth_fingerprint_equal(&fp, &h->fp);
   if (need_new) {
     uint32_t gen = h->have_gen ? h->gen + 1 : 0;
     if (gen >= h->nslots) {
@@ -252,9 +255,11 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
         snprintf(err, cap, "more than %d shared trees; share fewer directories", MAX_ROOTS);
         return false;
       }
-    /* Fingerprint before the plugin scans: a change in between makes the
-     * next call build again, never reuse a stale generation. */
-    if (synth_fingerprint(h->roots, h->nroots, &h->fp, ignore_log, NULL, fperr, sizeof fperr) != 0) {
+    /* Watch (or fingerprint) before the plugin scans: a change in between
+     * makes the next call build again, never reuse a stale generation. */
+    share_watch_stop(h->watch);
+    h->watch = share_watch_start(h->roots, h->nroots);
+    if (!h->watch && synth_fingerprint(h->roots, h->nroots, &h->fp, ignore_log, NULL, fperr, sizeof fperr) != 0) {
       snprintf(err, cap, "cannot scan the shared trees: %s", fperr);
       return false;
     }
@@ -298,6 +303,7 @@ void share_host_stop(struct share_host *h)
     waitpid(h->nbdkit_pid, NULL, 0);
   }
   unlink(h->socket);
+  share_watch_stop(h->watch);
   for (size_t i = 0; i < h->nroots; i++)
     free(h->roots[i]);
   free(h);
