@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <linux/fs.h>
 #include <linux/loop.h>
 #include <sched.h>
 #include <stdio.h>
@@ -312,6 +313,11 @@ static struct share_gen *gen_get(const struct share *s, char *err, size_t cap)
     free(g);
     return NULL;
   }
+  /* Read ahead 1 MiB instead of the default 128 KiB: under emulation each
+   * request costs much, and a 256 MiB file then reads at 270 MB/s instead of
+   * 116 (measured on s390x; virtio-9p: 221). */
+  if (ioctl(g->loop_fd, BLKRASET, 2048UL) == -1)
+    agent_log("cannot set the read-ahead of %s: %s", g->loop, strerror(errno));
   char dir[64];
   gen_dir(g->n, dir, sizeof dir);
   mkdir(SHARE_DIR, 0755);
