@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 
-from testlib import CI, check, finish
+from testlib import check, guest_main
 
 VMEXEC = os.environ["VMEXEC"]
 SHARETEST = os.environ["SHARETEST"]
@@ -201,21 +201,8 @@ def test_hostile_writeback():
 
 
 def main():
-    if not shutil.which("qemu-system-s390x") or not shutil.which("nbdkit"):
-        print("qemu-system-s390x or nbdkit missing (scripts/install-deps installs them)")
-        return 1 if CI else 77
-    make_project()
-    try:
-        test_reads()
-        test_mmap_locks()
-        test_mutations()
-        test_readonly_source()
-        test_concurrent_writes()
-        test_hostile_writeback()
-    finally:
-        subprocess.run([VMEXEC, "stop", "--all"], env=ENV, capture_output=True)
-        shutil.rmtree(top, ignore_errors=True)
-    return finish()
+    return guest_main([test_reads, test_mmap_locks, test_mutations, test_readonly_source, test_concurrent_writes,
+                       test_hostile_writeback], VMEXEC, ENV, top, setup=make_project)
 
 
 if __name__ == "__main__":
