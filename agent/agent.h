@@ -38,6 +38,33 @@ bool port_host_connected(int fd);
 pid_t busybox_install_start(void);
 /* Tell busybox.c that PID exited (it logs how long the install took). */
 void busybox_install_reaped(pid_t pid, int status);
+/* Wait until the install started at boot is done (commands are looked up
+ * in /bin: vmexec --target TARGET -- COMMAND). */
+void busybox_install_wait(void);
+
+/* pty.c: pseudo-terminals for WIRE_RUN_PTY runs. */
+/* A new pseudo-terminal: returns its master (non-blocking, close-on-exec)
+ * and puts the slave's path into SLAVE; -1 with errno. */
+int pty_open_master(char *slave, size_t cap);
+/* In the child, a new session leader: open SLAVE as the controlling terminal,
+ * owned by UID and GID, as fds 0, 1 and 2. -1 with errno. */
+int pty_attach(const char *slave, uid_t uid, gid_t gid);
+/* Window size (the guest kernel sends SIGWINCH to the foreground group). */
+void pty_resize(int master, uint32_t rows, uint32_t cols);
+/* Type the terminal's end-of-file key (VEOF, after its kill-line key VKILL
+ * when KILL_LINE), as a user at a terminal whose input ended would; true if
+ * the terminal was in canonical (line) mode then. */
+bool pty_type_eof(int master, bool kill_line);
+/* True while the terminal is in canonical mode (ICANON). */
+bool pty_canonical(int master);
+
+/* command.c: WIRE_RUN_SEARCH_PATH. In the child: execute FILE as execvpe
+ * would, on the PATH of ENVP (WIRE_DEFAULT_PATH if it has none); a file the
+ * kernel cannot execute runs with /bin/sh. Returns only on failure, with
+ * errno set and *FOUND false when no such command exists at all. */
+void exec_command(const char *file, char *const argv[], char *const envp[], bool *found);
+/* The target the image was built for ("s390x"), for messages. */
+const char *guest_target_name(void);
 
 /* conn.c: the connection to the host over the port. */
 struct conn;

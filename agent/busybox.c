@@ -49,3 +49,14 @@ void busybox_install_reaped(pid_t pid, int status)
   else
     agent_log("busybox --install failed (status 0x%x) after %lld ms", (unsigned)status, ms);
 }
+
+void busybox_install_wait(void)
+{
+  if (install_pid == 0)
+    return;
+  int status = 0;
+  pid_t pid = install_pid;
+  while (waitpid(pid, &status, 0) == -1 && errno == EINTR) {
+  }
+  busybox_install_reaped(pid, status);
+}

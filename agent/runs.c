@@ -10,6 +10,12 @@
  * A run with a share (WIRE_SHARE before WIRE_RUN) sees the host's trees at
  * their paths in its own mount namespace (share.c).
  *
+ * A WIRE_RUN_PTY run (vmexec --shell) has a pseudo-terminal instead of the
+ * pipes (pty.c): the master is both in_fd (a dup, for writing) and out_fd;
+ * there is no err_fd. Its output ends (EIO) when the last process holding
+ * the slave is gone. WIRE_RUN_SEARCH_PATH looks the command up on the run's
+ * PATH (command.c).
+ *
  * A run is over when its main process was reaped and both output pipes hit
  * end of file (the rest of its cgroup is killed at the reap, so they do);
  * then what it changed under writable roots goes to the host (writeback.c),
@@ -55,6 +61,9 @@ struct run {
   char share_err[512];   /* why the WIRE_SHARE was refused: the run fails at WIRE_RUN */
   struct writeback *wb;  /* the write-back in progress, once the program ended */
   bool cancelled;        /* WIRE_CANCEL or the host went away: no write-back */
+  bool pty;              /* WIRE_RUN_PTY: out_fd is the terminal's master */
+  bool eof_in_canon;     /* its EOF key went in while in line mode (see end_stdin) */
+  bool line_open;        /* the last byte of stdin was not the end of a line */
   struct run *next;
 };
 
@@ -304,9 +313,11 @@ static noreturn void child_fail(int fd, int stage, int err, const char *text)
   _exit(127);
 }
 
-enum { STAGE_CGROUP = 1, STAGE_SHARE, STAGE_CWD, STAGE_CREDS, STAGE_EXEC };
+enum { STAGE_CGROUP = 1, STAGE_SHARE, STAGE_CWD, STAGE_CREDS, STAGE_EXEC, STAGE_PTY, STAGE_NOT_FOUND };
 
-static noreturn void child(struct run *r, struct run_request *q, int in, int out, int err, int exec_w)
+/* FDS: the child's ends of the stdin, stdout and stderr pipes; with a
+ * pseudo-terminal, SLAVE is its path instead. */
+static noreturn void child(struct run *r, struct run_request *q, const int fds[3], const char *slave, int exec_w)
 {
   sigset_t empty;
   sigemptyset(&empty);
@@ -321,9 +332,14 @@ static noreturn void child(struct run *r, struct run_request *q, int in, int out
       child_fail(exec_w, STAGE_CGROUP, errno, NULL);
     close(fd);
   }
-  dup2(in, 0);
-  dup2(out, 1);
-  dup2(err, 2);
+  if (slave[0]) {
+    if (pty_attach(slave, q->uid, q->gid) == -1)
+      child_fail(exec_w, STAGE_PTY, errno, NULL);
+  } else {
+    dup2(fds[0], 0);
+    dup2(fds[1], 1);
+    dup2(fds[2], 2);
+  }
   if (r->share) {
     char why[512];
     if (share_enter(r->share, why, sizeof why) == -1)
@@ -348,8 +364,45 @@ static noreturn void child(struct run *r, struct run_request *q, int in, int out
     snprintf(copied, sizeof copied, "%s/%.255s", r->dir, q->file);
     file = copied;
   }
+  if (q->flags & WIRE_RUN_SEARCH_PATH) {
+    bool found;
+    exec_command(file, q->argv, q->envp, &found);
+    child_fail(exec_w, found ? STAGE_EXEC : STAGE_NOT_FOUND, errno, file);
+  }
   execve(file, q->argv, q->envp);
   child_fail(exec_w, STAGE_EXEC, errno, NULL);
+}
+
+/* The run's stdin, stdout and stderr: pipes whose child ends go into FDS,
+ * or a pseudo-terminal whose slave path goes into SLAVE. -1 with errno. */
+static int open_streams(struct run *r, bool pty, int fds[3], char *slave, size_t cap)
+{
+  if (pty) {
+    r->pty = true;
+    r->out_fd = pty_open_master(slave, cap);
+    if (r->out_fd < 0 || (r->in_fd = fcntl(r->out_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+      return -1;
+    return 0;
+  }
+  int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
+    int saved = errno;
+    int *all[] = { &in[0], &in[1], &out[0], &out[1], &err[0], &err[1] };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+      close_fd(all[i]);
+    errno = saved;
+    return -1;
+  }
+  r->in_fd = in[1];
+  r->out_fd = out[0];
+  r->err_fd = err[0];
+  fcntl(r->in_fd, F_SETFL, O_NONBLOCK);
+  fcntl(r->out_fd, F_SETFL, O_NONBLOCK);
+  fcntl(r->err_fd, F_SETFL, O_NONBLOCK);
+  fds[0] = in[0];
+  fds[1] = out[1];
+  fds[2] = err[1];
+  return 0;
 }
 
 static void start(struct run *r, const uint8_t *p, size_t n)
@@ -377,24 +430,25 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     cgroup_path(r, NULL, path, sizeof path);
     r->cgroup = mkdir(path, 0755) == 0;
   }
-  int in[2], out[2], err[2], ex[2];
-  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(ex, O_CLOEXEC)) {
+  if (q->flags & WIRE_RUN_SEARCH_PATH)
+    busybox_install_wait(); /* the applets in /bin are commands too */
+  int fds[3] = { -1, -1, -1 }, ex[2];
+  char slave[64] = "";
+  if (open_streams(r, q->flags & WIRE_RUN_PTY, fds, slave, sizeof slave) == -1) {
+    refuse(r, 125, "cannot create the run's %s in the guest: %s", q->flags & WIRE_RUN_PTY ? "pseudo-terminal" : "pipes",
+           strerror(errno));
+  } else if (pipe2(ex, O_CLOEXEC) == -1) {
+    for (int i = 0; i < 3; i++)
+      close_fd(&fds[i]);
     refuse(r, 125, "cannot create pipes in the guest: %s", strerror(errno));
   } else {
     pid_t pid = fork();
     if (pid == 0)
-      child(r, q, in[0], out[1], err[1], ex[1]);
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
+      child(r, q, fds, slave, ex[1]);
+    for (int i = 0; i < 3; i++)
+      close_fd(&fds[i]);
     close(ex[1]);
-    r->in_fd = in[1];
-    r->out_fd = out[0];
-    r->err_fd = err[0];
     r->exec_fd = ex[0];
-    fcntl(r->in_fd, F_SETFL, O_NONBLOCK);
-    fcntl(r->out_fd, F_SETFL, O_NONBLOCK);
-    fcntl(r->err_fd, F_SETFL, O_NONBLOCK);
     if (pid < 0)
       refuse(r, 125, "cannot fork in the guest: %s", strerror(errno));
     else {
@@ -420,21 +474,26 @@ static void exec_result(struct run *r)
     return;
   }
   msg.text[sizeof msg.text - 1] = '\0';
+  /* The child exits 127 right after; drop its status and report this instead. */
+  if (r->pid > 0) {
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+  }
+  if (msg.stage == STAGE_NOT_FOUND) {
+    refuse(r, 127, "%s: not found in the %s guest", msg.text, guest_target_name());
+    return;
+  }
   const char *what = msg.stage == STAGE_CGROUP ? "cannot join the run's cgroup"
                      : msg.stage == STAGE_SHARE ? msg.text
                      : msg.stage == STAGE_CWD  ? "cannot enter the working directory in the guest"
                      : msg.stage == STAGE_CREDS ? "cannot take the caller's uid and gid in the guest"
+                     : msg.stage == STAGE_PTY   ? "cannot open the run's terminal in the guest"
                                              : "cannot execute the program in the guest";
   uint32_t status = msg.stage == STAGE_EXEC ? (msg.err == ENOENT ? 127 : 126) : 125;
   const char *hint = msg.stage == STAGE_EXEC && msg.err == ENOENT
                        ? " (is its dynamic loader or a library missing from the image? "
                          "add packages with 'vmexec image build --with')"
                        : "";
-  /* The child exits 127 right after; drop its status and report this instead. */
-  if (r->pid > 0) {
-    waitpid(r->pid, NULL, 0);
-    r->pid = 0;
-  }
   refuse(r, status, "%s: %s%s", what, strerror(msg.err), hint);
 }
 
@@ -483,6 +542,31 @@ static void receive_file_data(struct run *r, const uint8_t *p, size_t n)
     close_fd(&r->file_fd);
 }
 
+/* The host's stdin ended and all of it went to the program: close the pipe,
+ * or type the terminal's end-of-file key. A shell that is starting switches
+ * the terminal from line mode to raw mode for its line editor, which turns a
+ * pending EOF into a stray byte on its first line: then (retype_eof) the line
+ * is killed and EOF typed again, once. An unfinished last line is given to
+ * the program as it is (line mode) or dropped (a line editor). */
+static void end_stdin(struct run *r)
+{
+  if (r->pty && r->in_fd >= 0) {
+    /* In line mode, EOF after an unfinished line only ends that line. */
+    if (r->line_open && pty_canonical(r->in_fd))
+      pty_type_eof(r->in_fd, false);
+    r->eof_in_canon = pty_type_eof(r->in_fd, false);
+  }
+  close_fd(&r->in_fd);
+}
+
+static void retype_eof(struct run *r)
+{
+  if (r->eof_in_canon && r->out_fd >= 0 && !pty_canonical(r->out_fd)) {
+    r->eof_in_canon = false;
+    pty_type_eof(r->out_fd, true);
+  }
+}
+
 static void receive_stdin(struct run *r, const uint8_t *p, size_t n)
 {
   if (n == 0) {
@@ -501,7 +585,7 @@ static void receive_stdin(struct run *r, const uint8_t *p, size_t n)
     r->stdin_len += n;
   }
   if (r->stdin_eof && r->stdin_len == 0)
-    close_fd(&r->in_fd);
+    end_stdin(r);
 }
 
 static void receive_share(struct run *r, const uint8_t *p, size_t n)
@@ -571,6 +655,14 @@ void runs_frame(const struct wire_header *h, const uint8_t *p)
   case WIRE_CANCEL:
     cancel(r);
     break;
+  case WIRE_WINSIZE: {
+    struct wire_reader rd;
+    wire_reader_init(&rd, p, h->length);
+    uint32_t rows = wire_get_u32(&rd), cols = wire_get_u32(&rd);
+    if (rd.ok && r->pty && r->out_fd >= 0)
+      pty_resize(r->out_fd, rows, cols);
+    break;
+  }
   default:
     agent_log("run %u: unexpected frame type %u", r->id, h->type);
   }
@@ -642,6 +734,7 @@ static void pump_stdin(struct run *r)
 {
   ssize_t n = write(r->in_fd, r->stdin_buf, r->stdin_len);
   if (n > 0) {
+    r->line_open = r->stdin_buf[n - 1] != '\n' && r->stdin_buf[n - 1] != '\r';
     memmove(r->stdin_buf, r->stdin_buf + n, r->stdin_len - (size_t)n);
     r->stdin_len -= (size_t)n;
     send_u32(WIRE_CREDIT, r->id, (uint32_t)n);
@@ -652,7 +745,7 @@ static void pump_stdin(struct run *r)
     close_fd(&r->in_fd);
   }
   if (r->stdin_eof && r->stdin_len == 0)
-    close_fd(&r->in_fd);
+    end_stdin(r);
 }
 
 void runs_events(const struct pollfd *p, size_t n)
@@ -664,6 +757,7 @@ void runs_events(const struct pollfd *p, size_t n)
     for (struct run *r = runs; r; r = r->next) {
       if (p[i].fd == r->out_fd) {
         pump_output(r, &r->out_fd, WIRE_STDOUT);
+        retype_eof(r);
         maybe_finish(r);
       } else if (p[i].fd == r->err_fd) {
         pump_output(r, &r->err_fd, WIRE_STDERR);

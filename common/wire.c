@@ -165,6 +165,7 @@ bool wire_is_run_request(uint16_t type)
   case WIRE_CREDIT:
   case WIRE_SIGNAL:
   case WIRE_CANCEL:
+  case WIRE_WINSIZE:
     return true;
   default:
     return false;

@@ -79,6 +79,11 @@ enum wire_type {
   /* agent -> host, run 0: u32 gen: the guest let go of generation GEN (no
    * run uses it and a newer one exists); its slot may be retired. */
   WIRE_GEN_RELEASED = 18,
+  /* host -> agent, for a WIRE_RUN_PTY run, after WIRE_RUN and again on every
+   * change: u32 rows, u32 cols of the caller's terminal. The agent sets them
+   * on the run's pseudo-terminal (TIOCSWINSZ), and the guest kernel sends
+   * SIGWINCH to its foreground process group. Ignored for other runs. */
+  WIRE_WINSIZE = 19,
 };
 
 enum { WIRE_ROOT_WRITABLE = 1 };
@@ -90,7 +95,24 @@ enum {
 };
 #define WIRE_SHARE_SERIAL "vmexec-share"
 
-enum { WIRE_RUN_COPY = 1 }; /* the file to execute came in WIRE_FILE frames */
+/* WIRE_RUN flags. */
+enum {
+  WIRE_RUN_COPY = 1,        /* the file to execute came in WIRE_FILE frames */
+  /* The file to execute is a command as a shell would take it: without a
+   * slash it is looked up on the PATH of the run's environment (or
+   * WIRE_DEFAULT_PATH when it has none) in the guest, as execvpe does; a
+   * file the kernel cannot execute (ENOEXEC) runs with /bin/sh. Not found:
+   * WIRE_FAILED 127, "COMMAND: not found in the TARGET guest". */
+  WIRE_RUN_SEARCH_PATH = 2,
+  /* The run gets a new pseudo-terminal instead of pipes: its slave is the
+   * controlling terminal and stdin, stdout and stderr of the program (a new
+   * session); the master's output comes as WIRE_STDOUT (there is no
+   * WIRE_STDERR), WIRE_STDIN goes to the master, and an empty WIRE_STDIN
+   * (end of file) types the terminal's EOF key (VEOF) once the program took
+   * the rest, as a user would end the input. See WIRE_WINSIZE. */
+  WIRE_RUN_PTY = 4,
+};
+#define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };
 
 /* Stream bytes a side may send ahead of the other's WIRE_CREDIT. */

@@ -5,7 +5,15 @@
  * file) to the supervisor, copies stdin to the guest within the credit the
  * agent grants, writes stdout and stderr as they come and grants credit for
  * what it wrote, and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT. If the call
- * itself is killed, the supervisor sees the socket close and cancels the run. */
+ * itself is killed, the supervisor sees the socket close and cancels the run.
+ *
+ * vmexec --target TARGET [--shell] -- COMMAND [ARGS...] runs a command of the
+ * guest instead (run_command): looked up on the guest's PATH, the trees
+ * around the working directory shared. With --shell (-it) it runs on a
+ * pseudo-terminal in the guest: the caller's terminal is raw (terminal.c),
+ * Ctrl-C is a byte for the guest's line discipline, not a forwarded SIGINT,
+ * and window size changes follow (WIRE_WINSIZE). */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -26,6 +34,7 @@
 #include "frame-conn.h"
 #include "share-roots.h"
 #include "supervisor.h"
+#include "terminal.h"
 #include "writeback.h"
 
 extern char **environ;
@@ -38,6 +47,9 @@ struct run_options {
   bool root;
   char *shares[SHARE_MAX_ROOTS]; /* --share DIR[:ro] */
   size_t nshares;
+  const struct target *target; /* --target: run a command of that guest */
+  bool pty;           /* --shell: on a pseudo-terminal in the guest */
+  uint32_t run_flags; /* WIRE_RUN_* besides WIRE_RUN_COPY */
 };
 
 static volatile sig_atomic_t pending_signals[NSIG];
@@ -148,7 +160,7 @@ static void send_run(int sock, const struct run_options *o, const char *file, in
   wire_put_u32(&w, o->root ? 0 : getuid());
   wire_put_u32(&w, o->root ? 0 : getgid());
   wire_put_u32(&w, mask);
-  wire_put_u32(&w, o->copy ? WIRE_RUN_COPY : 0);
+  wire_put_u32(&w, (o->copy ? WIRE_RUN_COPY : 0) | o->run_flags);
   wire_put_str(&w, cwd);
   wire_put_str(&w, file);
   wire_put_u32(&w, (uint32_t)argc);
@@ -174,8 +186,39 @@ static void send_run(int sock, const struct run_options *o, const char *file, in
     fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
 }
 
+/* The caller's window size as a WIRE_WINSIZE payload into b; its length. */
+static size_t winsize_payload(uint8_t b[8])
+{
+  uint32_t rows = 0, cols = 0;
+  terminal_size(&rows, &cols);
+  struct wire_writer w;
+  wire_writer_init(&w, b, 8);
+  wire_put_u32(&w, rows);
+  wire_put_u32(&w, cols);
+  return w.len;
+}
+
+/* --shell: the caller's terminal goes raw when it is one (it comes back at
+ * exit and before death by a signal), SIGINT and SIGQUIT are no longer
+ * forwarded (Ctrl-C is a byte the guest's terminal turns into SIGINT for its
+ * foreground job; sent to vmexec from elsewhere, they end the call), and the
+ * window size goes to the guest now and on every SIGWINCH. */
+static void start_terminal(int sock)
+{
+  terminal_make_raw(0);
+  terminal_die_on(SIGINT);
+  terminal_die_on(SIGQUIT);
+  struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGWINCH, &sa, NULL);
+  uint8_t b[8];
+  if (frame_write(sock, WIRE_WINSIZE, RUN_ID, b, winsize_payload(b)) == -1)
+    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+}
+
 static noreturn void die_like(int how, uint32_t value, const char *msg)
 {
+  terminal_restore(); /* --shell: before dying of a signal too */
   if (how == WIRE_EXITED)
     exit((int)(value & 0xff));
   if (how == WIRE_SIGNALED) {
@@ -227,6 +270,11 @@ static void relay(int sock, struct writeback *wb)
         pending_signals[forwarded[i]] = 0;
         frame_conn_queue_u32(&conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(forwarded[i]));
       }
+    if (pending_signals[SIGWINCH]) { /* --shell only */
+      pending_signals[SIGWINCH] = 0;
+      uint8_t b[8];
+      frame_conn_queue(&conn, WIRE_WINSIZE, RUN_ID, b, winsize_payload(b));
+    }
 
     if (pf[2].revents) {
       size_t want = stdin_credit < sizeof inbuf ? stdin_credit : sizeof inbuf;
@@ -297,6 +345,11 @@ static void relay(int sock, struct writeback *wb)
   }
 }
 
+static int run_program(struct run_options *o, const char *path, int argc, char **argv);
+static noreturn void run_in_guest(struct run_options *o, const struct target *t, const struct share_roots *roots,
+                                  const char *path, const char *file, int argc, char **argv);
+static int run_command(struct run_options *o, int argc, char **argv);
+
 int cmd_run(int argc, char **argv)
 {
   struct run_options o = { .copy = false };
@@ -311,15 +364,37 @@ int cmd_run(int argc, char **argv)
       o.shares[o.nshares++] = argv[++i];
     else if (strcmp(argv[i], "--root") == 0)
       o.root = true;
+    else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
+      if (!(o.target = target_by_name(argv[++i])))
+        fail(EXIT_TOOL_FAILED, "unknown target %s; the targets are: %s", argv[i], target_names());
+    } else if (strcmp(argv[i], "--shell") == 0 || strcmp(argv[i], "-it") == 0)
+      o.pty = true;
     else
       fail(EXIT_TOOL_FAILED, "unknown option %s; see 'vmexec --help'", argv[i]);
   }
+  if (o.target)
+    return run_command(&o, argc - i, argv + i);
+  if (o.pty)
+    fail(EXIT_TOOL_FAILED, "--shell needs the guest to open it in: vmexec --target TARGET --shell (targets: %s)",
+         target_names());
   if (i >= argc)
     fail(EXIT_TOOL_FAILED, "no program given; usage: vmexec [--root] [--copy] PROGRAM [ARGS...]");
 
   CLEANUP_FREE char *path = find_program(argv[i]);
   if (!path)
     fail(EXIT_NOT_FOUND, "%s: not found on PATH; give the program's path", argv[i]);
+  return run_program(&o, path, argc - i, argv + i);
+}
+
+int cmd_run_file(const char *path, int argc, char **argv)
+{
+  struct run_options o = { .copy = false };
+  return run_program(&o, path, argc, argv);
+}
+
+/* Run the file PATH with ARGV (ARGV[0] is what the program gets as argv[0]). */
+static int run_program(struct run_options *o, const char *path, int argc, char **argv)
+{
   struct elf_info info;
   char err[1024];
   int status = elf_detect(path, &info, err, sizeof err);
@@ -328,29 +403,99 @@ int cmd_run(int argc, char **argv)
 
   static struct share_roots roots;
   char real[PATH_MAX];
-  if (!o.copy) {
-    share_roots_find(&roots, path, info.target, o.shares, o.nshares);
+  if (!o->copy) {
+    share_roots_find(&roots, path, info.target, o->shares, o->nshares);
     if (!realpath(path, real))
       fail(EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
   }
+  run_in_guest(o, info.target, &roots, path, o->copy ? "program" : real, argc, argv);
+}
+
+/* Send the run to the T guest and relay it until it ends; exit as it did.
+ * FILE is what the guest executes; with --copy, PATH is the file sent. */
+static noreturn void run_in_guest(struct run_options *o, const struct target *t, const struct share_roots *roots,
+                                  const char *path, const char *file, int argc, char **argv)
+{
   struct writeback wb;
-  writeback_init(&wb, &roots);
+  writeback_init(&wb, roots);
 
   install_forwarding();
   for (int attempt = 0;; attempt++) {
-    int sock = guest_connect(info.target);
-    if (o.copy) {
+    int sock = guest_connect(t);
+    if (o->copy)
       send_program(sock, path);
-      send_run(sock, &o, "program", argc - i, argv + i);
-    } else {
-      send_share(sock, &roots);
-      send_run(sock, &o, real, argc - i, argv + i);
-    }
+    else
+      send_share(sock, roots);
+    send_run(sock, o, file, argc, argv);
+    if (o->pty)
+      start_terminal(sock);
     relay(sock, &wb); /* returns only when it may retry */
     close(sock);
     if (attempt == 3)
       fail(EXIT_TOOL_FAILED, "the %s guest's supervisor keeps closing the connection; see its log under %s",
-           info.target->name, "$XDG_RUNTIME_DIR/vmexec");
+           t->name, "$XDG_RUNTIME_DIR/vmexec");
   }
-  return EXIT_TOOL_FAILED;
+}
+
+/* A command given as a path (with a slash) is a file of the caller's, shared
+ * with the guest -- unless it is under the guest's own system directories,
+ * which the share never covers: /bin/sh is the guest's shell. */
+static bool is_guest_system_path(const char *cmd)
+{
+  static const char *const dirs[] = { "/bin/", "/sbin/", "/usr/", "/lib", "/etc/", "/proc/", "/sys/", "/dev/" };
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+    if (strncmp(cmd, dirs[i], strlen(dirs[i])) == 0)
+      return true;
+  return false;
+}
+
+/* A host file run with --target: a script or other non-ELF file goes to the
+ * guest as it is (its #! interpreter is the guest's); an ELF program must be
+ * one of T. */
+static void check_host_command(const struct target *t, const char *path)
+{
+  CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1)
+    fail(errno == ENOENT || errno == ENOTDIR ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE, "%s: %s", path,
+         strerror(errno));
+  unsigned char head[SELFMAG];
+  if (read(fd, head, sizeof head) != (ssize_t)sizeof head || memcmp(head, ELFMAG, SELFMAG) != 0)
+    return;
+  struct elf_info info;
+  char err[1024];
+  int status = elf_detect(path, &info, err, sizeof err);
+  if (status != 0)
+    fail(status, "%s", err);
+  if (info.target != t)
+    fail(EXIT_CANNOT_EXECUTE, "%s is a program for %s, not %s; drop --target (vmexec picks the guest from the "
+         "ELF header) or use --target %s", path, info.target->name, t->name, info.target->name);
+}
+
+/* --target T [--shell] [--] [COMMAND [ARGS...]]: COMMAND (default /bin/sh
+ * with --shell) as the guest's shell would find it on the PATH of the
+ * environment; the trees around the working directory are shared. */
+static int run_command(struct run_options *o, int argc, char **argv)
+{
+  static char *default_shell[] = { "/bin/sh", NULL };
+  if (argc == 0 && !o->pty)
+    fail(EXIT_TOOL_FAILED, "no command given; usage: vmexec --target TARGET [--shell] -- COMMAND [ARGS...]");
+  if (argc == 0) {
+    argc = 1;
+    argv = default_shell;
+  }
+  if (o->copy)
+    fail(EXIT_TOOL_FAILED, "--copy sends a program file to the guest; it does not go with --target, drop it");
+  o->run_flags |= WIRE_RUN_SEARCH_PATH | (o->pty ? WIRE_RUN_PTY : 0);
+  const char *file = argv[0], *program = NULL;
+  static char real[PATH_MAX];
+  if (strchr(file, '/') && !is_guest_system_path(file)) {
+    check_host_command(o->target, file);
+    if (!realpath(file, real))
+      fail(EXIT_NOT_FOUND, "%s: %s", file, strerror(errno));
+    program = file;
+    file = real;
+  }
+  static struct share_roots roots;
+  share_roots_find(&roots, program, o->target, o->shares, o->nshares);
+  run_in_guest(o, o->target, &roots, NULL, file, argc, argv);
 }

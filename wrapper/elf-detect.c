@@ -103,9 +103,9 @@ static int report_script(struct ctx *c, const char *head, size_t len)
     n--;
   interp[n] = '\0';
   return report(c, EXIT_CANNOT_EXECUTE,
-                "is a script (#!%s), not an ELF executable; vmexec runs ELF executables, so run the interpreter:"
-                " vmexec --target TARGET -- %s %s",
-                interp, n > 0 ? interp : "/bin/sh", c->shown);
+                "is a script (#!%s), not an ELF executable, so its target is unknown; add --target to run it"
+                " in a guest: vmexec --target TARGET -- %s",
+                interp, c->shown);
 }
 
 /* Refusals for files that libelf does not see as one ELF object. */
@@ -121,7 +121,9 @@ static int report_not_elf(struct ctx *c, Elf_Kind kind, const char *head, size_t
                   " rebuild it");
   if (len == 0)
     return report(c, EXIT_CANNOT_EXECUTE, "is an empty file, not an ELF executable; check that the build finished");
-  return report(c, EXIT_CANNOT_EXECUTE, "is not an ELF executable (nor a #! script); vmexec runs ELF programs");
+  return report(c, EXIT_CANNOT_EXECUTE,
+                "is not an ELF executable (nor a #! script); vmexec runs ELF programs, or with --target any"
+                " command of the guest: vmexec --target TARGET -- COMMAND");
 }
 
 static const char *machine_word(uint16_t m)

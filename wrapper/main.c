@@ -10,6 +10,10 @@
 static const char usage[] =
   "Usage: vmexec [--root] [--copy] [--share DIR[:ro]]... [--] PROGRAM [ARGS...]\n"
   "                                         run PROGRAM in a guest of its architecture\n"
+  "       vmexec --target TARGET [--root] [--share DIR[:ro]]... [--] COMMAND [ARGS...]\n"
+  "                                         run COMMAND, found on the guest's PATH, in the TARGET guest\n"
+  "       vmexec --target TARGET --shell|-it [--] [COMMAND [ARGS...]]\n"
+  "                                         an interactive shell (default /bin/sh) on a guest terminal\n"
   "       vmexec inspect FILE               print the target of an ELF executable\n"
   "       vmexec targets                    list the supported targets\n"
   "       vmexec image build [TARGET] [--with PKG,...]\n"
@@ -19,6 +23,13 @@ static const char usage[] =
   "       vmexec image test [TARGET]        boot the image and wait for the agent\n"
   "       vmexec status                     list the running guests\n"
   "       vmexec stop TARGET|--all          stop running guests\n"
+  "       vmexec binfmt install [--force] TARGET...|--all\n"
+  "                                         programs of TARGET exec'd directly go to vmexec (root)\n"
+  "       vmexec binfmt install --print [TARGET...|--all]\n"
+  "                                         print those binfmt.d lines (systemd-binfmt) instead\n"
+  "       vmexec binfmt remove [TARGET...|--all]\n"
+  "                                         remove vmexec's binfmt_misc entries (root)\n"
+  "       vmexec binfmt status              who handles each target's programs\n"
   "       vmexec --help | --version\n"
   "\n"
   "TARGET defaults to s390x. Images are cached under $XDG_CACHE_HOME/vmexec.\n"
@@ -27,6 +38,10 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
+  /* Started by the kernel as the binfmt_misc interpreter (vmexec binfmt install). */
+  const char *self = argc > 0 ? strrchr(argv[0], '/') : NULL;
+  if (argc > 0 && strcmp(self ? self + 1 : argv[0], BINFMT_INTERP_NAME) == 0)
+    return cmd_binfmt_interp(argc, argv);
   if (argc < 2) {
     fputs(usage, stderr);
     return EXIT_TOOL_FAILED;
@@ -50,6 +65,8 @@ int main(int argc, char **argv)
     return cmd_status(argc - 1, argv + 1);
   if (strcmp(cmd, "stop") == 0)
     return cmd_stop(argc - 1, argv + 1);
+  if (strcmp(cmd, "binfmt") == 0)
+    return cmd_binfmt(argc - 1, argv + 1);
   if (strcmp(cmd, "__supervise") == 0)
     return cmd_supervise(argc - 1, argv + 1);
   return cmd_run(argc, argv);

@@ -136,7 +136,7 @@ void share_roots_find(struct share_roots *s, const char *program, const struct t
     fail(EXIT_TOOL_FAILED, "cannot get the current directory: %s", strerror(errno));
   add(s, cwd, true);
   add_build_and_source(s, cwd);
-  if (realpath(program, progdir)) {
+  if (program && realpath(program, progdir)) {
     *strrchr(progdir, '/') = '\0';
     if (!progdir[0])
       strcpy(progdir, "/");

@@ -20,7 +20,8 @@ struct share_roots {
   size_t n;
 };
 
-/* The roots of a call of PROGRAM for target T, with the user's --share specs
+/* The roots of a call of PROGRAM (NULL: a command of the guest, only the
+ * working directory's trees) for target T, with the user's --share specs
  * (EXTRA, "DIR" or "DIR:ro"). Fails (125) on a bad spec. */
 void share_roots_find(struct share_roots *s, const char *program, const struct target *t, char *const *extra,
                       size_t nextra);

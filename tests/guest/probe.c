@@ -4,6 +4,7 @@
  *   exit N            exit with status N
  *   signal NAME       die of SIGSEGV / SIGABRT / SIGKILL (NAME: segv abrt kill)
  *   args              write argv[2..] as NUL-terminated strings
+ *   argv0             print argv[0]
  *   env               write the environment as NUL-terminated strings
  *   ids               print "uid gid"
  *   write FD N        write N bytes of a fixed pattern to FD (1 or 2)
@@ -125,6 +126,10 @@ int main(int argc, char **argv)
   }
   if (!strcmp(what, "args"))
     return strings(argv + 2);
+  if (!strcmp(what, "argv0")) {
+    printf("%s\n", argv[0]);
+    return 0;
+  }
   if (!strcmp(what, "env"))
     return strings(environ);
   if (!strcmp(what, "ids")) {

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Guest test of commands in the guest and the interactive shell (issue 6):
+`vmexec --target s390x -- COMMAND` runs a command found on the guest's PATH
+with the caller's cwd shared and written back, and `vmexec --target s390x
+--shell` is a shell on a real pseudo-terminal in the guest, driven here
+through a pseudo-terminal on the host: a command, Ctrl-C to a `sleep`, a
+window size change, and `exit 7`.
+
+Environment: VMEXEC. CI=true: no skips."""
+
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+
+from testlib import check, guest_main
+
+VMEXEC = os.environ["VMEXEC"]
+
+top = tempfile.mkdtemp(prefix="vmexec-shell-test-")
+os.chmod(top, 0o755)
+runtime = os.path.join(top, "runtime")
+os.mkdir(runtime, 0o700)
+WORK = os.path.join(top, "work")
+os.mkdir(WORK)
+# A prompt that the typed command lines (echoed by the guest's terminal) never contain.
+ENV = dict(os.environ, XDG_RUNTIME_DIR=runtime, VMEXEC_IDLE_TIMEOUT="600", PS1="guest-prompt> ")
+
+
+def vm(*args, env=None, cwd=WORK):
+    return subprocess.run([VMEXEC, *args], env=env or ENV, cwd=cwd, capture_output=True, timeout=900)
+
+
+def one_line(err):
+    return err.count(b"\n") == 1
+
+
+def test_commands():
+    r = vm("--target", "s390x", "--", "sh", "-c", "echo $((6*7)); uname -m; exit 3")
+    check(r.returncode == 3 and r.stdout == b"42\ns390x\n",
+          f"sh -c in the guest: output and exit status: {r.returncode} {r.stdout!r} {r.stderr[-300:]!r}")
+
+    r = vm("--target", "s390x", "--", "sh", "-c", "echo hi > f.txt")
+    path = os.path.join(WORK, "f.txt")
+    got = open(path).read() if os.path.exists(path) else None
+    check(r.returncode == 0 and got == "hi\n", f"a file written in the cwd appears on the host: {r.returncode} {got!r}")
+
+    os.mkdir(os.path.join(WORK, "sub"))
+    r = vm("--target", "s390x", "sh", "-c", "cd sub && ls && echo x > out.txt")
+    path = os.path.join(WORK, "sub", "out.txt")
+    got = open(path).read() if os.path.exists(path) else None
+    check(r.returncode == 0 and got == "x\n", f"cd sub && ... > out.txt (no --): {r.returncode} {got!r} {r.stderr!r}")
+
+    r = vm("--target", "s390x", "--", "no-such-command", "arg")
+    check(r.returncode == 127 and one_line(r.stderr) and b"no-such-command: not found in the s390x guest" in r.stderr,
+          f"a missing command: 127 and one line: {r.returncode} {r.stderr!r}")
+
+    env = {k: v for k, v in ENV.items() if k != "PATH"}
+    r = vm("--target", "s390x", "--", "sh", "-c", "echo no-path", env=env)
+    check(r.returncode == 0 and r.stdout == b"no-path\n",
+          f"without PATH the guest's default PATH finds sh: {r.returncode} {r.stdout!r} {r.stderr!r}")
+
+    script = os.path.join(WORK, "script.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\necho \"script on $(uname -m): $*\"\nexit 5\n")
+    os.chmod(script, 0o755)
+    r = vm(script, "a")
+    check(r.returncode == 126 and one_line(r.stderr) and b"--target" in r.stderr,
+          f"a script without --target: 126, one line naming --target: {r.returncode} {r.stderr!r}")
+    r = vm("--target", "s390x", "--", "./script.sh", "a", "b")
+    check(r.returncode == 5 and r.stdout == b"script on s390x: a b\n",
+          f"a host script with --target runs in the guest: {r.returncode} {r.stdout!r} {r.stderr!r}")
+
+    r = vm("--target", "s390x", "--", VMEXEC, "--version")
+    check(r.returncode == 126 and one_line(r.stderr) and b"x86_64" in r.stderr,
+          f"a host ELF of another target with --target: 126, one line: {r.returncode} {r.stderr!r}")
+
+
+class Terminal:
+    """vmexec on a host pseudo-terminal (its stdin, stdout and stderr)."""
+
+    def __init__(self, args):
+        self.master, self.slave = os.openpty()
+        self.set_size(24, 80)
+        self.saved = termios.tcgetattr(self.slave)
+        self.proc = subprocess.Popen([VMEXEC, *args], stdin=self.slave, stdout=self.slave, stderr=self.slave,
+                                     cwd=WORK, env=ENV, start_new_session=True)
+        self.buf = b""
+
+    def set_size(self, rows, cols):
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def send(self, data):
+        os.write(self.master, data)
+
+    def expect(self, what, timeout):
+        """Read until WHAT appears after what earlier expects consumed; the text before it."""
+        deadline = time.monotonic() + timeout
+        while what not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+                return None
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return None
+            if not data:
+                return None
+            self.buf += data
+        before, _, self.buf = self.buf.partition(what)
+        return before
+
+    def run(self, line, timeout=120):
+        """Type LINE and return its output (up to the next prompt)."""
+        self.send(line.encode() + b"\r")
+        out = self.expect(PROMPT, timeout)
+        if out is None:
+            return None
+        # The guest's terminal echoes the line, then the output (\r\n line ends).
+        return out.replace(b"\r\n", b"\n").split(b"\n", 1)[-1].decode(errors="replace")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+PROMPT = b"guest-prompt> "
+
+
+def test_shell():
+    t = Terminal(["--target", "s390x", "--shell"])
+    try:
+        check(t.expect(PROMPT, 600) is not None, f"the shell's prompt appears: {t.buf[-300:]!r}")
+        check(not termios.tcgetattr(t.slave)[3] & (termios.ICANON | termios.ECHO | termios.ISIG),
+              "the caller's terminal is raw while the shell runs")
+        out = t.run("echo $((40+2))")
+        check(out == "42\n", f"a command runs in the guest shell: {out!r}")
+        out = t.run("tty; uname -m")
+        check(out is not None and out.startswith("/dev/pts/") and out.endswith("\ns390x\n"),
+              f"the shell runs on a pseudo-terminal of the s390x guest: {out!r}")
+
+        t.send(b"sleep 100\r")
+        t.expect(b"sleep 100", 60)
+        check(t.expect(PROMPT, 3) is None, "sleep 100 runs in the foreground (no prompt for 3 s)")
+        started = time.monotonic()
+        t.send(b"\x03")
+        back = t.expect(PROMPT, 30)
+        check(back is not None, f"Ctrl-C stops sleep: the prompt is back in {time.monotonic() - started:.1f} s")
+        out = t.run("ps | grep -c '[s]leep 100'")
+        check(out == "0\n", f"sleep is gone after Ctrl-C: {out!r}")
+
+        t.set_size(33, 111)
+        os.kill(t.proc.pid, signal.SIGWINCH)
+        out = None
+        for _ in range(20):  # the size travels to the guest on its own
+            out = t.run("stty size")
+            if out == "33 111\n":
+                break
+            time.sleep(0.5)
+        check(out == "33 111\n", f"the window size reaches the guest (stty size): {out!r}")
+
+        t.send(b"exit 7\r")
+        try:
+            status = t.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            status = None
+        check(status == 7, f"exit 7 in the shell: vmexec exits 7: {status}")
+        check(termios.tcgetattr(t.slave) == t.saved, "the caller's terminal is restored (not raw) after the shell")
+    finally:
+        t.close()
+
+    # SIGINT from elsewhere is not forwarded: it ends the call, terminal restored.
+    t = Terminal(["--target", "s390x", "-it", "--", "sh", "-i"])
+    try:
+        check(t.expect(PROMPT, 600) is not None, f"-it -- sh -i: the prompt appears: {t.buf[-300:]!r}")
+        os.kill(t.proc.pid, signal.SIGINT)
+        try:
+            status = t.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            status = None
+        check(status == -signal.SIGINT, f"SIGINT sent to vmexec --shell ends it by SIGINT: {status}")
+        check(termios.tcgetattr(t.slave) == t.saved, "the caller's terminal is restored after death by SIGINT")
+    finally:
+        t.close()
+
+    # -it with a command, stdin not a terminal: the guest still has a pty.
+    r = subprocess.run([VMEXEC, "--target", "s390x", "-it", "--", "sh", "-c", "tty; exit 4"], cwd=WORK, env=ENV,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=900)
+    check(r.returncode == 4 and r.stdout.startswith(b"/dev/pts/"),
+          f"-it -- COMMAND without a host terminal: a guest pty: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    r = subprocess.run([VMEXEC, "--target", "s390x", "--shell"], cwd=WORK, env=ENV,
+                       input=b"echo piped-$((1+1))\nexit 6\n", capture_output=True, timeout=900)
+    check(r.returncode == 6 and b"piped-2" in r.stdout,
+          f"a script drives --shell through a pipe: {r.returncode} {r.stdout[-300:]!r}")
+    r = subprocess.run([VMEXEC, "--target", "s390x", "--shell"], cwd=WORK, env=ENV,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+    check(r.returncode == 0, f"--shell ends when its stdin ends: {r.returncode} {r.stdout[-300:]!r}")
+
+
+def main():
+    return guest_main([test_commands, test_shell], VMEXEC, ENV, top)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
