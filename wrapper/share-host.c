@@ -258,7 +258,7 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
     /* Watch (or fingerprint) before the plugin scans: a change in between
      * makes the next call build again, never reuse a stale generation. */
     share_watch_stop(h->watch);
-    h->watch = share_watch_start(h->roots, h->nroots);
+    h->watch = share_watch_start(h->roots, h->nroots, rundir_base());
     if (!h->watch && synth_fingerprint(h->roots, h->nroots, &h->fp, ignore_log, NULL, fperr, sizeof fperr) != 0) {
       snprintf(err, cap, "cannot scan the shared trees: %s", fperr);
       return false;

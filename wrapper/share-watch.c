@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -23,19 +24,26 @@ struct share_watch {
   bool changed;
 };
 
-/* nftw has no user pointer: the watch being set up. */
+/* nftw has no user pointer: the watch being set up, and the directory to
+ * leave out. */
 static struct share_watch *walking;
+static const char *skipping;
 
 static int add_dir(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
   (void)st;
   (void)ftw;
   if (type != FTW_D)
-    return 0;
-  return inotify_add_watch(walking->fd, path, EVENTS) == -1 && errno != ENOENT && errno != EACCES ? -1 : 0;
+    return FTW_CONTINUE;
+  size_t n = strlen(skipping);
+  if (n > 0 && strncmp(path, skipping, n) == 0 && (path[n] == '/' || path[n] == '\0'))
+    return FTW_SKIP_SUBTREE;
+  if (inotify_add_watch(walking->fd, path, EVENTS) == -1 && errno != ENOENT && errno != EACCES)
+    return FTW_STOP;
+  return FTW_CONTINUE;
 }
 
-struct share_watch *share_watch_start(char *const *roots, size_t nroots)
+struct share_watch *share_watch_start(char *const *roots, size_t nroots, const char *skip)
 {
   struct share_watch *w = calloc(1, sizeof *w);
   if (!w)
@@ -46,8 +54,9 @@ struct share_watch *share_watch_start(char *const *roots, size_t nroots)
     return NULL;
   }
   walking = w;
+  skipping = skip ? skip : "";
   for (size_t i = 0; i < nroots; i++)
-    if (nftw(roots[i], add_dir, 64, FTW_PHYS) == -1 && errno != ENOENT) {
+    if (nftw(roots[i], add_dir, 64, FTW_PHYS | FTW_ACTIONRETVAL) != 0 && errno != ENOENT) {
       share_watch_stop(w); /* e.g. ENOSPC: more directories than watches */
       return NULL;
     }
