@@ -251,15 +251,10 @@ static void opt(struct apt *a, const char *fmt, ...) __attribute__((format(print
 static void opt(struct apt *a, const char *fmt, ...)
 {
   va_list ap;
-  char *s;
   va_start(ap, fmt);
-  int r = vasprintf(&s, fmt, ap);
-  va_end(ap);
-  if (r < 0)
-    fail(EXIT_TOOL_FAILED, "out of memory");
   strv_push(&a->opts, "-o");
-  strv_push(&a->opts, s);
-  free(s);
+  strv_pushv(&a->opts, fmt, ap);
+  va_end(ap);
 }
 
 void apt_open(struct apt *a, const struct target *t, bool quiet)

@@ -35,15 +35,20 @@ char *xstrdup(const char *s)
   return d;
 }
 
+char *xvasprintf(const char *fmt, va_list ap)
+{
+  char *s;
+  if (vasprintf(&s, fmt, ap) < 0)
+    out_of_memory();
+  return s;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
   va_list ap;
-  char *s;
   va_start(ap, fmt);
-  int r = vasprintf(&s, fmt, ap);
+  char *s = xvasprintf(fmt, ap);
   va_end(ap);
-  if (r < 0)
-    out_of_memory();
   return s;
 }
 
@@ -62,16 +67,17 @@ void strv_push(struct strv *s, const char *str)
   strv_take(s, xstrdup(str));
 }
 
+void strv_pushv(struct strv *s, const char *fmt, va_list ap)
+{
+  strv_take(s, xvasprintf(fmt, ap));
+}
+
 void strv_pushf(struct strv *s, const char *fmt, ...)
 {
   va_list ap;
-  char *str;
   va_start(ap, fmt);
-  int r = vasprintf(&str, fmt, ap);
+  strv_pushv(s, fmt, ap);
   va_end(ap);
-  if (r < 0)
-    out_of_memory();
-  strv_take(s, str);
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -5,6 +5,7 @@
 #define VMEXEC_IMAGE_UTIL_H
 
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,11 +17,13 @@ struct strv {
 
 void strv_push(struct strv *s, const char *str);
 void strv_pushf(struct strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strv_pushv(struct strv *s, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void strv_sort_unique(struct strv *s);
 void strv_free(struct strv *s);
 
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 void *xrealloc(void *p, size_t n);
 
 /* The whole file in a malloc'd buffer, NUL-terminated (len excludes the NUL). */
