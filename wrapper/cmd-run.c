@@ -331,15 +331,19 @@ static void relay(int sock, struct writeback *wb)
       if (got == -1)
         fail(EXIT_TOOL_FAILED, "malformed frame from the guest's supervisor; stop it with 'vmexec stop --all'");
       if (rc <= 0) {
-        if (!got_any)
+        if (!got_any) {
+          frame_conn_free(&conn);
           return;
+        }
         fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor; see its log under %s",
              "$XDG_RUNTIME_DIR/vmexec");
       }
     }
     if (frame_conn_flush(&conn) == -1) {
-      if (!got_any)
+      if (!got_any) {
+        frame_conn_free(&conn);
         return;
+      }
       fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor: %s", strerror(errno));
     }
   }
