@@ -110,8 +110,14 @@ def test_print_and_refusals():
         check(r.returncode == 125 and len(r.stderr.splitlines()) == 1 and "natively" in r.stderr,
               f"install {HOST_TARGET} (this machine's own) is refused in one line: {r.returncode} {r.stderr!r}")
     if shutil.which("setpriv"):
-        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", VMEXEC, "binfmt", "install",
-                            "s390x"], capture_output=True, text=True, env=ENV)
+        # A copy of vmexec: the build tree may sit where only root can read.
+        copy = tempfile.mkdtemp(prefix="vmexec-test-copy-")
+        os.chmod(copy, 0o755)
+        shutil.copy2(VMEXEC, copy)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            os.path.join(copy, os.path.basename(VMEXEC)), "binfmt", "install", "s390x"],
+                           capture_output=True, text=True, env=ENV, cwd=copy)
+        shutil.rmtree(copy, ignore_errors=True)
         check(r.returncode == 125 and len(r.stderr.splitlines()) == 1 and "root" in r.stderr,
               f"without root, install says it needs root in one line: {r.returncode} {r.stderr!r}")
     if shutil.which("unshare"):

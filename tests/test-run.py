@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 
-from testlib import check, finish, skip_or_fail
+from testlib import check, finish, skip_or_fail, world_readable_copy
 
 VMEXEC = os.environ["VMEXEC"]
 PROBE = os.environ["PROBE"]
@@ -163,19 +163,14 @@ def test_ids():
     except KeyError:
         check(False, "a normal user exists for the uid test")
         return
-    # The user reads the images of the shared test cache (a test fixture: the
-    # cache is private to its owner otherwise).
-    cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "vmexec")
-    for top in (cache, os.path.join(cache, "images")):
-        os.chmod(top, 0o755)
-    for dirpath, dirnames, filenames in os.walk(os.path.join(cache, "images")):
-        for d in dirnames:
-            os.chmod(os.path.join(dirpath, d), 0o755)
-        for f in filenames:
-            os.chmod(os.path.join(dirpath, f), 0o644)
+    # The user runs a copy of vmexec, its agent, plugin and image, and of the
+    # probe: the build tree may sit where only root can read (a private home).
+    copy, copy_env = world_readable_copy(VMEXEC, files=[PROBE])
     user_rt = tempfile.mkdtemp(prefix="vmexec-test-user-")
     os.chown(user_rt, user.pw_uid, user.pw_gid)
-    env = dict(ENV, XDG_RUNTIME_DIR=user_rt, HOME=user_rt)
+    env = dict(ENV, XDG_RUNTIME_DIR=user_rt, HOME=user_rt, **copy_env)
+    user_vmexec = os.path.join(copy, os.path.basename(VMEXEC))
+    user_probe = os.path.join(copy, os.path.basename(PROBE))
 
     def as_user():
         os.setgid(user.pw_gid)
@@ -183,12 +178,15 @@ def test_ids():
         os.setuid(user.pw_uid)
 
     try:
-        r = subprocess.run([VMEXEC, PROBE, "ids"], env=env, capture_output=True, timeout=900, preexec_fn=as_user)
+        r = subprocess.run([user_vmexec, user_probe, "ids"], env=env, cwd=copy, capture_output=True, timeout=900,
+                           preexec_fn=as_user)
         check(r.stdout == f"{user.pw_uid} {user.pw_gid}\n".encode(),
               f"as user {user.pw_name}: runs with uid/gid {r.stdout!r} ({r.stderr[-300:]!r})")
-        subprocess.run([VMEXEC, "stop", "--all"], env=env, capture_output=True, timeout=120, preexec_fn=as_user)
+        subprocess.run([user_vmexec, "stop", "--all"], env=env, cwd=copy, capture_output=True, timeout=120,
+                       preexec_fn=as_user)
     finally:
         shutil.rmtree(user_rt, ignore_errors=True)
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def test_malformed_frames():
