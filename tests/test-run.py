@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Guest test of the core promise: `vmexec ./prog args` behaves like `./prog
-args` on the target. A real s390x guest (qemu-system, TCG) runs the probe
+args` on the target. A real guest (qemu-system, TCG; s390x, or TARGET) runs the probe
 program (tests/guest/probe.c). Checks exit codes, signals, streams, stdin,
 argv and environment bytes, uid/gid, killing of the whole process tree,
 concurrency, one guest for simultaneous first calls, idle stop, `vmexec stop`
 and a guest that dies under a run.
 
-Environment: VMEXEC, PROBE (the s390x probe), BUILDDIR. Under CI=true a
+Environment: VMEXEC, PROBE (the probe built for TARGET), TARGET (default
+s390x), BUILDDIR. Under CI=true a
 missing prerequisite is a failure, never a skip (77)."""
 
 import hashlib
@@ -24,6 +25,9 @@ from testlib import check, finish, skip_or_fail, world_readable_copy
 
 VMEXEC = os.environ["VMEXEC"]
 PROBE = os.environ["PROBE"]
+TARGET = os.environ.get("TARGET", "s390x")
+# What the probe's "hello" says on each target the suite runs.
+HELLO = {"s390x": b"hello from s390x big-endian\n", "aarch64": b"hello from aarch64 little-endian\n"}[TARGET]
 
 
 
@@ -45,7 +49,7 @@ def probe(*args, env=None, **kw):
 
 def status_lines(env=None):
     out = vm("status", env=env).stdout.decode()
-    return [l for l in out.splitlines() if l.startswith("s390x")]
+    return [l for l in out.splitlines() if l.startswith(TARGET + "\t")]
 
 
 def cleanup():
@@ -76,8 +80,7 @@ def test_first_calls_boot_one_guest():
 
 def test_hello():
     r = probe("hello")
-    check(r.returncode == 0 and r.stdout == b"hello from s390x big-endian\n",
-          f"probe runs big-endian in the guest: {r.stdout!r} {r.stderr!r}")
+    check(r.returncode == 0 and r.stdout == HELLO, f"the probe runs on {TARGET} in the guest: {r.stdout!r} {r.stderr!r}")
 
 
 def test_exit_codes():
@@ -165,7 +168,7 @@ def test_ids():
         return
     # The user runs a copy of vmexec, its agent, plugin and image, and of the
     # probe: the build tree may sit where only root can read (a private home).
-    copy, copy_env = world_readable_copy(VMEXEC, files=[PROBE])
+    copy, copy_env = world_readable_copy(VMEXEC, target=TARGET, files=[PROBE])
     user_rt = tempfile.mkdtemp(prefix="vmexec-test-user-")
     os.chown(user_rt, user.pw_uid, user.pw_gid)
     env = dict(ENV, XDG_RUNTIME_DIR=user_rt, HOME=user_rt, **copy_env)
@@ -193,7 +196,7 @@ def test_malformed_frames():
     # A caller that breaks the protocol loses its connection; the guest and
     # the other callers go on.
     import socket
-    sock_path = os.path.join(runtime, "vmexec", "s390x", "control.sock")
+    sock_path = os.path.join(runtime, "vmexec", TARGET, "control.sock")
     bad = [
         b"\xff\xff\xff\xff\x00\x02\x00\x00\x00\x00\x00\x01",  # oversized length
         b"\x00\x00\x00\x00\x00\x02\x00\x01\x00\x00\x00\x01",  # reserved flags set
@@ -255,7 +258,7 @@ def test_concurrent():
 
 def test_stop_and_idle():
     check(len(status_lines()) == 1, "vmexec status shows the running guest")
-    r = vm("stop", "s390x")
+    r = vm("stop", TARGET)
     check(r.returncode == 0 and status_lines() == [], f"vmexec stop stops it: {r.stdout!r}")
     env = dict(ENV, VMEXEC_IDLE_TIMEOUT="3")
     r = probe("exit", "0", env=env)
@@ -283,11 +286,11 @@ def test_guest_death():
 
 
 def main():
-    for tool in ("qemu-system-s390x",):
+    for tool in ({"s390x": "qemu-system-s390x", "aarch64": "qemu-system-aarch64"}[TARGET],):
         if not shutil.which(tool):
             skip_or_fail(f"{tool} is not installed (scripts/install-deps installs it)")
     if not os.path.exists(PROBE):
-        skip_or_fail(f"no s390x probe at {PROBE}: install gcc-s390x-linux-gnu")
+        skip_or_fail(f"no {TARGET} probe at {PROBE}: install its cross compiler (scripts/install-deps)")
     try:
         test_first_calls_boot_one_guest()
         test_hello()
