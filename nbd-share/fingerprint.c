@@ -43,13 +43,8 @@ int synth_fingerprint(char *const *roots_in, size_t nroots, struct synth_fingerp
                       synth_log_fn log, void *log_opaque, char *err, size_t errlen)
 {
   struct roots roots;
-  roots_init(&roots);
-  for (size_t i = 0; i < nroots; i++)
-    if (roots_add(&roots, roots_in[i], err, errlen) == -1) {
-      roots_free(&roots);
-      return -1;
-    }
-  roots_finish(&roots, NULL, NULL);
+  if (roots_from_array(&roots, roots_in, nroots, NULL, NULL, err, errlen) == -1)
+    return -1;
 
   XXH3_state_t *h = XXH3_createState();
   int ret = h ? 0 : -1;

@@ -143,3 +143,16 @@ size_t roots_depth(const char *p)
     d += *p == '/';
   return d;
 }
+
+int roots_from_array(struct roots *r, char *const *paths, size_t n, synth_log_fn log, void *log_opaque,
+                     char *err, size_t errlen)
+{
+  roots_init(r);
+  for (size_t i = 0; i < n; i++)
+    if (roots_add(r, paths[i], err, errlen) == -1) {
+      roots_free(r);
+      return -1;
+    }
+  roots_finish(r, log, log_opaque);
+  return 0;
+}

@@ -32,4 +32,9 @@ void roots_finish(struct roots *r, synth_log_fn log, void *log_opaque);
 /* Number of components of normalised root P ("/a/b" has 2). */
 size_t roots_depth(const char *p);
 
+/* roots_init, roots_add of each of PATHS, roots_finish: 0, or -1 with ERR
+ * (and R freed). */
+int roots_from_array(struct roots *r, char *const *paths, size_t n, synth_log_fn log, void *log_opaque,
+                     char *err, size_t errlen);
+
 #endif

@@ -44,13 +44,8 @@ int synth_build(char *const *roots_in, size_t nroots, const struct synth_options
   }
 
   struct roots roots;
-  roots_init(&roots);
-  for (size_t i = 0; i < nroots; i++)
-    if (roots_add(&roots, roots_in[i], err, errlen) == -1) {
-      roots_free(&roots);
-      return -1;
-    }
-  roots_finish(&roots, log, opt->log_opaque);
+  if (roots_from_array(&roots, roots_in, nroots, log, opt->log_opaque, err, errlen) == -1)
+    return -1;
 
   struct synth_image *img = calloc(1, sizeof *img);
   struct timespec t0, now;
