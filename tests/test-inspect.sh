@@ -11,11 +11,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmexec-inspect.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
-note() { echo "note: $*"; }
+# shellcheck source=tests/testlib.sh
+. "$(dirname "$0")/testlib.sh"
 
 # check LABEL WANT GOT
 check() {

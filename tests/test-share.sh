@@ -31,11 +31,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
-note() { echo "note: $*"; }
+# shellcheck source=tests/testlib.sh
+. "$(dirname "$0")/testlib.sh"
 elapsed() { awk "BEGIN { printf \"%.2f\", $t1 - $t0 }"; }
 check() { if [ "$2" = "$3" ]; then ok; else bad "$1: expected '$2', got '$3'"; fi; }
 
