@@ -354,7 +354,7 @@ static struct deb *add_deb(struct apt_resolution *r)
 }
 
 /* Lines "kernel|deb NAME VERSION ARCH". */
-static int parse_resolution(char *text, struct apt_resolution *r)
+static int parse_resolution(char *text, bool want_kernel, struct apt_resolution *r)
 {
   char *save, *line;
   for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -368,22 +368,17 @@ static int parse_resolution(char *text, struct apt_resolution *r)
     else
       return -1;
   }
-  return r->kernel.name && r->n > 0 ? 0 : -1;
+  return (r->kernel.name || !want_kernel) && r->n > 0 ? 0 : -1;
 }
 
 static char *format_resolution(const struct apt_resolution *r)
 {
   struct strv lines = {0};
-  strv_pushf(&lines, "kernel %s %s %s\n", r->kernel.name, r->kernel.version, r->kernel.arch);
+  if (r->kernel.name)
+    strv_pushf(&lines, "kernel %s %s %s\n", r->kernel.name, r->kernel.version, r->kernel.arch);
   for (size_t i = 0; i < r->n; i++)
     strv_pushf(&lines, "deb %s %s %s\n", r->debs[i].name, r->debs[i].version, r->debs[i].arch);
-  size_t len = 0;
-  for (size_t i = 0; i < lines.n; i++)
-    len += strlen(lines.v[i]);
-  char *text = xrealloc(NULL, len + 1);
-  text[0] = '\0';
-  for (size_t i = 0; i < lines.n; i++)
-    strcat(text, lines.v[i]);
+  char *text = strv_join(&lines, "");
   strv_free(&lines);
   return text;
 }
@@ -461,7 +456,8 @@ void apt_resolve(struct apt *a, const char *kernel_meta, const struct strv *pkgs
   memset(r, 0, sizeof *r);
   XXH3_state_t *h = XXH3_createState();
   XXH3_128bits_reset(h);
-  XXH3_128bits_update(h, kernel_meta, strlen(kernel_meta) + 1);
+  /* No kernel hashes as "", which no metapackage is called. */
+  XXH3_128bits_update(h, kernel_meta ? kernel_meta : "", strlen(kernel_meta ? kernel_meta : "") + 1);
   for (size_t i = 0; i < pkgs->n; i++)
     XXH3_128bits_update(h, pkgs->v[i], strlen(pkgs->v[i]) + 1);
   XXH128_hash_t sum = XXH3_128bits_digest(h);
@@ -472,13 +468,15 @@ void apt_resolve(struct apt *a, const char *kernel_meta, const struct strv *pkgs
   /* A resolution stays valid until the lists are refreshed (which removes it). */
   CLEANUP_FREE char *text = NULL;
   if (read_file(path, &text, NULL) == 0) {
-    if (parse_resolution(text, r) == 0)
+    if (parse_resolution(text, kernel_meta != NULL, r) == 0)
       return;
     apt_resolution_free(r);
   }
 
-  CLEANUP_FREE char *kname = kernel_package(a, kernel_meta);
-  package_version(a, kname, &r->kernel);
+  if (kernel_meta) {
+    CLEANUP_FREE char *kname = kernel_package(a, kernel_meta);
+    package_version(a, kname, &r->kernel);
+  }
   closure(a, pkgs, r);
   CLEANUP_FREE char *out = format_resolution(r);
   write_or_fail(path, out, strlen(out));
@@ -493,6 +491,8 @@ size_t apt_download(struct apt *a, const struct apt_resolution *r, const char *d
   size_t n = 0;
   for (size_t i = 0; i <= r->n; i++) {
     const struct deb *d = i == r->n ? &r->kernel : &r->debs[i];
+    if (!d->file)
+      continue;
     CLEANUP_FREE char *path = xasprintf("%s/%s", debs_dir, d->file);
     if (access(path, F_OK) == -1)
       missing[n++] = d;

@@ -20,7 +20,7 @@ struct deb {
 };
 
 struct apt_resolution {
-  struct deb kernel;  /* the real linux-image-VERSION-FLAVOUR package */
+  struct deb kernel;  /* the real linux-image-VERSION-FLAVOUR package (all NULL when none was asked for) */
   struct deb *debs;   /* the user-space packages and their dependency closure */
   size_t n;
 };
@@ -38,9 +38,10 @@ struct apt {
  * network, existing lists are used as they are. Fails (exit 125) with a fix. */
 void apt_open(struct apt *a, const struct target *t, bool quiet);
 
-/* Resolve KERNEL_META to its kernel package, and PKGS to their closure
- * (without recommends), from the lists. Cached per request until the lists
- * are refreshed, so a repeated build runs no apt at all. */
+/* Resolve KERNEL_META (unless NULL) to its kernel package, and PKGS (names
+ * or apt patterns such as ?essential) to their closure (without recommends),
+ * from the lists; R->debs is in apt's installation order. Cached per request
+ * until the lists are refreshed, so a repeated build runs no apt at all. */
 void apt_resolve(struct apt *a, const char *kernel_meta, const struct strv *pkgs, struct apt_resolution *r);
 
 /* Make sure every package of R is in DEBS_DIR; returns how many were downloaded. */

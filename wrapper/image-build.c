@@ -3,13 +3,10 @@
  * initramfs into a temporary directory that is renamed into place. */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,72 +39,6 @@ static const char *const pruned[] = {
   "usr/share/locale", "usr/share/lintian", "usr/share/bug", NULL,
 };
 
-struct progress {
-  const struct target *t;
-  bool steps; /* step lines only on a terminal */
-  bool quiet;
-  double start;
-};
-
-static void step(const struct progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void step(const struct progress *p, const char *fmt, ...)
-{
-  if (!p->steps)
-    return;
-  char line[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "vmexec: [%s] %s\n", p->t->name, line);
-}
-
-static void announce_download(size_t n, void *arg)
-{
-  step(arg, "downloading %zu package%s", n, n == 1 ? "" : "s");
-}
-
-/* The staging directory of this build, removed however the process ends
- * (fail() exits); a build killed by a signal leaves it for the next build
- * of the same key to remove. */
-static char staging[PATH_MAX];
-
-static void remove_staging(void)
-{
-  if (staging[0])
-    remove_tree(staging);
-  staging[0] = '\0';
-}
-
-/* --with "a, b,a" -> "a,b" (sorted, unique), checked to be package names. */
-static char *normalize_with(const char *with, struct strv *pkgs)
-{
-  struct strv list = {0};
-  CLEANUP_FREE char *copy = xstrdup(with ? with : "");
-  char *save;
-  for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-    /* Debian package names; this also keeps options away from apt's command line. */
-    if (strspn(tok, "abcdefghijklmnopqrstuvwxyz0123456789.+-") != strlen(tok) || tok[0] == '-' || tok[0] == '.')
-      fail(EXIT_TOOL_FAILED, "--with: '%s' is not a Debian package name; give names like 'python3,strace'", tok);
-    strv_push(&list, tok);
-  }
-  strv_sort_unique(&list);
-  size_t len = 1;
-  for (size_t i = 0; i < list.n; i++) {
-    len += strlen(list.v[i]) + 1;
-    strv_push(pkgs, list.v[i]);
-  }
-  char *joined = xrealloc(NULL, len);
-  joined[0] = '\0';
-  for (size_t i = 0; i < list.n; i++) {
-    if (i)
-      strcat(joined, ",");
-    strcat(joined, list.v[i]);
-  }
-  strv_free(&list);
-  return joined;
-}
-
 static void extract(const struct progress *p, const struct apt_resolution *r, const char *debs, const char *root)
 {
   step(p, "extracting %zu packages", r->n + 1);
@@ -124,7 +55,7 @@ static void extract(const struct progress *p, const struct apt_resolution *r, co
         snprintf(line, sizeof line, "%s", strerror(e));
       else
         run_error_line(&out, line, sizeof line);
-      fail(EXIT_TOOL_FAILED, "[%s] cannot extract %s: %s; %s", p->t->name, deb, line,
+      fail(EXIT_TOOL_FAILED, "[%s] cannot extract %s: %s; %s", p->name, deb, line,
            st == -1 ? "install dpkg" : "remove the file and build again");
     }
     run_output_free(&out);
@@ -193,23 +124,18 @@ static void write_initramfs(const struct progress *p, const char *root, const ch
     initramfs_add_symlink(ir, "bin/sh", "busybox");
 
   struct strv list = {0};
-  size_t len = 1;
   for (size_t i = 0; i < modules->n; i++) {
     CLEANUP_FREE char *path = xasprintf("lib/modules/%s/%s", version, modules->v[i]);
     CLEANUP_FREE char *host = xasprintf("%s/%s", root, path);
     add_parents(ir, path);
     initramfs_add_module(ir, path, host);
     strv_pushf(&list, "/%s\n", path);
-    len += strlen(path) + 2;
   }
-  CLEANUP_FREE char *text = xrealloc(NULL, len);
-  text[0] = '\0';
-  for (size_t i = 0; i < list.n; i++)
-    strcat(text, list.v[i]);
+  CLEANUP_FREE char *text = strv_join(&list, "");
   strv_free(&list);
   /* The agent loads these in this order (dependencies first). */
   initramfs_add_data(ir, "etc/vmexec/modules", text, 0644);
-  CLEANUP_FREE char *info = xasprintf("target %s\nkernel-version %s\n", p->t->name, version);
+  CLEANUP_FREE char *info = xasprintf("target %s\nkernel-version %s\n", p->name, version);
   initramfs_add_data(ir, "etc/vmexec/image", info, 0644);
 
   char size[32];
@@ -221,16 +147,7 @@ static void write_initramfs(const struct progress *p, const char *root, const ch
 static void write_manifest(const struct target *t, const char *version, const struct strv *files, const char *key,
                            const char *with, const char *path)
 {
-  size_t len = 1;
-  for (size_t i = 0; i < files->n; i++)
-    len += strlen(files->v[i]) + 1;
-  CLEANUP_FREE char *pkgs = xrealloc(NULL, len);
-  pkgs[0] = '\0';
-  for (size_t i = 0; i < files->n; i++) {
-    if (i)
-      strcat(pkgs, " ");
-    strcat(pkgs, files->v[i]);
-  }
+  CLEANUP_FREE char *pkgs = strv_join(files, " ");
   CLEANUP_FREE char *text =
     xasprintf("target %s\nkernel-version %s\npackages %s\nkey %s\ncreated %lld\nwith %s\nformat %d\n", t->name, version,
               pkgs, key, (long long)time(NULL), with, IMAGE_FORMAT);
@@ -238,52 +155,12 @@ static void write_manifest(const struct target *t, const char *version, const st
     fail(EXIT_TOOL_FAILED, "cannot write %s: %s; check the free space in %s", path, strerror(errno), cache_dir());
 }
 
-/* Remove what killed builds of KEY left behind (we hold KEY's lock). */
-static void remove_stale_staging(const char *tmp, const char *key)
-{
-  DIR *d = opendir(tmp);
-  struct dirent *e;
-  CLEANUP_FREE char *prefix = xasprintf("build-%s-", key);
-  while (d && (e = readdir(d)))
-    if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
-      CLEANUP_FREE char *path = xasprintf("%s/%s", tmp, e->d_name);
-      remove_tree(path);
-    }
-  if (d)
-    closedir(d);
-}
-
-static int lock_key(const char *key)
-{
-  CLEANUP_FREE char *dir = xasprintf("%s/locks", cache_dir());
-  CLEANUP_FREE char *path = xasprintf("%s/%s", dir, key);
-  int fd = -1;
-  if (make_dirs(dir, 0) == -1 || (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1 || flock(fd, LOCK_EX) == -1)
-    fail(EXIT_TOOL_FAILED, "cannot lock %s: %s; check the permissions of %s", path, strerror(errno), cache_dir());
-  return fd;
-}
-
-static int image_exists(const char *dir)
-{
-  CLEANUP_FREE char *manifest = xasprintf("%s/manifest", dir);
-  return access(manifest, F_OK) == 0;
-}
-
-static void finish(const struct progress *p, const char *dir, bool built)
-{
-  if (!p->quiet)
-    fprintf(stderr, "vmexec: [%s] done in %.1f s%s: %s\n", p->t->name, now_seconds() - p->start,
-            built ? "" : " (cached)", dir);
-}
-
 int image_build(const struct target *t, const struct image_options *opt, char *dir)
 {
-  struct progress p = {.t = t, .quiet = opt && opt->quiet, .start = now_seconds()};
-  p.steps = !p.quiet && isatty(2);
   struct strv pkgs = {0};
   for (size_t i = 0; i < sizeof base_packages / sizeof base_packages[0]; i++)
     strv_push(&pkgs, base_packages[i]);
-  CLEANUP_FREE char *with = normalize_with(opt ? opt->with : NULL, &pkgs);
+  CLEANUP_FREE char *with = image_with(opt ? opt->with : NULL, &pkgs);
   strv_sort_unique(&pkgs);
 
   CLEANUP_FREE char *agent = agent_path(t);
@@ -292,86 +169,43 @@ int image_build(const struct target *t, const struct image_options *opt, char *d
   if (read_file(agent, &agent_bytes, &agent_len) == -1)
     fail(EXIT_TOOL_FAILED, "cannot read the guest agent %s: %s; rebuild vmexec", agent, strerror(errno));
 
-  struct apt apt;
-  apt_open(&apt, t, p.quiet);
-  struct apt_resolution r;
-  apt_resolve(&apt, t->kernel_package, &pkgs, &r);
+  struct image_spec spec = {
+    .kind = "image", .format = IMAGE_FORMAT, .link = t->name, .kernel_meta = t->kernel_package, .pkgs = &pkgs,
+    .with = with, .extra = agent_bytes, .extra_len = agent_len, .quiet = opt && opt->quiet,
+  };
+  struct image_job j;
+  bool build = image_job_start(&j, t, &spec, dir);
   strv_free(&pkgs);
-  struct strv files = {0};
-  strv_push(&files, r.kernel.file);
-  for (size_t i = 0; i < r.n; i++)
-    strv_push(&files, r.debs[i].file);
-  strv_sort_unique(&files);
-
-  char key[IMAGE_KEY_LEN + 1];
-  image_key(t, &files, with, agent_bytes, agent_len, key);
-  if (snprintf(dir, PATH_MAX, "%s/%s", images_dir(), key) >= PATH_MAX)
-    fail(EXIT_TOOL_FAILED, "cache directory path is too long; set XDG_CACHE_HOME to a shorter path");
-  if (image_exists(dir)) {
-    apt_close(&apt);
-    apt_resolution_free(&r);
-    strv_free(&files);
-    image_set_current(t, key);
-    finish(&p, dir, false);
+  if (!build)
     return 0;
-  }
 
-  /* Another vmexec may be building the same image: wait for it, then use its result. */
-  int lock = lock_key(key);
-  bool built = !image_exists(dir);
-  if (!built) {
-    apt_close(&apt);
-  } else {
-    CLEANUP_FREE char *debs = xasprintf("%s/debs", cache_dir());
-    CLEANUP_FREE char *tmp = xasprintf("%s/tmp", cache_dir());
-    if (make_dirs(debs, 0) == -1 || make_dirs(tmp, 0) == -1)
-      fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", debs, strerror(errno), cache_dir());
-    apt_download(&apt, &r, debs, announce_download, &p);
-    apt_close(&apt);
+  CLEANUP_FREE char *root = xasprintf("%s/root", j.staging);
+  CLEANUP_FREE char *out = xasprintf("%s/image", j.staging);
+  if (mkdir(root, 0755) == -1 || mkdir(out, 0755) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot create a directory in %s: %s; check the free space", j.staging, strerror(errno));
 
-    remove_stale_staging(tmp, key);
-    snprintf(staging, sizeof staging, "%s/build-%s-XXXXXX", tmp, key);
-    static bool registered;
-    if (!registered && atexit(remove_staging) == 0)
-      registered = true;
-    if (!mkdtemp(staging))
-      fail(EXIT_TOOL_FAILED, "cannot create a directory in %s: %s; check its permissions", tmp, strerror(errno));
-    CLEANUP_FREE char *root = xasprintf("%s/root", staging);
-    CLEANUP_FREE char *out = xasprintf("%s/image", staging);
-    if (mkdir(root, 0755) == -1 || mkdir(out, 0755) == -1)
-      fail(EXIT_TOOL_FAILED, "cannot create a directory in %s: %s; check the free space", staging, strerror(errno));
+  extract(&j.p, &j.r, j.debs, root);
+  CLEANUP_FREE char *version = kernel_version(t, root);
 
-    extract(&p, &r, debs, root);
-    CLEANUP_FREE char *version = kernel_version(t, root);
+  step(&j.p, "resolving modules");
+  CLEANUP_FREE char *moddir = xasprintf("%s/lib/modules/%s", root, version);
+  const char *wanted[sizeof base_modules / sizeof base_modules[0] + 1];
+  size_t n_wanted = 0;
+  if (transport_module(t->transport))
+    wanted[n_wanted++] = transport_module(t->transport);
+  for (size_t i = 0; i < sizeof base_modules / sizeof base_modules[0]; i++)
+    wanted[n_wanted++] = base_modules[i];
+  struct strv modules = {0};
+  modules_resolve(moddir, wanted, n_wanted, &modules);
 
-    step(&p, "resolving modules");
-    CLEANUP_FREE char *moddir = xasprintf("%s/lib/modules/%s", root, version);
-    const char *wanted[sizeof base_modules / sizeof base_modules[0] + 1];
-    size_t n_wanted = 0;
-    if (transport_module(t->transport))
-      wanted[n_wanted++] = transport_module(t->transport);
-    for (size_t i = 0; i < sizeof base_modules / sizeof base_modules[0]; i++)
-      wanted[n_wanted++] = base_modules[i];
-    struct strv modules = {0};
-    modules_resolve(moddir, wanted, n_wanted, &modules);
-
-    CLEANUP_FREE char *initrd = xasprintf("%s/initrd", out);
-    CLEANUP_FREE char *kernel = xasprintf("%s/kernel", out);
-    CLEANUP_FREE char *manifest = xasprintf("%s/manifest", out);
-    write_initramfs(&p, root, version, agent, &modules, initrd);
-    strv_free(&modules);
-    take_kernel(t, root, version, kernel);
-    write_manifest(t, version, &files, key, with, manifest);
-    /* The manifest is written last and the directory appears whole. */
-    if (rename(out, dir) == -1)
-      fail(EXIT_TOOL_FAILED, "cannot move the image to %s: %s; check the permissions of %s", dir, strerror(errno),
-           images_dir());
-    remove_staging();
-  }
-  close(lock);
-  apt_resolution_free(&r);
-  strv_free(&files);
-  image_set_current(t, key);
-  finish(&p, dir, built);
+  CLEANUP_FREE char *initrd = xasprintf("%s/initrd", out);
+  CLEANUP_FREE char *kernel = xasprintf("%s/kernel", out);
+  CLEANUP_FREE char *manifest = xasprintf("%s/manifest", out);
+  write_initramfs(&j.p, root, version, agent, &modules, initrd);
+  strv_free(&modules);
+  take_kernel(t, root, version, kernel);
+  /* The manifest is written last and the directory appears whole. */
+  write_manifest(t, version, &j.files, j.key, with, manifest);
+  image_job_finish(&j, out, dir);
   return 0;
 }

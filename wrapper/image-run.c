@@ -54,6 +54,18 @@ static int drain(struct sink *s)
   return 1;
 }
 
+/* The exit status of PID as run_capture returns it. */
+static int wait_status(pid_t pid)
+{
+  int status;
+  while (waitpid(pid, &status, 0) == -1)
+    if (errno != EINTR)
+      return -1;
+  if (WIFSIGNALED(status))
+    return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
 int run_capture(char *const argv[], const char *cwd, char *const env_add[], struct run_output *out)
 {
   memset(out, 0, sizeof *out);
@@ -112,13 +124,62 @@ int run_capture(char *const argv[], const char *cwd, char *const env_add[], stru
     errno = err;
     return -1;
   }
-  int status;
-  while (waitpid(pid, &status, 0) == -1)
-    if (errno != EINTR)
-      return -1;
-  if (WIFSIGNALED(status))
-    return 128 + WTERMSIG(status);
-  return WEXITSTATUS(status);
+  return wait_status(pid);
+}
+
+pid_t run_start(char *const argv[], int *out_fd, int *err_fd)
+{
+  int po[2], pe[2];
+  if (pipe2(po, O_CLOEXEC) == -1)
+    return -1;
+  if (pipe2(pe, O_CLOEXEC) == -1) {
+    close(po[0]);
+    close(po[1]);
+    return -1;
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+  pid_t pid;
+  int err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(po[1]);
+  close(pe[1]);
+  if (err != 0) {
+    close(po[0]);
+    close(pe[0]);
+    errno = err;
+    return -1;
+  }
+  *out_fd = po[0];
+  *err_fd = pe[0];
+  return pid;
+}
+
+int run_finish(pid_t pid, int out_fd, int err_fd, struct run_output *out)
+{
+  memset(out, 0, sizeof *out);
+  /* What the reader left (tar's padding after its end) is read, so that the
+   * child neither blocks on a full pipe nor dies of SIGPIPE. */
+  char discard[65536];
+  ssize_t r;
+  while ((r = read(out_fd, discard, sizeof discard)) > 0 || (r == -1 && errno == EINTR))
+    ;
+  close(out_fd);
+  struct sink e = {.fd = err_fd};
+  while (drain(&e))
+    ;
+  close(err_fd);
+  if (!e.buf)
+    e.buf = xrealloc(NULL, 1);
+  e.buf[e.len] = '\0';
+  out->err = e.buf;
+  out->err_len = e.len;
+  out->out = xrealloc(NULL, 1);
+  out->out[0] = '\0';
+  return wait_status(pid);
 }
 
 void run_output_free(struct run_output *out)

@@ -5,6 +5,7 @@
 #define VMEXEC_IMAGE_RUN_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct run_output {
   char *out, *err; /* NUL-terminated, malloc'd */
@@ -19,6 +20,16 @@ struct run_output {
 int run_capture(char *const argv[], const char *cwd, char *const env_add[], struct run_output *out);
 
 void run_output_free(struct run_output *out);
+
+/* Start ARGV (stdin from /dev/null) with its stdout on a pipe whose read
+ * end goes to *OUT_FD, for the caller to stream; stderr goes to a second
+ * pipe that run_finish reads after stdout has ended (the tools run so say
+ * little on stderr). Returns the pid, or -1 with errno. */
+pid_t run_start(char *const argv[], int *out_fd, int *err_fd);
+
+/* Read OUT_FD to its end (discarded) and close it, collect stderr into OUT (its
+ * out is empty) and wait for PID: the status as run_capture's. */
+int run_finish(pid_t pid, int out_fd, int err_fd, struct run_output *out);
 
 /* The line that explains a failure: the first "E: " line of stderr (apt's
  * specific error; its summary comes last), else the first "W: " line, else

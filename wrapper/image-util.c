@@ -110,6 +110,19 @@ void strv_free(struct strv *s)
   s->n = s->cap = 0;
 }
 
+char *strv_join(const struct strv *s, const char *sep)
+{
+  size_t len = 1;
+  for (size_t i = 0; i < s->n; i++)
+    len += strlen(s->v[i]) + strlen(sep);
+  char *joined = xrealloc(NULL, len);
+  char *p = joined;
+  *p = '\0';
+  for (size_t i = 0; i < s->n; i++)
+    p = stpcpy(stpcpy(p, i ? sep : ""), s->v[i]);
+  return joined;
+}
+
 int read_file(const char *path, char **data, size_t *len)
 {
   CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -240,7 +253,9 @@ int remove_tree(const char *path)
 
 const char *human_size(uint64_t bytes, char *buf, size_t cap)
 {
-  if (bytes >= 1024 * 1024)
+  if (bytes >= 1024 * 1024 * 1024)
+    snprintf(buf, cap, "%.1f GiB", (double)bytes / (1024.0 * 1024.0 * 1024.0));
+  else if (bytes >= 1024 * 1024)
     snprintf(buf, cap, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
   else if (bytes >= 1024)
     snprintf(buf, cap, "%.1f KiB", (double)bytes / 1024.0);
@@ -254,4 +269,36 @@ double now_seconds(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void progress_init(struct progress *p, const char *name, bool quiet)
+{
+  p->name = name;
+  p->quiet = quiet;
+  p->steps = !quiet && isatty(2);
+  p->start = now_seconds();
+}
+
+void step(const struct progress *p, const char *fmt, ...)
+{
+  if (!p->steps)
+    return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "vmexec: [%s] %s\n", p->name, line);
+}
+
+void announce_download(size_t n, void *arg)
+{
+  step(arg, "downloading %zu package%s", n, n == 1 ? "" : "s");
+}
+
+void progress_done(const struct progress *p, const char *dir, bool built)
+{
+  if (!p->quiet)
+    fprintf(stderr, "vmexec: [%s] done in %.1f s%s: %s\n", p->name, now_seconds() - p->start,
+            built ? "" : " (cached)", dir);
 }

@@ -20,6 +20,8 @@ void strv_pushf(struct strv *s, const char *fmt, ...) __attribute__((format(prin
 void strv_pushv(struct strv *s, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void strv_sort_unique(struct strv *s);
 void strv_free(struct strv *s);
+/* The strings joined with SEP between them, malloc'd. */
+char *strv_join(const struct strv *s, const char *sep);
 
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -44,5 +46,21 @@ const char *human_size(uint64_t bytes, char *buf, size_t cap);
 
 /* Seconds since an arbitrary start, monotonic. */
 double now_seconds(void);
+
+/* The progress display of an image build: step lines on a terminal, the
+ * final "done in" line always, nothing when quiet. */
+struct progress {
+  const char *name; /* the target's */
+  bool steps;
+  bool quiet;
+  double start;
+};
+
+void progress_init(struct progress *p, const char *name, bool quiet);
+void step(const struct progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* apt_download's announcement (ARG is the progress). */
+void announce_download(size_t n, void *arg);
+/* "done in N s[ (cached)]: DIR" */
+void progress_done(const struct progress *p, const char *dir, bool built);
 
 #endif
