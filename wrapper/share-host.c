@@ -14,17 +14,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fingerprint.h"
+#include "nbdkit.h"
 #include "paths.h"
 #include "rundir.h"
 #include "share-watch.h"
@@ -45,8 +44,6 @@ struct share_host {
   struct share_watch *watch; /* changes since the current generation, or NULL: */
   struct synth_fingerprint fp; /* its fingerprint, when inotify cannot watch */
 };
-
-extern char **environ;
 
 static void ignore_log(void *opaque, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void ignore_log(void *opaque, const char *fmt, ...)
@@ -88,7 +85,6 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
   /* A fresh control directory: generations of an earlier guest mean nothing. */
   clear_dir(h->control);
   mkdir(h->control, 0700);
-  unlink(h->socket);
 
   /* 32-bit kernels index a block device's page cache with 32 bits: 16 TiB.
    * Each call after a write needs a new generation, and slots are not reused
@@ -103,45 +99,14 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
   snprintf(a_size, sizeof a_size, "size=%llu", (unsigned long long)size);
   snprintf(a_slot, sizeof a_slot, "slot=%llu", (unsigned long long)h->slot_size);
   snprintf(a_block, sizeof a_block, "blocksize=%u", t->page_kib * 1024);
-  char *const argv[] = { "nbdkit", "--exit-with-parent", "-f", "-U", h->socket, plugin,
-                         a_control, a_size, a_slot, a_block, NULL };
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, h->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  int rc = posix_spawnp(&h->nbdkit_pid, "nbdkit", &fa, &attr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  char *const args[] = { plugin, a_control, a_size, a_slot, a_block, NULL };
+  h->nbdkit_pid = nbdkit_start(h->socket, h->log, args, why, cap);
   free(plugin);
-  if (rc != 0) {
-    snprintf(why, cap, "cannot start nbdkit: %s (apt-get install nbdkit)", strerror(rc));
+  if (h->nbdkit_pid == -1) {
     free(h);
     return NULL;
   }
-  /* nbdkit creates the socket once it serves. */
-  for (int waited = 0; waited < 20000; waited += 20) {
-    struct stat st;
-    if (stat(h->socket, &st) == 0)
-      return h;
-    if (waitpid(h->nbdkit_pid, NULL, WNOHANG) == h->nbdkit_pid) {
-      snprintf(why, cap, "nbdkit exited at start; see %s", h->log);
-      free(h);
-      return NULL;
-    }
-    struct timespec ts = { 0, 20 * 1000 * 1000 };
-    nanosleep(&ts, NULL);
-  }
-  snprintf(why, cap, "nbdkit did not listen within 20 s; see %s", h->log);
-  kill(h->nbdkit_pid, SIGKILL);
-  free(h);
-  return NULL;
+  return h;
 }
 
 const char *share_host_socket(const struct share_host *h)
@@ -298,11 +263,7 @@ void share_host_stop(struct share_host *h)
 {
   if (!h)
     return;
-  if (h->nbdkit_pid > 0) {
-    kill(h->nbdkit_pid, SIGTERM);
-    waitpid(h->nbdkit_pid, NULL, 0);
-  }
-  unlink(h->socket);
+  nbdkit_stop(h->nbdkit_pid, h->socket);
   share_watch_stop(h->watch);
   for (size_t i = 0; i < h->nroots; i++)
     free(h->roots[i]);
