@@ -115,12 +115,32 @@ struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap);
 /* Before the fork: mount the generation (or take another hold of it) and
  * create the run's tmpfs in RUN_DIR. -1 with a message. */
 int share_prepare(struct share *s, const char *run_dir, char *err, size_t cap);
-/* In the child, before exec: a private mount namespace with every root at its
- * path. -1 with a message (the caller adds errno). Leaves the cwd at /. */
+/* In the child, before exec: a private mount namespace with every root of S
+ * (NULL: none) at its path, inside the run's own root when the guest has a
+ * full image (root.c). -1 with a message (the caller adds errno). Leaves the
+ * cwd at /. */
 int share_enter(const struct share *s, char *err, size_t cap);
 /* The run is over: drop its tmpfs and its hold on the generation (which is
  * released, with WIRE_GEN_RELEASED, when unused and no longer the newest). */
 void share_free(struct share *s);
+
+/* The /dev/vdX whose serial is SERIAL (a WIRE_*_SERIAL), into DEV. */
+bool find_disk_by_serial(const char *serial, char *dev, size_t cap);
+
+/* root.c: a full image's root filesystem. At boot (after the modules): mount
+ * the root disk if the guest has one; on a first boot, configure the image
+ * and power off instead of returning. */
+void root_init(void);
+bool root_present(void);
+/* Where a run's root is built before the chroot ("" without a full image). */
+const char *root_prefix(void);
+/* In the run's new mount namespace: its root (an overlay on the disk) with the
+ * guest's /proc, /sys, /dev, a fresh /tmp and /run. -1 with a message. */
+int root_enter(char *err, size_t cap);
+/* chroot into that root. */
+int root_switch(char *err, size_t cap);
+/* A run ended: what it wrote to a persistent layer goes to the disk. */
+void root_run_ended(void);
 
 /* writeback.c: after the program ended, the changes in the upper layers of a
  * run's writable roots go to the host as WIRE_WB frames. An iterator, advanced

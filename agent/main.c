@@ -66,6 +66,7 @@ int main(void)
   runs_init();
   busybox_install_start();
   load_modules();
+  root_init();
   struct conn *conn = conn_start();
   conn_tick(conn, 0); /* the host may already be there */
 

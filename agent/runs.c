@@ -205,6 +205,8 @@ static void maybe_finish(struct run *r)
     if (r->wb && !writeback_step(r->wb, &r->credit))
       return;
   }
+  /* Before the caller hears of the end, which may be followed by a stop. */
+  root_run_ended();
   if (WIFSIGNALED(r->status))
     send_exit(r, WIRE_SIGNALED, wire_signal_from_native(WTERMSIG(r->status)), "");
   else
@@ -340,7 +342,7 @@ static noreturn void child(struct run *r, struct run_request *q, const int fds[3
     dup2(fds[1], 1);
     dup2(fds[2], 2);
   }
-  if (r->share) {
+  if (r->share || root_present()) {
     char why[512];
     if (share_enter(r->share, why, sizeof why) == -1)
       child_fail(exec_w, STAGE_SHARE, errno, why);

@@ -160,8 +160,7 @@ fail:
   return NULL;
 }
 
-/* /dev/vdX whose serial is WIRE_SHARE_SERIAL. */
-static bool find_disk(char *dev, size_t cap)
+bool find_disk_by_serial(const char *want, char *dev, size_t cap)
 {
   DIR *d = opendir("/sys/block");
   if (!d)
@@ -178,7 +177,7 @@ static bool find_disk(char *dev, size_t cap)
       continue;
     if (fgets(serial, sizeof serial, f)) {
       serial[strcspn(serial, "\n")] = '\0';
-      if (!strcmp(serial, WIRE_SHARE_SERIAL)) {
+      if (!strcmp(serial, want)) {
         snprintf(dev, cap, "/dev/%s", e->d_name);
         found = true;
       }
@@ -296,7 +295,7 @@ static struct share_gen *gen_get(const struct share *s, char *err, size_t cap)
       return g;
     }
   char disk[300];
-  if (!find_disk(disk, sizeof disk)) {
+  if (!find_disk_by_serial(WIRE_SHARE_SERIAL, disk, sizeof disk)) {
     snprintf(err, cap, "the guest has no share disk (virtio-blk with serial %s): the supervisor did not attach it; "
              "run with --copy or restart the guest (vmexec stop)", WIRE_SHARE_SERIAL);
     return NULL;
@@ -443,10 +442,17 @@ int share_enter(const struct share *s, char *err, size_t cap)
     snprintf(err, cap, "cannot make the run's mounts private");
     return -1;
   }
-  for (size_t i = 0; i < s->nroots; i++) {
+  /* With a full image, the roots go into the run's own root. */
+  if (root_present() && root_enter(err, cap) == -1)
+    return -1;
+  for (size_t i = 0; s && i < s->nroots; i++) {
     const struct share_root *r = &s->roots[i];
     char target[PATH_MAX];
-    snprintf(target, sizeof target, "%s", r->path);
+    if (snprintf(target, sizeof target, "%s%s", root_prefix(), r->path) >= (int)sizeof target) {
+      snprintf(err, cap, "the path %s is too long", r->path);
+      errno = ENAMETOOLONG;
+      return -1;
+    }
     mkdir_p(target);
     if (enter_lower(s, r->path) == -1) {
       snprintf(err, cap, "cannot enter %s in share generation %u", r->path, s->gen);
@@ -456,23 +462,25 @@ int share_enter(const struct share *s, char *err, size_t cap)
       char opts[512];
       snprintf(opts, sizeof opts, "lowerdir=.,upperdir=%s/upper/%zu,workdir=%s/work/%zu,redirect_dir=off,metacopy=off",
                s->rw, i, s->rw, i);
-      int rc = mount("overlay", r->path, "overlay", 0, opts);
+      int rc = mount("overlay", target, "overlay", 0, opts);
       if (rc == -1 && errno == EINVAL) {
         /* A kernel that knows neither option keeps both off anyway. */
         *strstr(opts, ",redirect_dir") = '\0';
-        rc = mount("overlay", r->path, "overlay", 0, opts);
+        rc = mount("overlay", target, "overlay", 0, opts);
       }
       if (rc == -1) {
         snprintf(err, cap, "cannot mount the writable overlay on %s%s", r->path,
                  errno == ENODEV ? " (the image lacks the overlay module)" : "");
         return -1;
       }
-    } else if (mount(".", r->path, NULL, MS_BIND, NULL) == -1 ||
-               mount(NULL, r->path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) == -1) {
+    } else if (mount(".", target, NULL, MS_BIND, NULL) == -1 ||
+               mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) == -1) {
       snprintf(err, cap, "cannot mount %s read-only", r->path);
       return -1;
     }
   }
+  if (root_present())
+    return root_switch(err, cap);
   if (chdir("/") == -1) {
     snprintf(err, cap, "cannot enter /");
     return -1;

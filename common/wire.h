@@ -94,6 +94,10 @@ enum {
   WIRE_WB_DELETE = 4,  /* remove the path (a directory with its contents) */
 };
 #define WIRE_SHARE_SERIAL "vmexec-share"
+/* The serial of a full image's root filesystem disk (ext4). */
+#define WIRE_ROOT_SERIAL "vmexec-root"
+/* The serial of the persistent writable layer over it (ext4). */
+#define WIRE_LAYER_SERIAL "vmexec-layer"
 
 /* WIRE_RUN flags. */
 enum {

@@ -41,10 +41,14 @@ int cmd_status(int argc, char **argv)
     fail(EXIT_TOOL_FAILED, "'vmexec status' takes no arguments");
   int running = 0;
   char text[1024];
+  char name[64];
   for (size_t i = 0; i < n_targets; i++)
-    if (query(targets[i].name, WIRE_STATUS, text, sizeof text)) {
-      puts(text);
-      running++;
+    for (int k = 0; k < N_IMAGE_KINDS; k++) {
+      guest_name(&targets[i], k, name, sizeof name);
+      if (query(name, WIRE_STATUS, text, sizeof text)) {
+        puts(text);
+        running++;
+      }
     }
   if (running == 0)
     puts("no guests running");
@@ -59,9 +63,13 @@ int cmd_stop(int argc, char **argv)
   const struct target *only = all ? NULL : target_by_name(argv[1]);
   if (!all && !only)
     fail(EXIT_TOOL_FAILED, "unknown target '%s'; the targets are: %s", argv[1], target_names());
-  char text[16];
+  char text[16], name[64];
+  /* A target's guests: the minimal image's and the full one's. */
   for (size_t i = 0; i < n_targets; i++)
-    if ((all || only == &targets[i]) && query(targets[i].name, WIRE_STOP, text, sizeof text))
-      printf("stopped %s\n", targets[i].name);
+    for (int k = 0; k < N_IMAGE_KINDS; k++) {
+      guest_name(&targets[i], k, name, sizeof name);
+      if ((all || only == &targets[i]) && query(name, WIRE_STOP, text, sizeof text))
+        printf("stopped %s\n", name);
+    }
   return 0;
 }

@@ -50,6 +50,7 @@ struct run_options {
   const struct target *target; /* --target: run a command of that guest */
   bool pty;           /* --shell: on a pseudo-terminal in the guest */
   uint32_t run_flags; /* WIRE_RUN_* besides WIRE_RUN_COPY */
+  enum image_kind kind; /* --image: the guest's image */
 };
 
 static volatile sig_atomic_t pending_signals[NSIG];
@@ -354,9 +355,26 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
                                   const char *path, const char *file, int argc, char **argv);
 static int run_command(struct run_options *o, int argc, char **argv);
 
+static enum image_kind parse_kind(const char *name, const char *what)
+{
+  int kind = image_kind_parse(name);
+  if (kind < 0)
+    fail(EXIT_TOOL_FAILED, "%s %s: the images are 'minimal' (the default) and 'full' (a Debian userland)", what, name);
+  return (enum image_kind)kind;
+}
+
+/* VMEXEC_IMAGE: the image when no --image says (a cross file's exe_wrapper
+ * cannot pass options to every call). */
+static enum image_kind default_kind(void)
+{
+  const char *env = getenv("VMEXEC_IMAGE");
+  return env && *env ? parse_kind(env, "VMEXEC_IMAGE") : IMAGE_MINIMAL;
+}
+
 int cmd_run(int argc, char **argv)
 {
-  struct run_options o = { .copy = false };
+  struct run_options o = { .copy = false, .kind = default_kind() };
+  bool persist = false, image_given = false;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--") == 0) {
@@ -373,8 +391,22 @@ int cmd_run(int argc, char **argv)
         fail(EXIT_TOOL_FAILED, "unknown target %s; the targets are: %s", argv[i], target_names());
     } else if (strcmp(argv[i], "--shell") == 0 || strcmp(argv[i], "-it") == 0)
       o.pty = true;
+    else if (strcmp(argv[i], "--image") == 0 && i + 1 < argc) {
+      o.kind = parse_kind(argv[++i], "--image");
+      image_given = true;
+    } else if (strcmp(argv[i], "--persist") == 0)
+      persist = true;
     else
       fail(EXIT_TOOL_FAILED, "unknown option %s; see 'vmexec --help'", argv[i]);
+  }
+  if (persist) {
+    /* --persist is a property of the full image's root; it implies --image full. */
+    if (o.kind == IMAGE_MINIMAL && !image_given)
+      o.kind = IMAGE_FULL;
+    if (o.kind == IMAGE_MINIMAL)
+      fail(EXIT_TOOL_FAILED, "--persist keeps changes to the full image's root; it does not go with the minimal "
+           "image: use --image full");
+    o.kind = IMAGE_FULL_PERSIST;
   }
   if (o.target)
     return run_command(&o, argc - i, argv + i);
@@ -392,7 +424,7 @@ int cmd_run(int argc, char **argv)
 
 int cmd_run_file(const char *path, int argc, char **argv)
 {
-  struct run_options o = { .copy = false };
+  struct run_options o = { .copy = false, .kind = default_kind() };
   return run_program(&o, path, argc, argv);
 }
 
@@ -425,7 +457,7 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
 
   install_forwarding();
   for (int attempt = 0;; attempt++) {
-    int sock = guest_connect(t);
+    int sock = guest_connect(t, o->kind);
     if (o->copy)
       send_program(sock, path);
     else
@@ -480,12 +512,13 @@ static void check_host_command(const struct target *t, const char *path)
  * environment; the trees around the working directory are shared. */
 static int run_command(struct run_options *o, int argc, char **argv)
 {
-  static char *default_shell[] = { "/bin/sh", NULL };
+  /* busybox's sh edits lines; the full image's /bin/sh (dash) does not, bash does. */
+  static char *default_shell[] = { "/bin/sh", NULL }, *full_shell[] = { "/bin/bash", NULL };
   if (argc == 0 && !o->pty)
     fail(EXIT_TOOL_FAILED, "no command given; usage: vmexec --target TARGET [--shell] -- COMMAND [ARGS...]");
   if (argc == 0) {
     argc = 1;
-    argv = default_shell;
+    argv = o->kind != IMAGE_MINIMAL ? full_shell : default_shell;
   }
   if (o->copy)
     fail(EXIT_TOOL_FAILED, "--copy sends a program file to the guest; it does not go with --target, drop it");

@@ -14,10 +14,31 @@
 
 #include "console-log.h"
 #include "fail.h"
+#include "image-layer.h"
 #include "image.h"
 #include "rundir.h"
 #include "sockets.h"
 #include "supervisor.h"
+
+static const char *const kind_names[N_IMAGE_KINDS] = { "minimal", "full", "full-persist" };
+
+int image_kind_parse(const char *name)
+{
+  for (int k = 0; k < N_IMAGE_KINDS; k++)
+    if (strcmp(name, kind_names[k]) == 0)
+      return k;
+  return -1;
+}
+
+const char *image_kind_name(enum image_kind kind)
+{
+  return kind_names[kind];
+}
+
+void guest_name(const struct target *t, enum image_kind kind, char *buf, size_t cap)
+{
+  snprintf(buf, cap, "%s%s%s", t->name, kind == IMAGE_MINIMAL ? "" : "-", kind == IMAGE_MINIMAL ? "" : kind_names[kind]);
+}
 
 int guest_connect_existing(const char *name)
 {
@@ -27,9 +48,11 @@ int guest_connect_existing(const char *name)
   return unix_connect(sock, false);
 }
 
-/* Start "vmexec __supervise TARGET IMAGE" detached from the caller (its own
- * session, stdio to supervisor.log), and wait until it listens. */
-static void spawn_supervisor(const struct target *t, const char *image_dir, const char *dir)
+/* Start "vmexec __supervise TARGET NAME IMAGE [ROOTFS [LAYER]]" detached from
+ * the caller (its own session, stdio to supervisor.log), and wait until it
+ * listens. */
+static void spawn_supervisor(const struct target *t, const char *name, const char *image_dir, const char *rootfs,
+                             const char *layer, const char *dir)
 {
   char self[PATH_MAX], log_path[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -59,7 +82,7 @@ static void spawn_supervisor(const struct target *t, const char *image_dir, cons
     char fdstr[16];
     snprintf(fdstr, sizeof fdstr, "%d", fd);
     setenv("VMEXEC_READY_FD", fdstr, 1);
-    execl(self, "vmexec", "__supervise", t->name, image_dir, (char *)NULL);
+    execl(self, "vmexec", "__supervise", t->name, name, image_dir, rootfs, layer, (char *)NULL);
     _exit(127);
   }
   close(ready[1]);
@@ -78,10 +101,36 @@ static void spawn_supervisor(const struct target *t, const char *image_dir, cons
   }
 }
 
-int guest_connect(const struct target *t)
+/* The image of KIND for T: the last one built if it is current, else built
+ * now (instant when cached). The full image also needs the minimal one, whose
+ * kernel and agent boot it; ROOTFS gets its root filesystem, LAYER the
+ * persistent layer over it (made on first use). */
+static void find_images(const struct target *t, enum image_kind kind, char *image_dir, char *rootfs, char *layer)
 {
-  char dir[PATH_MAX], sock[PATH_MAX], lock_path[PATH_MAX];
-  rundir_guest(t->name, dir);
+  struct image_options opt = { .quiet = !isatty(STDERR_FILENO) }; /* a harness reads our stderr */
+  if (image_current(t, image_dir) != 0 && image_build(t, &opt, image_dir) != 0)
+    exit(EXIT_TOOL_FAILED);
+  rootfs[0] = layer[0] = '\0';
+  if (kind != IMAGE_MINIMAL) {
+    char full[PATH_MAX];
+    if (image_full_current(t, full) != 0) {
+      /* Minutes on first use (the guest configures the packages): say so even to a harness. */
+      opt.quiet = false;
+      if (image_full_build(t, &opt, full) != 0)
+        exit(EXIT_TOOL_FAILED);
+    }
+    if (snprintf(rootfs, PATH_MAX, "%s/rootfs.img", full) >= PATH_MAX)
+      fail(EXIT_TOOL_FAILED, "cache directory path is too long; set XDG_CACHE_HOME to a shorter path");
+    if (kind == IMAGE_FULL_PERSIST)
+      image_layer(t, full, layer);
+  }
+}
+
+int guest_connect(const struct target *t, enum image_kind kind)
+{
+  char dir[PATH_MAX], sock[PATH_MAX], lock_path[PATH_MAX], name[64];
+  guest_name(t, kind, name, sizeof name);
+  rundir_guest(name, dir);
   rundir_file(dir, "control.sock", 1, sock);
   int fd = unix_connect(sock, false);
   if (fd >= 0)
@@ -93,13 +142,9 @@ int guest_connect(const struct target *t)
     fail(EXIT_TOOL_FAILED, "cannot lock %s: %s", lock_path, strerror(errno));
   fd = unix_connect(sock, false);
   if (fd == -1) {
-    /* The image last built, if it holds this vmexec's agent; else build it
-     * (instant when cached; first use, or after the agent changed). */
-    char image_dir[PATH_MAX];
-    struct image_options opt = { .quiet = !isatty(STDERR_FILENO) }; /* a harness reads our stderr */
-    if (image_current(t, image_dir) != 0 && image_build(t, &opt, image_dir) != 0)
-      exit(EXIT_TOOL_FAILED);
-    spawn_supervisor(t, image_dir, dir);
+    char image_dir[PATH_MAX], rootfs[PATH_MAX], layer[PATH_MAX];
+    find_images(t, kind, image_dir, rootfs, layer);
+    spawn_supervisor(t, name, image_dir, rootfs[0] ? rootfs : NULL, layer[0] ? layer : NULL, dir);
     fd = unix_connect(sock, false);
     if (fd == -1)
       fail(EXIT_TOOL_FAILED, "cannot connect to %s: %s", sock, strerror(errno));

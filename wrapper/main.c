@@ -10,13 +10,13 @@
 static const char usage[] =
   "Usage: vmexec [--root] [--copy] [--share DIR[:ro]]... [--] PROGRAM [ARGS...]\n"
   "                                         run PROGRAM in a guest of its architecture\n"
-  "       vmexec --target TARGET [--root] [--share DIR[:ro]]... [--] COMMAND [ARGS...]\n"
+  "       vmexec --target TARGET [--image full] [--persist] [--root] [--share DIR[:ro]]... [--] COMMAND [ARGS...]\n"
   "                                         run COMMAND, found on the guest's PATH, in the TARGET guest\n"
-  "       vmexec --target TARGET --shell|-it [--] [COMMAND [ARGS...]]\n"
+  "       vmexec --target TARGET [--image full] --shell|-it [--] [COMMAND [ARGS...]]\n"
   "                                         an interactive shell (default /bin/sh) on a guest terminal\n"
   "       vmexec inspect FILE               print the target of an ELF executable\n"
   "       vmexec targets                    list the supported targets\n"
-  "       vmexec image build [TARGET] [--with PKG,...]\n"
+  "       vmexec image build [TARGET] [--full] [--with PKG,...]\n"
   "                                         build the guest image from Debian packages\n"
   "       vmexec image list                 list the cached images\n"
   "       vmexec image rm [TARGET|--all]    remove cached images\n"
@@ -32,7 +32,10 @@ static const char usage[] =
   "       vmexec binfmt status              who handles each target's programs\n"
   "       vmexec --help | --version\n"
   "\n"
-  "TARGET defaults to s390x. Images are cached under $XDG_CACHE_HOME/vmexec.\n"
+  "TARGET defaults to s390x. --image full (or VMEXEC_IMAGE=full) runs on a full Debian\n"
+  "userland (compilers, make, meson, cmake) instead of the minimal image (busybox, libc);\n"
+  "--persist keeps what runs change in its root (a writable layer in the cache).\n"
+  "Images are cached under $XDG_CACHE_HOME/vmexec.\n"
   "Exit status: that of PROGRAM; 125 if vmexec failed, 126 if PROGRAM cannot be\n"
   "executed, 127 if it does not exist. See vmexec(1).\n";
 

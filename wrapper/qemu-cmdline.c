@@ -186,7 +186,8 @@ char **qemu_argv(const struct qemu_options *o)
   add(&a, "-append");
   /* VMEXEC_APPEND: more kernel parameters, for experiments and debugging. */
   const char *append = getenv("VMEXEC_APPEND");
-  addf(&a, "console=%s panic=-1 quiet%s%s", t->console, append ? " " : "", append ? append : "");
+  addf(&a, "console=%s panic=-1 quiet%s%s%s%s", t->console, o->append ? " " : "", o->append ? o->append : "",
+       append ? " " : "", append ? append : "");
 
   add(&a, "-device");
   addf(&a, "virtio-serial-%s", sfx);
@@ -206,6 +207,27 @@ char **qemu_argv(const struct qemu_options *o)
          "readonly=on", share);
     add(&a, "-device");
     addf(&a, "virtio-blk-%s,drive=share,serial=" WIRE_SHARE_SERIAL, sfx);
+  }
+
+  if (o->root_socket) {
+    /* A full image's root filesystem; the agent finds it by its serial. */
+    CLEANUP_FREE char *root = qemu_escape(o->root_socket);
+    if (!root)
+      return NULL;
+    add(&a, "-drive");
+    addf(&a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=root,format=raw,readonly=%s", root,
+         o->root_writable ? "off" : "on");
+    add(&a, "-device");
+    addf(&a, "virtio-blk-%s,drive=root,serial=" WIRE_ROOT_SERIAL, sfx);
+  }
+  if (o->layer_socket) {
+    CLEANUP_FREE char *layer = qemu_escape(o->layer_socket);
+    if (!layer)
+      return NULL;
+    add(&a, "-drive");
+    addf(&a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=layer,format=raw", layer);
+    add(&a, "-device");
+    addf(&a, "virtio-blk-%s,drive=layer,serial=" WIRE_LAYER_SERIAL, sfx);
   }
 
   if (!a.ok) {

@@ -23,6 +23,10 @@ struct qemu_options {
   const char *qmp_socket;    /* unix socket of a QMP monitor (qemu listens), or NULL */
   const char *qemu_log;      /* file for qemu's own stdout/stderr, or NULL: inherited */
   const char *share_socket;  /* unix socket of the nbd-share export (nbdkit), or NULL */
+  const char *root_socket;   /* unix socket of a full image's root filesystem (nbdkit), or NULL */
+  bool root_writable;        /* the root disk takes writes (first boot); else read-only */
+  const char *layer_socket;  /* unix socket of the persistent layer over the root (nbdkit), or NULL */
+  const char *append;        /* more kernel parameters, or NULL */
   int memory_mib;            /* 0: QEMU_DEFAULT_MEMORY_MIB */
   int cpus;                  /* 0: 1 */
 };

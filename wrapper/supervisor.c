@@ -26,12 +26,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "commands.h"
 #include "console-log.h"
 #include "fail.h"
 #include "frame-conn.h"
 #include "qemu-cmdline.h"
 #include "qmp.h"
+#include "nbdkit.h"
 #include "rundir.h"
 #include "share-host.h"
 #include "sockets.h"
@@ -56,8 +58,15 @@ struct run {
 
 struct supervisor {
   const struct target *t;
+  char name[64];            /* the guest's: "s390x", "s390x-full" */
   char dir[PATH_MAX];
   char image_dir[PATH_MAX];
+  char rootfs[PATH_MAX];    /* a full image's root filesystem, or "" */
+  char root_sock[PATH_MAX];
+  pid_t root_nbdkit;
+  char layer[PATH_MAX];     /* its persistent writable layer, or "" */
+  char layer_sock[PATH_MAX];
+  pid_t layer_nbdkit;
   char control_path[PATH_MAX], serial_path[PATH_MAX], qmp_path[PATH_MAX], console_path[PATH_MAX];
   char qemu_log_path[PATH_MAX];
   int listen_fd, sig_fd;
@@ -187,7 +196,7 @@ static void status_text(struct supervisor *s, char *buf, size_t cap)
     running++;
   long rss_mib = qemu_rss_kib(s->qemu_pid) / 1024;
   snprintf(buf, cap, "%s\t%s\tuptime %llds\truns %lu (%u running)\tmemory %ld MiB\tqemu pid %d\tkernel %s",
-           s->t->name, s->ready ? "ready" : "booting", (now_ms() - s->started_ms) / 1000, s->runs_served, running,
+           s->name, s->ready ? "ready" : "booting", (now_ms() - s->started_ms) / 1000, s->runs_served, running,
            rss_mib, (int)s->qemu_pid, s->kernel[0] ? s->kernel : "-");
 }
 
@@ -223,6 +232,12 @@ static noreturn void shut_down(struct supervisor *s, const char *why)
   }
   share_host_stop(s->share);
   s->share = NULL;
+  if (s->root_nbdkit > 0)
+    nbdkit_stop(s->root_nbdkit, s->root_sock);
+  s->root_nbdkit = -1;
+  if (s->layer_nbdkit > 0)
+    nbdkit_stop(s->layer_nbdkit, s->layer_sock);
+  s->layer_nbdkit = -1;
   /* Last words to the callers (the guest is down by now): blocking, but never
    * for long. */
   for (struct client *c = s->clients; c; c = c->next) {
@@ -269,7 +284,7 @@ static noreturn void guest_died(struct supervisor *s, const char *what)
   if (!strstr(cause, "Kernel panic") && !strstr(cause, "powering off"))
     cause[0] = '\0';
   snprintf(msg, sizeof msg, "the %s guest %s%s%s%s%s%s; console log: %s; the next call starts a fresh guest",
-           s->t->name, what, fate[0] ? " (" : "", fate, fate[0] ? ")" : "", cause[0] ? ": " : "", cause,
+           s->name, what, fate[0] ? " (" : "", fate, fate[0] ? ")" : "", cause[0] ? ": " : "", cause,
            s->console_path);
   logf_("%s", msg);
   stop_listening(s);
@@ -501,6 +516,42 @@ static void maybe_stop_idle(struct supervisor *s, int lock_fd)
 }
 
 /* The call that started us waits on this pipe until we listen. */
+/* Serve FILE on DIR/NAME.sock with nbdkit's file plugin; fails (125). */
+static pid_t serve_file(struct supervisor *s, const char *file, bool writable, const char *name, char *sock)
+{
+  char log[PATH_MAX], why[512], sock_name[64], log_name[64];
+  snprintf(sock_name, sizeof sock_name, "%s.sock", name);
+  snprintf(log_name, sizeof log_name, "nbdkit-%s.log", name);
+  rundir_file(s->dir, sock_name, 1, sock);
+  rundir_file(s->dir, log_name, 0, log);
+  CLEANUP_FREE char *file_arg = NULL;
+  if (asprintf(&file_arg, "file=%s", file) == -1)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  /* One guest at a time may write a layer (another cache user's guest, say):
+   * the lock is held as long as this process lives. */
+  if (writable) {
+    int fd = open(file, O_RDWR | O_CLOEXEC);
+    if (fd == -1 || flock(fd, LOCK_EX | LOCK_NB) == -1)
+      fail(EXIT_TOOL_FAILED, "cannot use %s: %s; stop the guest that uses it ('vmexec stop --all')", file,
+           fd == -1 ? strerror(errno) : "another guest writes it");
+  }
+  char *const ro_args[] = { "-r", "file", file_arg, NULL }, *const rw_args[] = { "file", file_arg, NULL };
+  pid_t pid = nbdkit_start(sock, log, writable ? rw_args : ro_args, why, sizeof why);
+  if (pid == -1)
+    fail(EXIT_TOOL_FAILED, "cannot serve %s to the guest: %s", file, why);
+  return pid;
+}
+
+/* A full image's root filesystem, read-only (every run gets its own overlay
+ * in the guest, and many guests may use the same image file), and the
+ * persistent layer over it, writable. */
+static void start_root_disk(struct supervisor *s)
+{
+  s->root_nbdkit = serve_file(s, s->rootfs, false, "root", s->root_sock);
+  if (s->layer[0])
+    s->layer_nbdkit = serve_file(s, s->layer, true, "layer", s->layer_sock);
+}
+
 static void tell_ready(void)
 {
   const char *v = getenv("VMEXEC_READY_FD");
@@ -515,14 +566,19 @@ static void tell_ready(void)
   }
 }
 
-int supervisor_main(const struct target *t, const char *image_dir)
+int supervisor_main(const struct target *t, const char *name, const char *image_dir, const char *rootfs,
+                    const char *layer)
 {
   struct supervisor *s = calloc(1, sizeof *s);
   if (!s)
     fail(EXIT_TOOL_FAILED, "out of memory");
   s->t = t;
+  snprintf(s->name, sizeof s->name, "%s", name);
   snprintf(s->image_dir, sizeof s->image_dir, "%s", image_dir);
-  rundir_guest(t->name, s->dir);
+  snprintf(s->rootfs, sizeof s->rootfs, "%s", rootfs ? rootfs : "");
+  snprintf(s->layer, sizeof s->layer, "%s", layer ? layer : "");
+  s->root_nbdkit = s->layer_nbdkit = -1;
+  rundir_guest(name, s->dir);
   rundir_file(s->dir, "control.sock", 1, s->control_path);
   rundir_file(s->dir, "serial.sock", 1, s->serial_path);
   rundir_file(s->dir, "qmp.sock", 1, s->qmp_path);
@@ -563,6 +619,8 @@ int supervisor_main(const struct target *t, const char *image_dir)
   s->share = share_host_start(t, s->dir, s->share_why, sizeof s->share_why);
   if (!s->share)
     logf_("no share: %s", s->share_why);
+  if (s->rootfs[0])
+    start_root_disk(s);
   struct qemu_options qo = {
     .target = t,
     .image_dir = s->image_dir,
@@ -571,6 +629,8 @@ int supervisor_main(const struct target *t, const char *image_dir)
     .qmp_socket = s->qmp_path,
     .qemu_log = s->qemu_log_path,
     .share_socket = s->share ? share_host_socket(s->share) : NULL,
+    .root_socket = s->rootfs[0] ? s->root_sock : NULL,
+    .layer_socket = s->layer[0] ? s->layer_sock : NULL,
     .memory_mib = (int)env_number("VMEXEC_MEMORY", 1024),
     .cpus = (int)env_number("VMEXEC_CPUS", 1),
   };
@@ -578,7 +638,8 @@ int supervisor_main(const struct target *t, const char *image_dir)
   if (s->qemu_pid < 0)
     fail(EXIT_TOOL_FAILED, "cannot start %s: %s; install it with 'apt-get install %s'", t->qemu_binary,
          strerror(-(int)s->qemu_pid), t->qemu_package);
-  logf_("started %s (pid %d) for image %s", t->qemu_binary, (int)s->qemu_pid, s->image_dir);
+  logf_("started %s (pid %d) for image %s%s%s", t->qemu_binary, (int)s->qemu_pid, s->image_dir,
+        s->rootfs[0] ? " with the root filesystem " : "", s->rootfs);
 
   for (;;) {
     size_t nclients = 0;
@@ -632,13 +693,14 @@ int supervisor_main(const struct target *t, const char *image_dir)
   }
 }
 
-/* vmexec __supervise TARGET IMAGE_DIR: started by guest_connect(), never by hand. */
+/* vmexec __supervise TARGET NAME IMAGE_DIR [ROOTFS [LAYER]]: started by
+ * guest_connect(), never by hand. */
 int cmd_supervise(int argc, char **argv)
 {
-  if (argc != 3)
+  if (argc < 4 || argc > 6)
     fail(EXIT_TOOL_FAILED, "__supervise is internal to vmexec");
   const struct target *t = target_by_name(argv[1]);
   if (!t)
     fail(EXIT_TOOL_FAILED, "unknown target '%s'", argv[1]);
-  return supervisor_main(t, argv[2]);
+  return supervisor_main(t, argv[2], argv[3], argc > 4 ? argv[4] : NULL, argc > 5 ? argv[5] : NULL);
 }

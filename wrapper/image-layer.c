@@ -1,0 +1,64 @@
+#include "image-layer.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fail.h"
+#include "image-run.h"
+#include "image-util.h"
+#include "paths.h"
+
+/* Sparse: only what the guest writes takes space on the host. */
+#define LAYER_SIZE "64G"
+
+const char *layers_dir(void)
+{
+  static char dir[PATH_MAX];
+  if (!dir[0]) {
+    snprintf(dir, sizeof dir, "%s/layers", cache_dir());
+    if (make_dirs(dir, 0) == -1)
+      fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", dir, strerror(errno), cache_dir());
+  }
+  return dir;
+}
+
+void image_layer(const struct target *t, const char *full_dir, char *layer)
+{
+  /* A layer belongs to the image it was written over: KEY is that image's. */
+  const char *key = strrchr(full_dir, '/');
+  key = key ? key + 1 : full_dir;
+  if (snprintf(layer, PATH_MAX, "%s/%s-%s.img", layers_dir(), t->name, key) >= PATH_MAX)
+    fail(EXIT_TOOL_FAILED, "cache directory path is too long; set XDG_CACHE_HOME to a shorter path");
+  if (access(layer, F_OK) == 0)
+    return;
+  /* Made aside and renamed: a layer is either whole or absent. With a
+   * journal, unlike the root image: a guest stopped mid-write must not lose
+   * the layer. */
+  CLEANUP_FREE char *tmp = xasprintf("%s.tmp%d", layer, (int)getpid());
+  /* Lazy inode tables and journal: nothing is zeroed now (a 64 GiB file
+   * takes a few MiB), and the guest mounts with noinit_itable. */
+  char *argv[] = { "mke2fs", "-q", "-F", "-t", "ext4", "-L", "vmexec-layer", "-E", "lazy_itable_init=1,lazy_journal_init=1",
+                   tmp, LAYER_SIZE, NULL };
+  struct run_output out;
+  int st = run_capture(argv, NULL, NULL, &out);
+  int e = errno;
+  if (st != 0) {
+    char line[512];
+    if (st == -1)
+      snprintf(line, sizeof line, "%s", strerror(e));
+    else
+      run_error_line(&out, line, sizeof line);
+    unlink(tmp);
+    fail(EXIT_TOOL_FAILED, "[%s] cannot make the persistent layer %s: %s; %s", t->name, layer, line,
+         st == -1 ? "install e2fsprogs" : "check the free space");
+  }
+  run_output_free(&out);
+  if (rename(tmp, layer) == -1) {
+    unlink(tmp);
+    fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", layer, strerror(errno), layers_dir());
+  }
+}
