@@ -11,7 +11,7 @@
 #include "targets.h"
 
 static const char help[] =
-  "Usage: vmexec image build [TARGET] [--with PKG,...] [--quiet]\n"
+  "Usage: vmexec image build [TARGET] [--full] [--with PKG,...] [--quiet]\n"
   "       vmexec image list\n"
   "       vmexec image rm [TARGET|--all]\n"
   "       vmexec image test [TARGET]\n"
@@ -21,10 +21,16 @@ static const char help[] =
   "       libc-bin, and the --with packages with their dependencies. apt runs as you,\n"
   "       with private package lists; the host's apt and dpkg state are not touched.\n"
   "       An image that is already cached is reused at once.\n"
-  "list   the cached images; '*' marks the one each target uses\n"
-  "rm     remove the images of TARGET, or every image with --all. The downloaded\n"
-  "       packages and package lists stay (so images can be rebuilt offline); to\n"
-  "       drop everything, remove the cache directory:\n"
+  "       --full builds the full Debian userland instead (vmexec --image full): the\n"
+  "       Essential and required packages, build-essential, make, meson, ninja-build,\n"
+  "       cmake, pkgconf and the --with packages, unpacked as you and configured by\n"
+  "       the guest's own dpkg on a first boot (minutes under TCG, once), kept as an\n"
+  "       ext4 root filesystem image.\n"
+  "list   the cached images, minimal and full; '*' marks the one of each kind that\n"
+  "       each target uses\n"
+  "rm     remove the images of TARGET (minimal and full), or every image with --all.\n"
+  "       The downloaded packages and package lists stay (so images can be rebuilt\n"
+  "       offline); to drop everything, remove the cache directory:\n"
   "       ${XDG_CACHE_HOME:-~/.cache}/vmexec\n"
   "test   boot the image of TARGET (building it if needed) and wait for the agent\n";
 
@@ -40,20 +46,25 @@ static int build(int argc, char **argv)
 {
   struct image_options opt = {0};
   const char *name = NULL;
+  bool full = false;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--with") == 0 && i + 1 < argc)
+    if (strcmp(argv[i], "--full") == 0)
+      full = true;
+    else if (strcmp(argv[i], "--with") == 0 && i + 1 < argc)
       opt.with = argv[++i];
     else if (strncmp(argv[i], "--with=", 7) == 0)
       opt.with = argv[i] + 7;
     else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
       opt.quiet = true;
     else if (argv[i][0] == '-' || name)
-      fail(EXIT_TOOL_FAILED, "image build: unexpected '%s'; usage: vmexec image build [TARGET] [--with PKG,...]",
-           argv[i]);
+      fail(EXIT_TOOL_FAILED,
+           "image build: unexpected '%s'; usage: vmexec image build [TARGET] [--full] [--with PKG,...]", argv[i]);
     else
       name = argv[i];
   }
   char dir[PATH_MAX];
+  if (full)
+    return image_full_build(target_arg(name), &opt, dir);
   return image_build(target_arg(name), &opt, dir);
 }
 
