@@ -15,6 +15,7 @@
 
 #include "cleanup.h"
 #include "fail.h"
+#include "image-layer.h"
 #include "image.h"
 #include "paths.h"
 
@@ -425,6 +426,12 @@ int images_rm(const struct target *t)
     if (remove_image(v[i].key) == 0) {
       printf("removed %s %s image %s\n", v[i].target, v[i].kind, v[i].key);
       removed++;
+      /* A persistent layer over a full image means nothing without it. */
+      int layer = image_layer_remove(v[i].target, v[i].key);
+      if (layer == 1)
+        printf("removed %s persistent layer over image %s\n", v[i].target, v[i].key);
+      else if (layer == -1)
+        warning("cannot remove the persistent layer of %s over %s: %s", v[i].target, v[i].key, strerror(errno));
     } else {
       status = EXIT_TOOL_FAILED;
     }

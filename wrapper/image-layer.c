@@ -15,7 +15,7 @@
 /* Sparse: only what the guest writes takes space on the host. */
 #define LAYER_SIZE "64G"
 
-const char *layers_dir(void)
+static const char *layers_dir(void)
 {
   static char dir[PATH_MAX];
   if (!dir[0]) {
@@ -26,13 +26,26 @@ const char *layers_dir(void)
   return dir;
 }
 
+/* A layer belongs to the image it was written over: KEY is that image's. */
+static void layer_path(const char *target, const char *key, char *layer)
+{
+  if (snprintf(layer, PATH_MAX, "%s/%s-%s.img", layers_dir(), target, key) >= PATH_MAX)
+    fail(EXIT_TOOL_FAILED, "cache directory path is too long; set XDG_CACHE_HOME to a shorter path");
+}
+
+int image_layer_remove(const char *target, const char *key)
+{
+  char layer[PATH_MAX];
+  layer_path(target, key, layer);
+  if (unlink(layer) == 0)
+    return 1;
+  return errno == ENOENT ? 0 : -1;
+}
+
 void image_layer(const struct target *t, const char *full_dir, char *layer)
 {
-  /* A layer belongs to the image it was written over: KEY is that image's. */
   const char *key = strrchr(full_dir, '/');
-  key = key ? key + 1 : full_dir;
-  if (snprintf(layer, PATH_MAX, "%s/%s-%s.img", layers_dir(), t->name, key) >= PATH_MAX)
-    fail(EXIT_TOOL_FAILED, "cache directory path is too long; set XDG_CACHE_HOME to a shorter path");
+  layer_path(t->name, key ? key + 1 : full_dir, layer);
   if (access(layer, F_OK) == 0)
     return;
   /* Made aside and renamed: a layer is either whole or absent. With a

@@ -10,7 +10,8 @@
  * created empty on first use. Fails (125) with the cause and the fix. */
 void image_layer(const struct target *t, const char *full_dir, char *layer);
 
-/* cache_dir()/layers (created). Returns a static string. */
-const char *layers_dir(void);
+/* Remove the layer of TARGET over the full image KEY, if there is one:
+ * 1 removed, 0 none, -1 with errno. */
+int image_layer_remove(const char *target, const char *key);
 
 #endif
