@@ -46,19 +46,11 @@ static void extract(const struct progress *p, const struct apt_resolution *r, co
     const struct deb *d = i == r->n ? &r->kernel : &r->debs[i];
     CLEANUP_FREE char *deb = xasprintf("%s/%s", debs, d->file);
     char *argv[] = {"dpkg-deb", "-x", deb, (char *)root, NULL};
-    struct run_output out;
-    int st = run_capture(argv, NULL, NULL, &out);
-    int e = errno;
-    if (st != 0) {
-      char line[512];
-      if (st == -1)
-        snprintf(line, sizeof line, "%s", strerror(e));
-      else
-        run_error_line(&out, line, sizeof line);
+    char line[512];
+    int st = run_checked(argv, line, sizeof line);
+    if (st != 0)
       fail(EXIT_TOOL_FAILED, "[%s] cannot extract %s: %s; %s", p->name, deb, line,
            st == -1 ? "install dpkg" : "remove the file and build again");
-    }
-    run_output_free(&out);
   }
 }
 

@@ -89,18 +89,11 @@ static uint64_t make_filesystem(struct image_job *j, const char *root, const str
   CLEANUP_FREE char *blocks = xasprintf("%lluk", (unsigned long long)(bytes >> 10));
   char *argv[] = {"mke2fs", "-q", "-t", "ext4", "-O", "^has_journal", "-b", "4096", "-N", inodes, "-d", (char *)root,
                   "-E", "root_owner=0:0", "-L", "vmexec-root", (char *)image, blocks, NULL};
-  struct run_output out;
-  int st = run_capture(argv, NULL, NULL, &out);
-  int e = errno;
-  if (st != 0) {
-    char line[512];
-    if (st == -1)
-      snprintf(line, sizeof line, "%s", strerror(e));
-    fail(EXIT_TOOL_FAILED, "[%s] mke2fs cannot make %s: %s; %s", j->t->name, image,
-         st == -1 ? line : run_error_line(&out, line, sizeof line),
+  char line[512];
+  int st = run_checked(argv, line, sizeof line);
+  if (st != 0)
+    fail(EXIT_TOOL_FAILED, "[%s] mke2fs cannot make %s: %s; %s", j->t->name, image, line,
          st == -1 ? "install e2fsprogs" : "check the free space in the cache");
-  }
-  run_output_free(&out);
   return bytes;
 }
 

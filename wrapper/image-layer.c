@@ -56,20 +56,13 @@ void image_layer(const struct target *t, const char *full_dir, char *layer)
    * takes a few MiB), and the guest mounts with noinit_itable. */
   char *argv[] = { "mke2fs", "-q", "-F", "-t", "ext4", "-L", "vmexec-layer", "-E", "lazy_itable_init=1,lazy_journal_init=1",
                    tmp, LAYER_SIZE, NULL };
-  struct run_output out;
-  int st = run_capture(argv, NULL, NULL, &out);
-  int e = errno;
+  char line[512];
+  int st = run_checked(argv, line, sizeof line);
   if (st != 0) {
-    char line[512];
-    if (st == -1)
-      snprintf(line, sizeof line, "%s", strerror(e));
-    else
-      run_error_line(&out, line, sizeof line);
     unlink(tmp);
     fail(EXIT_TOOL_FAILED, "[%s] cannot make the persistent layer %s: %s; %s", t->name, layer, line,
          st == -1 ? "install e2fsprogs" : "check the free space");
   }
-  run_output_free(&out);
   if (rename(tmp, layer) == -1) {
     unlink(tmp);
     fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", layer, strerror(errno), layers_dir());

@@ -182,6 +182,18 @@ int run_finish(pid_t pid, int out_fd, int err_fd, struct run_output *out)
   return wait_status(pid);
 }
 
+int run_checked(char *const argv[], char *why, size_t cap)
+{
+  struct run_output out;
+  int st = run_capture(argv, NULL, NULL, &out);
+  if (st == -1)
+    snprintf(why, cap, "%s", strerror(errno));
+  else if (st != 0)
+    run_error_line(&out, why, cap);
+  run_output_free(&out);
+  return st;
+}
+
 void run_output_free(struct run_output *out)
 {
   free(out->out);

@@ -21,6 +21,11 @@ int run_capture(char *const argv[], const char *cwd, char *const env_add[], stru
 
 void run_output_free(struct run_output *out);
 
+/* Run ARGV as run_capture does, keeping only what explains a failure: 0, or
+ * the status (-1: it could not be started) with one line in WHY (strerror,
+ * else run_error_line). */
+int run_checked(char *const argv[], char *why, size_t cap);
+
 /* Start ARGV (stdin from /dev/null) with its stdout on a pipe whose read
  * end goes to *OUT_FD, for the caller to stream; stderr goes to a second
  * pipe that run_finish reads after stdout has ended (the tools run so say
