@@ -102,7 +102,8 @@ static bool rel_push(struct writeback *wb, const char *name)
   return true;
 }
 
-static void send_wb(struct writeback *wb, uint32_t kind, uint32_t mode, const char *target, uint64_t size)
+/* ST: the file's, for WIRE_WB_FILE (size and mtime); NULL otherwise. */
+static void send_wb(struct writeback *wb, uint32_t kind, uint32_t mode, const char *target, const struct stat *st)
 {
   char *path = guest_path(wb);
   if (!path) {
@@ -120,8 +121,12 @@ static void send_wb(struct writeback *wb, uint32_t kind, uint32_t mode, const ch
     if (kind == WIRE_WB_SYMLINK)
       wire_put_str(&w, target);
     if (kind == WIRE_WB_FILE) {
+      uint64_t size = (uint64_t)st->st_size, sec = (uint64_t)st->st_mtim.tv_sec;
       wire_put_u32(&w, (uint32_t)(size >> 32));
       wire_put_u32(&w, (uint32_t)size);
+      wire_put_u32(&w, (uint32_t)(sec >> 32));
+      wire_put_u32(&w, (uint32_t)sec);
+      wire_put_u32(&w, (uint32_t)st->st_mtim.tv_nsec);
     }
     if (w.ok && w.len <= WIRE_MAX_PAYLOAD)
       agent_send(WIRE_WB, wb->run, buf, w.len);
@@ -185,36 +190,36 @@ static void visit(struct writeback *wb, int dir_fd, const char *name)
   }
   uint32_t mode = st.st_mode & 07777;
   if (S_ISCHR(st.st_mode) && st.st_rdev == 0) {
-    send_wb(wb, WIRE_WB_DELETE, 0, NULL, 0); /* a whiteout */
+    send_wb(wb, WIRE_WB_DELETE, 0, NULL, NULL); /* a whiteout */
   } else if (S_ISDIR(st.st_mode)) {
     int fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     /* An opaque directory replaced the share's: its old contents go first. */
     if ((fd >= 0 && is_opaque(fd)) || lower_kind(wb) == 'o')
-      send_wb(wb, WIRE_WB_DELETE, 0, NULL, 0);
-    send_wb(wb, WIRE_WB_DIR, mode, NULL, 0);
+      send_wb(wb, WIRE_WB_DELETE, 0, NULL, NULL);
+    send_wb(wb, WIRE_WB_DIR, mode, NULL, NULL);
     if (push_dir(wb, fd))
       return; /* rel stays: it is the new top's path */
   } else if (S_ISREG(st.st_mode)) {
     if (lower_kind(wb) == 'd')
-      send_wb(wb, WIRE_WB_DELETE, 0, NULL, 0);
+      send_wb(wb, WIRE_WB_DELETE, 0, NULL, NULL);
     int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd == -1) {
       agent_log("run %u: cannot write back %s%s: %s", wb->run, wb->s->roots[wb->root].path, wb->rel,
                 strerror(errno));
     } else {
-      send_wb(wb, WIRE_WB_FILE, mode, NULL, (uint64_t)st.st_size);
+      send_wb(wb, WIRE_WB_FILE, mode, NULL, &st);
       wb->file_fd = fd;
       wb->file_left = (uint64_t)st.st_size;
     }
   } else if (S_ISLNK(st.st_mode)) {
     if (lower_kind(wb) == 'd')
-      send_wb(wb, WIRE_WB_DELETE, 0, NULL, 0);
+      send_wb(wb, WIRE_WB_DELETE, 0, NULL, NULL);
     size_t cap = (size_t)st.st_size + 2;
     char *target = malloc(cap);
     ssize_t n = target ? readlinkat(dir_fd, name, target, cap) : -1;
     if (n >= 0 && (size_t)n < cap) {
       target[n] = '\0';
-      send_wb(wb, WIRE_WB_SYMLINK, 0777, target, 0);
+      send_wb(wb, WIRE_WB_SYMLINK, 0777, target, NULL);
     } else {
       agent_log("run %u: cannot write back the symlink %s%s", wb->run, wb->s->roots[wb->root].path, wb->rel);
     }

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2
 #define WIRE_HEADER_SIZE 12
 #define WIRE_MAX_PAYLOAD (1024 * 1024)
 
@@ -72,8 +72,10 @@ enum wire_type {
   /* agent -> host, after the program ended, before WIRE_EXIT: one change
    * under a writable root. u32 kind (WIRE_WB_*), u32 mode, str path; then for
    * WIRE_WB_SYMLINK str target, for WIRE_WB_FILE u32 size (high), u32 size
-   * (low), the bytes following in WIRE_WB_DATA frames (counted against the
-   * run's output credit like stdout). Parents come before their children. */
+   * (low), u32 mtime seconds (high), u32 mtime seconds (low), u32 mtime
+   * nanoseconds (build tools compare times: a file keeps the guest's), the
+   * bytes following in WIRE_WB_DATA frames (counted against the run's output
+   * credit like stdout). Parents come before their children. */
   WIRE_WB = 16,
   WIRE_WB_DATA = 17,
   /* agent -> host, run 0: u32 gen: the guest let go of generation GEN (no

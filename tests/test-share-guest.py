@@ -105,6 +105,19 @@ def test_mutations():
     check(r.stdout == b"new file\n", f"a second call sees the first one's output: {r.stdout!r}")
 
 
+def test_mtime():
+    """A written-back file keeps the guest's mtime: build tools compare times
+    (ninja regenerated build.ninja when it came back older than its inputs)."""
+    path = os.path.join(BUILD, "mtime.txt")
+    r = subprocess.run([VMEXEC, "--target", "s390x", "--", "sh", "-c",
+                        "echo x > mtime.txt && touch -d '2020-02-03 04:05:06' mtime.txt && stat -c %Y mtime.txt"],
+                       cwd=BUILD, env=ENV, capture_output=True, timeout=900)
+    guest = r.stdout.decode().strip()
+    host = int(os.stat(path).st_mtime) if os.path.exists(path) else None
+    check(r.returncode == 0 and guest.isdigit() and host == int(guest) and host < 1600000000,
+          f"a written-back file has the guest's mtime: guest {guest!r}, host {host} ({r.stderr[-200:]!r})")
+
+
 def test_readonly_source():
     target = os.path.join(SRC, "data", "new.txt")
     r = st("write", target, "x")
@@ -159,7 +172,8 @@ def hostile_supervisor(sock_path, changes, done):
     out = b""
     for path in changes:
         data = b"evil\n"
-        out += frame(WIRE_WB, 1, u32(WB_FILE) + u32(0o644) + s(path) + u32(0) + u32(len(data)))
+        out += frame(WIRE_WB, 1, u32(WB_FILE) + u32(0o644) + s(path) + u32(0) + u32(len(data)) +
+                     u32(0) + u32(1700000000) + u32(0))  # size, mtime
         out += frame(WIRE_WB_DATA, 1, data)
     out += frame(WIRE_EXIT, 1, u32(0) + u32(0) + s(""))
     conn.sendall(out)
@@ -201,7 +215,8 @@ def test_hostile_writeback():
 
 
 def main():
-    return guest_main([test_reads, test_mmap_locks, test_mutations, test_readonly_source, test_concurrent_writes,
+    return guest_main([test_reads, test_mmap_locks, test_mutations, test_mtime, test_readonly_source,
+                       test_concurrent_writes,
                        test_hostile_writeback], VMEXEC, ENV, top, setup=make_project)
 
 

@@ -109,7 +109,8 @@ static void temp_name(char *buf, size_t cap)
 
 static void finish_file(struct writeback *wb)
 {
-  if (fchmod(wb->file_fd, wb->mode) == -1 || close(wb->file_fd) == -1 ||
+  const struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, wb->mtime };
+  if (fchmod(wb->file_fd, wb->mode) == -1 || futimens(wb->file_fd, times) == -1 || close(wb->file_fd) == -1 ||
       renameat(wb->parent_fd, wb->temp, wb->parent_fd, wb->base) == -1) {
     refuse(wb, wb->path, strerror(errno));
     unlinkat(wb->parent_fd, wb->temp, 0);
@@ -155,6 +156,15 @@ static void start_change(struct writeback *wb, const uint8_t *p, size_t n)
   case WIRE_WB_FILE: {
     uint64_t size = (uint64_t)wire_get_u32(&r) << 32;
     size |= wire_get_u32(&r);
+    uint64_t sec = (uint64_t)wire_get_u32(&r) << 32;
+    sec |= wire_get_u32(&r);
+    uint32_t nsec = wire_get_u32(&r);
+    if (!r.ok || nsec >= 1000000000u) {
+      refuse(wb, wb->path, "the guest sent a malformed change");
+      close(parent);
+      return;
+    }
+    wb->mtime = (struct timespec){ .tv_sec = (time_t)sec, .tv_nsec = nsec };
     temp_name(wb->temp, sizeof wb->temp);
     wb->file_fd = openat(parent, wb->temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (wb->file_fd == -1) {

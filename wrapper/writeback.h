@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "share-roots.h"
 #include "wire.h"
@@ -15,6 +16,7 @@ struct writeback {
   int file_fd, parent_fd;
   uint64_t file_left;
   unsigned mode;
+  struct timespec mtime; /* the guest's, given to the file when it is whole */
   char path[PATH_MAX], base[NAME_MAX + 1], temp[64];
   unsigned applied, refused;
 };
