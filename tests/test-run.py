@@ -285,6 +285,28 @@ def test_guest_death():
     check(r.returncode == 7, f"the next call starts a fresh guest: {r.returncode} {r.stderr[-300:]!r}")
 
 
+def test_death_while_booting():
+    """A guest that dies before its agent's hello is booted once more: the
+    call that started it still gets its answer (qemu killed while booting
+    stands in for a rare emulation fault while the kernel loads modules)."""
+    vm("stop", "--all")
+    p = subprocess.Popen([VMEXEC, PROBE, "exit", "5"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pid, deadline = 0, time.monotonic() + 60
+    while not pid and time.monotonic() < deadline and p.poll() is None:
+        lines = [l for l in status_lines() if "\tbooting\t" in l]
+        pid = int(lines[0].split("qemu pid ")[1].split()[0]) if lines and "qemu pid -" not in lines[0] else 0
+        time.sleep(0.05)
+    check(pid > 0, f"status shows the guest booting, with its qemu pid: {status_lines()}")
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+    out, err = p.communicate(timeout=600)
+    check(p.returncode == 5, f"the call is answered by the guest booted again: {p.returncode} {err[-300:]!r}")
+    log = os.path.join(runtime, "vmexec", TARGET, "supervisor.log")
+    with open(log) as f:
+        text = f.read()
+    check("booting it once more" in text, f"the supervisor log says it booted again: {text[-400:]!r}")
+
+
 def main():
     for tool in ({"s390x": "qemu-system-s390x", "aarch64": "qemu-system-aarch64"}[TARGET],):
         if not shutil.which(tool):
@@ -304,6 +326,7 @@ def main():
         test_kill_tree()
         test_streams()
         test_guest_death()
+        test_death_while_booting()
         test_stop_and_idle()
     finally:
         cleanup()

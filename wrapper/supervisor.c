@@ -83,6 +83,8 @@ struct supervisor {
   char kernel[128], machine[64];
   struct share_host *share; /* NULL: no share (share_why says why) */
   char share_why[512];
+  struct qemu_options qo;   /* how qemu was started, to boot again */
+  int boots;
 };
 
 static long long now_ms(void)
@@ -274,7 +276,7 @@ static void qemu_fate(struct supervisor *s, char *buf, size_t cap)
 /* The guest is gone: every run in flight ends with 125 and one line that
  * says why (qemu's fate, the kernel's panic or the agent's last word) and
  * where the console log is. */
-static noreturn void guest_died(struct supervisor *s, const char *what)
+static noreturn void guest_gone(struct supervisor *s, const char *what)
 {
   char fate[128], cause[512], excerpt[CONSOLE_LINES * 260], msg[PATH_MAX + 1024];
   qemu_fate(s, fate, sizeof fate);
@@ -290,6 +292,46 @@ static noreturn void guest_died(struct supervisor *s, const char *what)
   stop_listening(s);
   fail_all_runs(s, msg);
   shut_down(s, "guest died");
+}
+
+static void start_qemu(struct supervisor *s)
+{
+  s->qemu_pid = qemu_spawn(&s->qo, sigmask_empty());
+  if (s->qemu_pid < 0)
+    fail(EXIT_TOOL_FAILED, "cannot start %s: %s; install it with 'apt-get install %s'", s->t->qemu_binary,
+         strerror(-(int)s->qemu_pid), s->t->qemu_package);
+  s->boots++;
+  s->boot_deadline_ms = now_ms() + (long long)(env_number("VMEXEC_BOOT_TIMEOUT", 180) * 1000);
+}
+
+/* A guest that dies before its agent said hello is booted once more: a rare
+ * fault of qemu's emulation while the kernel loads modules (s390x, about one
+ * boot in twenty with many modules: an init routine run from a stale
+ * translation, "Driver 'virtio_blk' is already registered", then a panic)
+ * should cost a boot, not the calls. Nothing was sent to the agent before its
+ * hello, so the queued runs simply go to the new one. */
+static void guest_died(struct supervisor *s, const char *what)
+{
+  if (s->ready || s->boots > 1)
+    guest_gone(s, what);
+  char fate[128], old[PATH_MAX + 8];
+  qemu_fate(s, fate, sizeof fate);
+  if (s->qemu_pid > 0) {
+    kill(s->qemu_pid, SIGKILL);
+    waitpid(s->qemu_pid, NULL, 0);
+    s->qemu_pid = -1;
+  }
+  snprintf(old, sizeof old, "%s.1", s->console_path);
+  rename(s->console_path, old);
+  logf_("the guest %s%s%s%s while booting (console log: %s); booting it once more", what, fate[0] ? " (" : "", fate,
+        fate[0] ? ")" : "", old);
+  if (s->agent_fd >= 0)
+    close(s->agent_fd);
+  s->agent_fd = s->agent.fd = -1;
+  s->agent.in_start = s->agent.in_end = 0;
+  unlink(s->serial_path);
+  unlink(s->qmp_path);
+  start_qemu(s);
 }
 
 static void handle_hello(struct supervisor *s, const uint8_t *p, size_t n)
@@ -461,10 +503,10 @@ static void service_agent(struct supervisor *s, short revents)
     int got;
     while ((got = frame_conn_next(&s->agent, &h, &p)) == 1)
       from_agent(s, &h, p);
-    if (got == -1)
-      guest_died(s, "sent a malformed frame");
-    if (rc <= 0)
-      guest_died(s, "went away");
+    if (got == -1 || rc <= 0) {
+      guest_died(s, got == -1 ? "sent a malformed frame" : "went away");
+      return;
+    }
   }
   if (s->ready && frame_conn_flush(&s->agent) == -1)
     guest_died(s, "stopped reading from the agent connection");
@@ -588,7 +630,6 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
   s->qemu_pid = -1;
   s->idle_ms = (long long)(env_number("VMEXEC_IDLE_TIMEOUT", 300) * 1000);
   s->started_ms = s->idle_since_ms = now_ms();
-  s->boot_deadline_ms = s->started_ms + (long long)(env_number("VMEXEC_BOOT_TIMEOUT", 180) * 1000);
   if (frame_conn_init(&s->agent, -1) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
 
@@ -621,7 +662,7 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
     logf_("no share: %s", s->share_why);
   if (s->rootfs[0])
     start_root_disk(s);
-  struct qemu_options qo = {
+  s->qo = (struct qemu_options){
     .target = t,
     .image_dir = s->image_dir,
     .serial_socket = s->serial_path,
@@ -634,10 +675,7 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
     .memory_mib = (int)env_number("VMEXEC_MEMORY", 1024),
     .cpus = (int)env_number("VMEXEC_CPUS", 1),
   };
-  s->qemu_pid = qemu_spawn(&qo, sigmask_empty());
-  if (s->qemu_pid < 0)
-    fail(EXIT_TOOL_FAILED, "cannot start %s: %s; install it with 'apt-get install %s'", t->qemu_binary,
-         strerror(-(int)s->qemu_pid), t->qemu_package);
+  start_qemu(s);
   logf_("started %s (pid %d) for image %s%s%s", t->qemu_binary, (int)s->qemu_pid, s->image_dir,
         s->rootfs[0] ? " with the root filesystem " : "", s->rootfs);
 
@@ -673,7 +711,7 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
     else if (pfds[agent_slot].revents)
       service_agent(s, pfds[agent_slot].revents);
     if (!s->ready && now_ms() > s->boot_deadline_ms)
-      guest_died(s, "did not say hello in time (set VMEXEC_BOOT_TIMEOUT to wait longer)");
+      guest_gone(s, "did not say hello in time (set VMEXEC_BOOT_TIMEOUT to wait longer)");
     for (size_t i = first_client; i < n; i++)
       if (pfds[i].revents)
         service_client(s, who[i - first_client], pfds[i].revents);
