@@ -28,7 +28,8 @@ The user runs a world-readable copy of vmexec, its agents and the share
 plugin; the cache is new for every run (packages already downloaded into
 BUILDDIR/test-cache are copied in, and new ones copied back, to spare the
 network). Environment: VMEXEC, BUILDDIR, SRCDIR; VMEXEC_TEST_USER; FULL_PARTS
-(default "meson make cmake shell": which of 2-4 and 6 run). Under
+(default "meson make cmake shell persist": which of 2-4, 6 and the
+persistent layer run). Under
 CI=true a test that cannot run is a failure, never a skip (77)."""
 
 import fcntl
@@ -55,7 +56,7 @@ SRCDIR = os.environ["SRCDIR"]
 EXAMPLES = os.path.join(SRCDIR, "tests", "examples")
 TARGET = "s390x"
 # The build-system parts to run after the build and userland checks (all by default).
-PARTS = os.environ.get("FULL_PARTS", "meson make cmake shell").split()
+PARTS = os.environ.get("FULL_PARTS", "meson make cmake shell persist").split()
 FULL = ["--target", TARGET, "--image", "full"]
 timings = []
 
@@ -669,11 +670,36 @@ def test_shell():
         t.close()
 
 
+# ---- the persistent layer (--persist) ------------------------------------------
+
+def test_persist():
+    persist = [VMEXEC, "--target", TARGET, "--persist", "--root", "--"]
+    rc, out, err, secs = run(persist + ["sh", "-c", "echo kept > /etc/vmexec-kept && mkdir -p /usr/local/lib/k && "
+                                        "echo k > /usr/local/lib/k/f && echo done"])
+    timed("--persist: first call (boot of the persist guest)", secs)
+    check(rc == 0 and out == "done\n", f"--persist: a run writes /etc and /usr/local: {rc} {out!r} {tail(err, 300)!r}")
+    show = ["sh", "-c", "cat /etc/vmexec-kept /usr/local/lib/k/f 2>&1"]
+    rc, out, err, _ = run(persist + show)
+    check(rc == 0 and out == "kept\nk\n", f"--persist: the next run sees them: {rc} {out!r} {err!r}")
+    rc, out, err, _ = full(*show)
+    check(out.count("No such file") == 2, f"the per-run guest (--image full) does not: {rc} {out!r}")
+    r = run([VMEXEC, "status"])
+    check(f"{TARGET}-full-persist\t" in r[1], f"status shows the {TARGET}-full-persist guest: {r[1]!r}")
+    layers = os.listdir(os.path.join(cache, "vmexec", "layers"))
+    check(len(layers) == 1 and layers[0].startswith(TARGET + "-"), f"one layer in the cache: {layers}")
+    run([VMEXEC, "stop", TARGET], timeout=300)
+    rc, out, err, _ = run(persist + show)
+    check(rc == 0 and out == "kept\nk\n", f"--persist: the changes survive a guest restart: {rc} {out!r} {err!r}")
+    rc, out, err, _ = run([VMEXEC, "--target", TARGET, "--image", "minimal", "--persist", "--", "true"])
+    check(rc == 125 and one_line(err) and "--image full" in err,
+          f"--persist with the minimal image: 125 and one line: {rc} {err!r}")
+
+
 def main():
     try:
         if test_build() and test_userland():
             for name, part in [("meson", test_meson), ("make", test_make), ("cmake", test_cmake),
-                               ("shell", test_shell)]:
+                               ("shell", test_shell), ("persist", test_persist)]:
                 if name in PARTS:
                     part()
             test_rootfs_unchanged()
