@@ -66,9 +66,11 @@ static int wait_status(pid_t pid)
   return WEXITSTATUS(status);
 }
 
-int run_capture(char *const argv[], const char *cwd, char *const env_add[], struct run_output *out)
+/* Start ARGV (in CWD, with ENV_ADD) with stdin from /dev/null and stdout and
+ * stderr on pipes whose read ends go to *OUT_FD and *ERR_FD; the pid, or -1
+ * with errno. */
+static pid_t spawn_piped(char *const argv[], const char *cwd, char *const env_add[], int *out_fd, int *err_fd)
 {
-  memset(out, 0, sizeof *out);
   int po[2], pe[2];
   if (pipe2(po, O_CLOEXEC) == -1)
     return -1;
@@ -91,8 +93,24 @@ int run_capture(char *const argv[], const char *cwd, char *const env_add[], stru
   strv_free(&env);
   close(po[1]);
   close(pe[1]);
-  struct sink s[2] = {{.fd = po[0]}, {.fd = pe[0]}};
-  if (err == 0) {
+  if (err != 0) {
+    close(po[0]);
+    close(pe[0]);
+    errno = err;
+    return -1;
+  }
+  *out_fd = po[0];
+  *err_fd = pe[0];
+  return pid;
+}
+
+int run_capture(char *const argv[], const char *cwd, char *const env_add[], struct run_output *out)
+{
+  memset(out, 0, sizeof *out);
+  struct sink s[2] = {{.fd = -1}, {.fd = -1}};
+  pid_t pid = spawn_piped(argv, cwd, env_add, &s[0].fd, &s[1].fd);
+  int err = pid == -1 ? errno : 0;
+  if (pid != -1) {
     int open_fds = 2;
     while (open_fds > 0) {
       struct pollfd p[2] = {{.fd = s[0].fd, .events = POLLIN}, {.fd = s[1].fd, .events = POLLIN}};
@@ -129,33 +147,7 @@ int run_capture(char *const argv[], const char *cwd, char *const env_add[], stru
 
 pid_t run_start(char *const argv[], int *out_fd, int *err_fd)
 {
-  int po[2], pe[2];
-  if (pipe2(po, O_CLOEXEC) == -1)
-    return -1;
-  if (pipe2(pe, O_CLOEXEC) == -1) {
-    close(po[0]);
-    close(po[1]);
-    return -1;
-  }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-  pid_t pid;
-  int err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(po[1]);
-  close(pe[1]);
-  if (err != 0) {
-    close(po[0]);
-    close(pe[0]);
-    errno = err;
-    return -1;
-  }
-  *out_fd = po[0];
-  *err_fd = pe[0];
-  return pid;
+  return spawn_piped(argv, NULL, NULL, out_fd, err_fd);
 }
 
 int run_finish(pid_t pid, int out_fd, int err_fd, struct run_output *out)
