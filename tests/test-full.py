@@ -32,23 +32,20 @@ network). Environment: VMEXEC, BUILDDIR, SRCDIR; VMEXEC_TEST_USER; FULL_PARTS
 persistent layer run). Under
 CI=true a test that cannot run is a failure, never a skip (77)."""
 
-import fcntl
 import glob
 import hashlib
 import json
 import os
 import pwd
 import re
-import select
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import termios
 import time
 
-from testlib import check, failures, finish, skip_or_fail
+from testlib import HostTerminal, check, failures, finish, skip_or_fail
 
 VMEXEC_BUILD = os.environ["VMEXEC"]
 BUILDDIR = os.environ["BUILDDIR"]
@@ -576,71 +573,20 @@ def test_cmake():
 
 # ---- 6. --shell on a pseudo-terminal -------------------------------------------
 
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[a-zA-Z]|\x1b[()][0-9A-B]|\x1b[=>]")
 PROMPT = b"full-prompt> "
-
-
-class Terminal:
-    """vmexec on a host pseudo-terminal (its stdin, stdout and stderr)."""
-
-    def __init__(self, args, cwd):
-        self.master, self.slave = os.openpty()
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        self.saved = termios.tcgetattr(self.slave)
-        self.proc = subprocess.Popen([VMEXEC, *args], stdin=self.slave, stdout=self.slave, stderr=self.slave,
-                                     cwd=cwd, env=dict(ENV, TERM="xterm"), start_new_session=True)
-        self.buf = b""
-
-    def send(self, data):
-        os.write(self.master, data)
-
-    def expect(self, pattern, timeout):
-        """Read until PATTERN (a regex of bytes) matches the output after what
-        earlier expects consumed (escape sequences removed); the text before it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            m = re.search(pattern, ANSI.sub(b"", self.buf))
-            if m:
-                clean = ANSI.sub(b"", self.buf)
-                self.buf = clean[m.end():]
-                return clean[:m.start()]
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.master], [], [], left)[0]:
-                return None
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:
-                return None
-            if not data:
-                return None
-            self.buf += data
-
-    def run(self, line, timeout=120):
-        self.send(line.encode() + b"\r")
-        out = self.expect(re.escape(PROMPT), timeout)
-        if out is None:
-            return None
-        return out.replace(b"\r", b"").split(b"\n", 1)[-1].decode(errors="replace")
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-        os.close(self.slave)
 
 
 def test_shell():
     d = os.path.join(work, "shell")
     os.mkdir(d)
-    t = Terminal([*FULL, "--shell"], d)
+    t = HostTerminal([VMEXEC, *FULL, "--shell"], d, dict(ENV, TERM="xterm"), PROMPT)
     try:
         # bash's own prompt first (Debian's bash.bashrc sets PS1), then ours;
         # typed in two parts so that the echoed line never matches it.
-        first = t.expect(rb"[#$] $", 600)
+        first = t.expect(re.compile(rb"[#$] $"), 600)
         check(first is not None, f"the full image's shell prompts: {t.buf[-300:]!r}")
         t.send(b"PS1='full-''prompt> '\r")
-        check(t.expect(re.escape(PROMPT), 60) is not None, f"the prompt can be set: {t.buf[-300:]!r}")
+        check(t.expect(PROMPT, 60) is not None, f"the prompt can be set: {t.buf[-300:]!r}")
         out = t.run("echo $BASH_VERSION; readlink /proc/$$/exe; tty; uname -m")
         lines = out.splitlines() if out else []
         check(len(lines) == 4 and lines[0][:1].isdigit() and lines[1].endswith("/bash") and
@@ -649,11 +595,11 @@ def test_shell():
         out = t.run("echo $((40+2)) > shell-out.txt; cat shell-out.txt")
         check(out == "42\n", f"a command runs in the shell: {out!r}")
         t.send(b"sleep 100\r")
-        t.expect(rb"sleep 100", 60)
-        check(t.expect(re.escape(PROMPT), 3) is None, "sleep 100 runs in the foreground (no prompt for 3 s)")
+        t.expect(b"sleep 100", 60)
+        check(t.expect(PROMPT, 3) is None, "sleep 100 runs in the foreground (no prompt for 3 s)")
         started = time.monotonic()
         t.send(b"\x03")
-        back = t.expect(re.escape(PROMPT), 30)
+        back = t.expect(PROMPT, 30)
         check(back is not None, f"Ctrl-C stops sleep: the prompt is back in {time.monotonic() - started:.1f} s")
         out = t.run("grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l")
         check(out == "0\n", f"sleep is gone after Ctrl-C: {out!r}")

@@ -8,18 +8,15 @@ window size change, and `exit 7`.
 
 Environment: VMEXEC. CI=true: no skips."""
 
-import fcntl
 import os
-import select
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import termios
 import time
 
-from testlib import check, guest_main
+from testlib import HostTerminal, check, guest_main
 
 VMEXEC = os.environ["VMEXEC"]
 
@@ -82,58 +79,11 @@ def test_commands():
           f"a host ELF of another target with --target: 126, one line: {r.returncode} {r.stderr!r}")
 
 
-class Terminal:
-    """vmexec on a host pseudo-terminal (its stdin, stdout and stderr)."""
-
-    def __init__(self, args):
-        self.master, self.slave = os.openpty()
-        self.set_size(24, 80)
-        self.saved = termios.tcgetattr(self.slave)
-        self.proc = subprocess.Popen([VMEXEC, *args], stdin=self.slave, stdout=self.slave, stderr=self.slave,
-                                     cwd=WORK, env=ENV, start_new_session=True)
-        self.buf = b""
-
-    def set_size(self, rows, cols):
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def send(self, data):
-        os.write(self.master, data)
-
-    def expect(self, what, timeout):
-        """Read until WHAT appears after what earlier expects consumed; the text before it."""
-        deadline = time.monotonic() + timeout
-        while what not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.master], [], [], left)[0]:
-                return None
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:
-                return None
-            if not data:
-                return None
-            self.buf += data
-        before, _, self.buf = self.buf.partition(what)
-        return before
-
-    def run(self, line, timeout=120):
-        """Type LINE and return its output (up to the next prompt)."""
-        self.send(line.encode() + b"\r")
-        out = self.expect(PROMPT, timeout)
-        if out is None:
-            return None
-        # The guest's terminal echoes the line, then the output (\r\n line ends).
-        return out.replace(b"\r\n", b"\n").split(b"\n", 1)[-1].decode(errors="replace")
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-        os.close(self.slave)
-
-
 PROMPT = b"guest-prompt> "
+
+
+def Terminal(args):
+    return HostTerminal([VMEXEC, *args], WORK, ENV, PROMPT)
 
 
 def test_shell():

@@ -78,3 +78,72 @@ def world_readable_copy(vmexec, target="s390x", files=()):
     env = {"VMEXEC_AGENT_DIR": agents, "VMEXEC_SHARE_PLUGIN": os.path.join(top, os.path.basename(plugin)),
            "XDG_CACHE_HOME": os.path.join(top, "cache")}
     return top, env
+
+
+class HostTerminal:
+    """A command (vmexec) on a host pseudo-terminal: its stdin, stdout and
+    stderr, as a user at a terminal would run it. expect() and run() read
+    what it prints, escape sequences removed; PROMPT ends a command's output."""
+
+    ANSI = __import__("re").compile(rb"\x1b\[[0-9;?]*[a-zA-Z]|\x1b[()][0-9A-B]|\x1b[=>]")
+
+    def __init__(self, argv, cwd, env, prompt):
+        import subprocess
+        import termios
+        self.master, self.slave = os.openpty()
+        self.set_size(24, 80)
+        self.saved = termios.tcgetattr(self.slave)
+        self.prompt = prompt
+        self.proc = subprocess.Popen(argv, stdin=self.slave, stdout=self.slave, stderr=self.slave, cwd=cwd, env=env,
+                                     start_new_session=True)
+        self.buf = b""
+
+    def set_size(self, rows, cols):
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def send(self, data):
+        os.write(self.master, data)
+
+    def expect(self, what, timeout):
+        """Read until WHAT (bytes, or a compiled regex of bytes) appears after
+        what earlier expects consumed; the text before it, or None."""
+        import re
+        import select
+        import time
+        pattern = what if isinstance(what, re.Pattern) else re.compile(re.escape(what))
+        deadline = time.monotonic() + timeout
+        while True:
+            clean = self.ANSI.sub(b"", self.buf)
+            m = pattern.search(clean)
+            if m:
+                self.buf = clean[m.end():]
+                return clean[:m.start()]
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+                return None
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return None
+            if not data:
+                return None
+            self.buf += data
+
+    def run(self, line, timeout=120):
+        """Type LINE and return its output (up to the next prompt)."""
+        self.send(line.encode() + b"\r")
+        out = self.expect(self.prompt, timeout)
+        if out is None:
+            return None
+        # The guest's terminal echoes the line, then the output (\r\n line ends).
+        return out.replace(b"\r", b"").split(b"\n", 1)[-1].decode(errors="replace")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+        os.close(self.slave)
