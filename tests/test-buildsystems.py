@@ -17,7 +17,6 @@ Environment: VMEXEC, BUILDDIR, SRCDIR; BS_TARGETS (space separated, default
 s390x; aarch64 works too). Under CI=true a test that cannot run is a
 failure, never a skip (77)."""
 
-import json
 import os
 import re
 import shutil
@@ -27,6 +26,8 @@ import tempfile
 import time
 
 from testlib import CI, check, failures, finish, skip_or_fail
+from verdicts import (AUTOMAKE_WANT, CTEST_WANT, MESON_WANT, automake_verdicts, ctest_verdicts, expect_verdicts,
+                      meson_verdicts)
 
 VMEXEC = os.environ["VMEXEC"]
 BUILDDIR = os.environ["BUILDDIR"]
@@ -75,13 +76,6 @@ def timed(label, secs):
     print(f"     {label}: {secs:.1f} s", flush=True)
 
 
-def expect_verdicts(harness, got, want):
-    for name, verdict in want.items():
-        check(got.get(name) == verdict, f"{harness}: {name} is {verdict} (got {got.get(name)})")
-    extra = set(got) - set(want)
-    check(not extra, f"{harness}: no unexpected tests ({sorted(extra)})")
-
-
 def no_guest_processes(target, harness):
     probe = os.path.join(BUILDDIR, "tests", "probe-" + target)
     if not os.path.exists(probe):
@@ -96,44 +90,6 @@ def no_guest_processes(target, harness):
             break
         time.sleep(0.5)
     check(rc == 0 and out.strip() == "", f"{harness}: no guest process left behind (procs: {out.strip()!r})")
-
-
-def meson_verdicts(builddir):
-    got = {}
-    with open(os.path.join(builddir, "meson-logs", "testlog.json")) as f:
-        for line in f:
-            if line.strip():
-                t = json.loads(line)
-                got[t["name"]] = t["result"]
-    return got
-
-
-CTEST_LINE = re.compile(r"Test\s+#\d+: (\S+) \.+\s*(?:\*\*\*)?(.+?)\s+[\d.]+ sec")
-
-
-def ctest_verdicts(out):
-    return {m.group(1): m.group(2).strip() for m in CTEST_LINE.finditer(out)}
-
-
-def automake_verdicts(builddir):
-    got = {}
-    for name in os.listdir(builddir):
-        if name.endswith(".trs"):
-            with open(os.path.join(builddir, name)) as f:
-                m = re.search(r"^:test-result: (\S+)", f.read(), re.M)
-            got[name[:-4]] = m.group(1) if m else None
-    return got
-
-
-MESON_WANT = {"byteorder": "OK", "datafile": "OK", "writer": "OK", "reader": "OK", "skip": "SKIP",
-              "segv": "EXPECTEDFAIL", "hang": "TIMEOUT", "threads": "OK", "argsenv": "OK"}
-# CTest's WILL_FAIL inverts exit statuses, not crashes: segv is a SegFault
-# failure with it, on the real machine as here.
-CTEST_WANT = {"byteorder": "Passed", "datafile": "Passed", "writer": "Passed", "reader": "Passed",
-              "reader-missing": "Passed", "skip": "Skipped", "segv": "Exception: SegFault", "hang": "Timeout",
-              "threads": "Passed", "argsenv": "Passed"}
-AUTOMAKE_WANT = {"byteorder": "PASS", "datafile": "PASS", "writer": "PASS", "reader": "PASS", "skip": "SKIP",
-                 "segv": "XFAIL", "hang": "XFAIL", "threads": "PASS", "argsenv": "PASS"}
 
 
 def install_layout():

@@ -34,7 +34,6 @@ CI=true a test that cannot run is a failure, never a skip (77)."""
 
 import glob
 import hashlib
-import json
 import os
 import pwd
 import re
@@ -46,6 +45,8 @@ import termios
 import time
 
 from testlib import HostTerminal, check, failures, finish, skip_or_fail
+from verdicts import (AUTOMAKE_WANT, CTEST_WANT, MESON_WANT, automake_verdicts, ctest_verdicts, expect_verdicts,
+                      meson_verdicts)
 
 VMEXEC_BUILD = os.environ["VMEXEC"]
 BUILDDIR = os.environ["BUILDDIR"]
@@ -447,34 +448,6 @@ def s390x_programs(bld, names, label):
         check(rc == 0 and "target: s390x" in out and "big-endian" in out, f"{label}: vmexec inspect: {out!r}")
 
 
-def meson_verdicts(bld):
-    got = {}
-    path = os.path.join(bld, "meson-logs", "testlog.json")
-    if not os.path.exists(path):
-        return got
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                t = json.loads(line)
-                got[t["name"]] = t["result"]
-    return got
-
-
-def expect_verdicts(harness, got, want):
-    for name, verdict in want.items():
-        check(got.get(name) == verdict, f"{harness}: {name} is {verdict} (got {got.get(name)})")
-    extra = set(got) - set(want)
-    check(not extra, f"{harness}: no unexpected tests ({sorted(extra)})")
-
-
-MESON_WANT = {"byteorder": "OK", "datafile": "OK", "writer": "OK", "reader": "OK", "skip": "SKIP",
-              "segv": "EXPECTEDFAIL", "hang": "TIMEOUT", "threads": "OK", "argsenv": "OK"}
-CTEST_WANT = {"byteorder": "Passed", "datafile": "Passed", "writer": "Passed", "reader": "Passed",
-              "reader-missing": "Passed", "skip": "Skipped", "segv": "Exception: SegFault", "hang": "Timeout",
-              "threads": "Passed", "argsenv": "Passed"}
-AUTOMAKE_WANT = {"byteorder": "PASS", "datafile": "PASS", "writer": "PASS", "reader": "PASS", "skip": "SKIP",
-                 "segv": "XFAIL", "hang": "XFAIL", "threads": "PASS", "argsenv": "PASS"}
-CTEST_LINE = re.compile(r"Test\s+#\d+: (\S+) \.+\s*(?:\*\*\*)?(.+?)\s+[\d.]+ sec")
 BIG = "0x01020304 in memory: 01 02 03 04"
 
 
@@ -536,12 +509,7 @@ def test_make():
     check(rc == 0, f"./configure && make check in the guest: exit 0 (exit {rc})")
     check("checking byte order at run time... big" in out, "configure: ran a program natively in the guest (big)")
     check("checking whether we are cross compiling... no" in out, "configure: not a cross build")
-    got = {}
-    for name in os.listdir(src):
-        if name.endswith(".trs"):
-            with open(os.path.join(src, name)) as f:
-                m = re.search(r"^:test-result: (\S+)", f.read(), re.M)
-            got[name[:-4].removesuffix(".sh")] = m.group(1) if m else None
+    got = automake_verdicts(src)
     expect_verdicts("make check (automake) in the guest", got, AUTOMAKE_WANT)
     if got != AUTOMAKE_WANT or rc != 0:
         print(tail(out, 6000))
@@ -558,7 +526,7 @@ def test_cmake():
     check("test" in st and rc == st["test"] and rc != 0,
           f"cmake: vmexec's status is ctest's, non-zero as segv and hang fail (vmexec {rc}, ctest {st.get('test')})")
     check("Byte order at run time (try_run): big" in out, "cmake: try_run ran natively in the guest (big)")
-    got = {m.group(1): m.group(2).strip() for m in CTEST_LINE.finditer(out)}
+    got = ctest_verdicts(out)
     expect_verdicts("ctest in the guest", got, CTEST_WANT)
     if got != CTEST_WANT or "test" not in st:
         print(tail(out, 6000))
