@@ -6,12 +6,9 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -20,6 +17,7 @@
 #include "image-util.h"
 #include "nbdkit.h"
 #include "qemu-cmdline.h"
+#include "qmp.h"
 #include "rundir.h"
 
 #define DEFAULT_FIRSTBOOT_TIMEOUT 3600 /* seconds: dpkg --configure -a under TCG takes minutes */
@@ -49,29 +47,6 @@ static bool console_says(const char *log, const char *what)
       p++;
     if (strncmp(p, what, k) == 0)
       return true;
-  }
-  return false;
-}
-
-/* Wait for qemu until the deadline; SIGTERM (then SIGKILL) after it. True if it exited by itself. */
-static bool wait_qemu(pid_t pid, double timeout)
-{
-  double deadline = now_seconds() + timeout;
-  for (;;) {
-    pid_t r = waitpid(pid, NULL, WNOHANG);
-    if (r == pid || (r == -1 && errno != EINTR))
-      return true;
-    if (now_seconds() > deadline)
-      break;
-    struct timespec ts = { 0, 100 * 1000 * 1000 };
-    nanosleep(&ts, NULL);
-  }
-  kill(pid, SIGTERM);
-  for (int waited = 0; waitpid(pid, NULL, WNOHANG) == 0; waited += 10) {
-    if (waited == 5000)
-      kill(pid, SIGKILL);
-    struct timespec ts = { 0, 10 * 1000 * 1000 };
-    nanosleep(&ts, NULL);
   }
   return false;
 }
@@ -113,8 +88,11 @@ int image_firstboot(const struct target *t, const char *image_dir, const char *r
     fail(EXIT_TOOL_FAILED, "cannot start %s: %s; install it with 'apt-get install %s'", t->qemu_binary,
          strerror(-(int)qemu), t->qemu_package);
   }
-  double timeout = firstboot_timeout();
-  bool exited = wait_qemu(qemu, timeout);
+  /* Past the deadline it is stopped (SIGTERM, then SIGKILL). */
+  double ms = firstboot_timeout() * 1000;
+  bool exited = qemu_wait_exit(qemu, ms < INT_MAX ? (int)ms : INT_MAX);
+  if (!exited)
+    qemu_stop(NULL, qemu);
   nbdkit_stop(nbdkit, root_sock);
   if (exited && console_says(console_log, FIRSTBOOT_DONE)) {
     unlink(serial);

@@ -37,7 +37,7 @@ static int qmp_expect(int fd, const char *want)
 
 static int qmp_quit(const char *path)
 {
-  int fd = unix_connect(path, false);
+  int fd = path ? unix_connect(path, false) : -1;
   if (fd == -1)
     return -1;
   struct timeval tv = { .tv_sec = 3 };
@@ -57,8 +57,7 @@ static int qmp_quit(const char *path)
   return rc;
 }
 
-/* Wait up to MS for PID to exit; true if it did (and was reaped). */
-static int wait_exit(pid_t pid, int ms)
+int qemu_wait_exit(pid_t pid, int ms)
 {
   for (int waited = 0; waited <= ms; waited += 20) {
     int status;
@@ -73,13 +72,13 @@ static int wait_exit(pid_t pid, int ms)
 
 void qemu_stop(const char *qmp_socket, pid_t pid)
 {
-  if (qmp_quit(qmp_socket) == 0 && wait_exit(pid, 5000))
+  if (qmp_quit(qmp_socket) == 0 && qemu_wait_exit(pid, 5000))
     return;
   kill(pid, SIGTERM);
-  if (wait_exit(pid, 5000))
+  if (qemu_wait_exit(pid, 5000))
     return;
   kill(pid, SIGKILL);
-  wait_exit(pid, 5000);
+  qemu_wait_exit(pid, 5000);
 }
 
 long qemu_rss_kib(pid_t pid)

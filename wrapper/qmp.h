@@ -4,9 +4,12 @@
 
 #include <sys/types.h>
 
-/* Stop qemu PID: QMP "quit" on QMP_SOCKET, then SIGTERM, then SIGKILL, each
- * given a few seconds; reaps it. */
+/* Stop qemu PID: QMP "quit" on QMP_SOCKET (NULL: none), then SIGTERM, then
+ * SIGKILL, each given a few seconds; reaps it. */
 void qemu_stop(const char *qmp_socket, pid_t pid);
+
+/* Wait up to MS milliseconds for PID to exit; 1 if it did (and was reaped). */
+int qemu_wait_exit(pid_t pid, int ms);
 
 /* Resident memory of process PID in KiB, or 0 if unknown. */
 long qemu_rss_kib(pid_t pid);
