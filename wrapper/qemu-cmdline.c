@@ -114,6 +114,24 @@ static bool mttcg_ok(const struct target *t)
   return strstr(t->qemu_binary, "mips") == NULL;
 }
 
+/* A virtio-blk disk on the NBD server at SOCKET (nothing when NULL). */
+static void add_nbd_disk(struct args *a, const char *sfx, const char *socket, const char *id, const char *serial,
+                         bool writable)
+{
+  if (!socket)
+    return;
+  CLEANUP_FREE char *path = qemu_escape(socket);
+  if (!path) {
+    a->ok = false;
+    return;
+  }
+  add(a, "-drive");
+  addf(a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=%s,format=raw,readonly=%s", path, id,
+       writable ? "off" : "on");
+  add(a, "-device");
+  addf(a, "virtio-blk-%s,drive=%s,serial=%s", sfx, id, serial);
+}
+
 char **qemu_argv(const struct qemu_options *o)
 {
   const struct target *t = o->target;
@@ -196,39 +214,12 @@ char **qemu_argv(const struct qemu_options *o)
   add(&a, "-device");
   add(&a, "virtserialport,chardev=vmexec,name=" WIRE_PORT_NAME);
 
-  if (o->share_socket) {
-    /* The host's trees (nbd-share), read-only; the agent finds the disk by
-     * its serial. */
-    CLEANUP_FREE char *share = qemu_escape(o->share_socket);
-    if (!share)
-      return NULL;
-    add(&a, "-drive");
-    addf(&a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=share,format=raw,"
-         "readonly=on", share);
-    add(&a, "-device");
-    addf(&a, "virtio-blk-%s,drive=share,serial=" WIRE_SHARE_SERIAL, sfx);
-  }
-
-  if (o->root_socket) {
-    /* A full image's root filesystem; the agent finds it by its serial. */
-    CLEANUP_FREE char *root = qemu_escape(o->root_socket);
-    if (!root)
-      return NULL;
-    add(&a, "-drive");
-    addf(&a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=root,format=raw,readonly=%s", root,
-         o->root_writable ? "off" : "on");
-    add(&a, "-device");
-    addf(&a, "virtio-blk-%s,drive=root,serial=" WIRE_ROOT_SERIAL, sfx);
-  }
-  if (o->layer_socket) {
-    CLEANUP_FREE char *layer = qemu_escape(o->layer_socket);
-    if (!layer)
-      return NULL;
-    add(&a, "-drive");
-    addf(&a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=layer,format=raw", layer);
-    add(&a, "-device");
-    addf(&a, "virtio-blk-%s,drive=layer,serial=" WIRE_LAYER_SERIAL, sfx);
-  }
+  /* The disks, each served by nbdkit and found by the agent by its serial:
+   * the host's trees (nbd-share), a full image's root filesystem (writable
+   * only on its first boot) and the persistent layer over it. */
+  add_nbd_disk(&a, sfx, o->share_socket, "share", WIRE_SHARE_SERIAL, false);
+  add_nbd_disk(&a, sfx, o->root_socket, "root", WIRE_ROOT_SERIAL, o->root_writable);
+  add_nbd_disk(&a, sfx, o->layer_socket, "layer", WIRE_LAYER_SERIAL, true);
 
   if (!a.ok) {
     qemu_argv_free(a.v);
