@@ -51,10 +51,8 @@ static bool console_says(const char *log, const char *what)
   return false;
 }
 
-int image_firstboot(const struct target *t, const char *image_dir, const char *rootfs, const char *console_log,
-                    bool quiet)
+int image_firstboot(const struct target *t, const char *image_dir, const char *rootfs, const char *console_log)
 {
-  (void)quiet; /* the caller announces the step; the guest's output is in the console log */
   char dir[PATH_MAX];
   if (snprintf(dir, sizeof dir, "%s/firstboot-XXXXXX", rundir_base()) >= (int)sizeof dir || !mkdtemp(dir))
     fail(EXIT_TOOL_FAILED, "cannot create a directory in %s: %s; check its permissions", rundir_base(),

@@ -11,16 +11,15 @@
 
 #include "targets.h"
 
-/* The agent's console lines that end a first boot. */
+/* The agent's console line after a good first boot (agent/root.c; a bad
+ * one says "first boot failed: ..."). */
 #define FIRSTBOOT_DONE "vmexec-agent: first boot done"
-#define FIRSTBOOT_FAILED "vmexec-agent: first boot failed"
 
 /* Boot T's minimal image in IMAGE_DIR (kernel, initrd) with ROOTFS (a
  * filesystem image file) writable, and wait until the guest powered off.
  * The console goes to CONSOLE_LOG. Returns 0 when the agent said
  * FIRSTBOOT_DONE; otherwise prints one line (the cause, the log) and exits
  * with 125. Waits at most VMEXEC_FIRSTBOOT_TIMEOUT seconds (default 3600). */
-int image_firstboot(const struct target *t, const char *image_dir, const char *rootfs, const char *console_log,
-                    bool quiet);
+int image_firstboot(const struct target *t, const char *image_dir, const char *rootfs, const char *console_log);
 
 #endif

@@ -142,7 +142,7 @@ int image_full_build(const struct target *t, const struct image_options *opt, ch
   CLEANUP_FREE char *log = xasprintf("%s/tmp/firstboot-%s.log", cache_dir(), j.key);
   CLEANUP_FREE char *kept_log = xasprintf("%s/firstboot.log", out);
   unlink(log);
-  image_firstboot(t, minimal, rootfs, log, spec.quiet);
+  image_firstboot(t, minimal, rootfs, log);
   if (rename(log, kept_log) == -1)
     fail(EXIT_TOOL_FAILED, "cannot move %s to %s: %s; check the permissions of %s", log, kept_log, strerror(errno),
          cache_dir());
