@@ -100,7 +100,7 @@ def one_call(guest, common, src, env, phases, test_status):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vmexec", default=os.path.join(top, "build", "wrapper", "vmexec"))
+    ap.add_argument("--vmexec", default=os.path.join(top, "build", "vmexec"))
     ap.add_argument("--build", help="vmexec's build tree (cross files, CMake files); default: the vmexec's")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--projects", default="meson,cmake")

@@ -34,7 +34,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=30)
     ap.add_argument("--cold", type=int, default=3)
-    ap.add_argument("--vmexec", default=os.path.join(top, "build", "wrapper", "vmexec"))
+    ap.add_argument("--vmexec", default=os.path.join(top, "build", "vmexec"))
     a = ap.parse_args()
     for tool in ("s390x-linux-gnu-gcc", "qemu-s390x", "qemu-system-s390x"):
         if not shutil.which(tool):

@@ -46,7 +46,7 @@ def timed(cmd, env, cwd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vmexec", default=os.path.join(top, "build", "wrapper", "vmexec"))
+    ap.add_argument("--vmexec", default=os.path.join(top, "build", "vmexec"))
     ap.add_argument("--calls", type=int, default=20)
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="vmexec-bench-share-")

@@ -29,7 +29,7 @@ def run_all(cmds, env):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=int, default=20, help="millions of iterations per call")
-    ap.add_argument("--vmexec", default=os.path.join(top, "build", "wrapper", "vmexec"))
+    ap.add_argument("--vmexec", default=os.path.join(top, "build", "vmexec"))
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="vmexec-bench-")
     prog = os.path.join(work, "probe-s390x")

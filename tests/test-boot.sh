@@ -38,7 +38,7 @@ cat "$tmp/test.out"
 grep -Eq '^s390x: agent hello after [0-9]+\.[0-9]{2} s \(kernel [^ ,]+-s390x, machine s390x\)$' "$tmp/test.out" ||
   fail "no hello line in the output of vmexec image test s390x"
 
-# The image just built: images/s390x links to it (wrapper/image-cache.h).
+# The image just built: images/s390x links to it (image/image-cache.h).
 image="${XDG_CACHE_HOME:-$HOME/.cache}/vmexec/images/s390x"
 [ -f "$image/kernel" ] && [ -f "$image/initrd" ] || fail "no image at $image"
 

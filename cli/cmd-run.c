@@ -1,0 +1,111 @@
+/* vmexec [OPTIONS] PROGRAM [ARGS...] and vmexec --target TARGET [--shell]
+ * -- COMMAND [ARGS...]: the options of a call; the call itself is the
+ * client's (client/run.c). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "commands.h"
+#include "fail.h"
+#include "run.h"
+
+/* PROGRAM as exec would find it: with a slash as given, else on PATH. */
+static char *find_program(const char *prog)
+{
+  if (strchr(prog, '/'))
+    return strdup(prog);
+  const char *path = getenv("PATH");
+  if (!path || !*path)
+    path = "/usr/local/bin:/usr/bin:/bin";
+  for (const char *p = path;;) {
+    const char *colon = strchrnul(p, ':');
+    char *cand;
+    if (asprintf(&cand, "%.*s%s%s", (int)(colon - p), p, colon == p ? "" : "/", prog) == -1)
+      fail(EXIT_TOOL_FAILED, "out of memory");
+    struct stat st;
+    if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
+      return cand;
+    free(cand);
+    if (*colon == '\0')
+      return NULL;
+    p = colon + 1;
+  }
+}
+
+static enum image_kind parse_kind(const char *name, const char *what)
+{
+  int kind = image_kind_parse(name);
+  if (kind < 0)
+    fail(EXIT_TOOL_FAILED, "%s %s: the images are 'minimal' (the default) and 'full' (a Debian userland)", what, name);
+  return (enum image_kind)kind;
+}
+
+/* VMEXEC_IMAGE: the image when no --image says (a cross file's exe_wrapper
+ * cannot pass options to every call). */
+static enum image_kind default_kind(void)
+{
+  const char *env = getenv("VMEXEC_IMAGE");
+  return env && *env ? parse_kind(env, "VMEXEC_IMAGE") : IMAGE_MINIMAL;
+}
+
+int cmd_run(int argc, char **argv)
+{
+  struct run_options o = { .copy = false, .kind = default_kind() };
+  bool persist = false, image_given = false;
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--") == 0) {
+      i++;
+      break;
+    } else if (strcmp(argv[i], "--copy") == 0)
+      o.copy = true;
+    else if (strcmp(argv[i], "--share") == 0 && i + 1 < argc && o.nshares < SHARE_MAX_ROOTS)
+      o.shares[o.nshares++] = argv[++i];
+    else if (strcmp(argv[i], "--root") == 0)
+      o.root = true;
+    else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
+      if (!(o.target = target_by_name(argv[++i])))
+        fail(EXIT_TOOL_FAILED, "unknown target %s; the targets are: %s", argv[i], target_names());
+    } else if (strcmp(argv[i], "--shell") == 0 || strcmp(argv[i], "-it") == 0)
+      o.pty = true;
+    else if (strcmp(argv[i], "--image") == 0 && i + 1 < argc) {
+      o.kind = parse_kind(argv[++i], "--image");
+      image_given = true;
+    } else if (strcmp(argv[i], "--persist") == 0)
+      persist = true;
+    else
+      fail(EXIT_TOOL_FAILED, "unknown option %s; see 'vmexec --help'", argv[i]);
+  }
+  if (persist) {
+    /* --persist is a property of the full image's root; it implies --image full. */
+    if (o.kind == IMAGE_MINIMAL && !image_given)
+      o.kind = IMAGE_FULL;
+    if (o.kind == IMAGE_MINIMAL)
+      fail(EXIT_TOOL_FAILED, "--persist keeps changes to the full image's root; it does not go with the minimal "
+           "image: use --image full");
+    o.kind = IMAGE_FULL_PERSIST;
+  }
+  if (o.target)
+    client_run_command(&o, argc - i, argv + i);
+  if (o.pty)
+    fail(EXIT_TOOL_FAILED, "--shell needs the guest to open it in: vmexec --target TARGET --shell (targets: %s)",
+         target_names());
+  if (i >= argc)
+    fail(EXIT_TOOL_FAILED, "no program given; usage: vmexec [--root] [--copy] PROGRAM [ARGS...]");
+
+  CLEANUP_FREE char *path = find_program(argv[i]);
+  if (!path)
+    fail(EXIT_NOT_FOUND, "%s: not found on PATH; give the program's path", argv[i]);
+  client_run_program(&o, path, argc - i, argv + i);
+}
+
+int cmd_run_file(const char *path, int argc, char **argv)
+{
+  struct run_options o = { .copy = false, .kind = default_kind() };
+  client_run_program(&o, path, argc, argv);
+}
+

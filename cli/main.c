@@ -1,0 +1,80 @@
+/* vmexec: run a foreign-architecture program in a persistent qemu-system guest.
+ * This file only dispatches to the subcommands (one file each). */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "config.h"
+#include "fail.h"
+
+static const char usage[] =
+  "Usage: vmexec [--root] [--copy] [--share DIR[:ro]]... [--] PROGRAM [ARGS...]\n"
+  "                                         run PROGRAM in a guest of its architecture\n"
+  "       vmexec --target TARGET [--image full] [--persist] [--root] [--share DIR[:ro]]... [--] COMMAND [ARGS...]\n"
+  "                                         run COMMAND, found on the guest's PATH, in the TARGET guest\n"
+  "       vmexec --target TARGET [--image full] --shell|-it [--] [COMMAND [ARGS...]]\n"
+  "                                         an interactive shell (default /bin/sh) on a guest terminal\n"
+  "       vmexec inspect FILE               print the target of an ELF executable\n"
+  "       vmexec targets                    list the supported targets\n"
+  "       vmexec image build [TARGET] [--full] [--with PKG,...]\n"
+  "                                         build the guest image from Debian packages\n"
+  "       vmexec image list                 list the cached images\n"
+  "       vmexec image rm [TARGET|--all]    remove cached images\n"
+  "       vmexec image test [TARGET]        boot the image and wait for the agent\n"
+  "       vmexec status                     list the running guests\n"
+  "       vmexec stop TARGET|--all          stop running guests\n"
+  "       vmexec binfmt install [--force] TARGET...|--all\n"
+  "                                         programs of TARGET exec'd directly go to vmexec (root)\n"
+  "       vmexec binfmt install --print [TARGET...|--all]\n"
+  "                                         print those binfmt.d lines (systemd-binfmt) instead\n"
+  "       vmexec binfmt remove [TARGET...|--all]\n"
+  "                                         remove vmexec's binfmt_misc entries (root)\n"
+  "       vmexec binfmt status              who handles each target's programs\n"
+  "       vmexec --help | --version\n"
+  "\n"
+  "TARGET defaults to s390x. --image full (or VMEXEC_IMAGE=full) runs on a full Debian\n"
+  "userland (compilers, make, meson, cmake) instead of the minimal image (busybox, libc);\n"
+  "--persist keeps what runs change in its root (a writable layer in the cache).\n"
+  "Images are cached under $XDG_CACHE_HOME/vmexec.\n"
+  "Exit status: that of PROGRAM; 125 if vmexec failed, 126 if PROGRAM cannot be\n"
+  "executed, 127 if it does not exist. See vmexec(1).\n";
+
+/* The subcommands, as git's commands[]: vmexec NAME ARGS... calls FN with
+ * argv starting at NAME. Anything else is a program to run (cmd_run). */
+static const struct command {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+} commands[] = {
+  { "inspect", cmd_inspect },
+  { "image", cmd_image },
+  { "targets", cmd_targets },
+  { "status", cmd_status },
+  { "stop", cmd_stop },
+  { "binfmt", cmd_binfmt },
+  { "__supervise", cmd_supervise }, /* internal: started by guest_connect() */
+};
+
+int main(int argc, char **argv)
+{
+  /* Started by the kernel as the binfmt_misc interpreter (vmexec binfmt install). */
+  const char *self = argc > 0 ? strrchr(argv[0], '/') : NULL;
+  if (argc > 0 && strcmp(self ? self + 1 : argv[0], BINFMT_INTERP_NAME) == 0)
+    return cmd_binfmt_interp(argc, argv);
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return EXIT_TOOL_FAILED;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "--version") == 0) {
+    printf("vmexec %s\n", VMEXEC_VERSION);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(cmd, commands[i].name) == 0)
+      return commands[i].fn(argc - 1, argv + 1);
+  return cmd_run(argc, argv);
+}

@@ -1,0 +1,422 @@
+/* The client side of a call: run a program (or a command of the guest) in
+ * the guest and exit as it did: the same code, or death by the same signal.
+ *
+ * The call is a thin relay: it sends the run (and, with --copy, the program
+ * file) to the supervisor, copies stdin to the guest within the credit the
+ * agent grants, writes stdout and stderr as they come and grants credit for
+ * what it wrote, and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT. If the call
+ * itself is killed, the supervisor sees the socket close and cancels the run.
+ *
+ * vmexec --target TARGET [--shell] -- COMMAND [ARGS...] runs a command of the
+ * guest instead (client_run_command): looked up on the guest's PATH, the trees
+ * around the working directory shared. With --shell (-it) it runs on a
+ * pseudo-terminal in the guest: the caller's terminal is raw (terminal.c),
+ * Ctrl-C is a byte for the guest's line discipline, not a forwarded SIGINT,
+ * and window size changes follow (WIRE_WINSIZE). */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "elf-detect.h"
+#include "fail.h"
+#include "frame-conn.h"
+#include "run.h"
+#include "terminal.h"
+#include "writeback.h"
+
+extern char **environ;
+
+/* The run id this call uses on its connection (one run per call). */
+#define RUN_ID 1
+
+static noreturn void run_in_guest(struct run_options *o, const struct target *t, const struct share_roots *roots,
+                                  const char *path, const char *file, int argc, char **argv);
+
+static volatile sig_atomic_t pending_signals[NSIG];
+static int wake_pipe[2] = { -1, -1 };
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+
+static void on_signal(int sig)
+{
+  int saved = errno;
+  pending_signals[sig] = 1;
+  ssize_t ignored = write(wake_pipe[1], "", 1);
+  (void)ignored;
+  errno = saved;
+}
+
+static void install_forwarding(void)
+{
+  if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
+    fail(EXIT_TOOL_FAILED, "pipe: %s", strerror(errno));
+  struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: a blocked write returns */
+  sigemptyset(&sa.sa_mask);
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    sigaction(forwarded[i], &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* Send the program file ahead of the run, in frames the agent stores. */
+static void send_program(int sock, const char *path)
+{
+  CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd == -1 || fstat(fd, &st) == -1)
+    fail(EXIT_CANNOT_EXECUTE, "cannot read %s: %s", path, strerror(errno));
+  uint8_t head[PATH_MAX + 32];
+  struct wire_writer w;
+  wire_writer_init(&w, head, sizeof head);
+  wire_put_u32(&w, st.st_mode & 07777);
+  wire_put_u32(&w, (uint32_t)((uint64_t)st.st_size >> 32));
+  wire_put_u32(&w, (uint32_t)st.st_size);
+  wire_put_str(&w, "program");
+  if (frame_write(sock, WIRE_FILE, RUN_ID, head, w.len) == -1)
+    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+  static uint8_t chunk[256 * 1024];
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      fail(EXIT_CANNOT_EXECUTE, "cannot read %s: %s", path, strerror(errno));
+    if (n == 0)
+      break;
+    if (frame_write(sock, WIRE_FILE_DATA, RUN_ID, chunk, (size_t)n) == -1)
+      fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+  }
+}
+
+/* The trees the run sees at their host paths; the supervisor picks the
+ * generation (the first five fields). */
+static void send_share(int sock, const struct share_roots *roots)
+{
+  static uint8_t buf[WIRE_MAX_PAYLOAD];
+  struct wire_writer w;
+  wire_writer_init(&w, buf, sizeof buf);
+  for (int i = 0; i < 5; i++)
+    wire_put_u32(&w, 0);
+  wire_put_u32(&w, (uint32_t)roots->n);
+  for (size_t i = 0; i < roots->n; i++) {
+    wire_put_str(&w, roots->root[i].path);
+    wire_put_u32(&w, roots->root[i].writable ? WIRE_ROOT_WRITABLE : 0);
+  }
+  if (frame_write(sock, WIRE_SHARE, RUN_ID, buf, w.len) == -1)
+    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+}
+
+static void send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv)
+{
+  static uint8_t buf[WIRE_MAX_PAYLOAD];
+  struct wire_writer w;
+  wire_writer_init(&w, buf, sizeof buf);
+  mode_t mask = umask(0);
+  umask(mask);
+  char cwd[PATH_MAX];
+  if (!getcwd(cwd, sizeof cwd))
+    fail(EXIT_TOOL_FAILED, "cannot get the current directory: %s", strerror(errno));
+  wire_put_u32(&w, o->root ? 0 : getuid());
+  wire_put_u32(&w, o->root ? 0 : getgid());
+  wire_put_u32(&w, mask);
+  wire_put_u32(&w, (o->copy ? WIRE_RUN_COPY : 0) | o->run_flags);
+  wire_put_str(&w, cwd);
+  wire_put_str(&w, file);
+  wire_put_u32(&w, (uint32_t)argc);
+  for (int i = 0; i < argc; i++)
+    wire_put_str(&w, argv[i]);
+  uint32_t envc = 0;
+  for (char **e = environ; *e; e++)
+    envc++;
+  wire_put_u32(&w, envc);
+  for (char **e = environ; *e; e++)
+    wire_put_str(&w, *e);
+  gid_t groups[256];
+  int ngroups = o->root ? 0 : getgroups(256, groups);
+  if (ngroups < 0)
+    ngroups = 0;
+  wire_put_u32(&w, (uint32_t)ngroups);
+  for (int i = 0; i < ngroups; i++)
+    wire_put_u32(&w, groups[i]);
+  if (!w.ok)
+    fail(EXIT_CANNOT_EXECUTE, "the arguments and environment are larger than vmexec can send (%d KiB); make them smaller",
+         WIRE_MAX_PAYLOAD / 1024);
+  if (frame_write(sock, WIRE_RUN, RUN_ID, buf, w.len) == -1)
+    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+}
+
+/* The caller's window size as a WIRE_WINSIZE payload into b; its length. */
+static size_t winsize_payload(uint8_t b[8])
+{
+  uint32_t rows = 0, cols = 0;
+  terminal_size(&rows, &cols);
+  struct wire_writer w;
+  wire_writer_init(&w, b, 8);
+  wire_put_u32(&w, rows);
+  wire_put_u32(&w, cols);
+  return w.len;
+}
+
+/* --shell: the caller's terminal goes raw when it is one (it comes back at
+ * exit and before death by a signal), SIGINT and SIGQUIT are no longer
+ * forwarded (Ctrl-C is a byte the guest's terminal turns into SIGINT for its
+ * foreground job; sent to vmexec from elsewhere, they end the call), and the
+ * window size goes to the guest now and on every SIGWINCH. */
+static void start_terminal(int sock)
+{
+  terminal_make_raw(0);
+  terminal_die_on(SIGINT);
+  terminal_die_on(SIGQUIT);
+  struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGWINCH, &sa, NULL);
+  uint8_t b[8];
+  if (frame_write(sock, WIRE_WINSIZE, RUN_ID, b, winsize_payload(b)) == -1)
+    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+}
+
+static noreturn void die_like(int how, uint32_t value, const char *msg)
+{
+  terminal_restore(); /* --shell: before dying of a signal too */
+  if (how == WIRE_EXITED)
+    exit((int)(value & 0xff));
+  if (how == WIRE_SIGNALED) {
+    int sig = wire_signal_to_native(value);
+    if (sig <= 0)
+      exit(128 + (int)(value & 0x7f));
+    /* Die of the same signal, without a core file of vmexec. */
+    struct rlimit no_core = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    exit(128 + sig);
+  }
+  fail(value >= 125 && value <= 127 ? (int)value : EXIT_TOOL_FAILED, "%s", msg);
+}
+
+/* Relay until the run's WIRE_EXIT, then exit as the program did. Returns
+ * only if the connection ended before anything at all came back (a
+ * supervisor that was just stopping): the caller may retry. */
+static void relay(int sock, struct writeback *wb)
+{
+  struct frame_conn conn;
+  if (frame_conn_init(&conn, sock) == -1)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
+  uint32_t stdin_credit = WIRE_WINDOW;
+  bool stdin_open = true, got_any = false;
+  bool out_broken[3] = { false, false, false };
+  static uint8_t inbuf[64 * 1024];
+
+  for (;;) {
+    struct pollfd pf[3] = {
+      { .fd = sock, .events = POLLIN | (frame_conn_pending(&conn) ? POLLOUT : 0) },
+      { .fd = wake_pipe[0], .events = POLLIN },
+      { .fd = stdin_open && stdin_credit > 0 ? 0 : -1, .events = POLLIN },
+    };
+    if (poll(pf, 3, -1) == -1 && errno != EINTR)
+      fail(EXIT_TOOL_FAILED, "poll: %s", strerror(errno));
+
+    char drain[64];
+    while (read(wake_pipe[0], drain, sizeof drain) > 0) {
+    }
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+      if (pending_signals[forwarded[i]]) {
+        pending_signals[forwarded[i]] = 0;
+        frame_conn_queue_u32(&conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(forwarded[i]));
+      }
+    if (pending_signals[SIGWINCH]) { /* --shell only */
+      pending_signals[SIGWINCH] = 0;
+      uint8_t b[8];
+      frame_conn_queue(&conn, WIRE_WINSIZE, RUN_ID, b, winsize_payload(b));
+    }
+
+    if (pf[2].revents) {
+      size_t want = stdin_credit < sizeof inbuf ? stdin_credit : sizeof inbuf;
+      ssize_t n = read(0, inbuf, want);
+      if (n > 0) {
+        frame_conn_queue(&conn, WIRE_STDIN, RUN_ID, inbuf, (size_t)n);
+        stdin_credit -= (uint32_t)n;
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        frame_conn_queue(&conn, WIRE_STDIN, RUN_ID, NULL, 0); /* end of file */
+        stdin_open = false;
+      }
+    }
+
+    if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      int rc = frame_conn_fill(&conn);
+      struct wire_header h;
+      const uint8_t *p;
+      int got;
+      while ((got = frame_conn_next(&conn, &h, &p)) == 1) {
+        got_any = true;
+        struct wire_reader r;
+        wire_reader_init(&r, p, h.length);
+        if (h.type == WIRE_STDOUT || h.type == WIRE_STDERR) {
+          int fd = h.type == WIRE_STDOUT ? 1 : 2;
+          size_t done = 0;
+          while (!out_broken[fd] && done < h.length) {
+            ssize_t n = write(fd, p + done, h.length - done);
+            if (n > 0)
+              done += (size_t)n;
+            else if (n < 0 && errno == EPIPE) {
+              /* The reader is gone: on the target, the writer would get SIGPIPE. */
+              out_broken[fd] = true;
+              frame_conn_queue_u32(&conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(SIGPIPE));
+            } else if (n < 0 && errno != EINTR && errno != EAGAIN)
+              out_broken[fd] = true;
+          }
+          frame_conn_queue_u32(&conn, WIRE_CREDIT, RUN_ID, h.length);
+        } else if (h.type == WIRE_WB || h.type == WIRE_WB_DATA) {
+          writeback_frame(wb, h.type, p, h.length);
+          if (h.type == WIRE_WB_DATA) /* counted against the output window */
+            frame_conn_queue_u32(&conn, WIRE_CREDIT, RUN_ID, h.length);
+        } else if (h.type == WIRE_CREDIT) {
+          stdin_credit += wire_get_u32(&r);
+        } else if (h.type == WIRE_EXIT) {
+          uint32_t how = wire_get_u32(&r);
+          uint32_t value = wire_get_u32(&r);
+          char msg[PATH_MAX + 1024];
+          if (!wire_get_str(&r, msg, sizeof msg))
+            snprintf(msg, sizeof msg, "the guest failed");
+          writeback_abort(wb);
+          die_like((int)how, value, msg);
+        }
+      }
+      if (got == -1)
+        fail(EXIT_TOOL_FAILED, "malformed frame from the guest's supervisor; stop it with 'vmexec stop --all'");
+      if (rc <= 0) {
+        if (!got_any) {
+          frame_conn_free(&conn);
+          return;
+        }
+        fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor; see its log under %s",
+             "$XDG_RUNTIME_DIR/vmexec");
+      }
+    }
+    if (frame_conn_flush(&conn) == -1) {
+      if (!got_any) {
+        frame_conn_free(&conn);
+        return;
+      }
+      fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor: %s", strerror(errno));
+    }
+  }
+}
+
+noreturn void client_run_program(struct run_options *o, const char *path, int argc, char **argv)
+{
+  struct elf_info info;
+  char err[1024];
+  int status = elf_detect(path, &info, err, sizeof err);
+  if (status != 0)
+    fail(status, "%s", err);
+
+  static struct share_roots roots;
+  char real[PATH_MAX];
+  if (!o->copy) {
+    share_roots_find(&roots, path, info.target, o->shares, o->nshares);
+    if (!realpath(path, real))
+      fail(EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
+  }
+  run_in_guest(o, info.target, &roots, path, o->copy ? "program" : real, argc, argv);
+}
+
+/* Send the run to the T guest and relay it until it ends; exit as it did.
+ * FILE is what the guest executes; with --copy, PATH is the file sent. */
+static noreturn void run_in_guest(struct run_options *o, const struct target *t, const struct share_roots *roots,
+                                  const char *path, const char *file, int argc, char **argv)
+{
+  struct writeback wb;
+  writeback_init(&wb, roots);
+
+  install_forwarding();
+  for (int attempt = 0;; attempt++) {
+    int sock = guest_connect(t, o->kind);
+    if (o->copy)
+      send_program(sock, path);
+    else
+      send_share(sock, roots);
+    send_run(sock, o, file, argc, argv);
+    if (o->pty)
+      start_terminal(sock);
+    relay(sock, &wb); /* returns only when it may retry */
+    close(sock);
+    if (attempt == 3)
+      fail(EXIT_TOOL_FAILED, "the %s guest's supervisor keeps closing the connection; see its log under %s",
+           t->name, "$XDG_RUNTIME_DIR/vmexec");
+  }
+}
+
+/* A command given as a path (with a slash) is a file of the caller's, shared
+ * with the guest -- unless it is under the guest's own system directories,
+ * which the share never covers: /bin/sh is the guest's shell. */
+static bool is_guest_system_path(const char *cmd)
+{
+  static const char *const dirs[] = { "/bin/", "/sbin/", "/usr/", "/lib", "/etc/", "/proc/", "/sys/", "/dev/" };
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+    if (strncmp(cmd, dirs[i], strlen(dirs[i])) == 0)
+      return true;
+  return false;
+}
+
+/* A host file run with --target: a script or other non-ELF file goes to the
+ * guest as it is (its #! interpreter is the guest's); an ELF program must be
+ * one of T. */
+static void check_host_command(const struct target *t, const char *path)
+{
+  CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1)
+    fail(errno == ENOENT || errno == ENOTDIR ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE, "%s: %s", path,
+         strerror(errno));
+  unsigned char head[SELFMAG];
+  if (read(fd, head, sizeof head) != (ssize_t)sizeof head || memcmp(head, ELFMAG, SELFMAG) != 0)
+    return;
+  struct elf_info info;
+  char err[1024];
+  int status = elf_detect(path, &info, err, sizeof err);
+  if (status != 0)
+    fail(status, "%s", err);
+  if (info.target != t)
+    fail(EXIT_CANNOT_EXECUTE, "%s is a program for %s, not %s; drop --target (vmexec picks the guest from the "
+         "ELF header) or use --target %s", path, info.target->name, t->name, info.target->name);
+}
+
+noreturn void client_run_command(struct run_options *o, int argc, char **argv)
+{
+  /* busybox's sh edits lines; the full image's /bin/sh (dash) does not, bash does. */
+  static char *default_shell[] = { "/bin/sh", NULL }, *full_shell[] = { "/bin/bash", NULL };
+  if (argc == 0 && !o->pty)
+    fail(EXIT_TOOL_FAILED, "no command given; usage: vmexec --target TARGET [--shell] -- COMMAND [ARGS...]");
+  if (argc == 0) {
+    argc = 1;
+    argv = o->kind != IMAGE_MINIMAL ? full_shell : default_shell;
+  }
+  if (o->copy)
+    fail(EXIT_TOOL_FAILED, "--copy sends a program file to the guest; it does not go with --target, drop it");
+  o->run_flags |= WIRE_RUN_SEARCH_PATH | (o->pty ? WIRE_RUN_PTY : 0);
+  const char *file = argv[0], *program = NULL;
+  static char real[PATH_MAX];
+  if (strchr(file, '/') && !is_guest_system_path(file)) {
+    check_host_command(o->target, file);
+    if (!realpath(file, real))
+      fail(EXIT_NOT_FOUND, "%s: %s", file, strerror(errno));
+    program = file;
+    file = real;
+  }
+  static struct share_roots roots;
+  share_roots_find(&roots, program, o->target, o->shares, o->nshares);
+  run_in_guest(o, o->target, &roots, NULL, file, argc, argv);
+}

@@ -1,0 +1,203 @@
+/* image_build: resolve the packages, and unless the cache already holds the
+ * image they make, download, extract, pick the kernel modules and write the
+ * initramfs into a temporary directory that is renamed into place. */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fail.h"
+#include "image-apt.h"
+#include "image-cache.h"
+#include "image-initramfs.h"
+#include "image-modules.h"
+#include "subprocess.h"
+#include "util.h"
+#include "image.h"
+#include "paths.h"
+
+/* The user space of every image: the agent is static, but the programs it
+ * runs need the target's libc, and busybox gives the guest a shell. */
+static const char *const base_packages[] = {"busybox-static", "libc6", "libgcc-s1", "libstdc++6", "libc-bin"};
+
+/* What the agent needs from the kernel: the console port, the share disk,
+ * loop and overlay for writes, and the file systems of share generations;
+ * 9p only so that bench/ can compare the share with virtio-9p. */
+static const char *const base_modules[] = {"virtio_console", "virtio_blk", "loop",         "overlay",
+                                           "erofs",          "ext4",       "9pnet_virtio", "9p"};
+
+/* Package content the guest never reads. The kernel and its modules are
+ * added by hand (only the modules the agent loads). */
+static const char *const pruned[] = {
+  "boot", "lib/modules", "usr/lib/linux-image-*", "usr/share/doc", "usr/share/man", "usr/share/info",
+  "usr/share/locale", "usr/share/lintian", "usr/share/bug", NULL,
+};
+
+static void extract(const struct progress *p, const struct apt_resolution *r, const char *debs, const char *root)
+{
+  step(p, "extracting %zu packages", r->n + 1);
+  for (size_t i = 0; i <= r->n; i++) {
+    const struct deb *d = i == r->n ? &r->kernel : &r->debs[i];
+    CLEANUP_FREE char *deb = xasprintf("%s/%s", debs, d->file);
+    char *argv[] = {"dpkg-deb", "-x", deb, (char *)root, NULL};
+    char line[512];
+    int st = run_checked(argv, line, sizeof line);
+    if (st != 0)
+      fail(EXIT_TOOL_FAILED, "[%s] cannot extract %s: %s; %s", p->name, deb, line,
+           st == -1 ? "install dpkg" : "remove the file and build again");
+  }
+}
+
+/* The one directory under ROOT/lib/modules. */
+static char *kernel_version(const struct target *t, const char *root)
+{
+  CLEANUP_FREE char *dir = xasprintf("%s/lib/modules", root);
+  DIR *d = opendir(dir);
+  char *version = NULL;
+  struct dirent *e;
+  while (d && (e = readdir(d)))
+    if (e->d_name[0] != '.') {
+      if (version)
+        fail(EXIT_TOOL_FAILED, "[%s] more than one kernel in %s; remove %s/debs and build again", t->name, dir,
+             cache_dir());
+      version = xstrdup(e->d_name);
+    }
+  if (d)
+    closedir(d);
+  if (!version)
+    fail(EXIT_TOOL_FAILED, "[%s] the kernel package has no modules (%s); check the kernel package %s", t->name, dir,
+         t->kernel_package);
+  return version;
+}
+
+/* Move boot/vmlinuz-VERSION (or vmlinux-, which ppc64el ships) to DEST. */
+static void take_kernel(const struct target *t, const char *root, const char *version, const char *dest)
+{
+  const char *names[] = {"vmlinuz", "vmlinux"};
+  for (size_t i = 0; i < 2; i++) {
+    CLEANUP_FREE char *path = xasprintf("%s/boot/%s-%s", root, names[i], version);
+    if (rename(path, dest) == 0)
+      return;
+  }
+  fail(EXIT_TOOL_FAILED, "[%s] no boot/vmlinuz-%s or boot/vmlinux-%s in the kernel package; check %s", t->name, version,
+       version, t->kernel_package);
+}
+
+/* Add "lib/modules/..." and every parent directory of the module path to IR. */
+static void add_parents(struct initramfs *ir, const char *path)
+{
+  CLEANUP_FREE char *copy = xstrdup(path);
+  for (char *s = strchr(copy, '/'); s; s = strchr(s + 1, '/')) {
+    *s = '\0';
+    initramfs_add_dir(ir, copy, 0755);
+    *s = '/';
+  }
+}
+
+static void write_initramfs(const struct progress *p, const char *root, const char *version, const char *agent,
+                            const struct strv *modules, const char *out)
+{
+  struct initramfs *ir = initramfs_new();
+  initramfs_add_tree(ir, root, pruned);
+  const char *dirs[] = {"dev", "proc", "sys", "run", "etc", "etc/vmexec"};
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+    initramfs_add_dir(ir, dirs[i], 0755);
+  initramfs_add_dir(ir, "tmp", 01777);
+  /* /init writes to the console before it can mount devtmpfs. */
+  initramfs_add_chardev(ir, "dev/console", 0600, 5, 1);
+  initramfs_add_file(ir, "init", agent, 0755);
+  if (initramfs_has(ir, "bin/busybox") && !initramfs_has(ir, "bin/sh"))
+    initramfs_add_symlink(ir, "bin/sh", "busybox");
+
+  struct strv list = {0};
+  for (size_t i = 0; i < modules->n; i++) {
+    CLEANUP_FREE char *path = xasprintf("lib/modules/%s/%s", version, modules->v[i]);
+    CLEANUP_FREE char *host = xasprintf("%s/%s", root, path);
+    add_parents(ir, path);
+    initramfs_add_module(ir, path, host);
+    strv_pushf(&list, "/%s\n", path);
+  }
+  CLEANUP_FREE char *text = strv_join(&list, "");
+  strv_free(&list);
+  /* The agent loads these in this order (dependencies first). */
+  initramfs_add_data(ir, "etc/vmexec/modules", text, 0644);
+  CLEANUP_FREE char *info = xasprintf("target %s\nkernel-version %s\n", p->name, version);
+  initramfs_add_data(ir, "etc/vmexec/image", info, 0644);
+
+  char size[32];
+  step(p, "writing initramfs (%s)", human_size(initramfs_data_size(ir), size, sizeof size));
+  initramfs_write(ir, out);
+  initramfs_free(ir);
+}
+
+static void write_manifest(const struct target *t, const char *version, const struct strv *files, const char *key,
+                           const char *with, const char *path)
+{
+  CLEANUP_FREE char *pkgs = strv_join(files, " ");
+  CLEANUP_FREE char *text =
+    xasprintf("target %s\nkernel-version %s\npackages %s\nkey %s\ncreated %lld\nwith %s\nformat %d\n", t->name, version,
+              pkgs, key, (long long)time(NULL), with, IMAGE_FORMAT);
+  if (write_file_atomic(path, text, strlen(text)) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot write %s: %s; check the free space in %s", path, strerror(errno), cache_dir());
+}
+
+int image_build(const struct target *t, const struct image_options *opt, char *dir)
+{
+  struct strv pkgs = {0};
+  for (size_t i = 0; i < sizeof base_packages / sizeof base_packages[0]; i++)
+    strv_push(&pkgs, base_packages[i]);
+  CLEANUP_FREE char *with = image_with(opt ? opt->with : NULL, &pkgs);
+  strv_sort_unique(&pkgs);
+
+  CLEANUP_FREE char *agent = agent_path(t);
+  CLEANUP_FREE char *agent_bytes = NULL;
+  size_t agent_len;
+  if (read_file(agent, &agent_bytes, &agent_len) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot read the guest agent %s: %s; rebuild vmexec", agent, strerror(errno));
+
+  struct image_spec spec = {
+    .kind = "image", .format = IMAGE_FORMAT, .link = t->name, .kernel_meta = t->kernel_package, .pkgs = &pkgs,
+    .with = with, .extra = agent_bytes, .extra_len = agent_len, .quiet = opt && opt->quiet,
+  };
+  struct image_job j;
+  bool build = image_job_start(&j, t, &spec, dir);
+  strv_free(&pkgs);
+  if (!build)
+    return 0;
+
+  CLEANUP_FREE char *root = xasprintf("%s/root", j.staging);
+  CLEANUP_FREE char *out = xasprintf("%s/image", j.staging);
+  if (mkdir(root, 0755) == -1 || mkdir(out, 0755) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot create a directory in %s: %s; check the free space", j.staging, strerror(errno));
+
+  extract(&j.p, &j.r, j.debs, root);
+  CLEANUP_FREE char *version = kernel_version(t, root);
+
+  step(&j.p, "resolving modules");
+  CLEANUP_FREE char *moddir = xasprintf("%s/lib/modules/%s", root, version);
+  const char *wanted[sizeof base_modules / sizeof base_modules[0] + 1];
+  size_t n_wanted = 0;
+  if (transport_module(t->transport))
+    wanted[n_wanted++] = transport_module(t->transport);
+  for (size_t i = 0; i < sizeof base_modules / sizeof base_modules[0]; i++)
+    wanted[n_wanted++] = base_modules[i];
+  struct strv modules = {0};
+  modules_resolve(moddir, wanted, n_wanted, &modules);
+
+  CLEANUP_FREE char *initrd = xasprintf("%s/initrd", out);
+  CLEANUP_FREE char *kernel = xasprintf("%s/kernel", out);
+  CLEANUP_FREE char *manifest = xasprintf("%s/manifest", out);
+  write_initramfs(&j.p, root, version, agent, &modules, initrd);
+  strv_free(&modules);
+  take_kernel(t, root, version, kernel);
+  /* The manifest is written last and the directory appears whole. */
+  write_manifest(t, version, &j.files, j.key, with, manifest);
+  image_job_finish(&j, out, dir);
+  return 0;
+}

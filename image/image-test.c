@@ -1,0 +1,301 @@
+/* `vmexec image test`: boot an image, wait for the agent's hello on the
+ * virtio-serial port, report how long it took, stop the guest. Everything of
+ * the boot (sockets, console log, qemu's own messages) lives in a private
+ * temporary directory, removed on success and kept on failure so the console
+ * log named in the message can be read. */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "console-log.h"
+#include "fail.h"
+#include "frame-conn.h"
+#include "qemu-cmdline.h"
+#include "image-test.h"
+#include "sockets.h"
+#include "wire.h"
+
+#define DEFAULT_BOOT_TIMEOUT 120 /* seconds; s390x needs ~5 s, ppc64el ~13 s under TCG */
+
+struct boot {
+  const struct target *t;
+  char dir[sizeof ((struct sockaddr_un *)0)->sun_path]; /* short: socket paths live in it */
+  char serial[PATH_MAX], console[PATH_MAX], qemu_log[PATH_MAX];
+  pid_t pid;   /* qemu, until reaped */
+  int status;  /* qemu's wait status once reaped */
+};
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* SIGTERM makes qemu exit at once (the guest has nothing to save); SIGKILL
+ * if it does not within 5 s. Reaps it. */
+static void stop_qemu(struct boot *b)
+{
+  if (b->pid <= 0)
+    return;
+  kill(b->pid, SIGTERM);
+  for (int waited = 0;; waited += 10) {
+    pid_t r = waitpid(b->pid, &b->status, waited < 5000 ? WNOHANG : 0);
+    if (r == b->pid || (r == -1 && errno != EINTR))
+      break;
+    if (waited == 5000)
+      kill(b->pid, SIGKILL);
+    struct timespec ts = { 0, 10 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+  }
+  b->pid = -1;
+}
+
+static double boot_timeout(void)
+{
+  const char *env = getenv("VMEXEC_BOOT_TIMEOUT");
+  if (env && *env) {
+    char *end;
+    double v = strtod(env, &end);
+    if (*end == '\0' && v > 0)
+      return v;
+    warning("ignoring VMEXEC_BOOT_TIMEOUT=%s: not a positive number of seconds", env);
+  }
+  return DEFAULT_BOOT_TIMEOUT;
+}
+
+/* A private directory for the boot's files, short enough for socket paths. */
+static int make_tmpdir(struct boot *b)
+{
+  const char *bases[] = { getenv("XDG_RUNTIME_DIR"), "/tmp" };
+  for (size_t i = 0; i < 2; i++) {
+    const char *base = bases[i];
+    if (!base || base[0] != '/')
+      continue;
+    int n = snprintf(b->dir, sizeof b->dir, "%s/vmexec-test-XXXXXX", base);
+    /* + "/serial.sock" must fit in sun_path */
+    if (n < 0 || (size_t)n + 12 >= sizeof ((struct sockaddr_un *)0)->sun_path)
+      continue;
+    if (mkdtemp(b->dir))
+      return 0;
+  }
+  return -1;
+}
+
+static void path_in(const struct boot *b, const char *name, char *out)
+{
+  snprintf(out, PATH_MAX, "%s/%s", b->dir, name);
+}
+
+static void remove_tmpdir(const struct boot *b)
+{
+  unlink(b->serial);
+  unlink(b->console);
+  unlink(b->qemu_log);
+  rmdir(b->dir);
+}
+
+static bool file_nonempty(const char *path)
+{
+  struct stat st;
+  return stat(path, &st) == 0 && st.st_size > 0;
+}
+
+static void print_indented(const char *text)
+{
+  for (const char *s = text; *s;) {
+    const char *nl = strchr(s, '\n');
+    int len = nl ? (int)(nl - s) : (int)strlen(s);
+    fprintf(stderr, "    %.*s\n", len, s);
+    s += len + (nl != NULL);
+  }
+}
+
+/* One line naming the cause and the fix, then the last console lines (and
+ * qemu's own last words when it exited by itself), indented. Returns 125. */
+static int boot_failed(struct boot *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int boot_failed(struct boot *b, const char *fmt, ...)
+{
+  bool qemu_exited = b->pid <= 0;
+  stop_qemu(b);
+  char line[1536];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  warning("%s: %s; console log: %s", b->t->name, line, b->console);
+  char cause[512], tail[CONSOLE_LINES * 260];
+  console_report(b->console, cause, sizeof cause, tail, sizeof tail);
+  print_indented(tail);
+  if (qemu_exited) {
+    console_tail(b->qemu_log, CONSOLE_LINES, tail, sizeof tail);
+    if (tail[0]) {
+      fprintf(stderr, "  %s said:\n", b->t->qemu_binary);
+      print_indented(tail);
+    }
+  }
+  return EXIT_TOOL_FAILED;
+}
+
+/* The hello payload: u32 version, str kernel release, str machine. */
+static int got_hello(struct boot *b, const uint8_t *p, size_t n, double elapsed)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  uint32_t version = wire_get_u32(&r);
+  char kernel[256], machine[64];
+  wire_get_str(&r, kernel, sizeof kernel);
+  wire_get_str(&r, machine, sizeof machine);
+  if (!r.ok)
+    return boot_failed(b, "the agent's hello is malformed; rebuild the image with 'vmexec image build %s'", b->t->name);
+  if (version != WIRE_VERSION)
+    return boot_failed(b, "the agent speaks wire version %u, this vmexec speaks %u; rebuild the image with 'vmexec image build %s'",
+                       (unsigned)version, (unsigned)WIRE_VERSION, b->t->name);
+  printf("%s: agent hello after %.2f s (kernel %s, machine %s)\n", b->t->name, elapsed, kernel, machine);
+  fflush(stdout);
+  stop_qemu(b);
+  remove_tmpdir(b);
+  return 0;
+}
+
+static int describe_exit(const struct boot *b, char *buf, size_t cap)
+{
+  if (WIFEXITED(b->status))
+    return snprintf(buf, cap, "qemu exited with status %d", WEXITSTATUS(b->status));
+  if (WIFSIGNALED(b->status))
+    return snprintf(buf, cap, "qemu was killed by signal %d", WTERMSIG(b->status));
+  return snprintf(buf, cap, "qemu stopped");
+}
+
+int image_test(const struct target *t, const char *dir)
+{
+  struct boot b = { .t = t, .pid = -1 };
+  char kernel[PATH_MAX], initrd[PATH_MAX], bin[PATH_MAX];
+  snprintf(kernel, sizeof kernel, "%s/kernel", dir);
+  snprintf(initrd, sizeof initrd, "%s/initrd", dir);
+  if (access(kernel, R_OK) == -1 || access(initrd, R_OK) == -1) {
+    warning("%s: the image in %s is incomplete (%s: %s); rebuild it with 'vmexec image build %s'", t->name, dir,
+            access(kernel, R_OK) == -1 ? "kernel" : "initrd", strerror(errno), t->name);
+    return EXIT_TOOL_FAILED;
+  }
+  if (qemu_find(t, bin, sizeof bin) == -1) {
+    warning("%s is not installed; install it with 'apt-get install %s'", t->qemu_binary, t->qemu_package);
+    return EXIT_TOOL_FAILED;
+  }
+  if (make_tmpdir(&b) == -1) {
+    warning("cannot create a temporary directory in $XDG_RUNTIME_DIR or /tmp: %s; set XDG_RUNTIME_DIR to a "
+            "writable directory with a short path", strerror(errno));
+    return EXIT_TOOL_FAILED;
+  }
+  path_in(&b, "serial.sock", b.serial);
+  path_in(&b, "console.log", b.console);
+  path_in(&b, "qemu.log", b.qemu_log);
+
+  struct qemu_options o = {
+    .target = t,
+    .image_dir = dir,
+    .serial_socket = b.serial,
+    .console_log = b.console,
+    .qemu_log = b.qemu_log,
+  };
+  double timeout = boot_timeout();
+  double start = now_s();
+  b.pid = qemu_spawn(&o, sigmask_empty());
+  if (b.pid < 0) {
+    int err = (int)-b.pid;
+    b.pid = -1;
+    if (err == ENOENT)
+      warning("%s is not installed; install it with 'apt-get install %s'", t->qemu_binary, t->qemu_package);
+    else
+      warning("cannot start %s: %s", bin, strerror(err));
+    remove_tmpdir(&b);
+    return EXIT_TOOL_FAILED;
+  }
+
+  struct frame_conn fc;
+  if (frame_conn_init(&fc, -1) == -1)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  int rc = -1;
+  while (rc == -1) {
+    /* qemu creates the socket soon after it starts; until then, retry. */
+    if (fc.fd < 0) {
+      fc.fd = unix_connect(b.serial, true);
+      if (fc.fd < 0 && errno != ENOENT && errno != ECONNREFUSED) {
+        rc = boot_failed(&b, "cannot connect to %s: %s", b.serial, strerror(errno));
+        break;
+      }
+    }
+    struct pollfd p = { .fd = fc.fd, .events = POLLIN };
+    if (poll(&p, 1, fc.fd < 0 ? 20 : 100) == -1 && errno != EINTR) {
+      rc = boot_failed(&b, "poll: %s", strerror(errno));
+      break;
+    }
+    if (p.revents) {
+      int r = frame_conn_fill(&fc);
+      struct wire_header h;
+      const uint8_t *payload;
+      int f = frame_conn_next(&fc, &h, &payload);
+      if (f == 1 && h.type == WIRE_HELLO)
+        rc = got_hello(&b, payload, h.length, now_s() - start);
+      else if (f == 1)
+        rc = boot_failed(&b, "the agent sent a frame of type %u before its hello; rebuild the image with 'vmexec image "
+                             "build %s'", (unsigned)h.type, t->name);
+      else if (f == -1)
+        rc = boot_failed(&b, "the agent sent a malformed frame instead of its hello; rebuild the image with "
+                             "'vmexec image build %s'", t->name);
+      else if (r <= 0) {
+        /* qemu closed the socket: it is exiting; the waitpid below says how. */
+        close(fc.fd);
+        fc.fd = -1;
+      }
+      if (rc != -1)
+        break;
+    }
+    if (waitpid(b.pid, &b.status, WNOHANG) == b.pid) {
+      b.pid = -1;
+      char how[128];
+      describe_exit(&b, how, sizeof how);
+      char qemu_said[512] = "", cause[512];
+      if (file_nonempty(b.qemu_log))
+        console_last_line(b.qemu_log, qemu_said, sizeof qemu_said);
+      char excerpt[CONSOLE_LINES * 260];
+      console_report(b.console, cause, sizeof cause, excerpt, sizeof excerpt);
+      if (qemu_said[0] && !WIFEXITED(b.status))
+        rc = boot_failed(&b, "%s before the agent said hello (%s); check the qemu installation", how, qemu_said);
+      else if (qemu_said[0] && WEXITSTATUS(b.status) != 0)
+        rc = boot_failed(&b, "%s before the agent said hello (%s); rebuild the image with 'vmexec image build %s'",
+                         how, qemu_said, t->name);
+      else if (cause[0])
+        rc = boot_failed(&b, "the guest stopped before the agent said hello (%s); rebuild the image with 'vmexec "
+                             "image build %s'", cause, t->name);
+      else if (!file_nonempty(b.console))
+        rc = boot_failed(&b, "the guest stopped before the agent said hello, without a word on the console (%s after "
+                         "%.1f s): the kernel did not start; rebuild the image with 'vmexec image build %s'",
+                         how, now_s() - start, t->name);
+      else
+        rc = boot_failed(&b, "the guest stopped before the agent said hello (%s after %.1f s); rebuild the image "
+                             "with 'vmexec image build %s'", how, now_s() - start, t->name);
+      break;
+    }
+    if (now_s() - start > timeout) {
+      rc = boot_failed(&b, "no hello from the agent within %.0f s; the image may be broken (rebuild it with 'vmexec image "
+                           "build %s') or the host slow (set VMEXEC_BOOT_TIMEOUT=SECONDS to wait longer)",
+                       timeout, t->name);
+      break;
+    }
+  }
+  if (fc.fd >= 0)
+    close(fc.fd);
+  frame_conn_free(&fc);
+  return rc;
+}

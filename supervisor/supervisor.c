@@ -1,0 +1,731 @@
+/* The supervisor: one process per user and guest. It owns qemu, speaks to the
+ * agent over the virtio-serial port, and routes the frames of every vmexec call
+ * connected to its control socket to the agent and back, renumbering runs so
+ * that concurrent calls share one guest. It stops after an idle time, on
+ * `vmexec stop`, or when the guest dies; then every run in flight ends with
+ * status 125 and a line naming the console log.
+ *
+ * One poll() loop; every fd is non-blocking. Stream data is bounded by the
+ * credit window of each run, so a slow reader never makes the supervisor buffer
+ * without limit, and one run's slow reader never stalls another run. */
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "console-log.h"
+#include "fail.h"
+#include "frame-conn.h"
+#include "qemu-cmdline.h"
+#include "qmp.h"
+#include "nbdkit.h"
+#include "rundir.h"
+#include "share-host.h"
+#include "sockets.h"
+
+/* A client may not push more into the agent's queue than this before the
+ * supervisor stops reading from it (programs sent with --copy are large). */
+#define AGENT_BACKLOG_LIMIT (4u * 1024 * 1024)
+
+struct client {
+  int fd;
+  struct frame_conn conn;
+  struct client *next;
+};
+
+struct run {
+  uint32_t id;            /* the agent's run id */
+  struct client *client;  /* NULL once the caller went away: output is dropped */
+  uint32_t client_run;    /* the run id the caller uses */
+  bool refused;           /* told the caller it failed: drop its frames */
+  struct run *next;
+};
+
+struct supervisor {
+  const struct target *t;
+  char name[64];            /* the guest's: "s390x", "s390x-full" */
+  char dir[PATH_MAX];
+  char image_dir[PATH_MAX];
+  char rootfs[PATH_MAX];    /* a full image's root filesystem, or "" */
+  char root_sock[PATH_MAX];
+  pid_t root_nbdkit;
+  char layer[PATH_MAX];     /* its persistent writable layer, or "" */
+  char layer_sock[PATH_MAX];
+  pid_t layer_nbdkit;
+  char control_path[PATH_MAX], serial_path[PATH_MAX], qmp_path[PATH_MAX], console_path[PATH_MAX];
+  char qemu_log_path[PATH_MAX];
+  int listen_fd, sig_fd;
+  pid_t qemu_pid;
+  int agent_fd;
+  struct frame_conn agent;
+  bool ready;                /* the agent said hello */
+  struct client *clients;
+  struct run *runs;
+  uint32_t next_run_id;
+  unsigned long runs_served;
+  long long started_ms, idle_since_ms, boot_deadline_ms;
+  long long idle_ms;
+  char kernel[128], machine[64];
+  struct share_host *share; /* NULL: no share (share_why says why) */
+  char share_why[512];
+  struct qemu_options qo;   /* how qemu was started, to boot again */
+  int boots;
+};
+
+static long long now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  time_t now = time(NULL);
+  char stamp[32];
+  strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&now));
+  fprintf(stderr, "%s ", stamp);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* A number from the environment (seconds, MiB, ...), or DFLT when unset or bad. */
+static double env_number(const char *name, double dflt)
+{
+  const char *v = getenv(name);
+  if (!v || !*v)
+    return dflt;
+  char *end;
+  double x = strtod(v, &end);
+  if (*end != '\0' || x < 0) {
+    logf_("ignoring %s=%s: not a number", name, v);
+    return dflt;
+  }
+  return x;
+}
+
+static struct run *run_by_id(struct supervisor *s, uint32_t id)
+{
+  for (struct run *r = s->runs; r; r = r->next)
+    if (r->id == id)
+      return r;
+  return NULL;
+}
+
+static struct run *run_by_client(struct supervisor *s, struct client *c, uint32_t client_run)
+{
+  for (struct run *r = s->runs; r; r = r->next)
+    if (r->client == c && r->client_run == client_run)
+      return r;
+  return NULL;
+}
+
+static void run_remove(struct supervisor *s, struct run *gone)
+{
+  for (struct run **p = &s->runs; *p; p = &(*p)->next)
+    if (*p == gone) {
+      *p = gone->next;
+      free(gone);
+      return;
+    }
+}
+
+static void queue_to_agent(struct supervisor *s, uint16_t type, uint32_t run, const void *p, size_t n)
+{
+  if (frame_conn_queue(&s->agent, type, run, p, n) == -1)
+    logf_("out of memory queueing for the agent");
+}
+
+/* Tell a caller its run failed in vmexec's own way (status 125..127). */
+static void send_failed(struct frame_conn *c, uint32_t run, uint32_t status, const char *msg)
+{
+  uint8_t b[PATH_MAX + 2048];
+  struct wire_writer w;
+  wire_writer_init(&w, b, sizeof b);
+  wire_put_u32(&w, WIRE_FAILED);
+  wire_put_u32(&w, status);
+  wire_put_bytes(&w, msg, strnlen(msg, sizeof b - 16));
+  frame_conn_queue(c, WIRE_EXIT, run, b, w.len);
+}
+
+static void client_drop(struct supervisor *s, struct client *gone)
+{
+  for (struct run *r = s->runs, *next; r; r = next) {
+    next = r->next;
+    if (r->client != gone)
+      continue;
+    if (r->refused) {
+      run_remove(s, r);
+      continue;
+    }
+    /* The caller died (a harness SIGKILL): kill the program and all it spawned. */
+    r->client = NULL;
+    queue_to_agent(s, WIRE_CANCEL, r->id, NULL, 0);
+  }
+  for (struct client **p = &s->clients; *p; p = &(*p)->next)
+    if (*p == gone) {
+      *p = gone->next;
+      break;
+    }
+  close(gone->fd);
+  frame_conn_free(&gone->conn);
+  free(gone);
+}
+
+static void status_text(struct supervisor *s, char *buf, size_t cap)
+{
+  unsigned running = 0;
+  for (struct run *r = s->runs; r; r = r->next)
+    running++;
+  long rss_mib = qemu_rss_kib(s->qemu_pid) / 1024;
+  snprintf(buf, cap, "%s\t%s\tuptime %llds\truns %lu (%u running)\tmemory %ld MiB\tqemu pid %d\tkernel %s",
+           s->name, s->ready ? "ready" : "booting", (now_ms() - s->started_ms) / 1000, s->runs_served, running,
+           rss_mib, (int)s->qemu_pid, s->kernel[0] ? s->kernel : "-");
+}
+
+/* Stop taking calls: remove the socket under the lock, so that the next call
+ * starts a fresh supervisor instead of connecting to a dying one. */
+static void stop_listening(struct supervisor *s)
+{
+  if (s->listen_fd < 0)
+    return;
+  unlink(s->control_path);
+  close(s->listen_fd);
+  s->listen_fd = -1;
+}
+
+/* The guest is gone (or going): end every run with status 125 and MSG. */
+static void fail_all_runs(struct supervisor *s, const char *msg)
+{
+  while (s->runs) {
+    struct run *r = s->runs;
+    if (r->client)
+      send_failed(&r->client->conn, r->client_run, 125, msg);
+    run_remove(s, r);
+  }
+}
+
+static noreturn void shut_down(struct supervisor *s, const char *why)
+{
+  logf_("stopping: %s", why);
+  stop_listening(s);
+  if (s->qemu_pid > 0) {
+    qemu_stop(s->qmp_path, s->qemu_pid);
+    s->qemu_pid = -1;
+  }
+  share_host_stop(s->share);
+  s->share = NULL;
+  if (s->root_nbdkit > 0)
+    nbdkit_stop(s->root_nbdkit, s->root_sock);
+  s->root_nbdkit = -1;
+  if (s->layer_nbdkit > 0)
+    nbdkit_stop(s->layer_nbdkit, s->layer_sock);
+  s->layer_nbdkit = -1;
+  /* Last words to the callers (the guest is down by now): blocking, but never
+   * for long. */
+  for (struct client *c = s->clients; c; c = c->next) {
+    struct timeval tv = { .tv_sec = 2 };
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
+    frame_conn_flush(&c->conn);
+    close(c->fd);
+  }
+  unlink(s->serial_path);
+  unlink(s->qmp_path);
+  exit(0);
+}
+
+/* How qemu ended, if it did within a moment: "qemu exited with status 1". */
+static void qemu_fate(struct supervisor *s, char *buf, size_t cap)
+{
+  buf[0] = '\0';
+  for (int waited = 0; s->qemu_pid > 0 && waited < 2000; waited += 20) {
+    int status;
+    if (waitpid(s->qemu_pid, &status, WNOHANG) == s->qemu_pid) {
+      s->qemu_pid = -1;
+      if (WIFSIGNALED(status))
+        snprintf(buf, cap, "qemu was killed by signal %d", WTERMSIG(status));
+      else
+        snprintf(buf, cap, "qemu exited with status %d", WEXITSTATUS(status));
+      return;
+    }
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* The guest is gone: every run in flight ends with 125 and one line that
+ * says why (qemu's fate, the kernel's panic or the agent's last word) and
+ * where the console log is. */
+static noreturn void guest_gone(struct supervisor *s, const char *what)
+{
+  char fate[128], cause[512], excerpt[CONSOLE_LINES * 260], msg[PATH_MAX + 1024];
+  qemu_fate(s, fate, sizeof fate);
+  console_report(s->console_path, cause, sizeof cause, excerpt, sizeof excerpt);
+  /* Only a panic or the agent's fatal last words explain a death; an older
+   * agent line would mislead. */
+  if (!strstr(cause, "Kernel panic") && !strstr(cause, "powering off"))
+    cause[0] = '\0';
+  snprintf(msg, sizeof msg, "the %s guest %s%s%s%s%s%s; console log: %s; the next call starts a fresh guest",
+           s->name, what, fate[0] ? " (" : "", fate, fate[0] ? ")" : "", cause[0] ? ": " : "", cause,
+           s->console_path);
+  logf_("%s", msg);
+  stop_listening(s);
+  fail_all_runs(s, msg);
+  shut_down(s, "guest died");
+}
+
+static void start_qemu(struct supervisor *s)
+{
+  s->qemu_pid = qemu_spawn(&s->qo, sigmask_empty());
+  if (s->qemu_pid < 0)
+    fail(EXIT_TOOL_FAILED, "cannot start %s: %s; install it with 'apt-get install %s'", s->t->qemu_binary,
+         strerror(-(int)s->qemu_pid), s->t->qemu_package);
+  s->boots++;
+  s->boot_deadline_ms = now_ms() + (long long)(env_number("VMEXEC_BOOT_TIMEOUT", 180) * 1000);
+}
+
+/* A guest that dies before its agent said hello is booted once more: a rare
+ * fault of qemu's emulation while the kernel loads modules (s390x, about one
+ * boot in twenty with many modules: an init routine run from a stale
+ * translation, "Driver 'virtio_blk' is already registered", then a panic)
+ * should cost a boot, not the calls. Nothing was sent to the agent before its
+ * hello, so the queued runs simply go to the new one. */
+static void guest_died(struct supervisor *s, const char *what)
+{
+  if (s->ready || s->boots > 1)
+    guest_gone(s, what);
+  char fate[128], old[PATH_MAX + 8];
+  qemu_fate(s, fate, sizeof fate);
+  if (s->qemu_pid > 0) {
+    kill(s->qemu_pid, SIGKILL);
+    waitpid(s->qemu_pid, NULL, 0);
+    s->qemu_pid = -1;
+  }
+  snprintf(old, sizeof old, "%s.1", s->console_path);
+  rename(s->console_path, old);
+  logf_("the guest %s%s%s%s while booting (console log: %s); booting it once more", what, fate[0] ? " (" : "", fate,
+        fate[0] ? ")" : "", old);
+  if (s->agent_fd >= 0)
+    close(s->agent_fd);
+  s->agent_fd = s->agent.fd = -1;
+  s->agent.in_start = s->agent.in_end = 0;
+  unlink(s->serial_path);
+  unlink(s->qmp_path);
+  start_qemu(s);
+}
+
+static void handle_hello(struct supervisor *s, const uint8_t *p, size_t n)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  uint32_t version = wire_get_u32(&r);
+  wire_get_str(&r, s->kernel, sizeof s->kernel);
+  wire_get_str(&r, s->machine, sizeof s->machine);
+  if (!r.ok || version != WIRE_VERSION) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "agent speaks protocol %u, vmexec %u; rebuild the image with 'vmexec image build %s'",
+             version, WIRE_VERSION, s->t->name);
+    fail_all_runs(s, msg);
+    shut_down(s, msg);
+  }
+  s->ready = true;
+  logf_("agent hello after %.2f s: kernel %s, machine %s", (now_ms() - s->started_ms) / 1000.0, s->kernel,
+        s->machine);
+}
+
+static void from_agent(struct supervisor *s, const struct wire_header *h, const uint8_t *p)
+{
+  if (h->type == WIRE_HELLO) {
+    handle_hello(s, p, h->length);
+    return;
+  }
+  if (h->type == WIRE_ERROR) {
+    logf_("agent error: %.*s", (int)h->length, (const char *)p);
+    return;
+  }
+  if (h->type == WIRE_GEN_RELEASED) {
+    struct wire_reader r;
+    wire_reader_init(&r, p, h->length);
+    uint32_t gen = wire_get_u32(&r);
+    if (r.ok && s->share)
+      share_host_released(s->share, gen);
+    return;
+  }
+  struct run *r = run_by_id(s, h->run);
+  if (!r) {
+    logf_("frame type %u for unknown run %u dropped", h->type, h->run);
+    return;
+  }
+  if (h->type == WIRE_EXIT) {
+    if (r->client)
+      frame_conn_queue(&r->client->conn, WIRE_EXIT, r->client_run, p, h->length);
+    s->runs_served++;
+    run_remove(s, r);
+    return;
+  }
+  if (!r->client) {
+    /* Nobody reads this run's output any more: acknowledge it so the agent
+     * drains the program until the cancel lands. */
+    if (h->type == WIRE_STDOUT || h->type == WIRE_STDERR)
+      frame_conn_queue_u32(&s->agent, WIRE_CREDIT, r->id, h->length);
+    return;
+  }
+  frame_conn_queue(&r->client->conn, h->type, r->client_run, p, h->length);
+}
+
+/* A frame from a caller. Returns false when the caller broke the protocol. */
+static bool from_client(struct supervisor *s, struct client *c, const struct wire_header *h, const uint8_t *p)
+{
+  char text[1024];
+  switch (h->type) {
+  case WIRE_STATUS:
+    status_text(s, text, sizeof text);
+    frame_conn_queue(&c->conn, WIRE_STATUS, 0, text, strlen(text));
+    return true;
+  case WIRE_STOP:
+    fail_all_runs(s, "the guest was stopped by 'vmexec stop'");
+    shut_down(s, "vmexec stop");
+  default:
+    break;
+  }
+  if (!wire_is_run_request(h->type) || h->run == 0)
+    return false;
+  struct run *r = run_by_client(s, c, h->run);
+  if (!r) {
+    if (h->type != WIRE_RUN && h->type != WIRE_FILE && h->type != WIRE_SHARE)
+      return true; /* e.g. a credit racing with the run's end */
+    r = calloc(1, sizeof *r);
+    if (!r)
+      return false;
+    r->id = ++s->next_run_id;
+    r->client = c;
+    r->client_run = h->run;
+    r->next = s->runs;
+    s->runs = r;
+  }
+  if (r->refused)
+    return true;
+  if (h->type == WIRE_SHARE) {
+    static uint8_t buf[WIRE_MAX_PAYLOAD];
+    struct wire_writer w;
+    wire_writer_init(&w, buf, sizeof buf);
+    char err[1024];
+    if (!s->share)
+      snprintf(err, sizeof err, "the %s guest cannot share the host's trees: %s; run with --copy", s->t->name,
+               s->share_why);
+    if (!s->share || !share_host_request(s->share, p, h->length, &w, err, sizeof err)) {
+      send_failed(&c->conn, r->client_run, 125, err);
+      r->refused = true;
+      return true;
+    }
+    queue_to_agent(s, WIRE_SHARE, r->id, buf, w.len);
+    return true;
+  }
+  queue_to_agent(s, h->type, r->id, p, h->length);
+  return true;
+}
+
+static void accept_clients(struct supervisor *s)
+{
+  for (;;) {
+    int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd == -1)
+      return;
+    struct client *c = calloc(1, sizeof *c);
+    if (!c || frame_conn_init(&c->conn, fd) == -1) {
+      free(c);
+      close(fd);
+      return;
+    }
+    c->fd = fd;
+    c->next = s->clients;
+    s->clients = c;
+  }
+}
+
+static void try_connect_serial(struct supervisor *s)
+{
+  int fd = unix_connect(s->serial_path, true);
+  if (fd == -1)
+    return;
+  s->agent_fd = fd;
+  s->agent.fd = fd;
+}
+
+static void handle_signals(struct supervisor *s)
+{
+  struct signalfd_siginfo si;
+  while (read(s->sig_fd, &si, sizeof si) == sizeof si) {
+    if (si.ssi_signo == SIGCHLD) {
+      int status;
+      if (s->qemu_pid > 0 && waitpid(s->qemu_pid, &status, WNOHANG) == s->qemu_pid) {
+        s->qemu_pid = -1;
+        char fate[64];
+        if (WIFSIGNALED(status))
+          snprintf(fate, sizeof fate, "went away: qemu was killed by signal %d", WTERMSIG(status));
+        else
+          snprintf(fate, sizeof fate, "went away: qemu exited with status %d", WEXITSTATUS(status));
+        guest_died(s, fate);
+      }
+    } else {
+      fail_all_runs(s, "the guest's supervisor was terminated");
+      shut_down(s, "terminated by a signal");
+    }
+  }
+}
+
+static void service_agent(struct supervisor *s, short revents)
+{
+  if (revents & (POLLIN | POLLHUP | POLLERR)) {
+    int rc = frame_conn_fill(&s->agent);
+    struct wire_header h;
+    const uint8_t *p;
+    int got;
+    while ((got = frame_conn_next(&s->agent, &h, &p)) == 1)
+      from_agent(s, &h, p);
+    if (got == -1 || rc <= 0) {
+      guest_died(s, got == -1 ? "sent a malformed frame" : "went away");
+      return;
+    }
+  }
+  if (s->ready && frame_conn_flush(&s->agent) == -1)
+    guest_died(s, "stopped reading from the agent connection");
+}
+
+static void service_client(struct supervisor *s, struct client *c, short revents)
+{
+  if (revents & (POLLIN | POLLHUP | POLLERR)) {
+    int rc = frame_conn_fill(&c->conn);
+    struct wire_header h;
+    const uint8_t *p;
+    int got;
+    while ((got = frame_conn_next(&c->conn, &h, &p)) == 1)
+      if (!from_client(s, c, &h, p)) {
+        got = -1;
+        break;
+      }
+    if (got == -1 || rc <= 0) {
+      client_drop(s, c);
+      return;
+    }
+  }
+  if (frame_conn_flush(&c->conn) == -1)
+    client_drop(s, c);
+}
+
+/* Idle: nothing running (a `vmexec status` is no activity). Stop only if no
+ * call is starting right now (it would hold the lock) or waiting to be
+ * accepted; a call connected without a run yet sees the connection close
+ * before any answer, and starts over. */
+static void maybe_stop_idle(struct supervisor *s, int lock_fd)
+{
+  if (s->runs || !s->ready) {
+    s->idle_since_ms = now_ms();
+    return;
+  }
+  if (now_ms() - s->idle_since_ms < s->idle_ms)
+    return;
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) == -1)
+    return;
+  struct pollfd pf = { .fd = s->listen_fd, .events = POLLIN };
+  if (poll(&pf, 1, 0) == 1) {
+    flock(lock_fd, LOCK_UN);
+    return;
+  }
+  stop_listening(s);
+  flock(lock_fd, LOCK_UN);
+  shut_down(s, "idle");
+}
+
+/* The call that started us waits on this pipe until we listen. */
+/* Serve FILE on DIR/NAME.sock with nbdkit's file plugin; fails (125). */
+static pid_t serve_file(struct supervisor *s, const char *file, bool writable, const char *name, char *sock)
+{
+  char log[PATH_MAX], why[512], sock_name[64], log_name[64];
+  snprintf(sock_name, sizeof sock_name, "%s.sock", name);
+  snprintf(log_name, sizeof log_name, "nbdkit-%s.log", name);
+  rundir_file(s->dir, sock_name, 1, sock);
+  rundir_file(s->dir, log_name, 0, log);
+  CLEANUP_FREE char *file_arg = NULL;
+  if (asprintf(&file_arg, "file=%s", file) == -1)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  /* One guest at a time may write a layer (another cache user's guest, say):
+   * the lock is held as long as this process lives. */
+  if (writable) {
+    int fd = open(file, O_RDWR | O_CLOEXEC);
+    if (fd == -1 || flock(fd, LOCK_EX | LOCK_NB) == -1)
+      fail(EXIT_TOOL_FAILED, "cannot use %s: %s; stop the guest that uses it ('vmexec stop --all')", file,
+           fd == -1 ? strerror(errno) : "another guest writes it");
+  }
+  char *const ro_args[] = { "-r", "file", file_arg, NULL }, *const rw_args[] = { "file", file_arg, NULL };
+  pid_t pid = nbdkit_start(sock, log, writable ? rw_args : ro_args, why, sizeof why);
+  if (pid == -1)
+    fail(EXIT_TOOL_FAILED, "cannot serve %s to the guest: %s", file, why);
+  return pid;
+}
+
+/* A full image's root filesystem, read-only (every run gets its own overlay
+ * in the guest, and many guests may use the same image file), and the
+ * persistent layer over it, writable. */
+static void start_root_disk(struct supervisor *s)
+{
+  s->root_nbdkit = serve_file(s, s->rootfs, false, "root", s->root_sock);
+  if (s->layer[0])
+    s->layer_nbdkit = serve_file(s, s->layer, true, "layer", s->layer_sock);
+}
+
+static void tell_ready(void)
+{
+  const char *v = getenv("VMEXEC_READY_FD");
+  if (!v)
+    return;
+  int fd = atoi(v);
+  unsetenv("VMEXEC_READY_FD");
+  if (fd > 2) {
+    ssize_t ignored = write(fd, "1", 1);
+    (void)ignored;
+    close(fd);
+  }
+}
+
+int supervisor_main(const struct target *t, const char *name, const char *image_dir, const char *rootfs,
+                    const char *layer)
+{
+  struct supervisor *s = calloc(1, sizeof *s);
+  if (!s)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  s->t = t;
+  snprintf(s->name, sizeof s->name, "%s", name);
+  snprintf(s->image_dir, sizeof s->image_dir, "%s", image_dir);
+  snprintf(s->rootfs, sizeof s->rootfs, "%s", rootfs ? rootfs : "");
+  snprintf(s->layer, sizeof s->layer, "%s", layer ? layer : "");
+  s->root_nbdkit = s->layer_nbdkit = -1;
+  rundir_guest(name, s->dir);
+  rundir_file(s->dir, "control.sock", 1, s->control_path);
+  rundir_file(s->dir, "serial.sock", 1, s->serial_path);
+  rundir_file(s->dir, "qmp.sock", 1, s->qmp_path);
+  rundir_file(s->dir, "console.log", 0, s->console_path);
+  rundir_file(s->dir, "qemu.log", 0, s->qemu_log_path);
+  s->agent_fd = -1;
+  s->qemu_pid = -1;
+  s->idle_ms = (long long)(env_number("VMEXEC_IDLE_TIMEOUT", 300) * 1000);
+  s->started_ms = s->idle_since_ms = now_ms();
+  if (frame_conn_init(&s->agent, -1) == -1)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+
+  char lock_path[PATH_MAX];
+  rundir_file(s->dir, "lock", 0, lock_path);
+  int lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd == -1)
+    fail(EXIT_TOOL_FAILED, "cannot open %s: %s", lock_path, strerror(errno));
+
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+
+  /* Listen first: the call that started us waits for this socket. */
+  s->listen_fd = unix_listen(s->control_path);
+  if (s->listen_fd == -1)
+    fail(EXIT_TOOL_FAILED, "cannot listen on %s: %s", s->control_path, strerror(errno));
+  tell_ready();
+
+  unlink(s->serial_path);
+  unlink(s->qmp_path);
+  s->share = share_host_start(t, s->dir, s->share_why, sizeof s->share_why);
+  if (!s->share)
+    logf_("no share: %s", s->share_why);
+  if (s->rootfs[0])
+    start_root_disk(s);
+  s->qo = (struct qemu_options){
+    .target = t,
+    .image_dir = s->image_dir,
+    .serial_socket = s->serial_path,
+    .console_log = s->console_path,
+    .qmp_socket = s->qmp_path,
+    .qemu_log = s->qemu_log_path,
+    .share_socket = s->share ? share_host_socket(s->share) : NULL,
+    .root_socket = s->rootfs[0] ? s->root_sock : NULL,
+    .layer_socket = s->layer[0] ? s->layer_sock : NULL,
+    .memory_mib = (int)env_number("VMEXEC_MEMORY", 1024),
+    .cpus = (int)env_number("VMEXEC_CPUS", 1),
+  };
+  start_qemu(s);
+  logf_("started %s (pid %d) for image %s%s%s", t->qemu_binary, (int)s->qemu_pid, s->image_dir,
+        s->rootfs[0] ? " with the root filesystem " : "", s->rootfs);
+
+  for (;;) {
+    size_t nclients = 0;
+    for (struct client *c = s->clients; c; c = c->next)
+      nclients++;
+    struct pollfd *pfds = calloc(3 + nclients, sizeof *pfds);
+    struct client **who = calloc(nclients + 1, sizeof *who);
+    if (!pfds || !who)
+      fail(EXIT_TOOL_FAILED, "out of memory");
+    size_t n = 0;
+    pfds[n++] = (struct pollfd){ .fd = s->sig_fd, .events = POLLIN };
+    pfds[n++] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
+    size_t agent_slot = n;
+    pfds[n++] = (struct pollfd){ .fd = s->agent_fd,
+                                 .events = POLLIN | (s->ready && frame_conn_pending(&s->agent) ? POLLOUT : 0) };
+    bool agent_full = frame_conn_pending(&s->agent) > AGENT_BACKLOG_LIMIT;
+    size_t first_client = n;
+    for (struct client *c = s->clients; c; c = c->next) {
+      who[n - first_client] = c;
+      pfds[n++] = (struct pollfd){ .fd = c->fd,
+                                   .events = (agent_full ? 0 : POLLIN) | (frame_conn_pending(&c->conn) ? POLLOUT : 0) };
+    }
+    int timeout = s->agent_fd < 0 ? 50 : 1000;
+    if (poll(pfds, n, timeout) == -1 && errno != EINTR)
+      fail(EXIT_TOOL_FAILED, "poll: %s", strerror(errno));
+
+    if (pfds[0].revents)
+      handle_signals(s);
+    if (s->agent_fd < 0)
+      try_connect_serial(s);
+    else if (pfds[agent_slot].revents)
+      service_agent(s, pfds[agent_slot].revents);
+    if (!s->ready && now_ms() > s->boot_deadline_ms)
+      guest_gone(s, "did not say hello in time (set VMEXEC_BOOT_TIMEOUT to wait longer)");
+    for (size_t i = first_client; i < n; i++)
+      if (pfds[i].revents)
+        service_client(s, who[i - first_client], pfds[i].revents);
+    if (pfds[1].revents)
+      accept_clients(s);
+    /* Flush what routing queued (the poll events only cover earlier queues). */
+    if (s->ready && s->agent_fd >= 0 && frame_conn_flush(&s->agent) == -1)
+      guest_died(s, "stopped reading from the agent connection");
+    for (struct client *c = s->clients, *next; c; c = next) {
+      next = c->next;
+      if (frame_conn_flush(&c->conn) == -1)
+        client_drop(s, c);
+    }
+    free(pfds);
+    free(who);
+    maybe_stop_idle(s, lock_fd);
+  }
+}
