@@ -124,7 +124,7 @@ int share_enter(const struct share *s, char *err, size_t cap);
  * released, with WIRE_GEN_RELEASED, when unused and no longer the newest). */
 void share_free(struct share *s);
 
-/* The /dev/vdX whose serial is SERIAL (a WIRE_*_SERIAL), into DEV. */
+/* disks.c: the /dev/vdX whose serial is SERIAL (a WIRE_*_SERIAL), into DEV. */
 bool find_disk_by_serial(const char *serial, char *dev, size_t cap);
 
 /* root.c: a full image's root filesystem. At boot (after the modules): mount

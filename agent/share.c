@@ -14,7 +14,6 @@
  * mount and each run's namespace a slave of it, so the generations and other
  * runs' tmpfs that the agent unmounts later go away in every run's namespace
  * too, and nothing a run mounts comes back to the agent. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -158,34 +157,6 @@ struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap)
 fail:
   share_free(s);
   return NULL;
-}
-
-bool find_disk_by_serial(const char *want, char *dev, size_t cap)
-{
-  DIR *d = opendir("/sys/block");
-  if (!d)
-    return false;
-  bool found = false;
-  struct dirent *e;
-  while (!found && (e = readdir(d))) {
-    if (strncmp(e->d_name, "vd", 2))
-      continue;
-    char path[300], serial[64] = "";
-    snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
-    FILE *f = fopen(path, "re");
-    if (!f)
-      continue;
-    if (fgets(serial, sizeof serial, f)) {
-      serial[strcspn(serial, "\n")] = '\0';
-      if (!strcmp(serial, want)) {
-        snprintf(dev, cap, "/dev/%s", e->d_name);
-        found = true;
-      }
-    }
-    fclose(f);
-  }
-  closedir(d);
-  return found;
 }
 
 /* A read-only loop device over [offset, offset + size) of DISK; its fd, or -1. */

@@ -1,0 +1,144 @@
+/* The child of a run, between fork and exec: its own session and cgroup, its
+ * stdin, stdout and stderr, the share's mount namespace (share.c), its cwd,
+ * the caller's credentials, then the program. A failure before the exec is
+ * written on the exec pipe, which the agent reads (run_exec_result) to refuse
+ * the run with the right status. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runs.h"
+#include "wire.h"
+
+static void mkdir_p(const char *path)
+{
+  char buf[PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *s = buf + 1; *s; s++)
+    if (*s == '/') {
+      *s = '\0';
+      mkdir(buf, 0755);
+      *s = '/';
+    }
+  mkdir(buf, 0755);
+}
+
+/* What the child writes on the exec pipe when the start failed (one write,
+ * under PIPE_BUF: atomic). */
+struct child_msg {
+  int stage, err;
+  char text[512]; /* STAGE_SHARE: what failed */
+};
+
+/* In the child: report why the start failed on the exec pipe, and exit. */
+static noreturn void child_fail(int fd, int stage, int err, const char *text)
+{
+  struct child_msg msg = { .stage = stage, .err = err };
+  snprintf(msg.text, sizeof msg.text, "%s", text ? text : "");
+  ssize_t ignored = write(fd, &msg, sizeof msg);
+  (void)ignored;
+  _exit(127);
+}
+
+enum { STAGE_CGROUP = 1, STAGE_SHARE, STAGE_CWD, STAGE_CREDS, STAGE_EXEC, STAGE_PTY, STAGE_NOT_FOUND };
+
+/* FDS: the child's ends of the stdin, stdout and stderr pipes; with a
+ * pseudo-terminal, SLAVE is its path instead. */
+noreturn void run_child(struct run *r, struct run_request *q, const int fds[3], const char *slave, int exec_w)
+{
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, NULL);
+  setpriority(PRIO_PROCESS, 0, 0); /* the agent runs at -20 */
+  setsid();
+  if (r->cgroup) {
+    char path[128];
+    run_cgroup_path(r, "cgroup.procs", path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1)
+      child_fail(exec_w, STAGE_CGROUP, errno, NULL);
+    close(fd);
+  }
+  if (slave[0]) {
+    if (pty_attach(slave, q->uid, q->gid) == -1)
+      child_fail(exec_w, STAGE_PTY, errno, NULL);
+  } else {
+    dup2(fds[0], 0);
+    dup2(fds[1], 1);
+    dup2(fds[2], 2);
+  }
+  if (r->share || root_present()) {
+    char why[512];
+    if (share_enter(r->share, why, sizeof why) == -1)
+      child_fail(exec_w, STAGE_SHARE, errno, why);
+  }
+  if (chdir(q->cwd) == -1) {
+    /* Without a share, --copy runs in a fresh directory of the same name in
+     * guest memory; with one, the cwd is always inside a root. */
+    if (!(q->flags & WIRE_RUN_COPY) || r->share)
+      child_fail(exec_w, STAGE_CWD, errno, NULL);
+    mkdir_p(q->cwd);
+    if (chdir(q->cwd) == -1)
+      child_fail(exec_w, STAGE_CWD, errno, NULL);
+  }
+  if (setgroups(q->ngroups, q->groups) == -1 || setgid(q->gid) == -1 || setuid(q->uid) == -1)
+    child_fail(exec_w, STAGE_CREDS, errno, NULL);
+  umask(q->umask & 0777);
+  char copied[sizeof r->dir + 256];
+  const char *file = q->file;
+  if (q->flags & WIRE_RUN_COPY) {
+    /* The name was checked to be a plain file name when the file came. */
+    snprintf(copied, sizeof copied, "%s/%.255s", r->dir, q->file);
+    file = copied;
+  }
+  if (q->flags & WIRE_RUN_SEARCH_PATH) {
+    bool found;
+    exec_command(file, q->argv, q->envp, &found);
+    child_fail(exec_w, found ? STAGE_EXEC : STAGE_NOT_FOUND, errno, file);
+  }
+  execve(file, q->argv, q->envp);
+  child_fail(exec_w, STAGE_EXEC, errno, NULL);
+}
+
+/* The exec pipe: end of file means exec succeeded; data means it did not. */
+void run_exec_result(struct run *r)
+{
+  struct child_msg msg;
+  ssize_t n = read(r->exec_fd, &msg, sizeof msg);
+  if (n < 0 && errno == EINTR)
+    return;
+  close_fd(&r->exec_fd);
+  if (n != (ssize_t)sizeof msg) {
+    run_maybe_finish(r);
+    return;
+  }
+  msg.text[sizeof msg.text - 1] = '\0';
+  /* The child exits 127 right after; drop its status and report this instead. */
+  if (r->pid > 0) {
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+  }
+  if (msg.stage == STAGE_NOT_FOUND) {
+    run_refuse(r, 127, "%s: not found in the %s guest", msg.text, guest_target_name());
+    return;
+  }
+  const char *what = msg.stage == STAGE_CGROUP ? "cannot join the run's cgroup"
+                     : msg.stage == STAGE_SHARE ? msg.text
+                     : msg.stage == STAGE_CWD  ? "cannot enter the working directory in the guest"
+                     : msg.stage == STAGE_CREDS ? "cannot take the caller's uid and gid in the guest"
+                     : msg.stage == STAGE_PTY   ? "cannot open the run's terminal in the guest"
+                                             : "cannot execute the program in the guest";
+  uint32_t status = msg.stage == STAGE_EXEC ? (msg.err == ENOENT ? 127 : 126) : 125;
+  const char *hint = msg.stage == STAGE_EXEC && msg.err == ENOENT
+                       ? " (is its dynamic loader or a library missing from the image? "
+                         "add packages with 'vmexec image build --with')"
+                       : "";
+  run_refuse(r, status, "%s: %s%s", what, strerror(msg.err), hint);
+}

@@ -1,0 +1,151 @@
+/* A run's stdin, stdout and stderr: pipes, or a pseudo-terminal for a
+ * WIRE_RUN_PTY run (pty.c). Output is read only while the host has granted
+ * credit, so a slow reader on the host stops the program the way a full pipe
+ * would, without the agent buffering it; stdin from the host is held until the
+ * program takes it, and each byte taken is credited back to the host. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runs.h"
+#include "wire.h"
+
+#define READ_CHUNK (64 * 1024)
+
+static void send_u32(uint16_t type, uint32_t run, uint32_t v)
+{
+  uint8_t b[4];
+  struct wire_writer w;
+  wire_writer_init(&w, b, sizeof b);
+  wire_put_u32(&w, v);
+  agent_send(type, run, b, w.len);
+}
+
+/* The run's stdin, stdout and stderr: pipes whose child ends go into FDS,
+ * or a pseudo-terminal whose slave path goes into SLAVE. -1 with errno. */
+int run_open_streams(struct run *r, bool pty, int fds[3], char *slave, size_t cap)
+{
+  if (pty) {
+    r->pty = true;
+    r->out_fd = pty_open_master(slave, cap);
+    if (r->out_fd < 0 || (r->in_fd = fcntl(r->out_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+      return -1;
+    return 0;
+  }
+  int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
+    int saved = errno;
+    int *all[] = { &in[0], &in[1], &out[0], &out[1], &err[0], &err[1] };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+      close_fd(all[i]);
+    errno = saved;
+    return -1;
+  }
+  r->in_fd = in[1];
+  r->out_fd = out[0];
+  r->err_fd = err[0];
+  fcntl(r->in_fd, F_SETFL, O_NONBLOCK);
+  fcntl(r->out_fd, F_SETFL, O_NONBLOCK);
+  fcntl(r->err_fd, F_SETFL, O_NONBLOCK);
+  fds[0] = in[0];
+  fds[1] = out[1];
+  fds[2] = err[1];
+  return 0;
+}
+
+/* The host's stdin ended and all of it went to the program: close the pipe,
+ * or type the terminal's end-of-file key. A shell that is starting switches
+ * the terminal from line mode to raw mode for its line editor, which turns a
+ * pending EOF into a stray byte on its first line: then (run_retype_eof) the line
+ * is killed and EOF typed again, once. An unfinished last line is given to
+ * the program as it is (line mode) or dropped (a line editor). */
+static void end_stdin(struct run *r)
+{
+  if (r->pty && r->in_fd >= 0) {
+    /* In line mode, EOF after an unfinished line only ends that line. */
+    if (r->line_open && pty_canonical(r->in_fd))
+      pty_type_eof(r->in_fd, false);
+    r->eof_in_canon = pty_type_eof(r->in_fd, false);
+  }
+  close_fd(&r->in_fd);
+}
+
+void run_retype_eof(struct run *r)
+{
+  if (r->eof_in_canon && r->out_fd >= 0 && !pty_canonical(r->out_fd)) {
+    r->eof_in_canon = false;
+    pty_type_eof(r->out_fd, true);
+  }
+}
+
+void run_receive_stdin(struct run *r, const uint8_t *p, size_t n)
+{
+  if (n == 0) {
+    r->stdin_eof = true;
+  } else if (r->in_fd < 0) {
+    send_u32(WIRE_CREDIT, r->id, (uint32_t)n); /* the program closed stdin: drop it */
+    return;
+  } else {
+    if (r->stdin_len + n > WIRE_WINDOW) {
+      agent_log("run %u: host sent stdin beyond its credit; dropped", r->id);
+      return;
+    }
+    if (!r->stdin_buf && !(r->stdin_buf = malloc(WIRE_WINDOW)))
+      return;
+    memcpy(r->stdin_buf + r->stdin_len, p, n);
+    r->stdin_len += n;
+  }
+  if (r->stdin_eof && r->stdin_len == 0)
+    end_stdin(r);
+}
+
+void run_receive_credit(struct run *r, const uint8_t *p, size_t n)
+{
+  struct wire_reader rd;
+  wire_reader_init(&rd, p, n);
+  uint32_t more = wire_get_u32(&rd);
+  r->credit = r->credit + more > WIRE_WINDOW ? WIRE_WINDOW : r->credit + more;
+}
+
+void run_receive_winsize(struct run *r, const uint8_t *p, size_t n)
+{
+  struct wire_reader rd;
+  wire_reader_init(&rd, p, n);
+  uint32_t rows = wire_get_u32(&rd), cols = wire_get_u32(&rd);
+  if (rd.ok && r->pty && r->out_fd >= 0)
+    pty_resize(r->out_fd, rows, cols);
+}
+
+/* Output of the run on FD (stdout or stderr) to the host, within credit. */
+void run_pump_output(struct run *r, int *fd, uint16_t type)
+{
+  static uint8_t buf[READ_CHUNK];
+  size_t want = r->credit < sizeof buf ? r->credit : sizeof buf;
+  ssize_t n = read(*fd, buf, want);
+  if (n > 0) {
+    agent_send(type, r->id, buf, (size_t)n);
+    r->credit -= (uint32_t)n;
+  } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+    close_fd(fd);
+  }
+}
+
+void run_pump_stdin(struct run *r)
+{
+  ssize_t n = write(r->in_fd, r->stdin_buf, r->stdin_len);
+  if (n > 0) {
+    r->line_open = r->stdin_buf[n - 1] != '\n' && r->stdin_buf[n - 1] != '\r';
+    memmove(r->stdin_buf, r->stdin_buf + n, r->stdin_len - (size_t)n);
+    r->stdin_len -= (size_t)n;
+    send_u32(WIRE_CREDIT, r->id, (uint32_t)n);
+  } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+    /* The program closed its stdin (EPIPE): drop the rest, as a pipe would. */
+    send_u32(WIRE_CREDIT, r->id, (uint32_t)r->stdin_len);
+    r->stdin_len = 0;
+    close_fd(&r->in_fd);
+  }
+  if (r->stdin_eof && r->stdin_len == 0)
+    end_stdin(r);
+}

@@ -1,0 +1,81 @@
+/* The parts of a run shared by runs.c (the run table and frame dispatch),
+ * run-child.c (the child's setup before exec) and run-io.c (the run's stdin,
+ * stdout and stderr). Private to those three files. */
+#ifndef VMEXEC_AGENT_RUNS_H
+#define VMEXEC_AGENT_RUNS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+#include <sys/types.h>
+
+#include "agent.h"
+
+#define CGROUP_ROOT "/sys/fs/cgroup"
+
+struct run {
+  uint32_t id;
+  pid_t pid;             /* main process; 0 before the start and after the reap */
+  int in_fd, out_fd, err_fd, exec_fd; /* our pipe ends, -1 once closed */
+  uint8_t *stdin_buf;    /* stdin from the host not yet taken by the program */
+  size_t stdin_len;
+  bool stdin_eof;        /* the host's stdin ended: close in_fd once drained */
+  uint32_t credit;       /* output bytes the host will still take */
+  bool started, reaped, cgroup;
+  int status;            /* wait status of the main process */
+  int file_fd;           /* the file being received (--copy), or -1 */
+  uint64_t file_left;
+  char dir[64];          /* RUN_DIR/ID: files sent with the run, its share tmpfs */
+  struct share *share;   /* from WIRE_SHARE, or NULL */
+  char share_err[512];   /* why the WIRE_SHARE was refused: the run fails at WIRE_RUN */
+  struct writeback *wb;  /* the write-back in progress, once the program ended */
+  bool cancelled;        /* WIRE_CANCEL or the host went away: no write-back */
+  bool pty;              /* WIRE_RUN_PTY: out_fd is the terminal's master */
+  bool eof_in_canon;     /* its EOF key went in while in line mode (see end_stdin) */
+  bool line_open;        /* the last byte of stdin was not the end of a line */
+  struct run *next;
+};
+
+/* A decoded WIRE_RUN. */
+struct run_request {
+  uint32_t uid, gid, umask, flags;
+  char cwd[PATH_MAX], file[PATH_MAX];
+  char **argv, **envp;
+  gid_t groups[256];
+  uint32_t ngroups;
+};
+
+/* runs.c */
+void close_fd(int *fd);
+/* The run's cgroup directory, or FILE in it (NULL: the directory). */
+void run_cgroup_path(const struct run *r, const char *file, char *buf, size_t cap);
+/* Refuse a run that cannot start, in vmexec's own statuses; ends the run. */
+void run_refuse(struct run *r, uint32_t status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Ends the run once it was reaped and all its output is out. */
+void run_maybe_finish(struct run *r);
+
+/* run-child.c: in the child, set up the run's namespaces, cwd and
+ * credentials and exec; FDS are the child's ends of the stdin, stdout and
+ * stderr pipes, or SLAVE the path of its pseudo-terminal. A failure is
+ * reported on EXEC_W. */
+noreturn void run_child(struct run *r, struct run_request *q, const int fds[3], const char *slave, int exec_w);
+/* The exec pipe is readable: end of file means exec succeeded; a message
+ * means it did not, and the run is refused. */
+void run_exec_result(struct run *r);
+
+/* run-io.c */
+/* The run's stdin, stdout and stderr: pipes whose child ends go into FDS,
+ * or a pseudo-terminal whose slave path goes into SLAVE. -1 with errno. */
+int run_open_streams(struct run *r, bool pty, int fds[3], char *slave, size_t cap);
+void run_receive_stdin(struct run *r, const uint8_t *p, size_t n);
+void run_receive_credit(struct run *r, const uint8_t *p, size_t n);
+void run_receive_winsize(struct run *r, const uint8_t *p, size_t n);
+/* Output of the run on FD (stdout or stderr) to the host, within credit. */
+void run_pump_output(struct run *r, int *fd, uint16_t type);
+void run_pump_stdin(struct run *r);
+/* See end_stdin in run-io.c. */
+void run_retype_eof(struct run *r);
+
+#endif
