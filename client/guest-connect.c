@@ -30,11 +30,6 @@ int image_kind_parse(const char *name)
   return -1;
 }
 
-const char *image_kind_name(enum image_kind kind)
-{
-  return kind_names[kind];
-}
-
 void guest_name(const struct target *t, enum image_kind kind, char *buf, size_t cap)
 {
   snprintf(buf, cap, "%s%s%s", t->name, kind == IMAGE_MINIMAL ? "" : "-", kind == IMAGE_MINIMAL ? "" : kind_names[kind]);

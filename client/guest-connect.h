@@ -16,7 +16,6 @@ enum image_kind { IMAGE_MINIMAL, IMAGE_FULL, IMAGE_FULL_PERSIST, N_IMAGE_KINDS }
 
 /* "minimal", "full" or "full-persist" (--image NAME); -1 for anything else. */
 int image_kind_parse(const char *name);
-const char *image_kind_name(enum image_kind kind);
 
 /* The guest's name: the target's, with "-full" for the full image. */
 void guest_name(const struct target *t, enum image_kind kind, char *buf, size_t cap);

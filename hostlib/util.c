@@ -183,30 +183,6 @@ int write_file_atomic(const char *path, const void *data, size_t len)
   return 0;
 }
 
-int copy_file(const char *from, const char *to, unsigned mode)
-{
-  CLEANUP_CLOSE int in = open(from, O_RDONLY | O_CLOEXEC);
-  if (in == -1)
-    return -1;
-  int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (out == -1)
-    return -1;
-  char buf[65536];
-  for (;;) {
-    ssize_t r = read(in, buf, sizeof buf);
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r == 0)
-      return close(out);
-    if (r == -1 || write_all(out, buf, (size_t)r) == -1) {
-      int e = errno;
-      close(out);
-      errno = e;
-      return -1;
-    }
-  }
-}
-
 /* Remove the contents of directory DFD, then the caller removes the directory. */
 static int remove_contents(int dfd)
 {

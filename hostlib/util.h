@@ -34,9 +34,6 @@ int read_file(const char *path, char **data, size_t *len);
 /* Write DATA to PATH through PATH.tmp + rename, so readers never see half a file. */
 int write_file_atomic(const char *path, const void *data, size_t len);
 
-/* Copy one regular file (plain read/write: source and target may be on different filesystems). */
-int copy_file(const char *from, const char *to, unsigned mode);
-
 /* rm -rf PATH; also removes trees where a directory lacks the owner's write bit
  * (dpkg-deb extracts package modes as they are). ENOENT is success. */
 int remove_tree(const char *path);

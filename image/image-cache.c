@@ -107,11 +107,6 @@ void image_set_link(const char *name, const char *key)
   }
 }
 
-void image_set_current(const struct target *t, const char *key)
-{
-  image_set_link(t->name, key);
-}
-
 int image_link_dir(const char *name, char *dir)
 {
   char key[IMAGE_KEY_LEN + 2];

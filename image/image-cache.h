@@ -43,9 +43,6 @@ int manifest_value(const char *manifest, const char *name, char *buf, size_t cap
 /* Point cache_dir()/images/LINK at KEY (atomically). */
 void image_set_link(const char *link, const char *key);
 
-/* Point cache_dir()/images/TARGET at KEY. */
-void image_set_current(const struct target *t, const char *key);
-
 /* The image cache_dir()/images/LINK points at, if it has a manifest: 0 and
  * dir (PATH_MAX bytes) filled, or -1. */
 int image_link_dir(const char *link, char *dir);
