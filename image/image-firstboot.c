@@ -13,6 +13,7 @@
 
 #include "cleanup.h"
 #include "console-log.h"
+#include "env.h"
 #include "fail.h"
 #include "util.h"
 #include "nbdkit.h"
@@ -24,14 +25,7 @@
 
 static double firstboot_timeout(void)
 {
-  const char *env = getenv("VMEXEC_FIRSTBOOT_TIMEOUT");
-  char *end;
-  double v = env && *env ? strtod(env, &end) : 0;
-  if (env && *env && (*end || v <= 0)) {
-    warning("ignoring VMEXEC_FIRSTBOOT_TIMEOUT=%s: not a positive number of seconds", env);
-    v = 0;
-  }
-  return v > 0 ? v : DEFAULT_FIRSTBOOT_TIMEOUT;
+  return env_number("VMEXEC_FIRSTBOOT_TIMEOUT", DEFAULT_FIRSTBOOT_TIMEOUT, 1, 86400);
 }
 
 /* Whether the console log has a line starting with WHAT. */
