@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -136,17 +135,6 @@ static void write_initramfs(const struct progress *p, const char *root, const ch
   initramfs_free(ir);
 }
 
-static void write_manifest(const struct target *t, const char *version, const struct strv *files, const char *key,
-                           const char *with, const char *path)
-{
-  CLEANUP_FREE char *pkgs = strv_join(files, " ");
-  CLEANUP_FREE char *text =
-    xasprintf("target %s\nkernel-version %s\npackages %s\nkey %s\ncreated %lld\nwith %s\nformat %d\n", t->name, version,
-              pkgs, key, (long long)time(NULL), with, IMAGE_FORMAT);
-  if (write_file_atomic(path, text, strlen(text)) == -1)
-    fail(EXIT_TOOL_FAILED, "cannot write %s: %s; check the free space in %s", path, strerror(errno), cache_dir());
-}
-
 int image_build(const struct target *t, const struct image_options *opt, char *dir)
 {
   struct strv pkgs = {0};
@@ -192,12 +180,10 @@ int image_build(const struct target *t, const struct image_options *opt, char *d
 
   CLEANUP_FREE char *initrd = xasprintf("%s/initrd", out);
   CLEANUP_FREE char *kernel = xasprintf("%s/kernel", out);
-  CLEANUP_FREE char *manifest = xasprintf("%s/manifest", out);
   write_initramfs(&j.p, root, version, agent, &modules, initrd);
   strv_free(&modules);
   take_kernel(t, root, version, kernel);
-  /* The manifest is written last and the directory appears whole. */
-  write_manifest(t, version, &j.files, j.key, with, manifest);
-  image_job_finish(&j, out, dir);
+  CLEANUP_FREE char *manifest_lines = xasprintf("kernel-version %s\n", version);
+  image_job_finish(&j, out, manifest_lines, dir);
   return 0;
 }

@@ -284,8 +284,21 @@ bool image_job_start(struct image_job *j, const struct target *t, const struct i
   return true;
 }
 
-void image_job_finish(struct image_job *j, const char *out, const char *dir)
+/* OUT/manifest: what every image's manifest says, then LINES. */
+static void write_manifest(const struct image_job *j, const char *out, const char *lines)
 {
+  CLEANUP_FREE char *path = xasprintf("%s/manifest", out);
+  CLEANUP_FREE char *pkgs = strv_join(&j->files, " ");
+  CLEANUP_FREE char *text = xasprintf("target %s\npackages %s\nkey %s\ncreated %lld\nwith %s\nformat %d\n%s", j->t->name,
+                                      pkgs, j->key, (long long)time(NULL), j->spec.with, j->spec.format, lines);
+  if (write_file_atomic(path, text, strlen(text)) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot write %s: %s; check the free space in %s", path, strerror(errno), cache_dir());
+}
+
+void image_job_finish(struct image_job *j, const char *out, const char *manifest_lines, const char *dir)
+{
+  /* The manifest is written last and the directory appears whole. */
+  write_manifest(j, out, manifest_lines);
   if (rename(out, dir) == -1)
     fail(EXIT_TOOL_FAILED, "cannot move the image to %s: %s; check the permissions of %s", dir, strerror(errno),
          images_dir());

@@ -97,9 +97,11 @@ struct image_job {
  * packages are downloaded and the staging directory exists. */
 bool image_job_start(struct image_job *j, const struct target *t, const struct image_spec *spec, char *dir);
 
-/* The build made OUT (a directory in the staging directory, its manifest
- * written last): move it to DIR, point the link at it, print the final line. */
-void image_job_finish(struct image_job *j, const char *out, const char *dir);
+/* The build made OUT (a directory in the staging directory): write
+ * OUT/manifest last (target, packages, key, created, with, format, then
+ * MANIFEST_LINES, the kind's own "name value\n" lines), move OUT to DIR,
+ * point the link at it, print the final line. */
+void image_job_finish(struct image_job *j, const char *out, const char *manifest_lines, const char *dir);
 
 /* vmexec image list: prints the images; returns the exit status. */
 int images_list(void);

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -97,16 +96,6 @@ static uint64_t make_filesystem(struct image_job *j, const char *root, const str
   return bytes;
 }
 
-static void write_manifest(const struct image_job *j, const char *with, uint64_t size, const char *path)
-{
-  CLEANUP_FREE char *pkgs = strv_join(&j->files, " ");
-  CLEANUP_FREE char *text =
-    xasprintf("kind full\ntarget %s\npackages %s\nkey %s\ncreated %lld\nwith %s\nformat %d\nsize %llu\n",
-              j->t->name, pkgs, j->key, (long long)time(NULL), with, IMAGE_FULL_FORMAT, (unsigned long long)size);
-  if (write_file_atomic(path, text, strlen(text)) == -1)
-    fail(EXIT_TOOL_FAILED, "cannot write %s: %s; check the free space in %s", path, strerror(errno), cache_dir());
-}
-
 int image_full_build(const struct target *t, const struct image_options *opt, char *dir)
 {
   struct strv pkgs = {0};
@@ -147,10 +136,8 @@ int image_full_build(const struct target *t, const struct image_options *opt, ch
     fail(EXIT_TOOL_FAILED, "cannot move %s to %s: %s; check the permissions of %s", log, kept_log, strerror(errno),
          cache_dir());
 
-  /* The manifest is written last and the directory appears whole. */
-  CLEANUP_FREE char *manifest = xasprintf("%s/manifest", out);
-  write_manifest(&j, with, size, manifest);
-  image_job_finish(&j, out, dir);
+  CLEANUP_FREE char *manifest_lines = xasprintf("kind full\nsize %llu\n", (unsigned long long)size);
+  image_job_finish(&j, out, manifest_lines, dir);
   return 0;
 }
 
