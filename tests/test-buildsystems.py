@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 
-from testlib import CI, check, failures, finish, skip_or_fail
+from testlib import CI, check, finish_timed, skip_or_fail, timed
 from verdicts import (AUTOMAKE_WANT, CTEST_WANT, MESON_WANT, automake_verdicts, ctest_verdicts, expect_verdicts,
                       meson_verdicts)
 
@@ -35,7 +35,6 @@ SRCDIR = os.environ["SRCDIR"]
 EXAMPLES = os.path.join(SRCDIR, "tests", "examples")
 TARGETS = os.environ.get("BS_TARGETS", "s390x").split()
 BIG_ENDIAN = {"s390x"}
-timings = []
 
 
 
@@ -71,11 +70,6 @@ def must(cmd, what, **kw):
     return out
 
 
-def timed(label, secs):
-    timings.append((label, secs))
-    print(f"     {label}: {secs:.1f} s", flush=True)
-
-
 def no_guest_processes(target, harness):
     probe = os.path.join(BUILDDIR, "tests", "probe-" + target)
     if not os.path.exists(probe):
@@ -90,6 +84,14 @@ def no_guest_processes(target, harness):
             break
         time.sleep(0.5)
     check(rc == 0 and out.strip() == "", f"{harness}: no guest process left behind (procs: {out.strip()!r})")
+
+
+def harness_verdicts(target, harness, got, want, out):
+    """What a test harness's run must show: WANT's verdicts (its output when
+    not), and no guest process left behind."""
+    if not expect_verdicts(harness, got, want):
+        print(out[-4000:])
+    no_guest_processes(target, harness)
 
 
 def install_layout():
@@ -136,11 +138,7 @@ def meson_example(target, prefix):
         rc, out, secs = run(cmd, env=dict(ENV, MESON_TESTTHREADS="2"))
         timed(f"{target} {harness}", secs)
         check(rc != 0, f"{target} {harness}: exits non-zero (the hang test times out) (exit {rc})")
-        got = meson_verdicts(bld)
-        expect_verdicts(f"{target} {harness}", got, MESON_WANT)
-        if got != MESON_WANT:
-            print(out[-4000:])
-        no_guest_processes(target, f"{target} {harness}")
+        harness_verdicts(target, f"{target} {harness}", meson_verdicts(bld), MESON_WANT, out)
         with open(os.path.join(bld, "meson-logs", "testlog.txt")) as f:
             log = f.read()
         want_bytes = "01 02 03 04" if target in BIG_ENDIAN else "04 03 02 01"
@@ -178,11 +176,7 @@ def cmake_example(target, prefix):
     rc, out, secs = run(["ctest", "--test-dir", bld, "-j2"])
     timed(f"{target} ctest -j2", secs)
     check(rc != 0, f"{target} ctest -j2: exits non-zero (segv and hang fail in CTest) (exit {rc})")
-    got = ctest_verdicts(out)
-    expect_verdicts(f"{target} ctest -j2", got, CTEST_WANT)
-    if got != CTEST_WANT:
-        print(out[-4000:])
-    no_guest_processes(target, f"{target} ctest -j2")
+    harness_verdicts(target, f"{target} ctest -j2", ctest_verdicts(out), CTEST_WANT, out)
 
     # B: the user's own toolchain file adds vmexec with VmexecEmulator.cmake;
     # `ninja test` runs ctest.
@@ -198,11 +192,7 @@ def cmake_example(target, prefix):
     must(["cmake", "--build", bld], "cmake example builds (own toolchain)")
     rc, out, secs = run(["ninja", "-C", bld, "test"])
     timed(f"{target} ninja test (CMake)", secs)
-    got = ctest_verdicts(out)
-    expect_verdicts(f"{target} ninja test (CMake)", got, CTEST_WANT)
-    if got != CTEST_WANT:
-        print(out[-4000:])
-    no_guest_processes(target, f"{target} ninja test (CMake)")
+    harness_verdicts(target, f"{target} ninja test (CMake)", ctest_verdicts(out), CTEST_WANT, out)
 
 
 def cross_triplet(target):
@@ -229,11 +219,7 @@ def make_examples(target):
     rc, out, secs = run(["make", "-j2", "check"], cwd=bld)
     timed(f"{target} make -j2 check (automake)", secs)
     check(rc == 0, f"{target} make check (automake): exits 0 (exit {rc})")
-    got = automake_verdicts(bld)
-    expect_verdicts(f"{target} make check (automake)", got, AUTOMAKE_WANT)
-    if got != AUTOMAKE_WANT:
-        print(out[-4000:])
-    no_guest_processes(target, f"{target} make check (automake)")
+    harness_verdicts(target, f"{target} make check (automake)", automake_verdicts(bld), AUTOMAKE_WANT, out)
 
     # A plain Makefile.
     bld = os.path.join(work, f"plain-{target}")
@@ -264,9 +250,4 @@ finally:
     run([VMEXEC, "stop", "--all"])
     shutil.rmtree(work, ignore_errors=True)
 
-print("timings:")
-for label, secs in timings:
-    print(f"  {label}: {secs:.1f} s")
-for f in failures:
-    print("FAILED: " + f)
-sys.exit(finish())
+sys.exit(finish_timed())

@@ -44,7 +44,7 @@ import tempfile
 import termios
 import time
 
-from testlib import HostTerminal, check, failures, finish, skip_or_fail
+from testlib import HostTerminal, check, finish_timed, skip_or_fail, timed
 from verdicts import (AUTOMAKE_WANT, CTEST_WANT, MESON_WANT, automake_verdicts, ctest_verdicts, expect_verdicts,
                       meson_verdicts)
 
@@ -56,7 +56,6 @@ TARGET = "s390x"
 # The build-system parts to run after the build and userland checks (all by default).
 PARTS = os.environ.get("FULL_PARTS", "meson make cmake shell persist").split()
 FULL = ["--target", TARGET, "--image", "full"]
-timings = []
 
 for tool in ["qemu-system-s390x", "nbdkit", "autoreconf", "automake"]:
     if not shutil.which(tool):
@@ -178,11 +177,6 @@ def run(cmd, cwd=None, env=None, timeout=2400, input=None):
 
 def full(*args, **kw):
     return run([VMEXEC, *FULL, "--", *args], **kw)
-
-
-def timed(label, secs):
-    timings.append((label, secs))
-    print(f"     {label}: {secs:.1f} s", flush=True)
 
 
 def one_line(err):
@@ -463,9 +457,7 @@ def test_meson():
     check('Checking if "byte order at run time" runs: YES' in out, "meson setup: cc.run() ran (natively in the guest)")
     check("Build type: native build" in out and "Host machine cpu family: s390x" in out,
           "meson setup: a native build on s390x (Build type: native build, host machine s390x)")
-    got = meson_verdicts(bld)
-    expect_verdicts("meson test in the guest", got, MESON_WANT)
-    if got != MESON_WANT or "test" not in st:
+    if not expect_verdicts("meson test in the guest", meson_verdicts(bld), MESON_WANT) or "test" not in st:
         print(tail(out, 6000))
     for f in ["build.ninja", "meson-logs/testlog.txt", "meson-logs/meson-log.txt", "meson-info/meson-info.json"]:
         check(os.path.isfile(os.path.join(bld, f)), f"meson: b/{f} is on the host")
@@ -509,9 +501,7 @@ def test_make():
     check(rc == 0, f"./configure && make check in the guest: exit 0 (exit {rc})")
     check("checking byte order at run time... big" in out, "configure: ran a program natively in the guest (big)")
     check("checking whether we are cross compiling... no" in out, "configure: not a cross build")
-    got = automake_verdicts(src)
-    expect_verdicts("make check (automake) in the guest", got, AUTOMAKE_WANT)
-    if got != AUTOMAKE_WANT or rc != 0:
+    if not expect_verdicts("make check (automake) in the guest", automake_verdicts(src), AUTOMAKE_WANT) or rc != 0:
         print(tail(out, 6000))
     check(os.path.isfile(os.path.join(src, "test-suite.log")), "automake: test-suite.log is on the host")
     s390x_programs(src, ["byteorder", "datafile", "writer", "reader", "threads", "argsenv"], "automake")
@@ -526,9 +516,7 @@ def test_cmake():
     check("test" in st and rc == st["test"] and rc != 0,
           f"cmake: vmexec's status is ctest's, non-zero as segv and hang fail (vmexec {rc}, ctest {st.get('test')})")
     check("Byte order at run time (try_run): big" in out, "cmake: try_run ran natively in the guest (big)")
-    got = ctest_verdicts(out)
-    expect_verdicts("ctest in the guest", got, CTEST_WANT)
-    if got != CTEST_WANT or "test" not in st:
+    if not expect_verdicts("ctest in the guest", ctest_verdicts(out), CTEST_WANT) or "test" not in st:
         print(tail(out, 6000))
     for f in ["CMakeCache.txt", "Makefile", "Testing/Temporary/LastTest.log"]:
         check(os.path.isfile(os.path.join(bld, f)), f"cmake: b/{f} is on the host")
@@ -562,20 +550,9 @@ def test_shell():
               f"the default shell of the full image is bash on a guest pty: {out!r}")
         out = t.run("echo $((40+2)) > shell-out.txt; cat shell-out.txt")
         check(out == "42\n", f"a command runs in the shell: {out!r}")
-        t.send(b"sleep 100\r")
-        t.expect(b"sleep 100", 60)
-        check(t.expect(PROMPT, 3) is None, "sleep 100 runs in the foreground (no prompt for 3 s)")
-        started = time.monotonic()
-        t.send(b"\x03")
-        back = t.expect(PROMPT, 30)
-        check(back is not None, f"Ctrl-C stops sleep: the prompt is back in {time.monotonic() - started:.1f} s")
-        out = t.run("grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l")
-        check(out == "0\n", f"sleep is gone after Ctrl-C: {out!r}")
+        t.ctrl_c_stops_sleep("grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l")
         t.send(b"exit 7\r")
-        try:
-            status = t.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            status = None
+        status = t.wait_exit(120)
         check(status == 7, f"exit 7 in the full image's shell: vmexec exits 7: {status}")
         check(termios.tcgetattr(t.slave) == t.saved, "the caller's terminal is restored after the shell")
         path = os.path.join(d, "shell-out.txt")
@@ -623,12 +600,7 @@ def main():
             run(AS_USER + [VMEXEC, "stop", "--all"], env=UENV, timeout=300)
         keep_downloads()
         shutil.rmtree(top, ignore_errors=True)
-    print("timings:")
-    for label, secs in timings:
-        print(f"  {label}: {secs:.1f} s")
-    for f in failures:
-        print("FAILED: " + f)
-    return finish()
+    return finish_timed()
 
 
 if __name__ == "__main__":

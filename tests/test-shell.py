@@ -98,15 +98,7 @@ def test_shell():
         check(out is not None and out.startswith("/dev/pts/") and out.endswith("\ns390x\n"),
               f"the shell runs on a pseudo-terminal of the s390x guest: {out!r}")
 
-        t.send(b"sleep 100\r")
-        t.expect(b"sleep 100", 60)
-        check(t.expect(PROMPT, 3) is None, "sleep 100 runs in the foreground (no prompt for 3 s)")
-        started = time.monotonic()
-        t.send(b"\x03")
-        back = t.expect(PROMPT, 30)
-        check(back is not None, f"Ctrl-C stops sleep: the prompt is back in {time.monotonic() - started:.1f} s")
-        out = t.run("ps | grep -c '[s]leep 100'")
-        check(out == "0\n", f"sleep is gone after Ctrl-C: {out!r}")
+        t.ctrl_c_stops_sleep("ps | grep -c '[s]leep 100'")
 
         t.set_size(33, 111)
         os.kill(t.proc.pid, signal.SIGWINCH)
@@ -119,10 +111,7 @@ def test_shell():
         check(out == "33 111\n", f"the window size reaches the guest (stty size): {out!r}")
 
         t.send(b"exit 7\r")
-        try:
-            status = t.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            status = None
+        status = t.wait_exit(120)
         check(status == 7, f"exit 7 in the shell: vmexec exits 7: {status}")
         check(termios.tcgetattr(t.slave) == t.saved, "the caller's terminal is restored (not raw) after the shell")
     finally:
@@ -133,10 +122,7 @@ def test_shell():
     try:
         check(t.expect(PROMPT, 600) is not None, f"-it -- sh -i: the prompt appears: {t.buf[-300:]!r}")
         os.kill(t.proc.pid, signal.SIGINT)
-        try:
-            status = t.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            status = None
+        status = t.wait_exit(60)
         check(status == -signal.SIGINT, f"SIGINT sent to vmexec --shell ends it by SIGINT: {status}")
         check(termios.tcgetattr(t.slave) == t.saved, "the caller's terminal is restored after death by SIGINT")
     finally:

@@ -7,6 +7,7 @@ import os
 
 CI = os.environ.get("CI") == "true"
 failures = []
+timings = []
 
 
 def check(cond, what):
@@ -25,6 +26,23 @@ def finish():
     """The exit status of the test: 1 if any check failed."""
     print(f"{len(failures)} failed" if failures else "all passed")
     return 1 if failures else 0
+
+
+def timed(label, secs):
+    """Note how long LABEL took, for finish_timed()'s summary."""
+    timings.append((label, secs))
+    print(f"     {label}: {secs:.1f} s", flush=True)
+
+
+def finish_timed():
+    """finish() after a summary of the timings and of the failed checks (for
+    the long tests, whose output is too long to scroll back through)."""
+    print("timings:")
+    for label, secs in timings:
+        print(f"  {label}: {secs:.1f} s")
+    for f in failures:
+        print("FAILED: " + f)
+    return finish()
 
 
 def guest_main(tests, vmexec, env, workdir, setup=None, needs=("qemu-system-s390x", "nbdkit")):
@@ -140,6 +158,29 @@ class HostTerminal:
             return None
         # The guest's terminal echoes the line, then the output (\r\n line ends).
         return out.replace(b"\r", b"").split(b"\n", 1)[-1].decode(errors="replace")
+
+    def ctrl_c_stops_sleep(self, count_sleeps):
+        """Run sleep 100 in the foreground, type Ctrl-C and check that the
+        prompt comes back and that COUNT_SLEEPS (a shell command printing the
+        number of sleep processes) prints 0."""
+        import time
+        self.send(b"sleep 100\r")
+        self.expect(b"sleep 100", 60)
+        check(self.expect(self.prompt, 3) is None, "sleep 100 runs in the foreground (no prompt for 3 s)")
+        started = time.monotonic()
+        self.send(b"\x03")
+        back = self.expect(self.prompt, 30)
+        check(back is not None, f"Ctrl-C stops sleep: the prompt is back in {time.monotonic() - started:.1f} s")
+        out = self.run(count_sleeps)
+        check(out == "0\n", f"sleep is gone after Ctrl-C: {out!r}")
+
+    def wait_exit(self, timeout):
+        """The command's exit status once it ends, or None after TIMEOUT seconds."""
+        import subprocess
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def close(self):
         if self.proc.poll() is None:

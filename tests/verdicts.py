@@ -21,10 +21,12 @@ CTEST_LINE = re.compile(r"Test\s+#\d+: (\S+) \.+\s*(?:\*\*\*)?(.+?)\s+[\d.]+ sec
 
 
 def expect_verdicts(harness, got, want):
+    """One check per test of WANT, one for tests it lacks; whether all passed."""
     for name, verdict in want.items():
         check(got.get(name) == verdict, f"{harness}: {name} is {verdict} (got {got.get(name)})")
     extra = set(got) - set(want)
     check(not extra, f"{harness}: no unexpected tests ({sorted(extra)})")
+    return got == want
 
 
 def meson_verdicts(builddir):
