@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "wire-msg.h"
+
 int frame_conn_init(struct frame_conn *c, int fd)
 {
   memset(c, 0, sizeof *c);
@@ -88,10 +90,7 @@ int frame_conn_queue(struct frame_conn *c, uint16_t type, uint32_t run, const vo
 int frame_conn_queue_u32(struct frame_conn *c, uint16_t type, uint32_t run, uint32_t value)
 {
   uint8_t b[4];
-  struct wire_writer w;
-  wire_writer_init(&w, b, sizeof b);
-  wire_put_u32(&w, value);
-  return frame_conn_queue(c, type, run, b, w.len);
+  return frame_conn_queue(c, type, run, b, wire_encode_u32(b, value));
 }
 
 int frame_conn_flush(struct frame_conn *c)

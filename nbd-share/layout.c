@@ -4,6 +4,7 @@
  * 32-byte compact form cannot. */
 #include "layout.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,26 +181,36 @@ static void encode_inode(const struct tree *t, const struct tnode *n, uint32_t n
   }
 }
 
-/* The regions must reach block BLKADDR exactly when its data is appended:
- * a cheap guard that inodes and regions agree. 0, or -2. */
-static int expect_at(const struct regions *rg, uint32_t blkaddr, uint64_t bs)
+/* The state of one layout_build: what the steps below share. */
+struct build {
+  struct tree *t;
+  struct layout *out;
+  uint64_t bs, max_size;
+  uint32_t *order;          /* nodes in inode order */
+  size_t count;
+  struct ent *ents;         /* room for the entries of the largest directory */
+  uint64_t blk;             /* next free block of the data area */
+  size_t doff, loff;        /* fill of out->dirs, out->links */
+  char *err;
+  size_t errlen;
+};
+
+/* Steps return 0, -1 when memory ran out, or -2 with a message in ERR. */
+__attribute__((format(printf, 2, 3)))
+static int build_fail(struct build *b, const char *fmt, ...)
 {
-  return regions_size(rg) == blkaddr * bs ? 0 : -2;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b->err, b->errlen, fmt, ap);
+  va_end(ap);
+  return -2;
 }
 
-int layout_build(struct tree *t, uint64_t max_size, struct layout *out, char *err, size_t errlen)
+/* Sort every directory (the sorted order also places the inodes); returns
+ * the most entries one directory writes. */
+static size_t sort_dirs(struct tree *t)
 {
-  const uint64_t bs = 1u << t->blkszbits;
-  memset(out, 0, sizeof *out);
-  regions_init(&out->regions);
-  uint32_t *order = malloc(t->nnodes * sizeof *order);
-  struct ent *ents = NULL;
   size_t maxents = 2;
-  int ret = -1;
-  if (!order)
-    goto oom;
-
-  /* Sort every directory; the sorted order also places the inodes. */
   for (size_t i = 0; i < t->nnodes; i++) {
     struct tnode *n = &t->nodes[i];
     if (S_ISDIR(n->mode)) {
@@ -208,15 +219,16 @@ int layout_build(struct tree *t, uint64_t max_size, struct layout *out, char *er
         maxents = n->ndents + 2;
     }
   }
-  ents = malloc(maxents * sizeof *ents);
-  if (!ents)
-    goto oom;
-  size_t count = order_nodes(t, order);
+  return maxents;
+}
 
-  /* Metadata: inode positions, hence nids. */
-  uint64_t pos = META_START;
-  for (size_t i = 0; i < count; i++) {
-    struct tnode *n = &t->nodes[order[i]];
+/* Metadata: each inode's layout and position, hence its nid. */
+static int place_inodes(struct build *b)
+{
+  struct tree *t = b->t;
+  uint64_t bs = b->bs, pos = META_START;
+  for (size_t i = 0; i < b->count; i++) {
+    struct tnode *n = &t->nodes[b->order[i]];
     uint64_t tail = inode_tail(t, n);
     if (S_ISREG(n->mode) && n->chunkbits)
       n->layout = EROFS_INODE_CHUNK_BASED;
@@ -230,58 +242,124 @@ int layout_build(struct tree *t, uint64_t max_size, struct layout *out, char *er
     n->nid = pos / EROFS_INODE_SLOT;
     pos = round_up(pos + INODE_SIZE + tail, INODE_SIZE); /* an inode never straddles blocks */
   }
-  if (t->nodes[0].nid > UINT16_MAX) { /* cannot happen: root comes first */
-    snprintf(err, errlen, "root inode out of reach of the superblock");
-    goto out;
-  }
-  out->meta_len = round_up(pos, bs);
+  if (t->nodes[0].nid > UINT16_MAX) /* cannot happen: root comes first */
+    return build_fail(b, "root inode out of reach of the superblock");
+  b->out->meta_len = round_up(pos, b->bs);
+  b->blk = b->out->meta_len / b->bs;
+  return 0;
+}
 
-  /* Blocks: directories, long symlinks, then file data, in order. */
-  uint64_t blk = out->meta_len / bs;
-  for (int pass = 0; pass < 3; pass++) {
-    for (size_t i = 0; i < count; i++) {
-      struct tnode *n = &t->nodes[order[i]];
+/* One extent of the data area: a directory's blocks, a long symlink's
+ * target, or a slice of a host file (a whole flat file, or one run of a
+ * chunk-based file). */
+enum piece_kind { PIECE_DIR, PIECE_LINK, PIECE_FILE };
+
+struct piece {
+  enum piece_kind kind;
+  uint32_t node;
+  uint32_t *blkaddr;        /* where its first block is recorded */
+  uint64_t offset, len;     /* PIECE_FILE: the slice of the host file */
+};
+
+typedef int (*piece_fn)(struct build *b, const struct piece *p);
+
+/* The data area in the order its blocks are given out: directories, long
+ * symlinks, then file data, each in inode order. Placing and emitting both
+ * walk this one sequence, so they cannot disagree. */
+static int walk_data(struct build *b, piece_fn fn)
+{
+  struct tree *t = b->t;
+  int r = 0;
+  for (int pass = 0; pass < 3 && r == 0; pass++) {
+    for (size_t i = 0; i < b->count && r == 0; i++) {
+      uint32_t id = b->order[i];
+      struct tnode *n = &t->nodes[id];
+      struct piece p = { .node = id, .blkaddr = &n->blkaddr, .len = n->size };
       if (pass == 0 && S_ISDIR(n->mode)) {
-        n->size = pack_dir(t, ents, dir_entries(t, order[i], ents), NULL);
-        n->blkaddr = (uint32_t)blk;
-        blk += round_up(n->size, bs) / bs;
-        out->dirs_len += n->size;
+        p.kind = PIECE_DIR;
+        r = fn(b, &p);
       } else if (pass == 1 && S_ISLNK(n->mode) && n->layout == EROFS_INODE_FLAT_PLAIN) {
-        n->blkaddr = (uint32_t)blk;
-        blk += round_up(n->size, bs) / bs;
-        out->links_len += n->size;
+        p.kind = PIECE_LINK;
+        r = fn(b, &p);
       } else if (pass == 2 && S_ISREG(n->mode) && n->chunkbits) {
-        struct trun *r = t->runs + n->first_run;
-        for (uint32_t k = 0; k < n->nruns; k++) {
-          uint64_t start = r[k].first << n->chunkbits;
-          uint64_t end = (r[k].first + r[k].count) << n->chunkbits;
-          if (end > n->size)
-            end = n->size;
-          r[k].blkaddr = (uint32_t)blk;
-          blk += round_up(end - start, bs) / bs;
+        struct trun *ru = t->runs + n->first_run;
+        for (uint32_t k = 0; k < n->nruns && r == 0; k++) {
+          uint64_t end = (ru[k].first + ru[k].count) << n->chunkbits;
+          p = (struct piece){ .kind = PIECE_FILE, .node = id, .blkaddr = &ru[k].blkaddr,
+                              .offset = ru[k].first << n->chunkbits };
+          p.len = (end > n->size ? n->size : end) - p.offset;
+          r = fn(b, &p);
         }
       } else if (pass == 2 && S_ISREG(n->mode) && n->size) {
-        n->blkaddr = (uint32_t)blk;
-        blk += round_up(n->size, bs) / bs;
-      }
-      if (blk >= EROFS_NULL_ADDR || (max_size && blk * bs > max_size)) {
-        snprintf(err, errlen, "the trees need an image over %llu bytes; raise the slot size or share less",
-                 (unsigned long long)(max_size ? max_size : (uint64_t)EROFS_NULL_ADDR * bs));
-        goto out;
+        p.kind = PIECE_FILE;
+        r = fn(b, &p);
       }
     }
   }
+  return r;
+}
 
-  /* Encode. */
+/* Measure mode: give the piece its blocks (a directory's size is known only
+ * once its entries are packed). */
+static int place_piece(struct build *b, const struct piece *p)
+{
+  struct tnode *n = &b->t->nodes[p->node];
+  uint64_t len = p->len;
+  if (p->kind == PIECE_DIR) {
+    len = n->size = pack_dir(b->t, b->ents, dir_entries(b->t, p->node, b->ents), NULL);
+    b->out->dirs_len += len;
+  } else if (p->kind == PIECE_LINK) {
+    b->out->links_len += len;
+  }
+  *p->blkaddr = (uint32_t)b->blk;
+  b->blk += round_up(len, b->bs) / b->bs;
+  if (b->blk >= EROFS_NULL_ADDR || (b->max_size && b->blk * b->bs > b->max_size))
+    return build_fail(b, "the trees need an image over %llu bytes; raise the slot size or share less",
+                      (unsigned long long)(b->max_size ? b->max_size : (uint64_t)EROFS_NULL_ADDR * b->bs));
+  return 0;
+}
+
+/* Emit mode: generate the piece's bytes (or map its host file) as the next
+ * regions, which must reach the block the measure mode gave it. */
+static int emit_piece(struct build *b, const struct piece *p)
+{
+  const struct tnode *n = &b->t->nodes[p->node];
+  struct layout *out = b->out;
+  struct regions *rg = &out->regions;
+  if (regions_size(rg) != *p->blkaddr * b->bs)
+    return build_fail(b, "internal error: data of inode %u not at block %u", n->ino, *p->blkaddr);
+  int r;
+  if (p->kind == PIECE_DIR) {
+    uint8_t *mem = out->dirs + b->doff;
+    pack_dir(b->t, b->ents, dir_entries(b->t, p->node, b->ents), mem);
+    r = regions_append_memory(rg, mem, p->len);
+    b->doff += p->len;
+  } else if (p->kind == PIECE_LINK) {
+    uint8_t *mem = out->links + b->loff;
+    memcpy(mem, b->t->names + n->target, p->len);
+    r = regions_append_memory(rg, mem, p->len);
+    b->loff += p->len;
+  } else {
+    r = regions_append_file(rg, n->file, p->offset, p->len);
+    out->mapped_bytes += p->len;
+  }
+  return r == 0 ? regions_pad(rg, b->bs) : r;
+}
+
+/* The metadata area: every inode, then the superblock. */
+static int encode_meta(struct build *b)
+{
+  const struct tree *t = b->t;
+  struct layout *out = b->out;
   out->meta = calloc(1, out->meta_len);
-  out->dirs = malloc(out->dirs_len ? out->dirs_len : 1);
+  out->dirs = calloc(1, out->dirs_len ? out->dirs_len : 1);
   out->links = malloc(out->links_len ? out->links_len : 1);
   if (!out->meta || !out->dirs || !out->links)
-    goto oom;
+    return -1;
 
   bool chunked = false;
-  for (size_t i = 0; i < count; i++) {
-    const struct tnode *n = &t->nodes[order[i]];
+  for (size_t i = 0; i < b->count; i++) {
+    const struct tnode *n = &t->nodes[b->order[i]];
     uint32_t nlink = n->nlink;
     if (S_ISDIR(n->mode)) {
       nlink = 2;
@@ -296,10 +374,10 @@ int layout_build(struct tree *t, uint64_t max_size, struct layout *out, char *er
     .magic = EROFS_SUPER_MAGIC,
     .blkszbits = (uint8_t)t->blkszbits,
     .root_nid = (uint16_t)t->nodes[0].nid,
-    .inos = count,
+    .inos = b->count,
     .build_time = (uint64_t)t->now,
     .build_time_nsec = t->now_nsec,
-    .blocks = (uint32_t)blk,
+    .blocks = (uint32_t)b->blk,
     .meta_blkaddr = 0,
     .feature_incompat = chunked ? EROFS_FEATURE_INCOMPAT_CHUNKED_FILE : 0,
   };
@@ -307,70 +385,42 @@ int layout_build(struct tree *t, uint64_t max_size, struct layout *out, char *er
   if (getrandom(sb.uuid, sizeof sb.uuid, 0) != sizeof sb.uuid)
     memset(sb.uuid, 0x5a, sizeof sb.uuid);
   erofs_put_super(out->meta + EROFS_SUPER_OFFSET, &sb);
+  return 0;
+}
 
+int layout_build(struct tree *t, uint64_t max_size, struct layout *out, char *err, size_t errlen)
+{
+  struct build b = { .t = t, .out = out, .bs = 1u << t->blkszbits, .max_size = max_size,
+                     .err = err, .errlen = errlen };
+  memset(out, 0, sizeof *out);
+  regions_init(&out->regions);
+  int r = -1;
+  b.order = malloc(t->nnodes * sizeof *b.order);
+  if (b.order)
+    b.ents = malloc(sort_dirs(t) * sizeof *b.ents);
+  if (b.ents) {
+    b.count = order_nodes(t, b.order);
+    r = place_inodes(&b);
+  }
+  if (r == 0)
+    r = walk_data(&b, place_piece);
+  if (r == 0)
+    r = encode_meta(&b);
   /* Regions, in the order blocks were given out. */
-  struct regions *rg = &out->regions;
-  size_t doff = 0, loff = 0;
-  if (regions_append_memory(rg, out->meta, out->meta_len) == -1)
-    goto oom;
-  for (int pass = 0; pass < 3; pass++) {
-    for (size_t i = 0; i < count; i++) {
-      const struct tnode *n = &t->nodes[order[i]];
-      int r = 0;
-      if (pass == 0 && S_ISDIR(n->mode)) {
-        size_t len = pack_dir(t, ents, dir_entries(t, order[i], ents), NULL);
-        memset(out->dirs + doff, 0, len);
-        pack_dir(t, ents, dir_entries(t, order[i], ents), out->dirs + doff);
-        if ((r = expect_at(rg, n->blkaddr, bs)) == 0)
-          r = regions_append_memory(rg, out->dirs + doff, len);
-        doff += len;
-      } else if (pass == 1 && S_ISLNK(n->mode) && n->layout == EROFS_INODE_FLAT_PLAIN) {
-        memcpy(out->links + loff, t->names + n->target, n->size);
-        if ((r = expect_at(rg, n->blkaddr, bs)) == 0)
-          r = regions_append_memory(rg, out->links + loff, n->size);
-        loff += n->size;
-      } else if (pass == 2 && S_ISREG(n->mode) && n->chunkbits) {
-        const struct trun *ru = t->runs + n->first_run;
-        for (uint32_t k = 0; k < n->nruns && r == 0; k++) {
-          uint64_t start = ru[k].first << n->chunkbits;
-          uint64_t end = (ru[k].first + ru[k].count) << n->chunkbits;
-          if (end > n->size)
-            end = n->size;
-          if ((r = expect_at(rg, ru[k].blkaddr, bs)) == 0)
-            r = regions_append_file(rg, n->file, start, end - start);
-          if (r == 0)
-            r = regions_pad(rg, bs);
-          out->mapped_bytes += end - start;
-        }
-      } else if (pass == 2 && S_ISREG(n->mode) && n->size) {
-        if ((r = expect_at(rg, n->blkaddr, bs)) == 0)
-          r = regions_append_file(rg, n->file, 0, n->size);
-        out->mapped_bytes += n->size;
-      }
-      if (r == -2) {
-        snprintf(err, errlen, "internal error: data of inode %u not at block %u", n->ino, n->blkaddr);
-        goto out;
-      }
-      if (r == -1 || regions_pad(rg, bs) == -1)
-        goto oom;
-    }
-  }
-  if (regions_size(rg) != blk * bs) {
-    snprintf(err, errlen, "internal error: regions end at %llu, blocks at %llu",
-             (unsigned long long)regions_size(rg), (unsigned long long)(blk * bs));
-    goto out;
-  }
-  ret = 0;
-  goto out;
-
-oom:
-  snprintf(err, errlen, "out of memory laying out the image");
-out:
-  free(order);
-  free(ents);
-  if (ret)
+  if (r == 0)
+    r = regions_append_memory(&out->regions, out->meta, out->meta_len);
+  if (r == 0)
+    r = walk_data(&b, emit_piece);
+  if (r == 0 && regions_size(&out->regions) != b.blk * b.bs)
+    r = build_fail(&b, "internal error: regions end at %llu, blocks at %llu",
+                   (unsigned long long)regions_size(&out->regions), (unsigned long long)(b.blk * b.bs));
+  if (r == -1)
+    snprintf(err, errlen, "out of memory laying out the image");
+  free(b.order);
+  free(b.ents);
+  if (r)
     layout_free(out);
-  return ret;
+  return r ? -1 : 0;
 }
 
 void layout_free(struct layout *l)

@@ -32,6 +32,52 @@ static int path_reserve(struct walker *w, size_t need)
   return 0;
 }
 
+/* Make w->path the path of entry N (L bytes) of the directory at
+ * w->path[0, pathlen). 0, or -1 if memory ran out. */
+static int path_child(struct walker *w, size_t pathlen, const char *n, size_t l)
+{
+  if (path_reserve(w, pathlen + l + 2) == -1)
+    return -1;
+  w->path[pathlen] = '/';
+  memcpy(w->path + pathlen + 1, n, l + 1);
+  return 0;
+}
+
+/* Read the names of D but "." and "..", NUL-separated, into *NAMES (*NLEN
+ * bytes). Reading them all before visiting any: visiting while reading would
+ * keep the stream's buffer and position alive across the visitor's work.
+ * 0, or -1 if memory ran out. */
+static int read_names(struct walker *w, DIR *d, size_t pathlen, char **names, size_t *nlen)
+{
+  size_t ncap = 0;
+  for (;;) {
+    errno = 0;
+    struct dirent *de = readdir(d);
+    if (!de)
+      break;
+    const char *n = de->d_name;
+    if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
+      continue;
+    size_t l = strlen(n) + 1;
+    if (*nlen + l > ncap) {
+      size_t cap = ncap ? ncap * 2 : 4096;
+      while (cap < *nlen + l)
+        cap *= 2;
+      char *p = realloc(*names, cap);
+      if (!p)
+        return -1;
+      *names = p;
+      ncap = cap;
+    }
+    memcpy(*names + *nlen, n, l);
+    *nlen += l;
+  }
+  if (errno && w->log)
+    w->log(w->log_opaque, "%.*s: reading the directory failed (%s); entries may be missing",
+           (int)pathlen, w->path, strerror(errno));
+  return 0;
+}
+
 /* One subdirectory to enter after the whole directory is visited. */
 struct pending {
   size_t name_off, namelen;
@@ -47,40 +93,12 @@ static int walk_dir(struct walker *w, int dfd, size_t pathlen, uint64_t token)
     return 0;
   }
   char *names = NULL;   /* the entries' names, NUL-separated */
-  size_t nlen = 0, ncap = 0;
+  size_t nlen = 0;
   struct pending *sub = NULL;
   size_t nsub = 0, capsub = 0;
-  int ret = 0;
-
-  /* Read the names first: visiting while reading would keep the stream's
-   * buffer and position alive across the visitor's work. */
-  for (;;) {
-    errno = 0;
-    struct dirent *de = readdir(d);
-    if (!de)
-      break;
-    const char *n = de->d_name;
-    if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
-      continue;
-    size_t l = strlen(n) + 1;
-    if (nlen + l > ncap) {
-      size_t cap = ncap ? ncap * 2 : 4096;
-      while (cap < nlen + l)
-        cap *= 2;
-      char *p = realloc(names, cap);
-      if (!p) {
-        ret = -1;
-        goto out;
-      }
-      names = p;
-      ncap = cap;
-    }
-    memcpy(names + nlen, n, l);
-    nlen += l;
-  }
-  if (errno && w->log)
-    w->log(w->log_opaque, "%.*s: reading the directory failed (%s); entries may be missing",
-           (int)pathlen, w->path, strerror(errno));
+  int ret = read_names(w, d, pathlen, &names, &nlen);
+  if (ret == -1)
+    goto out;
 
   for (size_t off = 0; off < nlen;) {
     const char *n = names + off;
@@ -92,12 +110,10 @@ static int walk_dir(struct walker *w, int dfd, size_t pathlen, uint64_t token)
         w->log(w->log_opaque, "%.*s/%s: %s; left out", (int)pathlen, w->path, n, strerror(errno));
       continue;
     }
-    if (path_reserve(w, pathlen + l + 2) == -1) {
+    if (path_child(w, pathlen, n, l) == -1) {
       ret = -1;
       goto out;
     }
-    w->path[pathlen] = '/';
-    memcpy(w->path + pathlen + 1, n, l + 1);
     struct walk_entry e = {
       .name = n, .namelen = l, .st = &st, .dirfd = dirfd(d), .at = n,
       .path = w->path, .pathlen = pathlen + 1 + l,
@@ -125,12 +141,10 @@ static int walk_dir(struct walker *w, int dfd, size_t pathlen, uint64_t token)
   for (size_t i = 0; i < nsub && ret == 0; i++) {
     const char *n = names + sub[i].name_off;
     size_t l = sub[i].namelen;
-    if (path_reserve(w, pathlen + l + 2) == -1) {
+    if (path_child(w, pathlen, n, l) == -1) {
       ret = -1;
       break;
     }
-    w->path[pathlen] = '/';
-    memcpy(w->path + pathlen + 1, n, l + 1);
     int fd = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd == -1) {
       if (w->log)

@@ -170,33 +170,23 @@ static int write_roots(const struct share_host *h, uint32_t gen, char *err, size
   return 0;
 }
 
-bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_writer *out, char *err,
+bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply, char *err,
                         size_t cap)
 {
-  struct wire_reader r;
-  wire_reader_init(&r, p, n);
-  for (int i = 0; i < 5; i++)
-    wire_get_u32(&r); /* gen, offset, size: the supervisor's to fill in */
-  uint32_t nroots = wire_get_u32(&r);
-  if (!r.ok || nroots == 0 || nroots > MAX_ROOTS) {
+  static struct wire_root roots[MAX_ROOTS];
+  if (!wire_decode_share(p, n, reply, roots, MAX_ROOTS) || reply->nroots == 0) {
     snprintf(err, cap, "malformed share request");
     return false;
   }
-  static char paths[MAX_ROOTS][PATH_MAX];
-  uint32_t flags[MAX_ROOTS];
+  uint32_t nroots = reply->nroots;
   bool need_new = !h->have_gen;
   for (uint32_t i = 0; i < nroots; i++) {
-    if (!wire_get_str(&r, paths[i], sizeof paths[i]) || paths[i][0] != '/') {
+    if (roots[i].path[0] != '/') {
       snprintf(err, cap, "malformed share request");
       return false;
     }
-    flags[i] = wire_get_u32(&r);
-    if (!covered(h, paths[i]))
+    if (!covered(h, roots[i].path))
       need_new = true;
-  }
-  if (!r.ok) {
-    snprintf(err, cap, "malformed share request");
-    return false;
   }
 
   /* Did anything change since the current generation was made? The watch
@@ -216,7 +206,7 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
       return false;
     }
     for (uint32_t i = 0; i < nroots; i++)
-      if (!add_root(h, paths[i])) {
+      if (!add_root(h, roots[i].path)) {
         snprintf(err, cap, "more than %d shared trees; share fewer directories", MAX_ROOTS);
         return false;
       }
@@ -234,18 +224,10 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
     h->have_gen = true;
   }
 
-  uint64_t offset = (uint64_t)h->gen * h->slot_size;
-  wire_put_u32(out, h->gen);
-  wire_put_u32(out, (uint32_t)(offset >> 32));
-  wire_put_u32(out, (uint32_t)offset);
-  wire_put_u32(out, (uint32_t)(h->slot_size >> 32));
-  wire_put_u32(out, (uint32_t)h->slot_size);
-  wire_put_u32(out, nroots);
-  for (uint32_t i = 0; i < nroots; i++) {
-    wire_put_str(out, paths[i]);
-    wire_put_u32(out, flags[i]);
-  }
-  return out->ok;
+  reply->gen = h->gen;
+  reply->offset = (uint64_t)h->gen * h->slot_size;
+  reply->size = h->slot_size;
+  return true;
 }
 
 void share_host_released(struct share_host *h, uint32_t gen)
