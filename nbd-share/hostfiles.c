@@ -100,16 +100,6 @@ int64_t hostfiles_add(struct hostfiles *h, const char *path, size_t len, dev_t d
   return (int64_t)h->n++;
 }
 
-size_t hostfiles_count(const struct hostfiles *h)
-{
-  return h->n;
-}
-
-const char *hostfiles_path(const struct hostfiles *h, uint32_t id)
-{
-  return h->paths + h->files[id].path_off;
-}
-
 int hostfiles_open_path(const char *path, int flags)
 {
   size_t len = strlen(path);

@@ -22,9 +22,6 @@ void hostfiles_free(struct hostfiles *h); /* closes the cached descriptors */
  * DEV/INO. Returns its id, or -1 if memory ran out. */
 int64_t hostfiles_add(struct hostfiles *h, const char *path, size_t len, dev_t dev, ino_t ino);
 
-size_t hostfiles_count(const struct hostfiles *h);
-const char *hostfiles_path(const struct hostfiles *h, uint32_t id);
-
 /* A region_file_reader (OPAQUE is the struct hostfiles): LEN bytes at OFFSET
  * of file ID, zero-filled past its end. Safe to call from many threads.
  * 0, or -1 with errno on a read error of an open file. */
