@@ -14,21 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "runs.h"
 #include "wire.h"
-
-static void mkdir_p(const char *path)
-{
-  char buf[PATH_MAX];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *s = buf + 1; *s; s++)
-    if (*s == '/') {
-      *s = '\0';
-      mkdir(buf, 0755);
-      *s = '/';
-    }
-  mkdir(buf, 0755);
-}
 
 /* What the child writes on the exec pipe when the start failed (one write,
  * under PIPE_BUF: atomic). */
@@ -58,14 +46,8 @@ noreturn void run_child(struct run *r, struct run_request *q, const int fds[3], 
   sigprocmask(SIG_SETMASK, &empty, NULL);
   setpriority(PRIO_PROCESS, 0, 0); /* the agent runs at -20 */
   setsid();
-  if (r->cgroup) {
-    char path[128];
-    run_cgroup_path(r, "cgroup.procs", path, sizeof path);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, "0", 1) != 1)
-      child_fail(exec_w, STAGE_CGROUP, errno, NULL);
-    close(fd);
-  }
+  if (r->cgroup && run_cgroup_write(r, "cgroup.procs", "0") == -1)
+    child_fail(exec_w, STAGE_CGROUP, errno, NULL);
   if (slave[0]) {
     if (pty_attach(slave, q->uid, q->gid) == -1)
       child_fail(exec_w, STAGE_PTY, errno, NULL);
@@ -84,7 +66,7 @@ noreturn void run_child(struct run *r, struct run_request *q, const int fds[3], 
      * guest memory; with one, the cwd is always inside a root. */
     if (!(q->flags & WIRE_RUN_COPY) || r->share)
       child_fail(exec_w, STAGE_CWD, errno, NULL);
-    mkdir_p(q->cwd);
+    mkdir_p(q->cwd, 0755); /* chdir says what failed */
     if (chdir(q->cwd) == -1)
       child_fail(exec_w, STAGE_CWD, errno, NULL);
   }

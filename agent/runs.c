@@ -21,7 +21,6 @@
  * end of file (the rest of its cgroup is killed at the reap, so they do);
  * then what it changed under writable roots goes to the host (writeback.c),
  * unless it was cancelled, and only then WIRE_EXIT, after all of it. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -35,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "runs.h"
 #include "wire.h"
 
@@ -95,41 +95,33 @@ static struct run *create(uint32_t id)
   return r;
 }
 
-void run_cgroup_path(const struct run *r, const char *file, char *buf, size_t cap)
+static void cgroup_path(const struct run *r, const char *file, char *buf, size_t cap)
 {
   snprintf(buf, cap, CGROUP_ROOT "/vmexec-%u%s%s", r->id, file ? "/" : "", file ? file : "");
+}
+
+int run_cgroup_write(const struct run *r, const char *file, const char *value)
+{
+  char path[128];
+  cgroup_path(r, file, path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  size_t len = strlen(value);
+  int rc = write(fd, value, len) == (ssize_t)len ? 0 : -1;
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return rc;
 }
 
 /* Kill every process of the run: its cgroup, or at least its session. */
 static void kill_all(struct run *r)
 {
-  if (r->cgroup) {
-    char path[128];
-    run_cgroup_path(r, "cgroup.kill", path, sizeof path);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      if (write(fd, "1", 1) == 1) {
-        close(fd);
-        return;
-      }
-      close(fd);
-    }
-  }
+  if (r->cgroup && run_cgroup_write(r, "cgroup.kill", "1") == 0)
+    return;
   if (r->pid > 0)
     kill(-r->pid, SIGKILL);
-}
-
-static void remove_dir_files(const char *dir)
-{
-  DIR *d = opendir(dir);
-  if (!d)
-    return;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      unlinkat(dirfd(d), e->d_name, 0);
-  closedir(d);
-  rmdir(dir);
 }
 
 static void destroy(struct run *gone)
@@ -148,10 +140,11 @@ static void destroy(struct run *gone)
   share_free(gone->share); /* before the run's directory, which holds its tmpfs */
   if (gone->cgroup) {
     char path[128];
-    run_cgroup_path(gone, NULL, path, sizeof path);
+    cgroup_path(gone, NULL, path, sizeof path);
     rmdir(path); /* EBUSY while killed processes are still being reaped: harmless */
   }
-  remove_dir_files(gone->dir);
+  clear_dir(gone->dir, NULL);
+  rmdir(gone->dir);
   free(gone->stdin_buf);
   free(gone);
 }
@@ -262,7 +255,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
   }
   if (have_cgroups) {
     char path[128];
-    run_cgroup_path(r, NULL, path, sizeof path);
+    cgroup_path(r, NULL, path, sizeof path);
     r->cgroup = mkdir(path, 0755) == 0;
   }
   if (q->flags & WIRE_RUN_SEARCH_PATH)
@@ -324,19 +317,12 @@ static void receive_file_data(struct run *r, const uint8_t *p, size_t n)
     run_refuse(r, 125, "malformed file data from the host");
     return;
   }
-  while (n > 0) {
-    ssize_t w = write(r->file_fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0) {
-      run_refuse(r, 125, "cannot store the program in the guest: %s (guest memory full? set VMEXEC_MEMORY)",
-                 strerror(errno));
-      return;
-    }
-    p += w;
-    n -= (size_t)w;
-    r->file_left -= (uint64_t)w;
+  if (write_all(r->file_fd, p, n) == -1) {
+    run_refuse(r, 125, "cannot store the program in the guest: %s (guest memory full? set VMEXEC_MEMORY)",
+               strerror(errno));
+    return;
   }
+  r->file_left -= n;
   if (r->file_left == 0)
     close_fd(&r->file_fd);
 }

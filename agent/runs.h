@@ -49,8 +49,9 @@ struct run_request {
 
 /* runs.c */
 void close_fd(int *fd);
-/* The run's cgroup directory, or FILE in it (NULL: the directory). */
-void run_cgroup_path(const struct run *r, const char *file, char *buf, size_t cap);
+/* Write VALUE into FILE of the run's cgroup (cgroup.kill, cgroup.procs).
+ * 0, or -1 with errno. */
+int run_cgroup_write(const struct run *r, const char *file, const char *value);
 /* Refuse a run that cannot start, in vmexec's own statuses; ends the run. */
 void run_refuse(struct run *r, uint32_t status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Ends the run once it was reaped and all its output is out. */

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "fsutil.h"
 #include "wire.h"
 
 #define MAX_ROOTS 256
@@ -380,17 +381,6 @@ fail:
   return -1;
 }
 
-static void mkdir_p(char *path)
-{
-  for (char *s = path + 1; *s; s++)
-    if (*s == '/') {
-      *s = '\0';
-      mkdir(path, 0755);
-      *s = '/';
-    }
-  mkdir(path, 0755);
-}
-
 /* chdir into the generation's copy of ROOT, so that mount sources are "."
  * whatever the length of the path. */
 static int enter_lower(const struct share *s, const char *root)
@@ -424,7 +414,7 @@ int share_enter(const struct share *s, char *err, size_t cap)
       errno = ENAMETOOLONG;
       return -1;
     }
-    mkdir_p(target);
+    mkdir_p(target, 0755); /* the mount below says what failed */
     if (enter_lower(s, r->path) == -1) {
       snprintf(err, cap, "cannot enter %s in share generation %u", r->path, s->gen);
       return -1;

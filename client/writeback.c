@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fail.h"
+#include "fsutil.h"
 
 static int openat2_beneath(int dirfd, const char *path, int flags)
 {
@@ -216,19 +217,12 @@ static void file_data(struct writeback *wb, const uint8_t *p, size_t n)
     writeback_abort(wb);
     return;
   }
-  while (n > 0) {
-    ssize_t w = write(wb->file_fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0) {
-      refuse(wb, wb->path, strerror(errno));
-      writeback_abort(wb);
-      return;
-    }
-    p += w;
-    n -= (size_t)w;
-    wb->file_left -= (uint64_t)w;
+  if (write_all(wb->file_fd, p, n) == -1) {
+    refuse(wb, wb->path, strerror(errno));
+    writeback_abort(wb);
+    return;
   }
+  wb->file_left -= n;
   if (wb->file_left == 0)
     finish_file(wb);
 }

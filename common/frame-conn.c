@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "wire-msg.h"
 
 int frame_conn_init(struct frame_conn *c, int fd)
@@ -114,20 +115,6 @@ int frame_conn_flush(struct frame_conn *c)
 size_t frame_conn_pending(const struct frame_conn *c)
 {
   return c->out_end - c->out_start;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
 }
 
 static int read_all(int fd, uint8_t *p, size_t n)

@@ -10,26 +10,7 @@
 
 #include "config.h"
 #include "fail.h"
-
-int make_dirs(const char *path, int private_leaf)
-{
-  char buf[PATH_MAX];
-  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(buf, 0755) == -1 && errno != EEXIST)
-      return -1;
-    *p = '/';
-  }
-  if (mkdir(buf, private_leaf ? 0700 : 0755) == -1 && errno != EEXIST)
-    return -1;
-  return 0;
-}
+#include "fsutil.h"
 
 const char *cache_dir(void)
 {
@@ -47,7 +28,7 @@ const char *cache_dir(void)
     fail(EXIT_TOOL_FAILED, "no cache directory: neither XDG_CACHE_HOME nor HOME is an absolute path; set one of them");
   if (n >= (int)sizeof dir)
     fail(EXIT_TOOL_FAILED, "cache directory path is too long; set XDG_CACHE_HOME to a shorter path");
-  if (make_dirs(dir, 1) == -1)
+  if (mkdir_p(dir, 0700) == -1)
     fail(EXIT_TOOL_FAILED, "cannot create cache directory %s: %s; set XDG_CACHE_HOME to a writable directory", dir,
          strerror(errno));
   return dir;

@@ -18,7 +18,4 @@ char *agent_path(const struct target *t);
  * Returns a malloc'd string. */
 char *share_plugin_path(void);
 
-/* mkdir -p with mode 0755 (or 0700 for the leaf when private). */
-int make_dirs(const char *path, int private_leaf);
-
 #endif

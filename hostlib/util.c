@@ -13,6 +13,7 @@
 
 #include "cleanup.h"
 #include "fail.h"
+#include "fsutil.h"
 
 static noreturn void out_of_memory(void)
 {
@@ -150,21 +151,6 @@ int read_file(const char *path, char **data, size_t *len)
   *data = buf;
   if (len)
     *len = n;
-  return 0;
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-  const char *p = data;
-  while (len > 0) {
-    ssize_t w = write(fd, p, len);
-    if (w == -1 && errno == EINTR)
-      continue;
-    if (w == -1)
-      return -1;
-    p += w;
-    len -= (size_t)w;
-  }
   return 0;
 }
 

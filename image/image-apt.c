@@ -16,6 +16,7 @@
 #include "cleanup.h"
 #include "fail.h"
 #include "subprocess.h"
+#include "fsutil.h"
 #include "paths.h"
 
 /* Package lists older than this are refreshed (when the network allows). */
@@ -57,7 +58,7 @@ static void apt_run(struct apt *a, const char *what, const char *fix, const char
 
 static void mkdirs_or_fail(const char *path)
 {
-  if (make_dirs(path, 0) == -1)
+  if (mkdir_p(path, 0755) == -1)
     fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", path, strerror(errno), cache_dir());
 }
 
@@ -68,7 +69,8 @@ static void write_or_fail(const char *path, const void *data, size_t len)
          cache_dir());
 }
 
-static void clear_dir(const char *path)
+/* rm -rf PATH, then an empty PATH. */
+static void recreate_dir(const char *path)
 {
   if (remove_tree(path) == -1)
     fail(EXIT_TOOL_FAILED, "cannot remove %s: %s; remove it by hand", path, strerror(errno));
@@ -126,7 +128,7 @@ static int conf_name(const char *name)
 static int sync_sources(struct apt *a)
 {
   CLEANUP_FREE char *dest = xasprintf("%s/etc/sources.list.d", a->dir);
-  clear_dir(dest);
+  recreate_dir(dest);
   XXH3_state_t *h = XXH3_createState();
   XXH3_128bits_reset(h);
   CLEANUP_FREE char *main_list = NULL;
@@ -158,7 +160,7 @@ static int sync_sources(struct apt *a)
 static void write_config(struct apt *a)
 {
   CLEANUP_FREE char *parts = xasprintf("%s/etc/apt.conf.d", a->dir);
-  clear_dir(parts);
+  recreate_dir(parts);
   copy_parts("/etc/apt/apt.conf.d", parts, conf_name, NULL);
   CLEANUP_FREE char *host_main = NULL;
   size_t len;
@@ -200,18 +202,6 @@ static time_t lists_updated(const struct apt *a)
   return stat(stamp, &st) == 0 ? st.st_mtime : 0;
 }
 
-static void remove_resolutions(const struct apt *a)
-{
-  DIR *d = opendir(a->dir);
-  if (!d)
-    return;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strncmp(e->d_name, "resolved-", 9) == 0)
-      unlinkat(dirfd(d), e->d_name, 0);
-  closedir(d);
-}
-
 static void update_lists(struct apt *a)
 {
   struct strv argv = {0};
@@ -232,7 +222,7 @@ static void update_lists(struct apt *a)
   if (failed && !lists_exist(a))
     fail(EXIT_TOOL_FAILED, "[%s] cannot download the package lists: %s; %s", a->t->name, line, sources_fix);
   /* Whatever was fetched changes what the lists resolve to. */
-  remove_resolutions(a);
+  clear_dir(a->dir, "resolved-");
   CLEANUP_FREE char *stamp = xasprintf("%s/updated", a->dir);
   write_or_fail(stamp, "", 0);
   if (failed) {
@@ -505,7 +495,7 @@ size_t apt_download(struct apt *a, const struct apt_resolution *r, const char *d
   /* Download into a private directory and rename into the shared one, so
    * that other builds never see a partial .deb. */
   CLEANUP_FREE char *dl = xasprintf("%s/download", a->dir);
-  clear_dir(dl);
+  recreate_dir(dl);
   struct strv args = {0};
   strv_push(&args, "download");
   for (size_t i = 0; i < n; i++)

@@ -17,6 +17,7 @@
 #include "fail.h"
 #include "image-layer.h"
 #include "image.h"
+#include "fsutil.h"
 #include "paths.h"
 
 const char *images_dir(void)
@@ -24,7 +25,7 @@ const char *images_dir(void)
   static char dir[PATH_MAX];
   if (!dir[0]) {
     snprintf(dir, sizeof dir, "%s/images", cache_dir());
-    if (make_dirs(dir, 0) == -1)
+    if (mkdir_p(dir, 0755) == -1)
       fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", dir, strerror(errno), cache_dir());
   }
   return dir;
@@ -170,7 +171,8 @@ int image_lock(const char *key)
   CLEANUP_FREE char *dir = xasprintf("%s/locks", cache_dir());
   CLEANUP_FREE char *path = xasprintf("%s/%s", dir, key);
   int fd = -1;
-  if (make_dirs(dir, 0) == -1 || (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1 || flock(fd, LOCK_EX) == -1)
+  if (mkdir_p(dir, 0755) == -1 || (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1 ||
+      flock(fd, LOCK_EX) == -1)
     fail(EXIT_TOOL_FAILED, "cannot lock %s: %s; check the permissions of %s", path, strerror(errno), cache_dir());
   return fd;
 }
@@ -219,7 +221,7 @@ static void remove_stale_staging(const char *tmp, const char *key)
 char *image_staging(const char *key)
 {
   CLEANUP_FREE char *tmp = xasprintf("%s/tmp", cache_dir());
-  if (make_dirs(tmp, 0) == -1)
+  if (mkdir_p(tmp, 0755) == -1)
     fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", tmp, strerror(errno), cache_dir());
   remove_stale_staging(tmp, key);
   static bool registered;
@@ -276,7 +278,7 @@ bool image_job_start(struct image_job *j, const struct target *t, const struct i
     return false;
   }
   j->debs = xasprintf("%s/debs", cache_dir());
-  if (make_dirs(j->debs, 0) == -1)
+  if (mkdir_p(j->debs, 0755) == -1)
     fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", j->debs, strerror(errno), cache_dir());
   apt_download(&apt, &j->r, j->debs, announce_download, &j->p);
   apt_close(&apt);
@@ -415,7 +417,7 @@ static int remove_image(const char *key)
   CLEANUP_FREE char *dir = xasprintf("%s/%s", images_dir(), key);
   CLEANUP_FREE char *tmpdir = xasprintf("%s/tmp", cache_dir());
   CLEANUP_FREE char *gone = xasprintf("%s/rm-%s-%ld", tmpdir, key, (long)getpid());
-  if (make_dirs(tmpdir, 0) == -1 || rename(dir, gone) == -1 || remove_tree(gone) == -1) {
+  if (mkdir_p(tmpdir, 0755) == -1 || rename(dir, gone) == -1 || remove_tree(gone) == -1) {
     warning("cannot remove %s: %s; remove it by hand", dir, strerror(errno));
     return -1;
   }

@@ -10,6 +10,7 @@
 #include "fail.h"
 #include "subprocess.h"
 #include "util.h"
+#include "fsutil.h"
 #include "paths.h"
 
 /* Sparse: only what the guest writes takes space on the host. */
@@ -20,7 +21,7 @@ static const char *layers_dir(void)
   static char dir[PATH_MAX];
   if (!dir[0]) {
     snprintf(dir, sizeof dir, "%s/layers", cache_dir());
-    if (make_dirs(dir, 0) == -1)
+    if (mkdir_p(dir, 0755) == -1)
       fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", dir, strerror(errno), cache_dir());
   }
   return dir;

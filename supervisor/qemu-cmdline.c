@@ -17,53 +17,8 @@
 #endif
 
 #include "cleanup.h"
+#include "util.h"
 #include "wire.h"
-
-/* A growing NULL-terminated argv; on allocation failure ok turns false. */
-struct args {
-  char **v;
-  size_t n, cap;
-  bool ok;
-};
-
-static void add(struct args *a, const char *s)
-{
-  if (!a->ok)
-    return;
-  if (a->n + 2 > a->cap) {
-    size_t cap = a->cap ? a->cap * 2 : 64;
-    char **v = realloc(a->v, cap * sizeof *v);
-    if (!v) {
-      a->ok = false;
-      return;
-    }
-    a->v = v;
-    a->cap = cap;
-  }
-  char *copy = strdup(s);
-  if (!copy) {
-    a->ok = false;
-    return;
-  }
-  a->v[a->n++] = copy;
-  a->v[a->n] = NULL;
-}
-
-static void addf(struct args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void addf(struct args *a, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  char *s;
-  int n = vasprintf(&s, fmt, ap);
-  va_end(ap);
-  if (n < 0) {
-    a->ok = false;
-    return;
-  }
-  add(a, s);
-  free(s);
-}
 
 /* qemu option values are comma separated; a comma in a path is written ",,". */
 static char *qemu_escape(const char *path)
@@ -71,9 +26,7 @@ static char *qemu_escape(const char *path)
   size_t n = strlen(path), commas = 0;
   for (const char *p = path; *p; p++)
     commas += *p == ',';
-  char *out = malloc(n + commas + 1), *q = out;
-  if (!out)
-    return NULL;
+  char *out = xrealloc(NULL, n + commas + 1), *q = out;
   for (const char *p = path; *p; p++) {
     *q++ = *p;
     if (*p == ',')
@@ -115,104 +68,96 @@ static bool mttcg_ok(const struct target *t)
 }
 
 /* A virtio-blk disk on the NBD server at SOCKET (nothing when NULL). */
-static void add_nbd_disk(struct args *a, const char *sfx, const char *socket, const char *id, const char *serial,
+static void add_nbd_disk(struct strv *a, const char *sfx, const char *socket, const char *id, const char *serial,
                          bool writable)
 {
   if (!socket)
     return;
   CLEANUP_FREE char *path = qemu_escape(socket);
-  if (!path) {
-    a->ok = false;
-    return;
-  }
-  add(a, "-drive");
-  addf(a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=%s,format=raw,readonly=%s", path, id,
-       writable ? "off" : "on");
-  add(a, "-device");
-  addf(a, "virtio-blk-%s,drive=%s,serial=%s", sfx, id, serial);
+  strv_push(a, "-drive");
+  strv_pushf(a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=%s,format=raw,readonly=%s", path,
+             id, writable ? "off" : "on");
+  strv_push(a, "-device");
+  strv_pushf(a, "virtio-blk-%s,drive=%s,serial=%s", sfx, id, serial);
 }
 
 char **qemu_argv(const struct qemu_options *o)
 {
   const struct target *t = o->target;
   const char *sfx = transport_suffix(t->transport);
-  struct args a = { .ok = true };
+  struct strv a = { 0 };
   int mem = o->memory_mib > 0 ? o->memory_mib : QEMU_DEFAULT_MEMORY_MIB;
   int cpus = o->cpus > 0 ? o->cpus : 1;
   CLEANUP_FREE char *dir = qemu_escape(o->image_dir);
   CLEANUP_FREE char *serial = qemu_escape(o->serial_socket);
   CLEANUP_FREE char *console = o->console_log ? qemu_escape(o->console_log) : NULL;
   CLEANUP_FREE char *qmp = o->qmp_socket ? qemu_escape(o->qmp_socket) : NULL;
-  if (!dir || !serial || (o->console_log && !console) || (o->qmp_socket && !qmp))
-    return NULL;
 
-  add(&a, t->qemu_binary);
-  add(&a, "-M");
-  add(&a, t->machine);
+  strv_push(&a, t->qemu_binary);
+  strv_push(&a, "-M");
+  strv_push(&a, t->machine);
   if (qemu_use_kvm(t)) {
-    add(&a, "-accel");
-    add(&a, "kvm");
+    strv_push(&a, "-accel");
+    strv_push(&a, "kvm");
     if (strcmp(t->name, "x86_64") == 0) {
-      add(&a, "-cpu");
-      add(&a, "host");
+      strv_push(&a, "-cpu");
+      strv_push(&a, "host");
     } else if (t->cpu) {
-      add(&a, "-cpu");
-      add(&a, t->cpu);
+      strv_push(&a, "-cpu");
+      strv_push(&a, t->cpu);
     }
   } else {
-    add(&a, "-accel");
-    add(&a, mttcg_ok(t) ? "tcg,thread=multi" : "tcg");
+    strv_push(&a, "-accel");
+    strv_push(&a, mttcg_ok(t) ? "tcg,thread=multi" : "tcg");
     if (t->cpu) {
-      add(&a, "-cpu");
-      add(&a, t->cpu);
+      strv_push(&a, "-cpu");
+      strv_push(&a, t->cpu);
     }
   }
-  add(&a, "-m");
-  addf(&a, "%dM", mem);
-  add(&a, "-smp");
-  addf(&a, "%d", cpus);
-  add(&a, "-display");
-  add(&a, "none");
-  add(&a, "-no-reboot");
-  add(&a, "-monitor");
-  add(&a, "none");
-  add(&a, "-nic");
-  add(&a, "none");
-  add(&a, "-serial");
+  strv_push(&a, "-m");
+  strv_pushf(&a, "%dM", mem);
+  strv_push(&a, "-smp");
+  strv_pushf(&a, "%d", cpus);
+  strv_push(&a, "-display");
+  strv_push(&a, "none");
+  strv_push(&a, "-no-reboot");
+  strv_push(&a, "-monitor");
+  strv_push(&a, "none");
+  strv_push(&a, "-nic");
+  strv_push(&a, "none");
+  strv_push(&a, "-serial");
   if (console)
-    addf(&a, "file:%s", console);
+    strv_pushf(&a, "file:%s", console);
   else
-    add(&a, "stdio");
+    strv_push(&a, "stdio");
   if (qmp) {
-    add(&a, "-qmp");
-    addf(&a, "unix:%s,server=on,wait=off", qmp);
+    strv_push(&a, "-qmp");
+    strv_pushf(&a, "unix:%s,server=on,wait=off", qmp);
   }
   /* Row-specific extras, e.g. "-vga none" on ppc64el, then VMEXEC_QEMU_EXTRA
    * (more devices for experiments, e.g. bench/'s virtio-9p). */
   const char *user_extra = getenv("VMEXEC_QEMU_EXTRA");
-  CLEANUP_FREE char *extra = NULL;
-  if (asprintf(&extra, "%s %s", t->qemu_extra, user_extra ? user_extra : "") == -1)
-    return NULL;
+  CLEANUP_FREE char *extra = xasprintf("%s %s", t->qemu_extra, user_extra ? user_extra : "");
   char *save = NULL;
   for (char *w = strtok_r(extra, " ", &save); w; w = strtok_r(NULL, " ", &save))
-    add(&a, w);
+    strv_push(&a, w);
 
-  add(&a, "-kernel");
-  addf(&a, "%s/kernel", o->image_dir);
-  add(&a, "-initrd");
-  addf(&a, "%s/initrd", o->image_dir);
-  add(&a, "-append");
+  strv_push(&a, "-kernel");
+  strv_pushf(&a, "%s/kernel", o->image_dir);
+  strv_push(&a, "-initrd");
+  strv_pushf(&a, "%s/initrd", o->image_dir);
+  strv_push(&a, "-append");
   /* VMEXEC_APPEND: more kernel parameters, for experiments and debugging. */
   const char *append = getenv("VMEXEC_APPEND");
-  addf(&a, "console=%s panic=-1 quiet%s%s%s%s", t->console, o->append ? " " : "", o->append ? o->append : "",
-       append ? " " : "", append ? append : "");
+  strv_pushf(&a, "console=%s panic=-1 quiet%s%s%s%s", t->console, o->append ? " " : "", o->append ? o->append : "",
+             append ? " " : "", append ? append : "");
 
-  add(&a, "-device");
-  addf(&a, "virtio-serial-%s", sfx);
-  add(&a, "-chardev");
-  addf(&a, "socket,id=vmexec,path=%s,server=on,wait=off", serial);
-  add(&a, "-device");
-  add(&a, "virtserialport,chardev=vmexec,name=" WIRE_PORT_NAME);
+  strv_push(&a, "-device");
+  strv_pushf(&a, "virtio-serial-%s", sfx);
+  strv_push(&a, "-chardev");
+  strv_pushf(&a, "socket,id=vmexec,path=%s,server=on,wait=off", serial);
+  strv_push(&a, "-device");
+  strv_push(&a, "virtserialport,chardev=vmexec,name=" WIRE_PORT_NAME);
 
   /* The disks, each served by nbdkit and found by the agent by its serial:
    * the host's trees (nbd-share), a full image's root filesystem (writable
@@ -221,10 +166,6 @@ char **qemu_argv(const struct qemu_options *o)
   add_nbd_disk(&a, sfx, o->root_socket, "root", WIRE_ROOT_SERIAL, o->root_writable);
   add_nbd_disk(&a, sfx, o->layer_socket, "layer", WIRE_LAYER_SERIAL, true);
 
-  if (!a.ok) {
-    qemu_argv_free(a.v);
-    return NULL;
-  }
   return a.v;
 }
 
@@ -272,8 +213,6 @@ pid_t qemu_spawn(const struct qemu_options *o, const sigset_t *mask)
   if (qemu_find(o->target, bin, sizeof bin) == -1)
     return -ENOENT;
   char **argv = qemu_argv(o);
-  if (!argv)
-    return -ENOMEM;
   /* Open everything the child needs before fork: the child only dup2s and
    * execs. A close-on-exec pipe reports a failed exec. */
   int in = open("/dev/null", O_RDONLY | O_CLOEXEC);

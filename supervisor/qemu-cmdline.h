@@ -34,7 +34,7 @@ struct qemu_options {
 #define QEMU_DEFAULT_MEMORY_MIB 512
 
 /* The argv (NULL-terminated, malloc'd, argv[0] = the target's qemu binary
- * name) for O. Free with qemu_argv_free(). NULL only when out of memory. */
+ * name) for O. Free with qemu_argv_free(). Fails (125) when out of memory. */
 char **qemu_argv(const struct qemu_options *o);
 void qemu_argv_free(char **argv);
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "fingerprint.h"
+#include "fsutil.h"
 #include "nbdkit.h"
 #include "paths.h"
 #include "rundir.h"
@@ -52,20 +53,6 @@ static void ignore_log(void *opaque, const char *fmt, ...)
   (void)fmt;
 }
 
-/* Remove the files of a flat directory (the control directory has no
- * subdirectories). */
-static void clear_dir(const char *path)
-{
-  DIR *d = opendir(path);
-  if (!d)
-    return;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (e->d_name[0] != '.' || (e->d_name[1] && strcmp(e->d_name, "..")))
-      unlinkat(dirfd(d), e->d_name, 0);
-  closedir(d);
-}
-
 struct share_host *share_host_start(const struct target *t, const char *dir, char *why, size_t cap)
 {
   char *plugin = share_plugin_path();
@@ -83,7 +70,7 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
   rundir_file(dir, "share.sock", 1, h->socket);
   rundir_file(dir, "nbdkit.log", 0, h->log);
   /* A fresh control directory: generations of an earlier guest mean nothing. */
-  clear_dir(h->control);
+  clear_dir(h->control, NULL); /* flat: it has no subdirectories */
   mkdir(h->control, 0700);
 
   /* 32-bit kernels index a block device's page cache with 32 bits: 16 TiB.
