@@ -32,6 +32,7 @@
 #include "frame-conn.h"
 #include "run.h"
 #include "terminal.h"
+#include "wire-msg.h"
 #include "writeback.h"
 
 extern char **environ;
@@ -73,14 +74,11 @@ static void send_program(int sock, const char *path)
   struct stat st;
   if (fd == -1 || fstat(fd, &st) == -1)
     fail(EXIT_CANNOT_EXECUTE, "cannot read %s: %s", path, strerror(errno));
-  uint8_t head[PATH_MAX + 32];
-  struct wire_writer w;
-  wire_writer_init(&w, head, sizeof head);
-  wire_put_u32(&w, st.st_mode & 07777);
-  wire_put_u32(&w, (uint32_t)((uint64_t)st.st_size >> 32));
-  wire_put_u32(&w, (uint32_t)st.st_size);
-  wire_put_str(&w, "program");
-  if (frame_write(sock, WIRE_FILE, RUN_ID, head, w.len) == -1)
+  struct wire_file m = { .mode = st.st_mode & 07777, .size = (uint64_t)st.st_size, .name = "program" };
+  uint8_t head[sizeof m.name + 32];
+  size_t len;
+  wire_encode_file(&m, head, sizeof head, &len); /* fits: a short name */
+  if (frame_write(sock, WIRE_FILE, RUN_ID, head, len) == -1)
     fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
   static uint8_t chunk[256 * 1024];
   for (;;) {
@@ -97,72 +95,63 @@ static void send_program(int sock, const char *path)
 }
 
 /* The trees the run sees at their host paths; the supervisor picks the
- * generation (the first five fields). */
+ * generation (gen, offset and size, left 0 here). */
 static void send_share(int sock, const struct share_roots *roots)
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
-  struct wire_writer w;
-  wire_writer_init(&w, buf, sizeof buf);
-  for (int i = 0; i < 5; i++)
-    wire_put_u32(&w, 0);
-  wire_put_u32(&w, (uint32_t)roots->n);
+  static struct wire_root wroots[SHARE_MAX_ROOTS];
+  struct wire_share m = { .nroots = (uint32_t)roots->n, .roots = wroots };
+  _Static_assert(sizeof wroots[0].path == sizeof roots->root[0].path, "a root's path is copied whole");
   for (size_t i = 0; i < roots->n; i++) {
-    wire_put_str(&w, roots->root[i].path);
-    wire_put_u32(&w, roots->root[i].writable ? WIRE_ROOT_WRITABLE : 0);
+    memcpy(wroots[i].path, roots->root[i].path, sizeof wroots[i].path);
+    wroots[i].flags = roots->root[i].writable ? WIRE_ROOT_WRITABLE : 0;
   }
-  if (frame_write(sock, WIRE_SHARE, RUN_ID, buf, w.len) == -1)
+  size_t len;
+  wire_encode_share(&m, buf, sizeof buf, &len); /* fits: SHARE_MAX_ROOTS paths */
+  if (frame_write(sock, WIRE_SHARE, RUN_ID, buf, len) == -1)
     fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
 }
 
 static void send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv)
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
-  struct wire_writer w;
-  wire_writer_init(&w, buf, sizeof buf);
+  static struct wire_run m;
   mode_t mask = umask(0);
   umask(mask);
-  char cwd[PATH_MAX];
-  if (!getcwd(cwd, sizeof cwd))
+  m.uid = o->root ? 0 : getuid();
+  m.gid = o->root ? 0 : getgid();
+  m.umask = mask;
+  m.flags = (o->copy ? WIRE_RUN_COPY : 0) | o->run_flags;
+  if (!getcwd(m.cwd, sizeof m.cwd))
     fail(EXIT_TOOL_FAILED, "cannot get the current directory: %s", strerror(errno));
-  wire_put_u32(&w, o->root ? 0 : getuid());
-  wire_put_u32(&w, o->root ? 0 : getgid());
-  wire_put_u32(&w, mask);
-  wire_put_u32(&w, (o->copy ? WIRE_RUN_COPY : 0) | o->run_flags);
-  wire_put_str(&w, cwd);
-  wire_put_str(&w, file);
-  wire_put_u32(&w, (uint32_t)argc);
-  for (int i = 0; i < argc; i++)
-    wire_put_str(&w, argv[i]);
-  uint32_t envc = 0;
+  bool fits = snprintf(m.file, sizeof m.file, "%s", file) < (int)sizeof m.file;
+  m.argc = (uint32_t)argc;
+  m.argv = argv;
+  m.envc = 0;
   for (char **e = environ; *e; e++)
-    envc++;
-  wire_put_u32(&w, envc);
-  for (char **e = environ; *e; e++)
-    wire_put_str(&w, *e);
-  gid_t groups[256];
-  int ngroups = o->root ? 0 : getgroups(256, groups);
-  if (ngroups < 0)
-    ngroups = 0;
-  wire_put_u32(&w, (uint32_t)ngroups);
-  for (int i = 0; i < ngroups; i++)
-    wire_put_u32(&w, groups[i]);
-  if (!w.ok)
+    m.envc++;
+  m.envp = environ;
+  gid_t groups[WIRE_MAX_GROUPS];
+  int ngroups = o->root ? 0 : getgroups(WIRE_MAX_GROUPS, groups);
+  m.ngroups = ngroups < 0 ? 0 : (uint32_t)ngroups;
+  for (uint32_t i = 0; i < m.ngroups; i++)
+    m.groups[i] = groups[i];
+  size_t len;
+  if (!fits || !wire_encode_run(&m, buf, sizeof buf, &len))
     fail(EXIT_CANNOT_EXECUTE, "the arguments and environment are larger than vmexec can send (%d KiB); make them smaller",
          WIRE_MAX_PAYLOAD / 1024);
-  if (frame_write(sock, WIRE_RUN, RUN_ID, buf, w.len) == -1)
+  if (frame_write(sock, WIRE_RUN, RUN_ID, buf, len) == -1)
     fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
 }
 
 /* The caller's window size as a WIRE_WINSIZE payload into b; its length. */
 static size_t winsize_payload(uint8_t b[8])
 {
-  uint32_t rows = 0, cols = 0;
-  terminal_size(&rows, &cols);
-  struct wire_writer w;
-  wire_writer_init(&w, b, 8);
-  wire_put_u32(&w, rows);
-  wire_put_u32(&w, cols);
-  return w.len;
+  struct wire_winsize m = { 0, 0 };
+  terminal_size(&m.rows, &m.cols);
+  size_t len;
+  wire_encode_winsize(&m, b, 8, &len);
+  return len;
 }
 
 /* --shell: the caller's terminal goes raw when it is one (it comes back at
@@ -262,8 +251,6 @@ static void relay(int sock, struct writeback *wb)
       int got;
       while ((got = frame_conn_next(&conn, &h, &p)) == 1) {
         got_any = true;
-        struct wire_reader r;
-        wire_reader_init(&r, p, h.length);
         if (h.type == WIRE_STDOUT || h.type == WIRE_STDERR) {
           int fd = h.type == WIRE_STDOUT ? 1 : 2;
           size_t done = 0;
@@ -284,15 +271,15 @@ static void relay(int sock, struct writeback *wb)
           if (h.type == WIRE_WB_DATA) /* counted against the output window */
             frame_conn_queue_u32(&conn, WIRE_CREDIT, RUN_ID, h.length);
         } else if (h.type == WIRE_CREDIT) {
-          stdin_credit += wire_get_u32(&r);
+          uint32_t more;
+          if (wire_decode_u32(p, h.length, &more))
+            stdin_credit += more;
         } else if (h.type == WIRE_EXIT) {
-          uint32_t how = wire_get_u32(&r);
-          uint32_t value = wire_get_u32(&r);
-          char msg[PATH_MAX + 1024];
-          if (!wire_get_str(&r, msg, sizeof msg))
-            snprintf(msg, sizeof msg, "the guest failed");
+          static struct wire_exit m;
+          if (!wire_decode_exit(p, h.length, &m))
+            snprintf(m.msg, sizeof m.msg, "the guest failed");
           writeback_abort(wb);
-          die_like((int)how, value, msg);
+          die_like((int)m.how, m.value, m.msg);
         }
       }
       if (got == -1)

@@ -61,6 +61,12 @@ void wire_put_u32(struct wire_writer *w, uint32_t v)
     put_be32(p, v);
 }
 
+void wire_put_u64(struct wire_writer *w, uint64_t v)
+{
+  wire_put_u32(w, (uint32_t)(v >> 32));
+  wire_put_u32(w, (uint32_t)v);
+}
+
 void wire_put_bytes(struct wire_writer *w, const void *data, size_t n)
 {
   if (n > UINT32_MAX) {
@@ -101,6 +107,12 @@ uint32_t wire_get_u32(struct wire_reader *r)
 {
   const uint8_t *p = take(r, 4);
   return p ? get_be32(p) : 0;
+}
+
+uint64_t wire_get_u64(struct wire_reader *r)
+{
+  uint64_t high = wire_get_u32(r);
+  return high << 32 | wire_get_u32(r);
 }
 
 const uint8_t *wire_get_bytes(struct wire_reader *r, size_t *n)

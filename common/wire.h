@@ -10,9 +10,10 @@
  *   offset 6  u16 flags    0 (reserved)
  *   offset 8  u32 run      0 for the connection itself, else the run it belongs to
  *
- * Payload fields are u32 (big-endian) and strings / byte strings (u32 length,
- * then the bytes, no terminator). A frame that breaks these rules ends the
- * connection; it never overflows a buffer.
+ * Payload fields are u32 (big-endian), u64 (as two u32: the high half, then
+ * the low half) and strings / byte strings (u32 length, then the bytes, no
+ * terminator). A frame that breaks these rules ends the connection; it never
+ * overflows a buffer. wire-msg.h encodes and decodes each message's payload.
  */
 #ifndef VMEXEC_WIRE_H
 #define VMEXEC_WIRE_H
@@ -154,6 +155,7 @@ struct wire_writer {
 };
 void wire_writer_init(struct wire_writer *w, uint8_t *buf, size_t cap);
 void wire_put_u32(struct wire_writer *w, uint32_t v);
+void wire_put_u64(struct wire_writer *w, uint64_t v); /* u32 high, u32 low */
 void wire_put_bytes(struct wire_writer *w, const void *p, size_t n); /* length-prefixed */
 void wire_put_str(struct wire_writer *w, const char *s);
 
@@ -166,6 +168,7 @@ struct wire_reader {
 };
 void wire_reader_init(struct wire_reader *r, const uint8_t *buf, size_t len);
 uint32_t wire_get_u32(struct wire_reader *r);
+uint64_t wire_get_u64(struct wire_reader *r);
 /* Points into the payload; *n is set to the length. Strings are not terminated. */
 const uint8_t *wire_get_bytes(struct wire_reader *r, size_t *n);
 /* Copies a string into dst (cap bytes with terminator); fails on an embedded NUL

@@ -23,7 +23,7 @@
 #include "qemu-cmdline.h"
 #include "image-test.h"
 #include "sockets.h"
-#include "wire.h"
+#include "wire-msg.h"
 
 #define DEFAULT_BOOT_TIMEOUT 120 /* seconds; s390x needs ~5 s, ppc64el ~13 s under TCG */
 
@@ -147,21 +147,15 @@ static int boot_failed(struct boot *b, const char *fmt, ...)
   return EXIT_TOOL_FAILED;
 }
 
-/* The hello payload: u32 version, str kernel release, str machine. */
 static int got_hello(struct boot *b, const uint8_t *p, size_t n, double elapsed)
 {
-  struct wire_reader r;
-  wire_reader_init(&r, p, n);
-  uint32_t version = wire_get_u32(&r);
-  char kernel[256], machine[64];
-  wire_get_str(&r, kernel, sizeof kernel);
-  wire_get_str(&r, machine, sizeof machine);
-  if (!r.ok)
+  struct wire_hello m;
+  if (!wire_decode_hello(p, n, &m))
     return boot_failed(b, "the agent's hello is malformed; rebuild the image with 'vmexec image build %s'", b->t->name);
-  if (version != WIRE_VERSION)
+  if (m.version != WIRE_VERSION)
     return boot_failed(b, "the agent speaks wire version %u, this vmexec speaks %u; rebuild the image with 'vmexec image build %s'",
-                       (unsigned)version, (unsigned)WIRE_VERSION, b->t->name);
-  printf("%s: agent hello after %.2f s (kernel %s, machine %s)\n", b->t->name, elapsed, kernel, machine);
+                       (unsigned)m.version, (unsigned)WIRE_VERSION, b->t->name);
+  printf("%s: agent hello after %.2f s (kernel %s, machine %s)\n", b->t->name, elapsed, m.kernel, m.machine);
   fflush(stdout);
   stop_qemu(b);
   remove_tmpdir(b);

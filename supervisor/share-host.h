@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "targets.h"
-#include "wire.h"
+#include "wire-msg.h"
 
 struct share_host;
 
@@ -20,10 +20,11 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
 /* The unix socket qemu connects its share disk to. */
 const char *share_host_socket(const struct share_host *h);
 
-/* A caller's WIRE_SHARE payload (generation fields unset) to the agent's, in
- * OUT: picks the generation, making a new one when the roots are not covered
- * or changed. False with a one-line ERR when it cannot. */
-bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_writer *out, char *err,
+/* A caller's WIRE_SHARE payload P of N bytes (generation fields unset) to
+ * the agent's, in REPLY (its roots are valid until the next call): picks the
+ * generation, making a new one when the roots are not covered or changed.
+ * False with a one-line ERR when it cannot. */
+bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply, char *err,
                         size_t cap);
 
 /* The guest let go of generation GEN: the plugin may free it. */

@@ -36,6 +36,7 @@
 #include "rundir.h"
 #include "share-host.h"
 #include "sockets.h"
+#include "wire-msg.h"
 
 /* A client may not push more into the agent's queue than this before the
  * supervisor stops reading from it (programs sent with --copy are large). */
@@ -79,7 +80,7 @@ struct supervisor {
   unsigned long runs_served;
   long long started_ms, idle_since_ms, boot_deadline_ms;
   long long idle_ms;
-  char kernel[128], machine[64];
+  char kernel[256], machine[64]; /* as in struct wire_hello */
   struct share_host *share; /* NULL: no share (share_why says why) */
   char share_why[512];
   struct qemu_options qo;   /* how qemu was started, to boot again */
@@ -157,13 +158,14 @@ static void queue_to_agent(struct supervisor *s, uint16_t type, uint32_t run, co
 /* Tell a caller its run failed in vmexec's own way (status 125..127). */
 static void send_failed(struct frame_conn *c, uint32_t run, uint32_t status, const char *msg)
 {
-  uint8_t b[PATH_MAX + 2048];
-  struct wire_writer w;
-  wire_writer_init(&w, b, sizeof b);
-  wire_put_u32(&w, WIRE_FAILED);
-  wire_put_u32(&w, status);
-  wire_put_bytes(&w, msg, strnlen(msg, sizeof b - 16));
-  frame_conn_queue(c, WIRE_EXIT, run, b, w.len);
+  static struct wire_exit m;
+  m.how = WIRE_FAILED;
+  m.value = status;
+  snprintf(m.msg, sizeof m.msg, "%s", msg);
+  uint8_t b[sizeof m.msg + 16];
+  size_t len;
+  if (wire_encode_exit(&m, b, sizeof b, &len))
+    frame_conn_queue(c, WIRE_EXIT, run, b, len);
 }
 
 static void client_drop(struct supervisor *s, struct client *gone)
@@ -335,15 +337,14 @@ static void guest_died(struct supervisor *s, const char *what)
 
 static void handle_hello(struct supervisor *s, const uint8_t *p, size_t n)
 {
-  struct wire_reader r;
-  wire_reader_init(&r, p, n);
-  uint32_t version = wire_get_u32(&r);
-  wire_get_str(&r, s->kernel, sizeof s->kernel);
-  wire_get_str(&r, s->machine, sizeof s->machine);
-  if (!r.ok || version != WIRE_VERSION) {
+  struct wire_hello m;
+  bool ok = wire_decode_hello(p, n, &m);
+  snprintf(s->kernel, sizeof s->kernel, "%s", m.kernel);
+  snprintf(s->machine, sizeof s->machine, "%s", m.machine);
+  if (!ok || m.version != WIRE_VERSION) {
     char msg[256];
     snprintf(msg, sizeof msg, "agent speaks protocol %u, vmexec %u; rebuild the image with 'vmexec image build %s'",
-             version, WIRE_VERSION, s->t->name);
+             m.version, WIRE_VERSION, s->t->name);
     fail_all_runs(s, msg);
     shut_down(s, msg);
   }
@@ -363,10 +364,8 @@ static void from_agent(struct supervisor *s, const struct wire_header *h, const 
     return;
   }
   if (h->type == WIRE_GEN_RELEASED) {
-    struct wire_reader r;
-    wire_reader_init(&r, p, h->length);
-    uint32_t gen = wire_get_u32(&r);
-    if (r.ok && s->share)
+    uint32_t gen;
+    if (wire_decode_u32(p, h->length, &gen) && s->share)
       share_host_released(s->share, gen);
     return;
   }
@@ -426,18 +425,23 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     return true;
   if (h->type == WIRE_SHARE) {
     static uint8_t buf[WIRE_MAX_PAYLOAD];
-    struct wire_writer w;
-    wire_writer_init(&w, buf, sizeof buf);
+    struct wire_share reply;
+    size_t len;
     char err[1024];
     if (!s->share)
       snprintf(err, sizeof err, "the %s guest cannot share the host's trees: %s; run with --copy", s->t->name,
                s->share_why);
-    if (!s->share || !share_host_request(s->share, p, h->length, &w, err, sizeof err)) {
+    bool ok = s->share && share_host_request(s->share, p, h->length, &reply, err, sizeof err);
+    if (ok && !wire_encode_share(&reply, buf, sizeof buf, &len)) {
+      snprintf(err, sizeof err, "the share request is larger than a frame; share fewer directories");
+      ok = false;
+    }
+    if (!ok) {
       send_failed(&c->conn, r->client_run, 125, err);
       r->refused = true;
       return true;
     }
-    queue_to_agent(s, WIRE_SHARE, r->id, buf, w.len);
+    queue_to_agent(s, WIRE_SHARE, r->id, buf, len);
     return true;
   }
   queue_to_agent(s, h->type, r->id, p, h->length);

@@ -1,0 +1,289 @@
+#include "wire-msg.h"
+
+#include <string.h>
+
+static void start(struct wire_writer *w, uint8_t *buf, size_t cap)
+{
+  wire_writer_init(w, buf, cap < WIRE_MAX_PAYLOAD ? cap : WIRE_MAX_PAYLOAD);
+}
+
+static bool finish(const struct wire_writer *w, size_t *len)
+{
+  *len = w->ok ? w->len : 0;
+  return w->ok;
+}
+
+/* A string held in an array of CAP bytes: one that fills it without a
+ * terminator is a caller's bug, refused rather than read past. */
+static void put_field(struct wire_writer *w, const char *s, size_t cap)
+{
+  size_t n = strnlen(s, cap);
+  if (n == cap)
+    w->ok = false;
+  else
+    wire_put_bytes(w, s, n);
+}
+
+/* Bytes left to read: what bounds a count before anything is stored. */
+static size_t left(const struct wire_reader *r)
+{
+  return r->ok ? r->len - r->pos : 0;
+}
+
+bool wire_encode_hello(const struct wire_hello *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->version);
+  put_field(&w, m->kernel, sizeof m->kernel);
+  put_field(&w, m->machine, sizeof m->machine);
+  return finish(&w, len);
+}
+
+bool wire_decode_hello(const uint8_t *p, size_t n, struct wire_hello *m)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  memset(m, 0, sizeof *m);
+  m->version = wire_get_u32(&r);
+  wire_get_str(&r, m->kernel, sizeof m->kernel);
+  wire_get_str(&r, m->machine, sizeof m->machine);
+  return r.ok;
+}
+
+static void put_strings(struct wire_writer *w, uint32_t n, char *const *v)
+{
+  wire_put_u32(w, n);
+  for (uint32_t i = 0; i < n; i++)
+    wire_put_str(w, v[i]);
+}
+
+bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->uid);
+  wire_put_u32(&w, m->gid);
+  wire_put_u32(&w, m->umask);
+  wire_put_u32(&w, m->flags);
+  put_field(&w, m->cwd, sizeof m->cwd);
+  put_field(&w, m->file, sizeof m->file);
+  put_strings(&w, m->argc, m->argv);
+  put_strings(&w, m->envc, m->envp);
+  if (m->ngroups > WIRE_MAX_GROUPS)
+    w.ok = false;
+  wire_put_u32(&w, m->ngroups);
+  for (uint32_t i = 0; w.ok && i < m->ngroups; i++)
+    wire_put_u32(&w, m->groups[i]);
+  return finish(&w, len);
+}
+
+/* Where a decoded run's strings go: pointers in vec, bytes in str. */
+struct string_store {
+  char **vec;
+  size_t vcap, vused;
+  char *str;
+  size_t scap, sused;
+};
+
+/* A u32 count and that many strings, as a NULL-terminated list in S; NULL
+ * (and r->ok false) on bad input. */
+static char **get_strings(struct wire_reader *r, uint32_t *count, struct string_store *s)
+{
+  uint32_t n = wire_get_u32(r);
+  if (!r->ok || n > left(r) / 4 || n >= s->vcap - s->vused) {
+    r->ok = false;
+    return NULL;
+  }
+  char **list = s->vec + s->vused;
+  for (uint32_t i = 0; i < n; i++) {
+    size_t len;
+    const uint8_t *p = wire_get_bytes(r, &len);
+    if (!r->ok || memchr(p, '\0', len) || len >= s->scap - s->sused) {
+      r->ok = false;
+      return NULL;
+    }
+    list[i] = s->str + s->sused;
+    memcpy(list[i], p, len);
+    list[i][len] = '\0';
+    s->sused += len + 1;
+  }
+  list[n] = NULL;
+  s->vused += n + 1;
+  *count = n;
+  return list;
+}
+
+bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec, size_t vcap, char *strings,
+                     size_t scap)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  memset(m, 0, sizeof *m);
+  m->uid = wire_get_u32(&r);
+  m->gid = wire_get_u32(&r);
+  m->umask = wire_get_u32(&r);
+  m->flags = wire_get_u32(&r);
+  wire_get_str(&r, m->cwd, sizeof m->cwd);
+  wire_get_str(&r, m->file, sizeof m->file);
+  struct string_store s = { .vec = vec, .vcap = vcap, .str = strings, .scap = scap };
+  m->argv = get_strings(&r, &m->argc, &s);
+  m->envp = get_strings(&r, &m->envc, &s);
+  m->ngroups = wire_get_u32(&r);
+  if (m->ngroups > WIRE_MAX_GROUPS)
+    r.ok = false;
+  for (uint32_t i = 0; r.ok && i < m->ngroups; i++)
+    m->groups[i] = wire_get_u32(&r);
+  if (!r.ok) {
+    m->argc = m->envc = m->ngroups = 0;
+    m->argv = m->envp = NULL;
+  }
+  return r.ok;
+}
+
+bool wire_encode_file(const struct wire_file *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->mode);
+  wire_put_u64(&w, m->size);
+  put_field(&w, m->name, sizeof m->name);
+  return finish(&w, len);
+}
+
+bool wire_decode_file(const uint8_t *p, size_t n, struct wire_file *m)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  memset(m, 0, sizeof *m);
+  m->mode = wire_get_u32(&r);
+  m->size = wire_get_u64(&r);
+  wire_get_str(&r, m->name, sizeof m->name);
+  return r.ok;
+}
+
+bool wire_encode_share(const struct wire_share *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->gen);
+  wire_put_u64(&w, m->offset);
+  wire_put_u64(&w, m->size);
+  wire_put_u32(&w, m->nroots);
+  for (uint32_t i = 0; w.ok && i < m->nroots; i++) {
+    put_field(&w, m->roots[i].path, sizeof m->roots[i].path);
+    wire_put_u32(&w, m->roots[i].flags);
+  }
+  return finish(&w, len);
+}
+
+bool wire_decode_share(const uint8_t *p, size_t n, struct wire_share *m, struct wire_root *roots, size_t cap)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  *m = (struct wire_share){ .roots = roots };
+  m->gen = wire_get_u32(&r);
+  m->offset = wire_get_u64(&r);
+  m->size = wire_get_u64(&r);
+  uint32_t nroots = wire_get_u32(&r);
+  if (nroots > cap || nroots > left(&r) / 8) /* a root: str path, u32 flags */
+    r.ok = false;
+  for (uint32_t i = 0; r.ok && i < nroots; i++) {
+    wire_get_str(&r, roots[i].path, sizeof roots[i].path);
+    roots[i].flags = wire_get_u32(&r);
+  }
+  if (r.pos != r.len)
+    r.ok = false;
+  m->nroots = r.ok ? nroots : 0;
+  return r.ok;
+}
+
+bool wire_encode_exit(const struct wire_exit *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->how);
+  wire_put_u32(&w, m->value);
+  put_field(&w, m->msg, sizeof m->msg);
+  return finish(&w, len);
+}
+
+bool wire_decode_exit(const uint8_t *p, size_t n, struct wire_exit *m)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  memset(m, 0, sizeof *m);
+  m->how = wire_get_u32(&r);
+  m->value = wire_get_u32(&r);
+  wire_get_str(&r, m->msg, sizeof m->msg);
+  return r.ok;
+}
+
+bool wire_encode_wb(const struct wire_wb *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->kind);
+  wire_put_u32(&w, m->mode);
+  put_field(&w, m->path, sizeof m->path);
+  if (m->kind == WIRE_WB_SYMLINK)
+    put_field(&w, m->target, sizeof m->target);
+  if (m->kind == WIRE_WB_FILE) {
+    wire_put_u64(&w, m->size);
+    wire_put_u64(&w, m->mtime_sec);
+    wire_put_u32(&w, m->mtime_nsec);
+  }
+  return finish(&w, len);
+}
+
+bool wire_decode_wb(const uint8_t *p, size_t n, struct wire_wb *m)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  memset(m, 0, sizeof *m);
+  m->kind = wire_get_u32(&r);
+  m->mode = wire_get_u32(&r);
+  wire_get_str(&r, m->path, sizeof m->path);
+  if (m->kind == WIRE_WB_SYMLINK)
+    wire_get_str(&r, m->target, sizeof m->target);
+  if (m->kind == WIRE_WB_FILE) {
+    m->size = wire_get_u64(&r);
+    m->mtime_sec = wire_get_u64(&r);
+    m->mtime_nsec = wire_get_u32(&r);
+  }
+  return r.ok;
+}
+
+bool wire_encode_winsize(const struct wire_winsize *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->rows);
+  wire_put_u32(&w, m->cols);
+  return finish(&w, len);
+}
+
+bool wire_decode_winsize(const uint8_t *p, size_t n, struct wire_winsize *m)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  m->rows = wire_get_u32(&r);
+  m->cols = wire_get_u32(&r);
+  return r.ok;
+}
+
+size_t wire_encode_u32(uint8_t buf[4], uint32_t v)
+{
+  struct wire_writer w;
+  wire_writer_init(&w, buf, 4);
+  wire_put_u32(&w, v);
+  return w.len;
+}
+
+bool wire_decode_u32(const uint8_t *p, size_t n, uint32_t *v)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  *v = wire_get_u32(&r);
+  return r.ok;
+}

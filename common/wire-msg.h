@@ -1,0 +1,115 @@
+/* One struct per wire message with a structured payload, and its
+ * encode/decode pair: the only code that knows the order of a message's
+ * fields (documented at enum wire_type in wire.h). The host and the agent
+ * call the same functions, so the two ends cannot drift apart.
+ *
+ * Encoders write the payload into BUF (CAP bytes), set *LEN and return false
+ * when it does not fit in CAP or in WIRE_MAX_PAYLOAD, or when a string field
+ * is not terminated within its array. Decoders check every bound (a truncated
+ * payload, a string too long for its field or with a NUL in it, a count
+ * larger than the payload could hold or than the caller's array) and return
+ * false on bad input; they never read or write out of bounds. Bytes after
+ * the last field are ignored (as they always were), except in WIRE_SHARE.
+ * Values are not judged here (a relative path, an unknown kind): that is the
+ * receiver's business. */
+#ifndef VMEXEC_WIRE_MSG_H
+#define VMEXEC_WIRE_MSG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+/* WIRE_HELLO, agent -> host. */
+struct wire_hello {
+  uint32_t version;  /* WIRE_VERSION */
+  char kernel[256];  /* uname -r */
+  char machine[64];  /* uname -m */
+};
+bool wire_encode_hello(const struct wire_hello *m, uint8_t *buf, size_t cap, size_t *len);
+bool wire_decode_hello(const uint8_t *p, size_t n, struct wire_hello *m);
+
+/* WIRE_RUN, host -> agent. */
+#define WIRE_MAX_GROUPS 256
+struct wire_run {
+  uint32_t uid, gid, umask, flags; /* flags: WIRE_RUN_* */
+  char cwd[PATH_MAX];
+  char file[PATH_MAX];             /* what the guest executes */
+  /* Encoding: the caller's strings, argc and envc of them. Decoding: both
+   * NULL-terminated, in the caller's arrays (see wire_decode_run). */
+  uint32_t argc, envc;
+  char **argv, **envp;
+  uint32_t ngroups;                /* supplementary groups */
+  uint32_t groups[WIRE_MAX_GROUPS];
+};
+bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t *len);
+/* The argv and env strings land in the caller's arrays: VEC (VCAP pointers,
+ * argc + envc + 2 are used) and STRINGS (SCAP bytes, each string with its
+ * terminator). A payload of N bytes never needs more than
+ * WIRE_RUN_VEC_CAP(N) pointers and N bytes of strings (each string takes 4
+ * bytes of length on the wire), so a receiver can size them from the frame. */
+#define WIRE_RUN_VEC_CAP(n) ((n) / 4 + 2)
+bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec, size_t vcap, char *strings,
+                     size_t scap);
+
+/* WIRE_FILE, host -> agent (--copy): the file's bytes follow in WIRE_FILE_DATA. */
+struct wire_file {
+  uint32_t mode;
+  uint64_t size;
+  char name[256]; /* a file name, no slash */
+};
+bool wire_encode_file(const struct wire_file *m, uint8_t *buf, size_t cap, size_t *len);
+bool wire_decode_file(const uint8_t *p, size_t n, struct wire_file *m);
+
+/* WIRE_SHARE, host -> agent (the caller sends zeroes for gen, offset and
+ * size; the supervisor fills them in). Unlike the other decoders, this one
+ * refuses bytes after the last root, as the agent always did. */
+struct wire_root {
+  char path[PATH_MAX];
+  uint32_t flags; /* WIRE_ROOT_* */
+};
+struct wire_share {
+  uint32_t gen;
+  uint64_t offset, size; /* of the generation's image on the share disk */
+  uint32_t nroots;
+  struct wire_root *roots; /* decoding: the caller's array, see below */
+};
+bool wire_encode_share(const struct wire_share *m, uint8_t *buf, size_t cap, size_t *len);
+/* The roots land in ROOTS, an array of CAP; more than CAP is bad input. */
+bool wire_decode_share(const uint8_t *p, size_t n, struct wire_share *m, struct wire_root *roots, size_t cap);
+
+/* WIRE_EXIT, agent -> host, and supervisor -> caller for its own failures. */
+struct wire_exit {
+  uint32_t how;   /* WIRE_EXITED, WIRE_SIGNALED, WIRE_FAILED */
+  uint32_t value; /* exit code, wire signal number, or vmexec's status 125..127 */
+  char msg[PATH_MAX + 1024]; /* WIRE_FAILED: one line, the cause and the fix; else empty */
+};
+bool wire_encode_exit(const struct wire_exit *m, uint8_t *buf, size_t cap, size_t *len);
+bool wire_decode_exit(const uint8_t *p, size_t n, struct wire_exit *m);
+
+/* WIRE_WB, agent -> host: one change under a writable root. */
+struct wire_wb {
+  uint32_t kind; /* WIRE_WB_* */
+  uint32_t mode;
+  char path[PATH_MAX];
+  char target[PATH_MAX];           /* WIRE_WB_SYMLINK only */
+  uint64_t size, mtime_sec;        /* WIRE_WB_FILE only */
+  uint32_t mtime_nsec;             /* WIRE_WB_FILE only */
+};
+bool wire_encode_wb(const struct wire_wb *m, uint8_t *buf, size_t cap, size_t *len);
+bool wire_decode_wb(const uint8_t *p, size_t n, struct wire_wb *m);
+
+/* WIRE_WINSIZE, host -> agent. */
+struct wire_winsize {
+  uint32_t rows, cols;
+};
+bool wire_encode_winsize(const struct wire_winsize *m, uint8_t *buf, size_t cap, size_t *len);
+bool wire_decode_winsize(const uint8_t *p, size_t n, struct wire_winsize *m);
+
+/* The payloads that are one u32: WIRE_CREDIT, WIRE_SIGNAL, WIRE_GEN_RELEASED. */
+size_t wire_encode_u32(uint8_t buf[4], uint32_t v);
+bool wire_decode_u32(const uint8_t *p, size_t n, uint32_t *v);
+
+#endif
