@@ -21,6 +21,7 @@
 
 #include "fail.h"
 #include "fsutil.h"
+#include "wire-msg.h"
 
 static int openat2_beneath(int dirfd, const char *path, int flags)
 {
@@ -140,32 +141,27 @@ void writeback_abort(struct writeback *wb)
 static void start_change(struct writeback *wb, const uint8_t *p, size_t n)
 {
   writeback_abort(wb); /* a file cut short by a new change: never half-written */
-  struct wire_reader r;
-  wire_reader_init(&r, p, n);
-  uint32_t kind = wire_get_u32(&r);
-  wb->mode = wire_get_u32(&r) & 07777;
-  if (!wire_get_str(&r, wb->path, sizeof wb->path) || wb->path[0] != '/') {
+  static struct wire_wb m;
+  bool ok = wire_decode_wb(p, n, &m); /* a bad path leaves m.path empty */
+  wb->mode = m.mode & 07777;
+  if (m.path[0] != '/') {
     refuse(wb, "(malformed)", "the guest sent a malformed change");
     return;
   }
+  _Static_assert(sizeof wb->path == sizeof m.path, "the path is copied whole");
+  memcpy(wb->path, m.path, sizeof wb->path);
   const char *base;
   int parent = open_parent(wb, wb->path, &base);
   if (parent == -1)
     return;
-  char target[PATH_MAX];
-  switch (kind) {
+  switch (m.kind) {
   case WIRE_WB_FILE: {
-    uint64_t size = (uint64_t)wire_get_u32(&r) << 32;
-    size |= wire_get_u32(&r);
-    uint64_t sec = (uint64_t)wire_get_u32(&r) << 32;
-    sec |= wire_get_u32(&r);
-    uint32_t nsec = wire_get_u32(&r);
-    if (!r.ok || nsec >= 1000000000u) {
+    if (!ok || m.mtime_nsec >= 1000000000u) {
       refuse(wb, wb->path, "the guest sent a malformed change");
       close(parent);
       return;
     }
-    wb->mtime = (struct timespec){ .tv_sec = (time_t)sec, .tv_nsec = nsec };
+    wb->mtime = (struct timespec){ .tv_sec = (time_t)m.mtime_sec, .tv_nsec = m.mtime_nsec };
     temp_name(wb->temp, sizeof wb->temp);
     wb->file_fd = openat(parent, wb->temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (wb->file_fd == -1) {
@@ -175,8 +171,8 @@ static void start_change(struct writeback *wb, const uint8_t *p, size_t n)
     }
     snprintf(wb->base, sizeof wb->base, "%s", base);
     wb->parent_fd = parent;
-    wb->file_left = size;
-    if (size == 0)
+    wb->file_left = m.size;
+    if (m.size == 0)
       finish_file(wb);
     return;
   }
@@ -186,12 +182,12 @@ static void start_change(struct writeback *wb, const uint8_t *p, size_t n)
     wb->applied++;
     break;
   case WIRE_WB_SYMLINK:
-    if (!wire_get_str(&r, target, sizeof target)) {
+    if (!ok) {
       refuse(wb, wb->path, "the guest sent a malformed symlink");
       break;
     }
     temp_name(wb->temp, sizeof wb->temp);
-    if (symlinkat(target, parent, wb->temp) == -1 || renameat(parent, wb->temp, parent, base) == -1) {
+    if (symlinkat(m.target, parent, wb->temp) == -1 || renameat(parent, wb->temp, parent, base) == -1) {
       refuse(wb, wb->path, strerror(errno));
       unlinkat(parent, wb->temp, 0);
     } else {
