@@ -15,13 +15,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "frame-conn.h"
-#include "wire.h"
+#include "wire-msg.h"
 
 #define PORT_TIMEOUT_MS 30000 /* for the port to appear after virtio_console loads */
 #define WAIT_STEP_MS 100
@@ -108,13 +109,13 @@ static void say_hello(struct conn *c)
   struct utsname u;
   if (uname(&u) == -1)
     memset(&u, 0, sizeof u);
-  uint8_t buf[2 * sizeof u.release + 16];
-  struct wire_writer w;
-  wire_writer_init(&w, buf, sizeof buf);
-  wire_put_u32(&w, WIRE_VERSION);
-  wire_put_str(&w, u.release);
-  wire_put_str(&w, u.machine);
-  if (frame_conn_queue(&c->fc, WIRE_HELLO, 0, buf, w.len) == -1)
+  struct wire_hello m = { .version = WIRE_VERSION };
+  snprintf(m.kernel, sizeof m.kernel, "%.*s", (int)sizeof m.kernel - 1, u.release);
+  snprintf(m.machine, sizeof m.machine, "%.*s", (int)sizeof m.machine - 1, u.machine);
+  uint8_t buf[sizeof m + 16];
+  size_t len;
+  wire_encode_hello(&m, buf, sizeof buf, &len); /* fits: the fields' sizes */
+  if (frame_conn_queue(&c->fc, WIRE_HELLO, 0, buf, len) == -1)
     agent_fatal("out of memory");
   if (frame_conn_flush(&c->fc) == -1) {
     reopen(c, strerror(errno));

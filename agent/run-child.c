@@ -39,7 +39,7 @@ enum { STAGE_CGROUP = 1, STAGE_SHARE, STAGE_CWD, STAGE_CREDS, STAGE_EXEC, STAGE_
 
 /* FDS: the child's ends of the stdin, stdout and stderr pipes; with a
  * pseudo-terminal, SLAVE is its path instead. */
-noreturn void run_child(struct run *r, struct run_request *q, const int fds[3], const char *slave, int exec_w)
+noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3], const char *slave, int exec_w)
 {
   sigset_t empty;
   sigemptyset(&empty);

@@ -17,10 +17,7 @@
 static void send_u32(uint16_t type, uint32_t run, uint32_t v)
 {
   uint8_t b[4];
-  struct wire_writer w;
-  wire_writer_init(&w, b, sizeof b);
-  wire_put_u32(&w, v);
-  agent_send(type, run, b, w.len);
+  agent_send(type, run, b, wire_encode_u32(b, v));
 }
 
 /* The run's stdin, stdout and stderr: pipes whose child ends go into FDS,
@@ -103,19 +100,17 @@ void run_receive_stdin(struct run *r, const uint8_t *p, size_t n)
 
 void run_receive_credit(struct run *r, const uint8_t *p, size_t n)
 {
-  struct wire_reader rd;
-  wire_reader_init(&rd, p, n);
-  uint32_t more = wire_get_u32(&rd);
+  uint32_t more;
+  if (!wire_decode_u32(p, n, &more))
+    return;
   r->credit = r->credit + more > WIRE_WINDOW ? WIRE_WINDOW : r->credit + more;
 }
 
 void run_receive_winsize(struct run *r, const uint8_t *p, size_t n)
 {
-  struct wire_reader rd;
-  wire_reader_init(&rd, p, n);
-  uint32_t rows = wire_get_u32(&rd), cols = wire_get_u32(&rd);
-  if (rd.ok && r->pty && r->out_fd >= 0)
-    pty_resize(r->out_fd, rows, cols);
+  struct wire_winsize m;
+  if (wire_decode_winsize(p, n, &m) && r->pty && r->out_fd >= 0)
+    pty_resize(r->out_fd, m.rows, m.cols);
 }
 
 /* Output of the run on FD (stdout or stderr) to the host, within credit. */

@@ -38,8 +38,6 @@
 #include "runs.h"
 #include "wire.h"
 
-#define MAX_ARGS 65536
-
 static struct run *runs;
 static bool have_cgroups;
 
@@ -72,13 +70,12 @@ void close_fd(int *fd)
 
 static void send_exit(struct run *r, uint32_t how, uint32_t value, const char *msg)
 {
+  struct wire_exit m = { .how = how, .value = value };
+  snprintf(m.msg, sizeof m.msg, "%.1024s", msg);
   uint8_t b[1200];
-  struct wire_writer w;
-  wire_writer_init(&w, b, sizeof b);
-  wire_put_u32(&w, how);
-  wire_put_u32(&w, value);
-  wire_put_bytes(&w, msg, strnlen(msg, 1024));
-  agent_send(WIRE_EXIT, r->id, b, w.len);
+  size_t len;
+  if (wire_encode_exit(&m, b, sizeof b, &len))
+    agent_send(WIRE_EXIT, r->id, b, len);
 }
 
 static struct run *create(uint32_t id)
@@ -186,71 +183,51 @@ void run_refuse(struct run *r, uint32_t status, const char *fmt, ...)
   destroy(r);
 }
 
-/* Strings of the payload, NUL-terminated copies in one allocation per array. */
-static char **get_strings(struct wire_reader *rd)
+/* A decoded WIRE_RUN: its argv and env strings in two allocations sized by
+ * the payload, which is at most WIRE_MAX_PAYLOAD (see wire_decode_run). */
+struct run_request {
+  struct wire_run m;
+  char **vec;
+  char *strings;
+};
+
+static void free_request(struct run_request *q)
 {
-  uint32_t n = wire_get_u32(rd);
-  if (!rd->ok || n > MAX_ARGS)
+  if (!q)
+    return;
+  free(q->vec);
+  free(q->strings);
+  free(q);
+}
+
+/* NULL if the payload is malformed (or memory ran out). */
+static struct run_request *parse_run(const uint8_t *p, size_t n)
+{
+  struct run_request *q = calloc(1, sizeof *q);
+  if (!q)
     return NULL;
-  char **v = calloc(n + 1, sizeof *v);
-  for (uint32_t i = 0; v && i < n; i++) {
-    size_t len;
-    const uint8_t *p = wire_get_bytes(rd, &len);
-    if (!rd->ok || memchr(p, '\0', len) || !(v[i] = strndup((const char *)p, len))) {
-      for (uint32_t j = 0; j < i; j++)
-        free(v[j]);
-      free(v);
-      return NULL;
-    }
+  q->vec = calloc(WIRE_RUN_VEC_CAP(n), sizeof *q->vec);
+  q->strings = malloc(n + 1);
+  if (!q->vec || !q->strings || !wire_decode_run(p, n, &q->m, q->vec, WIRE_RUN_VEC_CAP(n), q->strings, n + 1) ||
+      q->m.argc == 0) {
+    free_request(q);
+    return NULL;
   }
-  return v;
-}
-
-static void free_strings(char **v)
-{
-  for (char **p = v; p && *p; p++)
-    free(*p);
-  free(v);
-}
-
-static bool parse_run(const uint8_t *p, size_t n, struct run_request *q)
-{
-  struct wire_reader rd;
-  wire_reader_init(&rd, p, n);
-  q->uid = wire_get_u32(&rd);
-  q->gid = wire_get_u32(&rd);
-  q->umask = wire_get_u32(&rd);
-  q->flags = wire_get_u32(&rd);
-  wire_get_str(&rd, q->cwd, sizeof q->cwd);
-  wire_get_str(&rd, q->file, sizeof q->file);
-  q->argv = get_strings(&rd);
-  q->envp = get_strings(&rd);
-  q->ngroups = wire_get_u32(&rd);
-  if (q->ngroups > 256)
-    rd.ok = false;
-  for (uint32_t i = 0; rd.ok && i < q->ngroups; i++)
-    q->groups[i] = wire_get_u32(&rd);
-  return rd.ok && q->argv && q->envp && q->argv[0];
+  return q;
 }
 
 static void start(struct run *r, const uint8_t *p, size_t n)
 {
-  struct run_request *q = calloc(1, sizeof *q);
-  if (!q || !parse_run(p, n, q)) {
-    if (q) {
-      free_strings(q->argv);
-      free_strings(q->envp);
-    }
-    free(q);
+  struct run_request *rq = parse_run(p, n);
+  if (!rq) {
     run_refuse(r, 125, "malformed run request from the host");
     return;
   }
+  const struct wire_run *q = &rq->m;
   char why[512];
   if (r->share_err[0] || (r->share && share_prepare(r->share, r->dir, why, sizeof why) == -1)) {
     run_refuse(r, 125, "%s", r->share_err[0] ? r->share_err : why);
-    free_strings(q->argv);
-    free_strings(q->envp);
-    free(q);
+    free_request(rq);
     return;
   }
   if (have_cgroups) {
@@ -284,29 +261,23 @@ static void start(struct run *r, const uint8_t *p, size_t n)
       r->started = true;
     }
   }
-  free_strings(q->argv);
-  free_strings(q->envp);
-  free(q);
+  free_request(rq);
 }
 
 static void receive_file(struct run *r, const uint8_t *p, size_t n)
 {
-  struct wire_reader rd;
-  wire_reader_init(&rd, p, n);
-  uint32_t mode = wire_get_u32(&rd);
-  uint64_t size = (uint64_t)wire_get_u32(&rd) << 32;
-  size |= wire_get_u32(&rd);
-  char name[256], path[PATH_MAX];
-  if (!wire_get_str(&rd, name, sizeof name) || !rd.ok || strchr(name, '/') || !strcmp(name, ".") ||
-      !strcmp(name, "..") || !name[0]) {
+  struct wire_file m;
+  char path[PATH_MAX];
+  const char *name = m.name;
+  if (!wire_decode_file(p, n, &m) || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..") || !name[0]) {
     run_refuse(r, 125, "malformed file from the host");
     return;
   }
   mkdir(r->dir, 0755);
   snprintf(path, sizeof path, "%s/%s", r->dir, name);
   close_fd(&r->file_fd);
-  r->file_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
-  r->file_left = size;
+  r->file_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, m.mode & 07777);
+  r->file_left = m.size;
   if (r->file_fd < 0)
     run_refuse(r, 125, "cannot store the program in the guest: %s", strerror(errno));
 }
@@ -380,9 +351,8 @@ void runs_frame(const struct wire_header *h, const uint8_t *p)
     run_receive_credit(r, p, h->length);
     break;
   case WIRE_SIGNAL: {
-    struct wire_reader rd;
-    wire_reader_init(&rd, p, h->length);
-    int sig = wire_signal_to_native(wire_get_u32(&rd));
+    uint32_t wsig;
+    int sig = wire_decode_u32(p, h->length, &wsig) ? wire_signal_to_native(wsig) : 0;
     if (sig > 0 && r->pid > 0)
       kill(-r->pid, sig);
     break;

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "agent.h"
+#include "wire-msg.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 
@@ -38,15 +39,6 @@ struct run {
   struct run *next;
 };
 
-/* A decoded WIRE_RUN. */
-struct run_request {
-  uint32_t uid, gid, umask, flags;
-  char cwd[PATH_MAX], file[PATH_MAX];
-  char **argv, **envp;
-  gid_t groups[256];
-  uint32_t ngroups;
-};
-
 /* runs.c */
 void close_fd(int *fd);
 /* Write VALUE into FILE of the run's cgroup (cgroup.kill, cgroup.procs).
@@ -61,7 +53,7 @@ void run_maybe_finish(struct run *r);
  * credentials and exec; FDS are the child's ends of the stdin, stdout and
  * stderr pipes, or SLAVE the path of its pseudo-terminal. A failure is
  * reported on EXEC_W. */
-noreturn void run_child(struct run *r, struct run_request *q, const int fds[3], const char *slave, int exec_w);
+noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3], const char *slave, int exec_w);
 /* The exec pipe is readable: end of file means exec succeeded; a message
  * means it did not, and the run is refused. */
 void run_exec_result(struct run *r);

@@ -30,7 +30,7 @@
 
 #include "agent.h"
 #include "fsutil.h"
-#include "wire.h"
+#include "wire-msg.h"
 
 #define MAX_ROOTS 256
 
@@ -105,28 +105,24 @@ static int by_length(const void *a, const void *b)
 
 struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap)
 {
-  struct wire_reader rd;
-  wire_reader_init(&rd, p, n);
+  static struct wire_root roots[MAX_ROOTS]; /* the agent is single-threaded */
+  struct wire_share m;
   struct share *s = calloc(1, sizeof *s);
   if (!s) {
     snprintf(err, cap, "out of memory in the guest");
     return NULL;
   }
-  s->gen = wire_get_u32(&rd);
-  s->offset = (uint64_t)wire_get_u32(&rd) << 32;
-  s->offset |= wire_get_u32(&rd);
-  s->size = (uint64_t)wire_get_u32(&rd) << 32;
-  s->size |= wire_get_u32(&rd);
-  uint32_t nroots = wire_get_u32(&rd);
-  if (!rd.ok || nroots == 0 || nroots > MAX_ROOTS || !(s->roots = calloc(nroots, sizeof *s->roots))) {
+  if (!wire_decode_share(p, n, &m, roots, MAX_ROOTS) || m.nroots == 0 ||
+      !(s->roots = calloc(m.nroots, sizeof *s->roots))) {
     snprintf(err, cap, "malformed share request from the host");
     goto fail;
   }
-  for (uint32_t i = 0; i < nroots; i++) {
-    char path[PATH_MAX];
-    bool ok = wire_get_str(&rd, path, sizeof path);
-    uint32_t flags = wire_get_u32(&rd);
-    if (!ok || !rd.ok || !clean_path(path)) {
+  s->gen = m.gen;
+  s->offset = m.offset;
+  s->size = m.size;
+  for (uint32_t i = 0; i < m.nroots; i++) {
+    const char *path = roots[i].path;
+    if (!clean_path(path)) {
       snprintf(err, cap, "malformed share root from the host");
       goto fail;
     }
@@ -140,12 +136,8 @@ struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap)
       snprintf(err, cap, "out of memory in the guest");
       goto fail;
     }
-    s->roots[i].writable = flags & WIRE_ROOT_WRITABLE;
+    s->roots[i].writable = roots[i].flags & WIRE_ROOT_WRITABLE;
     s->nroots++;
-  }
-  if (rd.pos != rd.len) {
-    snprintf(err, cap, "malformed share request from the host");
-    goto fail;
   }
   /* Parents before the roots inside them. */
   qsort(s->roots, s->nroots, sizeof *s->roots, by_length);
@@ -239,10 +231,7 @@ static void gen_release(struct share_gen *g)
       break;
     }
   uint8_t b[4];
-  struct wire_writer w;
-  wire_writer_init(&w, b, sizeof b);
-  wire_put_u32(&w, g->n);
-  agent_send(WIRE_GEN_RELEASED, 0, b, w.len);
+  agent_send(WIRE_GEN_RELEASED, 0, b, wire_encode_u32(b, g->n));
   free(g);
 }
 

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "wire.h"
+#include "wire-msg.h"
 
 #define WB_CHUNK (64 * 1024)
 /* Stop adding frames while this much waits for the port. */
@@ -79,13 +79,6 @@ void writeback_free(struct writeback *wb)
   free(wb);
 }
 
-/* The guest path of the current entry: root + rel. Caller frees. */
-static char *guest_path(const struct writeback *wb)
-{
-  char *p;
-  return asprintf(&p, "%s%s", wb->s->roots[wb->root].path, wb->rel) < 0 ? NULL : p;
-}
-
 static bool rel_push(struct writeback *wb, const char *name)
 {
   size_t len = strlen(wb->rel), n = strlen(name);
@@ -102,39 +95,31 @@ static bool rel_push(struct writeback *wb, const char *name)
   return true;
 }
 
-/* ST: the file's, for WIRE_WB_FILE (size and mtime); NULL otherwise. */
-static void send_wb(struct writeback *wb, uint32_t kind, uint32_t mode, const char *target, const struct stat *st)
+/* The current entry (its guest path: root + rel) as a WIRE_WB of KIND; ST:
+ * the file's, for WIRE_WB_FILE (size and mtime); NULL otherwise. False if
+ * it could not be sent (a path longer than the host takes). */
+static bool send_wb(struct writeback *wb, uint32_t kind, uint32_t mode, const char *target, const struct stat *st)
 {
-  char *path = guest_path(wb);
-  if (!path) {
-    agent_log("run %u: out of memory in the write-back", wb->run);
-    return;
+  static struct wire_wb m; /* the agent is single-threaded */
+  static uint8_t buf[sizeof m.path + sizeof m.target + 64];
+  m.kind = kind;
+  m.mode = mode;
+  int n = snprintf(m.path, sizeof m.path, "%s%s", wb->s->roots[wb->root].path, wb->rel);
+  bool fits = n >= 0 && (size_t)n < sizeof m.path;
+  if (kind == WIRE_WB_SYMLINK)
+    fits = fits && snprintf(m.target, sizeof m.target, "%s", target) < (int)sizeof m.target;
+  if (kind == WIRE_WB_FILE) {
+    m.size = (uint64_t)st->st_size;
+    m.mtime_sec = (uint64_t)st->st_mtim.tv_sec;
+    m.mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
   }
-  size_t cap = strlen(path) + (target ? strlen(target) : 0) + 32;
-  uint8_t *buf = malloc(cap);
-  if (buf) {
-    struct wire_writer w;
-    wire_writer_init(&w, buf, cap);
-    wire_put_u32(&w, kind);
-    wire_put_u32(&w, mode);
-    wire_put_str(&w, path);
-    if (kind == WIRE_WB_SYMLINK)
-      wire_put_str(&w, target);
-    if (kind == WIRE_WB_FILE) {
-      uint64_t size = (uint64_t)st->st_size, sec = (uint64_t)st->st_mtim.tv_sec;
-      wire_put_u32(&w, (uint32_t)(size >> 32));
-      wire_put_u32(&w, (uint32_t)size);
-      wire_put_u32(&w, (uint32_t)(sec >> 32));
-      wire_put_u32(&w, (uint32_t)sec);
-      wire_put_u32(&w, (uint32_t)st->st_mtim.tv_nsec);
-    }
-    if (w.ok && w.len <= WIRE_MAX_PAYLOAD)
-      agent_send(WIRE_WB, wb->run, buf, w.len);
-    else
-      agent_log("run %u: path too long to write back: %.200s...", wb->run, path);
+  size_t len;
+  if (!fits || !wire_encode_wb(&m, buf, sizeof buf, &len)) {
+    agent_log("run %u: path too long to write back: %.200s...", wb->run, m.path);
+    return false;
   }
-  free(buf);
-  free(path);
+  agent_send(WIRE_WB, wb->run, buf, len);
+  return true;
 }
 
 /* What the generation has at the current path: 'd' a directory, 'o' something
@@ -206,8 +191,9 @@ static void visit(struct writeback *wb, int dir_fd, const char *name)
     if (fd == -1) {
       agent_log("run %u: cannot write back %s%s: %s", wb->run, wb->s->roots[wb->root].path, wb->rel,
                 strerror(errno));
+    } else if (!send_wb(wb, WIRE_WB_FILE, mode, NULL, &st)) {
+      close(fd); /* no data without its change */
     } else {
-      send_wb(wb, WIRE_WB_FILE, mode, NULL, &st);
       wb->file_fd = fd;
       wb->file_left = (uint64_t)st.st_size;
     }
