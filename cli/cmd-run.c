@@ -11,6 +11,7 @@
 #include "cleanup.h"
 #include "commands.h"
 #include "fail.h"
+#include "image-oci.h"
 #include "run.h"
 
 /* PROGRAM as exec would find it: with a slash as given, else on PATH. */
@@ -36,12 +37,35 @@ static char *find_program(const char *prog)
   }
 }
 
+/* --image REF or VMEXEC_IMAGE=REF: an image in a registry, resolved once
+ * all options are read (--target may come after it). */
+static const char *image_ref;
+
 static enum image_kind parse_kind(const char *name, const char *what)
 {
   int kind = image_kind_parse(name);
+  image_ref = NULL; /* --image full overrides VMEXEC_IMAGE=REF */
+  if (kind < 0 && image_ref_like(name)) {
+    image_ref = name;
+    return IMAGE_MINIMAL; /* until resolve_ref knows */
+  }
   if (kind < 0)
-    fail(EXIT_TOOL_FAILED, "%s %s: the images are 'minimal' (the default) and 'full' (a Debian userland)", what, name);
+    fail(EXIT_TOOL_FAILED, "%s %s: the images are 'minimal' (the default), 'full' (a Debian userland) or a registry "
+         "reference (host/repository:tag)", what, name);
   return (enum image_kind)kind;
+}
+
+/* The kind of IMAGE_REF's image, pulled on first use (quietly for a
+ * harness); refused when it is not of O's --target. */
+static void resolve_ref(struct run_options *o)
+{
+  if (!image_ref)
+    return;
+  struct oci_options opt = { .want = o->target, .quiet = !isatty(STDERR_FILENO) };
+  const struct target *t;
+  bool full;
+  image_ref_use(image_ref, &opt, &t, &full);
+  o->kind = full ? IMAGE_FULL : IMAGE_MINIMAL;
 }
 
 /* VMEXEC_IMAGE: the image when no --image says (a cross file's exe_wrapper
@@ -80,6 +104,7 @@ int cmd_run(int argc, char **argv)
     else
       fail(EXIT_TOOL_FAILED, "unknown option %s; see 'vmexec --help'", argv[i]);
   }
+  resolve_ref(&o);
   if (persist) {
     /* --persist is a property of the full image's root; it implies --image full. */
     if (o.kind == IMAGE_MINIMAL && !image_given)
@@ -106,6 +131,7 @@ int cmd_run(int argc, char **argv)
 int cmd_run_file(const char *path, int argc, char **argv)
 {
   struct run_options o = { .copy = false, .kind = default_kind() };
+  resolve_ref(&o);
   client_run_program(&o, path, argc, argv);
 }
 

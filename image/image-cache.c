@@ -315,6 +315,7 @@ void image_job_finish(struct image_job *j, const char *out, const char *manifest
 struct listed {
   char key[IMAGE_KEY_LEN + 1];
   char target[32], kind[16], kernel[64], with[256];
+  char source[512]; /* "built", or "pulled REF" / "imported FILE" (image-oci.c) */
   long long created;
   unsigned long long size; /* the initrd's, or the disk space of the root filesystem image */
 };
@@ -344,6 +345,8 @@ static size_t read_images(struct listed **out)
     if (manifest_value(m, "kernel-version", l->kernel, sizeof l->kernel) != 0)
       snprintf(l->kernel, sizeof l->kernel, "-");
     manifest_value(m, "with", l->with, sizeof l->with);
+    if (manifest_value(m, "source", l->source, sizeof l->source) != 0)
+      snprintf(l->source, sizeof l->source, "built");
     manifest_value(m, "created", created, sizeof created);
     l->created = atoll(created);
     bool full = strcmp(l->kind, "full") == 0;
@@ -396,16 +399,16 @@ int images_list(void)
     return 0;
   }
   qsort(v, n, sizeof *v, by_target_then_created);
-  printf("  %-9s %-7s %-24s %10s  %-16s  %s\n", "TARGET", "KIND", "KERNEL", "SIZE", "CREATED", "KEY");
+  printf("  %-9s %-7s %-24s %10s  %-16s  %-32s  %s\n", "TARGET", "KIND", "KERNEL", "SIZE", "CREATED", "KEY", "SOURCE");
   for (size_t i = 0; i < n; i++) {
     char size[32], date[32] = "?";
     time_t created = (time_t)v[i].created;
     struct tm tm;
     if (localtime_r(&created, &tm))
       strftime(date, sizeof date, "%Y-%m-%d %H:%M", &tm);
-    printf("%c %-9s %-7s %-24s %10s  %-16s  %s%s%s\n", is_current(&v[i]) ? '*' : ' ', v[i].target, v[i].kind,
-           v[i].kernel, human_size(v[i].size, size, sizeof size), date, v[i].key, v[i].with[0] ? "  with " : "",
-           v[i].with);
+    printf("%c %-9s %-7s %-24s %10s  %-16s  %s  %s%s%s\n", is_current(&v[i]) ? '*' : ' ', v[i].target, v[i].kind,
+           v[i].kernel, human_size(v[i].size, size, sizeof size), date, v[i].key, v[i].source,
+           v[i].with[0] ? "  with " : "", v[i].with);
   }
   free(v);
   return 0;
