@@ -278,7 +278,7 @@ static void relay(int sock, struct writeback *wb)
           static struct wire_exit m;
           if (!wire_decode_exit(p, h.length, &m))
             snprintf(m.msg, sizeof m.msg, "the guest failed");
-          writeback_abort(wb);
+          writeback_finish(wb); /* the write-back is whole: swap in the last tree, apply the deletes */
           die_like((int)m.how, m.value, m.msg);
         }
       }

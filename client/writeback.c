@@ -1,39 +1,66 @@
 /* Applying a run's changes to the host's trees (WIRE_WB frames).
  *
- * Every path must lie under a writable root of the call, and is resolved with
- * openat2(RESOLVE_BENEATH) from that root's directory: a "..", an absolute
- * symlink or any symlink that leads out of the root is refused by the kernel
- * itself, so a guest can never write outside the writable roots. Files and
- * symlinks are written under a temporary name and renamed into place, so a
- * crash of the guest or of vmexec never leaves a half-written file. */
+ * What the guest may change: a path must be absolute and normalised (no
+ * empty, "." or ".." component, no trailing slash), under a writable root of
+ * the call whose innermost root is writable (a read-only tree nested in a
+ * writable one stays read-only), not a root itself, and a change that would
+ * remove or replace a directory holding another root is refused. The roots
+ * are opened at init, before the run starts, following no symlink; every
+ * parent is resolved beneath its root's fd with openat2, following no symlink
+ * at all (the agent sends the physical paths of its overlay, so a symlink on
+ * the way is never legitimate) and crossing no mount.
+ *
+ * What the host sees: each file is written under a temporary name next to
+ * its place (WB_TEMP_PREFIX), fsync'ed and renamed into place, so a file is
+ * its old or its new content, never a part. A directory the guest replaced
+ * (DELETE, then DIR of the same path, then its contents: the agent sends
+ * parents before children) is built under a temporary name and swapped in
+ * with one renameat2(RENAME_EXCHANGE) when its subtree is complete (the first
+ * change outside it, or the end), then the old tree is removed. Other DELETEs
+ * wait for the end of the write-back. Modes never carry setuid, setgid or
+ * sticky bits from the guest, and the caller's umask applies. A write-back
+ * cut short (lost connection, vmexec failing) removes its temporary files
+ * (writeback_abort, also at exit); those of a killed vmexec are swept from a
+ * directory the next write-back touches. */
 #include "writeback.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "fail.h"
 #include "fsutil.h"
 #include "wire-msg.h"
+#include "writeback-fs.h"
 
-static int openat2_beneath(int dirfd, const char *path, int flags)
+/* The write-back in progress, for the exit handler. */
+static struct writeback *active;
+
+static void abort_at_exit(void)
 {
-  struct open_how how = { .flags = (uint64_t)flags, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
-  return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+  if (active)
+    writeback_abort(active);
 }
 
 void writeback_init(struct writeback *wb, const struct share_roots *roots)
 {
+  static bool registered;
   memset(wb, 0, sizeof *wb);
   wb->roots = roots;
-  wb->file_fd = wb->parent_fd = -1;
+  wb->file_fd = wb->parent_fd = wb->repl.parent_fd = wb->repl.temp_fd = -1;
+  for (size_t i = 0; i < SHARE_MAX_ROOTS; i++)
+    wb->root_fd[i] = i < roots->n && roots->root[i].writable ? wb_open_root(roots->root[i].path) : -1;
+  mode_t mask = umask(0);
+  umask(mask);
+  wb->umask = mask;
+  if (!registered)
+    atexit(abort_at_exit);
+  registered = true;
+  active = wb;
 }
 
 static void refuse(struct writeback *wb, const char *path, const char *why)
@@ -42,79 +69,235 @@ static void refuse(struct writeback *wb, const char *path, const char *why)
   warning("write-back of %s refused: %s", path, why);
 }
 
-/* Open the parent directory of PATH beneath its writable root; the last
- * component goes to *base. -1 after reporting the refusal. */
-static int open_parent(struct writeback *wb, const char *path, const char **base)
+/* The guest's mode as the host gets it: permissions only, less the umask. */
+static mode_t host_mode(const struct writeback *wb)
 {
+  return wb->mode & 0777 & ~wb->umask;
+}
+
+static bool is_under(const char *path, const char *dir)
+{
+  size_t len = strlen(dir);
+  return strncmp(path, dir, len) == 0 && path[len] == '/';
+}
+
+/* "/a/b": no empty, "." or ".." component, no trailing slash. */
+static bool is_normal(const char *path)
+{
+  if (path[0] != '/')
+    return false;
+  for (const char *c = path + 1;; ) {
+    size_t len = strcspn(c, "/");
+    if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+      return false;
+    if (!c[len])
+      return true;
+    c += len + 1;
+  }
+}
+
+/* May the guest make a change of KIND at PATH? Refuses it if not. */
+static bool allowed(struct writeback *wb, uint32_t kind, const char *path)
+{
+  if (!is_normal(path)) {
+    refuse(wb, path, "the guest sent a path with an empty, \".\" or \"..\" component");
+    return false;
+  }
   const struct share_root *root = share_roots_writable(wb->roots, path);
   if (!root) {
     refuse(wb, path, "it is outside the writable roots (the build tree and the working directory; "
                      "--share DIR makes more writable)");
-    return -1;
+    return false;
   }
-  size_t len = strlen(root->path);
-  const char *rel = path + len + (strcmp(root->path, "/") != 0);
-  const char *slash = strrchr(rel, '/');
-  *base = slash ? slash + 1 : rel;
-  if (!**base || !strcmp(*base, ".") || !strcmp(*base, "..")) {
-    refuse(wb, path, "it names a root or a parent directory");
-    return -1;
+  if (strcmp(root->path, path) == 0) {
+    refuse(wb, path, "it is a shared tree itself");
+    return false;
   }
-  int rootfd = open(root->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (rootfd == -1) {
-    refuse(wb, path, strerror(errno));
-    return -1;
-  }
-  int fd = rootfd;
-  if (slash) {
-    char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%.*s", (int)(slash - rel), rel);
-    fd = openat2_beneath(rootfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int e = errno;
-    close(rootfd);
-    if (fd == -1) {
-      refuse(wb, path, e == EXDEV ? "its directory leads out of the writable root (a symlink or ..)" : strerror(e));
+  for (size_t i = 0; kind != WIRE_WB_DIR && i < wb->roots->n; i++)
+    if (is_under(wb->roots->root[i].path, path)) {
+      refuse(wb, path, "it holds another shared tree");
+      return false;
+    }
+  return true;
+}
+
+/* Sweep the leftovers of killed vmexec calls from the directory FD, once per
+ * write-back. */
+static void sweep_once(struct writeback *wb, int fd)
+{
+  struct stat st;
+  if (fstat(fd, &st) == -1)
+    return;
+  for (size_t i = 0; i < wb->nswept; i++)
+    if (wb->swept[i].dev == st.st_dev && wb->swept[i].ino == st.st_ino)
+      return;
+  void *p = reallocarray(wb->swept, wb->nswept + 1, sizeof *wb->swept);
+  if (!p)
+    return;
+  wb->swept = p;
+  wb->swept[wb->nswept].dev = st.st_dev;
+  wb->swept[wb->nswept++].ino = st.st_ino;
+  wb_sweep_stale(fd);
+}
+
+/* Open the parent directory of PATH (allowed) beneath its writable root, or
+ * beneath the directory being rebuilt when it is inside; the last component
+ * goes to *base. -1 after reporting the refusal. */
+static int open_parent(struct writeback *wb, const char *path, const char **base)
+{
+  int at;
+  const char *rel;
+  bool in_repl = wb->repl.path[0] && is_under(path, wb->repl.path);
+  if (in_repl) {
+    at = wb->repl.temp_fd;
+    rel = path + strlen(wb->repl.path) + 1;
+  } else {
+    const struct share_root *root = share_roots_writable(wb->roots, path);
+    at = wb->root_fd[root - wb->roots->root];
+    rel = path + strlen(root->path) + (strcmp(root->path, "/") != 0);
+    if (at == -1) {
+      refuse(wb, path, "its shared tree could not be opened (it is gone, or a symlink now)");
       return -1;
     }
   }
+  const char *slash = strrchr(rel, '/');
+  *base = slash ? slash + 1 : rel;
+  int fd;
+  if (slash) {
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%.*s", (int)(slash - rel), rel);
+    fd = wb_open_beneath(at, parent, O_PATH | O_DIRECTORY);
+  } else {
+    fd = fcntl(at, F_DUPFD_CLOEXEC, 3);
+  }
+  if (fd == -1) {
+    refuse(wb, path, errno == ELOOP ? "a symlink is on its way (the guest sends real paths)"
+                     : errno == EXDEV ? "its directory leads out of the writable root or across a mount"
+                                      : strerror(errno));
+    return -1;
+  }
+  if (!in_repl)
+    sweep_once(wb, fd);
   return fd;
 }
 
-/* rm -r NAME in directory AT, never following a symlink. */
-static void remove_tree_at(int at, const char *name)
+/* rm -r PATH (allowed), now. */
+static void apply_delete(struct writeback *wb, const char *path)
 {
-  if (unlinkat(at, name, 0) == 0 || (errno != EISDIR && errno != EPERM))
+  const char *base;
+  int parent = open_parent(wb, path, &base);
+  if (parent == -1)
     return;
-  if (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno != ENOTEMPTY)
-    return;
-  int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-  if (!d) {
-    if (fd >= 0)
-      close(fd);
-    return;
-  }
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      remove_tree_at(dirfd(d), e->d_name);
-  closedir(d);
-  unlinkat(at, name, AT_REMOVEDIR);
+  int e = wb_remove_tree(parent, base);
+  if (e)
+    refuse(wb, path, strerror(e));
+  else
+    wb->applied++;
+  close(parent);
 }
 
-/* A name for a file being written next to its final name. */
-static void temp_name(char *buf, size_t cap)
+/* A DELETE not followed by a new tree at its path waits for the end. */
+static void defer_delete(struct writeback *wb, const char *path)
 {
-  static unsigned counter;
-  snprintf(buf, cap, ".vmexec-wb.%d.%u", (int)getpid(), ++counter);
+  char *copy = strdup(path);
+  char **p = copy ? reallocarray(wb->late, wb->nlate + 1, sizeof *wb->late) : NULL;
+  if (!p) {
+    free(copy);
+    apply_delete(wb, path);
+    return;
+  }
+  wb->late = p;
+  wb->late[wb->nlate++] = copy;
+}
+
+static void end_replacement(struct writeback *wb)
+{
+  struct wb_replacement *r = &wb->repl;
+  close(r->temp_fd);
+  close(r->parent_fd);
+  r->temp_fd = r->parent_fd = -1;
+  r->path[0] = '\0';
+}
+
+/* The new tree is whole: swap it in, remove the old one. */
+static void complete_replacement(struct writeback *wb)
+{
+  struct wb_replacement *r = &wb->repl;
+  int e = wb_replace(r->parent_fd, r->temp, r->base);
+  if (e) {
+    refuse(wb, r->path, strerror(e));
+    wb_remove_tree(r->parent_fd, r->temp);
+  } else {
+    wb_sync_dir(r->parent_fd);
+    wb->applied++;
+  }
+  end_replacement(wb);
+}
+
+/* DIR PATH after DELETE PATH: the new directory, under a temporary name. */
+static void start_replacement(struct writeback *wb, const char *path)
+{
+  struct wb_replacement *r = &wb->repl;
+  const char *base;
+  int parent = open_parent(wb, path, &base);
+  if (parent == -1)
+    return;
+  wb_temp_name(r->temp, sizeof r->temp);
+  if (mkdirat(parent, r->temp, host_mode(wb)) == -1 ||
+      (r->temp_fd = wb_open_beneath(parent, r->temp, O_PATH | O_DIRECTORY)) == -1) {
+    refuse(wb, path, strerror(errno));
+    unlinkat(parent, r->temp, AT_REMOVEDIR);
+    close(parent);
+    return;
+  }
+  r->parent_fd = parent;
+  snprintf(r->base, sizeof r->base, "%s", base);
+  snprintf(r->path, sizeof r->path, "%s", path);
+}
+
+/* Before a change of KIND at PATH: the directory being rebuilt is complete
+ * when the change is outside it; a DELETE waiting for this change becomes a
+ * replacement when this is the same path. False when nothing more is to be
+ * done (refused, a DELETE put aside, a replacement started). */
+static bool prepare(struct writeback *wb, uint32_t kind, const char *path)
+{
+  wb->file_replaces = false;
+  if (!allowed(wb, kind, path))
+    return false;
+  if (wb->repl.path[0] && !is_under(path, wb->repl.path))
+    complete_replacement(wb);
+  if (wb->deleted[0] && strcmp(wb->deleted, path) != 0)
+    defer_delete(wb, wb->deleted);
+  bool replaces = wb->deleted[0] != '\0' && kind != WIRE_WB_DELETE;
+  if (wb->deleted[0] && kind == WIRE_WB_DELETE)
+    return false; /* the same DELETE twice */
+  wb->deleted[0] = '\0';
+  if (kind == WIRE_WB_DELETE && !wb->repl.path[0]) {
+    snprintf(wb->deleted, sizeof wb->deleted, "%s", path);
+    return false;
+  }
+  if (replaces && kind == WIRE_WB_DIR) {
+    start_replacement(wb, path);
+    return false;
+  }
+  wb->file_replaces = replaces;
+  return true;
 }
 
 static void finish_file(struct writeback *wb)
 {
   const struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, wb->mtime };
-  if (fchmod(wb->file_fd, wb->mode) == -1 || futimens(wb->file_fd, times) == -1 || close(wb->file_fd) == -1 ||
-      renameat(wb->parent_fd, wb->temp, wb->parent_fd, wb->base) == -1) {
-    refuse(wb, wb->path, strerror(errno));
+  int e = 0;
+  if (fchmod(wb->file_fd, host_mode(wb)) == -1 || futimens(wb->file_fd, times) == -1 || fsync(wb->file_fd) == -1)
+    e = errno;
+  if (close(wb->file_fd) == -1 && !e)
+    e = errno;
+  if (!e && wb->file_replaces)
+    e = wb_replace(wb->parent_fd, wb->temp, wb->base);
+  else if (!e && renameat(wb->parent_fd, wb->temp, wb->parent_fd, wb->base) == -1)
+    e = errno;
+  if (e) {
+    refuse(wb, wb->path, strerror(e));
     unlinkat(wb->parent_fd, wb->temp, 0);
   } else {
     wb->applied++;
@@ -124,8 +307,8 @@ static void finish_file(struct writeback *wb)
   wb->parent_fd = -1;
 }
 
-/* Drop a file in progress (the run failed, or vmexec is going down). */
-void writeback_abort(struct writeback *wb)
+/* Drop the file in progress: never half-written. */
+static void drop_file(struct writeback *wb)
 {
   if (wb->file_fd >= 0) {
     close(wb->file_fd);
@@ -138,9 +321,114 @@ void writeback_abort(struct writeback *wb)
   wb->file_left = 0;
 }
 
+/* Close what init opened and forget the write-back. */
+static void release(struct writeback *wb)
+{
+  for (size_t i = 0; i < wb->nlate; i++)
+    free(wb->late[i]);
+  free(wb->late);
+  wb->late = NULL;
+  wb->nlate = 0;
+  free(wb->swept);
+  wb->swept = NULL;
+  wb->nswept = 0;
+  wb->deleted[0] = '\0';
+  for (size_t i = 0; i < SHARE_MAX_ROOTS; i++)
+    if (wb->root_fd[i] >= 0) {
+      close(wb->root_fd[i]);
+      wb->root_fd[i] = -1;
+    }
+  if (active == wb)
+    active = NULL;
+}
+
+void writeback_abort(struct writeback *wb)
+{
+  drop_file(wb);
+  if (wb->repl.path[0]) {
+    wb_remove_tree(wb->repl.parent_fd, wb->repl.temp);
+    end_replacement(wb);
+  }
+  release(wb);
+}
+
+void writeback_finish(struct writeback *wb)
+{
+  if (wb->file_fd >= 0)
+    refuse(wb, wb->path, "the guest sent fewer bytes than announced");
+  drop_file(wb);
+  if (wb->repl.path[0])
+    complete_replacement(wb);
+  if (wb->deleted[0])
+    apply_delete(wb, wb->deleted);
+  for (size_t i = 0; i < wb->nlate; i++)
+    apply_delete(wb, wb->late[i]);
+  release(wb);
+}
+
+/* Start receiving a file; its bytes follow in WIRE_WB_DATA. */
+static void start_file(struct writeback *wb, int parent, const char *base, const struct wire_wb *m)
+{
+  wb->mtime = (struct timespec){ .tv_sec = (time_t)m->mtime_sec, .tv_nsec = m->mtime_nsec };
+  wb_temp_name(wb->temp, sizeof wb->temp);
+  wb->file_fd = openat(parent, wb->temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (wb->file_fd == -1) {
+    refuse(wb, wb->path, strerror(errno));
+    close(parent);
+    return;
+  }
+  snprintf(wb->base, sizeof wb->base, "%s", base);
+  wb->parent_fd = parent;
+  wb->file_left = m->size;
+  if (m->size == 0)
+    finish_file(wb);
+}
+
+/* A directory: made, or when one is there, given the mode; whatever else is
+ * there (a file, maybe hard-linked from outside the roots) is left alone. */
+static void apply_dir(struct writeback *wb, int parent, const char *base)
+{
+  if (mkdirat(parent, base, host_mode(wb)) == 0) {
+    wb->applied++;
+    return;
+  }
+  int e = errno;
+  int fd = e == EEXIST ? openat(parent, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+  if (fd >= 0) {
+    /* The directory itself, through its fd (fchmod cannot take an O_PATH fd). */
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    e = chmod(proc, host_mode(wb)) == 0 ? 0 : errno;
+    close(fd);
+  } else if (e == EEXIST) {
+    e = errno;
+  }
+  if (e == 0)
+    wb->applied++;
+  else
+    refuse(wb, wb->path, e == ENOTDIR || e == ELOOP ? "the host has something else than a directory there"
+                                                   : strerror(e));
+}
+
+static void apply_symlink(struct writeback *wb, int parent, const char *base, const char *target)
+{
+  wb_temp_name(wb->temp, sizeof wb->temp);
+  int e = symlinkat(target, parent, wb->temp) == -1 ? errno : 0;
+  if (!e && wb->file_replaces)
+    e = wb_replace(parent, wb->temp, base);
+  else if (!e && renameat(parent, wb->temp, parent, base) == -1)
+    e = errno;
+  if (e) {
+    refuse(wb, wb->path, strerror(e));
+    unlinkat(parent, wb->temp, 0);
+  } else {
+    wb->applied++;
+  }
+}
+
 static void start_change(struct writeback *wb, const uint8_t *p, size_t n)
 {
-  writeback_abort(wb); /* a file cut short by a new change: never half-written */
+  drop_file(wb); /* a file cut short by a new change: never half-written */
   static struct wire_wb m;
   bool ok = wire_decode_wb(p, n, &m); /* a bad path leaves m.path empty */
   wb->mode = m.mode & 07777;
@@ -150,56 +438,38 @@ static void start_change(struct writeback *wb, const uint8_t *p, size_t n)
   }
   _Static_assert(sizeof wb->path == sizeof m.path, "the path is copied whole");
   memcpy(wb->path, m.path, sizeof wb->path);
+  if (!ok || (m.kind == WIRE_WB_FILE && m.mtime_nsec >= 1000000000u)) {
+    refuse(wb, wb->path, "the guest sent a malformed change");
+    return;
+  }
+  if (m.kind < WIRE_WB_FILE || m.kind > WIRE_WB_DELETE) {
+    refuse(wb, wb->path, "the guest sent an unknown kind of change");
+    return;
+  }
+  if (!prepare(wb, m.kind, wb->path))
+    return;
   const char *base;
   int parent = open_parent(wb, wb->path, &base);
   if (parent == -1)
     return;
   switch (m.kind) {
-  case WIRE_WB_FILE: {
-    if (!ok || m.mtime_nsec >= 1000000000u) {
-      refuse(wb, wb->path, "the guest sent a malformed change");
-      close(parent);
-      return;
-    }
-    wb->mtime = (struct timespec){ .tv_sec = (time_t)m.mtime_sec, .tv_nsec = m.mtime_nsec };
-    temp_name(wb->temp, sizeof wb->temp);
-    wb->file_fd = openat(parent, wb->temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (wb->file_fd == -1) {
-      refuse(wb, wb->path, strerror(errno));
-      close(parent);
-      return;
-    }
-    snprintf(wb->base, sizeof wb->base, "%s", base);
-    wb->parent_fd = parent;
-    wb->file_left = m.size;
-    if (m.size == 0)
-      finish_file(wb);
-    return;
-  }
+  case WIRE_WB_FILE:
+    start_file(wb, parent, base, &m);
+    return; /* it keeps the parent */
   case WIRE_WB_DIR:
-    if (mkdirat(parent, base, wb->mode) == -1 && errno == EEXIST)
-      fchmodat(parent, base, wb->mode, AT_SYMLINK_NOFOLLOW);
-    wb->applied++;
+    apply_dir(wb, parent, base);
     break;
   case WIRE_WB_SYMLINK:
-    if (!ok) {
-      refuse(wb, wb->path, "the guest sent a malformed symlink");
-      break;
-    }
-    temp_name(wb->temp, sizeof wb->temp);
-    if (symlinkat(m.target, parent, wb->temp) == -1 || renameat(parent, wb->temp, parent, base) == -1) {
-      refuse(wb, wb->path, strerror(errno));
-      unlinkat(parent, wb->temp, 0);
-    } else {
+    apply_symlink(wb, parent, base, m.target);
+    break;
+  case WIRE_WB_DELETE: { /* inside a directory being rebuilt: its tree is new */
+    int e = wb_remove_tree(parent, base);
+    if (e)
+      refuse(wb, wb->path, strerror(e));
+    else
       wb->applied++;
-    }
     break;
-  case WIRE_WB_DELETE:
-    remove_tree_at(parent, base);
-    wb->applied++;
-    break;
-  default:
-    refuse(wb, wb->path, "the guest sent an unknown kind of change");
+  }
   }
   close(parent);
 }
@@ -210,12 +480,12 @@ static void file_data(struct writeback *wb, const uint8_t *p, size_t n)
     return; /* refused above: drop its bytes */
   if (n > wb->file_left) {
     refuse(wb, wb->path, "the guest sent more bytes than announced");
-    writeback_abort(wb);
+    drop_file(wb);
     return;
   }
   if (write_all(wb->file_fd, p, n) == -1) {
     refuse(wb, wb->path, strerror(errno));
-    writeback_abort(wb);
+    drop_file(wb);
     return;
   }
   wb->file_left -= n;
