@@ -13,7 +13,7 @@ double env_number(const char *name, double dflt, double min, double max)
   double x = strtod(v, &end);
   /* Written so that NaN fails too. */
   if (*end != '\0' || !(x >= min && x <= max)) {
-    warning("ignoring %s=%s: not a number from %g to %g; using %g", name, v, min, max, dflt);
+    warning("ignoring %s=%s: not a number from %.15g to %.15g; using %.15g", name, v, min, max, dflt);
     return dflt;
   }
   return x;

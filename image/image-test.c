@@ -18,14 +18,14 @@
 #include <unistd.h>
 
 #include "console-log.h"
+#include "env.h"
 #include "fail.h"
 #include "frame-conn.h"
 #include "qemu-cmdline.h"
+#include "qmp.h"
 #include "image-test.h"
 #include "sockets.h"
 #include "wire-msg.h"
-
-#define DEFAULT_BOOT_TIMEOUT 120 /* seconds; s390x needs ~5 s, ppc64el ~13 s under TCG */
 
 struct boot {
   const struct target *t;
@@ -42,36 +42,14 @@ static double now_s(void)
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* SIGTERM makes qemu exit at once (the guest has nothing to save); SIGKILL
- * if it does not within 5 s. Reaps it. */
+/* The boot has no QMP socket: qemu_stop's SIGTERM makes qemu exit at once
+ * (the guest has nothing to save). */
 static void stop_qemu(struct boot *b)
 {
   if (b->pid <= 0)
     return;
-  kill(b->pid, SIGTERM);
-  for (int waited = 0;; waited += 10) {
-    pid_t r = waitpid(b->pid, &b->status, waited < 5000 ? WNOHANG : 0);
-    if (r == b->pid || (r == -1 && errno != EINTR))
-      break;
-    if (waited == 5000)
-      kill(b->pid, SIGKILL);
-    struct timespec ts = { 0, 10 * 1000 * 1000 };
-    nanosleep(&ts, NULL);
-  }
+  qemu_stop(NULL, b->pid);
   b->pid = -1;
-}
-
-static double boot_timeout(void)
-{
-  const char *env = getenv("VMEXEC_BOOT_TIMEOUT");
-  if (env && *env) {
-    char *end;
-    double v = strtod(env, &end);
-    if (*end == '\0' && v > 0)
-      return v;
-    warning("ignoring VMEXEC_BOOT_TIMEOUT=%s: not a positive number of seconds", env);
-  }
-  return DEFAULT_BOOT_TIMEOUT;
 }
 
 /* A private directory for the boot's files, short enough for socket paths. */
@@ -162,15 +140,6 @@ static int got_hello(struct boot *b, const uint8_t *p, size_t n, double elapsed)
   return 0;
 }
 
-static int describe_exit(const struct boot *b, char *buf, size_t cap)
-{
-  if (WIFEXITED(b->status))
-    return snprintf(buf, cap, "qemu exited with status %d", WEXITSTATUS(b->status));
-  if (WIFSIGNALED(b->status))
-    return snprintf(buf, cap, "qemu was killed by signal %d", WTERMSIG(b->status));
-  return snprintf(buf, cap, "qemu stopped");
-}
-
 int image_test(const struct target *t, const char *dir)
 {
   struct boot b = { .t = t, .pid = -1 };
@@ -202,7 +171,7 @@ int image_test(const struct target *t, const char *dir)
     .console_log = b.console,
     .qemu_log = b.qemu_log,
   };
-  double timeout = boot_timeout();
+  double timeout = env_boot_timeout();
   double start = now_s();
   b.pid = qemu_spawn(&o, sigmask_empty());
   if (b.pid < 0) {
@@ -258,7 +227,7 @@ int image_test(const struct target *t, const char *dir)
     if (waitpid(b.pid, &b.status, WNOHANG) == b.pid) {
       b.pid = -1;
       char how[128];
-      describe_exit(&b, how, sizeof how);
+      qemu_exit_reason(b.status, how, sizeof how);
       char qemu_said[512] = "", cause[512];
       if (file_nonempty(b.qemu_log))
         console_last_line(b.qemu_log, qemu_said, sizeof qemu_said);

@@ -70,6 +70,14 @@ int qemu_wait_exit(pid_t pid, int ms)
   return 0;
 }
 
+void qemu_exit_reason(int status, char *buf, size_t cap)
+{
+  if (WIFSIGNALED(status))
+    snprintf(buf, cap, "qemu was killed by signal %d", WTERMSIG(status));
+  else
+    snprintf(buf, cap, "qemu exited with status %d", WEXITSTATUS(status));
+}
+
 void qemu_stop(const char *qmp_socket, pid_t pid)
 {
   if (qmp_quit(qmp_socket) == 0 && qemu_wait_exit(pid, 5000))

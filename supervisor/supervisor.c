@@ -28,6 +28,7 @@
 
 #include "cleanup.h"
 #include "console-log.h"
+#include "env.h"
 #include "fail.h"
 #include "frame-conn.h"
 #include "qemu-cmdline.h"
@@ -106,21 +107,6 @@ static void logf_(const char *fmt, ...)
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
-}
-
-/* A number from the environment (seconds, MiB, ...), or DFLT when unset or bad. */
-static double env_number(const char *name, double dflt)
-{
-  const char *v = getenv(name);
-  if (!v || !*v)
-    return dflt;
-  char *end;
-  double x = strtod(v, &end);
-  if (*end != '\0' || x < 0) {
-    logf_("ignoring %s=%s: not a number", name, v);
-    return dflt;
-  }
-  return x;
 }
 
 static struct run *run_by_id(struct supervisor *s, uint32_t id)
@@ -263,10 +249,7 @@ static void qemu_fate(struct supervisor *s, char *buf, size_t cap)
     int status;
     if (waitpid(s->qemu_pid, &status, WNOHANG) == s->qemu_pid) {
       s->qemu_pid = -1;
-      if (WIFSIGNALED(status))
-        snprintf(buf, cap, "qemu was killed by signal %d", WTERMSIG(status));
-      else
-        snprintf(buf, cap, "qemu exited with status %d", WEXITSTATUS(status));
+      qemu_exit_reason(status, buf, cap);
       return;
     }
     struct timespec ts = { 0, 20 * 1000 * 1000 };
@@ -302,7 +285,7 @@ static void start_qemu(struct supervisor *s)
     fail(EXIT_TOOL_FAILED, "cannot start %s: %s; install it with 'apt-get install %s'", s->t->qemu_binary,
          strerror(-(int)s->qemu_pid), s->t->qemu_package);
   s->boots++;
-  s->boot_deadline_ms = now_ms() + (long long)(env_number("VMEXEC_BOOT_TIMEOUT", 180) * 1000);
+  s->boot_deadline_ms = now_ms() + (long long)(env_boot_timeout() * 1000);
 }
 
 /* A guest that dies before its agent said hello is booted once more: a rare
@@ -483,11 +466,9 @@ static void handle_signals(struct supervisor *s)
       int status;
       if (s->qemu_pid > 0 && waitpid(s->qemu_pid, &status, WNOHANG) == s->qemu_pid) {
         s->qemu_pid = -1;
-        char fate[64];
-        if (WIFSIGNALED(status))
-          snprintf(fate, sizeof fate, "went away: qemu was killed by signal %d", WTERMSIG(status));
-        else
-          snprintf(fate, sizeof fate, "went away: qemu exited with status %d", WEXITSTATUS(status));
+        char reason[48], fate[64];
+        qemu_exit_reason(status, reason, sizeof reason);
+        snprintf(fate, sizeof fate, "went away: %s", reason);
         guest_died(s, fate);
       }
     } else {
@@ -631,7 +612,7 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
   rundir_file(s->dir, "qemu.log", 0, s->qemu_log_path);
   s->agent_fd = -1;
   s->qemu_pid = -1;
-  s->idle_ms = (long long)(env_number("VMEXEC_IDLE_TIMEOUT", 300) * 1000);
+  s->idle_ms = (long long)(env_number("VMEXEC_IDLE_TIMEOUT", 300, 0, 1000000) * 1000);
   s->started_ms = s->idle_since_ms = now_ms();
   if (frame_conn_init(&s->agent, -1) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
@@ -675,8 +656,8 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
     .share_socket = s->share ? share_host_socket(s->share) : NULL,
     .root_socket = s->rootfs[0] ? s->root_sock : NULL,
     .layer_socket = s->layer[0] ? s->layer_sock : NULL,
-    .memory_mib = (int)env_number("VMEXEC_MEMORY", 1024),
-    .cpus = (int)env_number("VMEXEC_CPUS", 1),
+    .memory_mib = (int)env_number("VMEXEC_MEMORY", 1024, 64, 1048576),
+    .cpus = (int)env_number("VMEXEC_CPUS", 1, 1, 64),
   };
   start_qemu(s);
   logf_("started %s (pid %d) for image %s%s%s", t->qemu_binary, (int)s->qemu_pid, s->image_dir,
