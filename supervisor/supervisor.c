@@ -592,8 +592,10 @@ static void tell_ready(void)
   }
 }
 
-int supervisor_main(const struct target *t, const char *name, const char *image_dir, const char *rootfs,
-                    const char *layer)
+/* The supervisor's state for guest NAME, its paths in the runtime directory,
+ * nothing started yet. */
+static struct supervisor *supervisor_new(const struct target *t, const char *name, const char *image_dir,
+                                         const char *rootfs, const char *layer)
 {
   struct supervisor *s = calloc(1, sizeof *s);
   if (!s)
@@ -616,13 +618,24 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
   s->started_ms = s->idle_since_ms = now_ms();
   if (frame_conn_init(&s->agent, -1) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
+  return s;
+}
 
+/* The guest's lock file (see rundir.h), open; maybe_stop_idle takes it. */
+static int open_lock(const struct supervisor *s)
+{
   char lock_path[PATH_MAX];
   rundir_file(s->dir, "lock", 0, lock_path);
   int lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd == -1)
     fail(EXIT_TOOL_FAILED, "cannot open %s: %s", lock_path, strerror(errno));
+  return lock_fd;
+}
 
+/* SIGCHLD (qemu's death) and the signals that end us arrive on s->sig_fd,
+ * read in the poll loop; a caller gone mid-write is no SIGPIPE. */
+static void take_signals(struct supervisor *s)
+{
   signal(SIGPIPE, SIG_IGN);
   sigset_t mask;
   sigemptyset(&mask);
@@ -632,22 +645,20 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
   sigaddset(&mask, SIGHUP);
   sigprocmask(SIG_BLOCK, &mask, NULL);
   s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+}
 
-  /* Listen first: the call that started us waits for this socket. */
-  s->listen_fd = unix_listen(s->control_path);
-  if (s->listen_fd == -1)
-    fail(EXIT_TOOL_FAILED, "cannot listen on %s: %s", s->control_path, strerror(errno));
-  tell_ready();
-
+/* The share, the full image's disks and qemu, started. */
+static void start_guest(struct supervisor *s)
+{
   unlink(s->serial_path);
   unlink(s->qmp_path);
-  s->share = share_host_start(t, s->dir, s->share_why, sizeof s->share_why);
+  s->share = share_host_start(s->t, s->dir, s->share_why, sizeof s->share_why);
   if (!s->share)
     logf_("no share: %s", s->share_why);
   if (s->rootfs[0])
     start_root_disk(s);
   s->qo = (struct qemu_options){
-    .target = t,
+    .target = s->t,
     .image_dir = s->image_dir,
     .serial_socket = s->serial_path,
     .console_log = s->console_path,
@@ -660,57 +671,79 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
     .cpus = (int)env_number("VMEXEC_CPUS", 1, 1, 64),
   };
   start_qemu(s);
-  logf_("started %s (pid %d) for image %s%s%s", t->qemu_binary, (int)s->qemu_pid, s->image_dir,
+  logf_("started %s (pid %d) for image %s%s%s", s->t->qemu_binary, (int)s->qemu_pid, s->image_dir,
         s->rootfs[0] ? " with the root filesystem " : "", s->rootfs);
+}
 
-  for (;;) {
-    size_t nclients = 0;
-    for (struct client *c = s->clients; c; c = c->next)
-      nclients++;
-    struct pollfd *pfds = calloc(3 + nclients, sizeof *pfds);
-    struct client **who = calloc(nclients + 1, sizeof *who);
-    if (!pfds || !who)
-      fail(EXIT_TOOL_FAILED, "out of memory");
-    size_t n = 0;
-    pfds[n++] = (struct pollfd){ .fd = s->sig_fd, .events = POLLIN };
-    pfds[n++] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
-    size_t agent_slot = n;
-    pfds[n++] = (struct pollfd){ .fd = s->agent_fd,
-                                 .events = POLLIN | (s->ready && frame_conn_pending(&s->agent) ? POLLOUT : 0) };
-    bool agent_full = frame_conn_pending(&s->agent) > AGENT_BACKLOG_LIMIT;
-    size_t first_client = n;
-    for (struct client *c = s->clients; c; c = c->next) {
-      who[n - first_client] = c;
-      pfds[n++] = (struct pollfd){ .fd = c->fd,
-                                   .events = (agent_full ? 0 : POLLIN) | (frame_conn_pending(&c->conn) ? POLLOUT : 0) };
-    }
-    int timeout = s->agent_fd < 0 ? 50 : 1000;
-    if (poll(pfds, n, timeout) == -1 && errno != EINTR)
-      fail(EXIT_TOOL_FAILED, "poll: %s", strerror(errno));
-
-    if (pfds[0].revents)
-      handle_signals(s);
-    if (s->agent_fd < 0)
-      try_connect_serial(s);
-    else if (pfds[agent_slot].revents)
-      service_agent(s, pfds[agent_slot].revents);
-    if (!s->ready && now_ms() > s->boot_deadline_ms)
-      guest_gone(s, "did not say hello in time (set VMEXEC_BOOT_TIMEOUT to wait longer)");
-    for (size_t i = first_client; i < n; i++)
-      if (pfds[i].revents)
-        service_client(s, who[i - first_client], pfds[i].revents);
-    if (pfds[1].revents)
-      accept_clients(s);
-    /* Flush what routing queued (the poll events only cover earlier queues). */
-    if (s->ready && s->agent_fd >= 0 && frame_conn_flush(&s->agent) == -1)
-      guest_died(s, "stopped reading from the agent connection");
-    for (struct client *c = s->clients, *next; c; c = next) {
-      next = c->next;
-      if (frame_conn_flush(&c->conn) == -1)
-        client_drop(s, c);
-    }
-    free(pfds);
-    free(who);
-    maybe_stop_idle(s, lock_fd);
+/* One turn of the event loop: poll the signals, the control socket, the
+ * agent and every client, serve what is ready, flush what was queued, and
+ * stop if idle. A full agent queue stops reading from the clients. */
+static void serve_once(struct supervisor *s, int lock_fd)
+{
+  size_t nclients = 0;
+  for (struct client *c = s->clients; c; c = c->next)
+    nclients++;
+  struct pollfd *pfds = calloc(3 + nclients, sizeof *pfds);
+  struct client **who = calloc(nclients + 1, sizeof *who);
+  if (!pfds || !who)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  size_t n = 0;
+  pfds[n++] = (struct pollfd){ .fd = s->sig_fd, .events = POLLIN };
+  pfds[n++] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
+  size_t agent_slot = n;
+  pfds[n++] = (struct pollfd){ .fd = s->agent_fd,
+                               .events = POLLIN | (s->ready && frame_conn_pending(&s->agent) ? POLLOUT : 0) };
+  bool agent_full = frame_conn_pending(&s->agent) > AGENT_BACKLOG_LIMIT;
+  size_t first_client = n;
+  for (struct client *c = s->clients; c; c = c->next) {
+    who[n - first_client] = c;
+    pfds[n++] = (struct pollfd){ .fd = c->fd,
+                                 .events = (agent_full ? 0 : POLLIN) | (frame_conn_pending(&c->conn) ? POLLOUT : 0) };
   }
+  int timeout = s->agent_fd < 0 ? 50 : 1000;
+  if (poll(pfds, n, timeout) == -1 && errno != EINTR)
+    fail(EXIT_TOOL_FAILED, "poll: %s", strerror(errno));
+
+  if (pfds[0].revents)
+    handle_signals(s);
+  if (s->agent_fd < 0)
+    try_connect_serial(s);
+  else if (pfds[agent_slot].revents)
+    service_agent(s, pfds[agent_slot].revents);
+  if (!s->ready && now_ms() > s->boot_deadline_ms)
+    guest_gone(s, "did not say hello in time (set VMEXEC_BOOT_TIMEOUT to wait longer)");
+  for (size_t i = first_client; i < n; i++)
+    if (pfds[i].revents)
+      service_client(s, who[i - first_client], pfds[i].revents);
+  if (pfds[1].revents)
+    accept_clients(s);
+  /* Flush what routing queued (the poll events only cover earlier queues). */
+  if (s->ready && s->agent_fd >= 0 && frame_conn_flush(&s->agent) == -1)
+    guest_died(s, "stopped reading from the agent connection");
+  for (struct client *c = s->clients, *next; c; c = next) {
+    next = c->next;
+    if (frame_conn_flush(&c->conn) == -1)
+      client_drop(s, c);
+  }
+  free(pfds);
+  free(who);
+  maybe_stop_idle(s, lock_fd);
+}
+
+int supervisor_main(const struct target *t, const char *name, const char *image_dir, const char *rootfs,
+                    const char *layer)
+{
+  struct supervisor *s = supervisor_new(t, name, image_dir, rootfs, layer);
+  int lock_fd = open_lock(s);
+  take_signals(s);
+
+  /* Listen first: the call that started us waits for this socket. */
+  s->listen_fd = unix_listen(s->control_path);
+  if (s->listen_fd == -1)
+    fail(EXIT_TOOL_FAILED, "cannot listen on %s: %s", s->control_path, strerror(errno));
+  tell_ready();
+
+  start_guest(s);
+  for (;;)
+    serve_once(s, lock_fd);
 }
