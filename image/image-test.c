@@ -140,10 +140,13 @@ static int got_hello(struct boot *b, const uint8_t *p, size_t n, double elapsed)
   return 0;
 }
 
-int image_test(const struct target *t, const char *dir)
+/* What a boot needs before it starts: a whole image in DIR, qemu (its path
+ * into BIN) and the private directory with the paths in it. 0, or 125 and
+ * one line. */
+static int prepare(struct boot *b, const char *dir, char *bin, size_t bin_cap)
 {
-  struct boot b = { .t = t, .pid = -1 };
-  char kernel[PATH_MAX], initrd[PATH_MAX], bin[PATH_MAX];
+  const struct target *t = b->t;
+  char kernel[PATH_MAX], initrd[PATH_MAX];
   snprintf(kernel, sizeof kernel, "%s/kernel", dir);
   snprintf(initrd, sizeof initrd, "%s/initrd", dir);
   if (access(kernel, R_OK) == -1 || access(initrd, R_OK) == -1) {
@@ -151,109 +154,130 @@ int image_test(const struct target *t, const char *dir)
             access(kernel, R_OK) == -1 ? "kernel" : "initrd", strerror(errno), t->name);
     return EXIT_TOOL_FAILED;
   }
-  if (qemu_find(t, bin, sizeof bin) == -1) {
+  if (qemu_find(t, bin, bin_cap) == -1) {
     warning("%s is not installed; install it with 'apt-get install %s'", t->qemu_binary, t->qemu_package);
     return EXIT_TOOL_FAILED;
   }
-  if (make_tmpdir(&b) == -1) {
+  if (make_tmpdir(b) == -1) {
     warning("cannot create a temporary directory in $XDG_RUNTIME_DIR or /tmp: %s; set XDG_RUNTIME_DIR to a "
             "writable directory with a short path", strerror(errno));
     return EXIT_TOOL_FAILED;
   }
-  path_in(&b, "serial.sock", b.serial);
-  path_in(&b, "console.log", b.console);
-  path_in(&b, "qemu.log", b.qemu_log);
+  path_in(b, "serial.sock", b->serial);
+  path_in(b, "console.log", b->console);
+  path_in(b, "qemu.log", b->qemu_log);
+  return 0;
+}
 
+/* qemu BIN booting the image in DIR, its serial port and logs in the private
+ * directory. 0, or 125 and one line (the directory removed). */
+static int spawn_qemu(struct boot *b, const char *dir, const char *bin)
+{
   struct qemu_options o = {
-    .target = t,
+    .target = b->t,
     .image_dir = dir,
-    .serial_socket = b.serial,
-    .console_log = b.console,
-    .qemu_log = b.qemu_log,
+    .serial_socket = b->serial,
+    .console_log = b->console,
+    .qemu_log = b->qemu_log,
   };
-  double timeout = env_boot_timeout();
-  double start = now_s();
-  b.pid = qemu_spawn(&o, sigmask_empty());
-  if (b.pid < 0) {
-    int err = (int)-b.pid;
-    b.pid = -1;
-    if (err == ENOENT)
-      warning("%s is not installed; install it with 'apt-get install %s'", t->qemu_binary, t->qemu_package);
-    else
-      warning("cannot start %s: %s", bin, strerror(err));
-    remove_tmpdir(&b);
-    return EXIT_TOOL_FAILED;
-  }
+  b->pid = qemu_spawn(&o, sigmask_empty());
+  if (b->pid >= 0)
+    return 0;
+  int err = (int)-b->pid;
+  b->pid = -1;
+  if (err == ENOENT)
+    warning("%s is not installed; install it with 'apt-get install %s'", b->t->qemu_binary, b->t->qemu_package);
+  else
+    warning("cannot start %s: %s", bin, strerror(err));
+  remove_tmpdir(b);
+  return EXIT_TOOL_FAILED;
+}
 
+/* The serial port is readable: the hello (0, printed), anything else (125),
+ * or -1 to go on waiting (not a whole frame yet, or qemu closed the socket:
+ * it is exiting, and the caller's waitpid says how). */
+static int read_hello(struct boot *b, struct frame_conn *fc, double start)
+{
+  int r = frame_conn_fill(fc);
+  struct wire_header h;
+  const uint8_t *payload;
+  int f = frame_conn_next(fc, &h, &payload);
+  if (f == 1 && h.type == WIRE_HELLO)
+    return got_hello(b, payload, h.length, now_s() - start);
+  if (f == 1)
+    return boot_failed(b, "the agent sent a frame of type %u before its hello; rebuild the image with 'vmexec image "
+                          "build %s'", (unsigned)h.type, b->t->name);
+  if (f == -1)
+    return boot_failed(b, "the agent sent a malformed frame instead of its hello; rebuild the image with "
+                          "'vmexec image build %s'", b->t->name);
+  if (r <= 0) {
+    close(fc->fd);
+    fc->fd = -1;
+  }
+  return -1;
+}
+
+/* qemu exited (reaped, its wait status in b->status) before the hello: 125
+ * and the line that best says why, from qemu's log and the console's. */
+static int exited_early(struct boot *b, double start)
+{
+  const struct target *t = b->t;
+  char how[128];
+  qemu_exit_reason(b->status, how, sizeof how);
+  char qemu_said[512] = "", cause[512];
+  if (file_nonempty(b->qemu_log))
+    console_last_line(b->qemu_log, qemu_said, sizeof qemu_said);
+  char excerpt[CONSOLE_LINES * 260];
+  console_report(b->console, cause, sizeof cause, excerpt, sizeof excerpt);
+  if (qemu_said[0] && !WIFEXITED(b->status))
+    return boot_failed(b, "%s before the agent said hello (%s); check the qemu installation", how, qemu_said);
+  if (qemu_said[0] && WEXITSTATUS(b->status) != 0)
+    return boot_failed(b, "%s before the agent said hello (%s); rebuild the image with 'vmexec image build %s'", how,
+                       qemu_said, t->name);
+  if (cause[0])
+    return boot_failed(b, "the guest stopped before the agent said hello (%s); rebuild the image with 'vmexec "
+                          "image build %s'", cause, t->name);
+  if (!file_nonempty(b->console))
+    return boot_failed(b, "the guest stopped before the agent said hello, without a word on the console (%s after "
+                          "%.1f s): the kernel did not start; rebuild the image with 'vmexec image build %s'",
+                       how, now_s() - start, t->name);
+  return boot_failed(b, "the guest stopped before the agent said hello (%s after %.1f s); rebuild the image "
+                        "with 'vmexec image build %s'", how, now_s() - start, t->name);
+}
+
+/* Wait for the agent's hello on the serial port, at most TIMEOUT seconds
+ * from START; qemu creates the socket soon after it starts, so connecting is
+ * retried until then. 0 on the hello, else 125 and one line. */
+static int wait_for_hello(struct boot *b, double start, double timeout)
+{
   struct frame_conn fc;
   if (frame_conn_init(&fc, -1) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
   int rc = -1;
   while (rc == -1) {
-    /* qemu creates the socket soon after it starts; until then, retry. */
     if (fc.fd < 0) {
-      fc.fd = unix_connect(b.serial, true);
+      fc.fd = unix_connect(b->serial, true);
       if (fc.fd < 0 && errno != ENOENT && errno != ECONNREFUSED) {
-        rc = boot_failed(&b, "cannot connect to %s: %s", b.serial, strerror(errno));
+        rc = boot_failed(b, "cannot connect to %s: %s", b->serial, strerror(errno));
         break;
       }
     }
     struct pollfd p = { .fd = fc.fd, .events = POLLIN };
     if (poll(&p, 1, fc.fd < 0 ? 20 : 100) == -1 && errno != EINTR) {
-      rc = boot_failed(&b, "poll: %s", strerror(errno));
+      rc = boot_failed(b, "poll: %s", strerror(errno));
       break;
     }
-    if (p.revents) {
-      int r = frame_conn_fill(&fc);
-      struct wire_header h;
-      const uint8_t *payload;
-      int f = frame_conn_next(&fc, &h, &payload);
-      if (f == 1 && h.type == WIRE_HELLO)
-        rc = got_hello(&b, payload, h.length, now_s() - start);
-      else if (f == 1)
-        rc = boot_failed(&b, "the agent sent a frame of type %u before its hello; rebuild the image with 'vmexec image "
-                             "build %s'", (unsigned)h.type, t->name);
-      else if (f == -1)
-        rc = boot_failed(&b, "the agent sent a malformed frame instead of its hello; rebuild the image with "
-                             "'vmexec image build %s'", t->name);
-      else if (r <= 0) {
-        /* qemu closed the socket: it is exiting; the waitpid below says how. */
-        close(fc.fd);
-        fc.fd = -1;
-      }
-      if (rc != -1)
-        break;
-    }
-    if (waitpid(b.pid, &b.status, WNOHANG) == b.pid) {
-      b.pid = -1;
-      char how[128];
-      qemu_exit_reason(b.status, how, sizeof how);
-      char qemu_said[512] = "", cause[512];
-      if (file_nonempty(b.qemu_log))
-        console_last_line(b.qemu_log, qemu_said, sizeof qemu_said);
-      char excerpt[CONSOLE_LINES * 260];
-      console_report(b.console, cause, sizeof cause, excerpt, sizeof excerpt);
-      if (qemu_said[0] && !WIFEXITED(b.status))
-        rc = boot_failed(&b, "%s before the agent said hello (%s); check the qemu installation", how, qemu_said);
-      else if (qemu_said[0] && WEXITSTATUS(b.status) != 0)
-        rc = boot_failed(&b, "%s before the agent said hello (%s); rebuild the image with 'vmexec image build %s'",
-                         how, qemu_said, t->name);
-      else if (cause[0])
-        rc = boot_failed(&b, "the guest stopped before the agent said hello (%s); rebuild the image with 'vmexec "
-                             "image build %s'", cause, t->name);
-      else if (!file_nonempty(b.console))
-        rc = boot_failed(&b, "the guest stopped before the agent said hello, without a word on the console (%s after "
-                         "%.1f s): the kernel did not start; rebuild the image with 'vmexec image build %s'",
-                         how, now_s() - start, t->name);
-      else
-        rc = boot_failed(&b, "the guest stopped before the agent said hello (%s after %.1f s); rebuild the image "
-                             "with 'vmexec image build %s'", how, now_s() - start, t->name);
+    if (p.revents && (rc = read_hello(b, &fc, start)) != -1)
+      break;
+    if (waitpid(b->pid, &b->status, WNOHANG) == b->pid) {
+      b->pid = -1;
+      rc = exited_early(b, start);
       break;
     }
     if (now_s() - start > timeout) {
-      rc = boot_failed(&b, "no hello from the agent within %.0f s; the image may be broken (rebuild it with 'vmexec image "
-                           "build %s') or the host slow (set VMEXEC_BOOT_TIMEOUT=SECONDS to wait longer)",
-                       timeout, t->name);
+      rc = boot_failed(b, "no hello from the agent within %.0f s; the image may be broken (rebuild it with 'vmexec image "
+                          "build %s') or the host slow (set VMEXEC_BOOT_TIMEOUT=SECONDS to wait longer)",
+                       timeout, b->t->name);
       break;
     }
   }
@@ -261,4 +285,19 @@ int image_test(const struct target *t, const char *dir)
     close(fc.fd);
   frame_conn_free(&fc);
   return rc;
+}
+
+int image_test(const struct target *t, const char *dir)
+{
+  struct boot b = { .t = t, .pid = -1 };
+  char bin[PATH_MAX];
+  int rc = prepare(&b, dir, bin, sizeof bin);
+  if (rc != 0)
+    return rc;
+  double timeout = env_boot_timeout();
+  double start = now_s();
+  rc = spawn_qemu(&b, dir, bin);
+  if (rc != 0)
+    return rc;
+  return wait_for_hello(&b, start, timeout);
 }
