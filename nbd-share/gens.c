@@ -153,6 +153,17 @@ void gens_sweep(struct gens *g)
   pthread_mutex_unlock(&g->build_lock);
 }
 
+/* Under build_lock: generation N cannot be built, because of ERR (one
+ * line): its slot reads as zeroes, and gen-N.error says why. */
+static void fail_gen(struct gens *g, uint64_t n, const char *err)
+{
+  g->slots[n].state = GEN_FAILED;
+  char line[600];
+  snprintf(line, sizeof line, "%s\n", err);
+  control_write(g, n, "error", line);
+  g->c.error(g->c.log_opaque, "generation %llu: %s", (unsigned long long)n, err);
+}
+
 /* Build generation N if it has a roots file. Returns 1 if the slot's state
  * changed (or another thread changed it), 0 if there is nothing to build. */
 static int build(struct gens *g, uint64_t n)
@@ -174,11 +185,7 @@ static int build(struct gens *g, uint64_t n)
     if (errno == ENOENT) {
       ret = 0;
     } else {
-      g->slots[n].state = GEN_FAILED;
-      char line[600];
-      snprintf(line, sizeof line, "%s\n", err);
-      control_write(g, n, "error", line);
-      g->c.error(g->c.log_opaque, "generation %llu: %s", (unsigned long long)n, err);
+      fail_gen(g, n, err);
     }
     roots_free(&roots);
     goto out;
@@ -190,11 +197,7 @@ static int build(struct gens *g, uint64_t n)
   };
   struct synth_image *img;
   if (synth_build(roots.v, roots.n, &opt, &img, err, sizeof err) == -1) {
-    g->slots[n].state = GEN_FAILED;
-    char line[600];
-    snprintf(line, sizeof line, "%s\n", err);
-    control_write(g, n, "error", line);
-    g->c.error(g->c.log_opaque, "generation %llu: %s", (unsigned long long)n, err);
+    fail_gen(g, n, err);
   } else {
     const struct synth_stats *s = synth_stats(img);
     char info[1024];

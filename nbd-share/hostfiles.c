@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "grow.h"
+
 struct hostfile {
   uint64_t path_off;  /* into paths */
   uint64_t ino;
@@ -75,24 +77,14 @@ void hostfiles_free(struct hostfiles *h)
 
 int64_t hostfiles_add(struct hostfiles *h, const char *path, size_t len, dev_t dev, ino_t ino)
 {
-  if (h->n == h->cap) {
-    size_t cap = h->cap ? h->cap * 2 : 256;
-    struct hostfile *f = realloc(h->files, cap * sizeof *f);
-    if (!f)
-      return -1;
-    h->files = f;
-    h->cap = cap;
-  }
-  if (h->paths_len + len + 1 > h->paths_cap) {
-    size_t cap = h->paths_cap ? h->paths_cap * 2 : 16384;
-    while (cap < h->paths_len + len + 1)
-      cap *= 2;
-    char *p = realloc(h->paths, cap);
-    if (!p)
-      return -1;
-    h->paths = p;
-    h->paths_cap = cap;
-  }
+  struct hostfile *f = grow(h->files, &h->cap, h->n + 1, sizeof *f, 256);
+  if (!f)
+    return -1;
+  h->files = f;
+  char *p = grow(h->paths, &h->paths_cap, h->paths_len + len + 1, 1, 16384);
+  if (!p)
+    return -1;
+  h->paths = p;
   memcpy(h->paths + h->paths_len, path, len);
   h->paths[h->paths_len + len] = '\0';
   h->files[h->n] = (struct hostfile){ .path_off = h->paths_len, .ino = ino, .dev = dev };

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
+
 void regions_init(struct regions *r)
 {
   r->v = NULL;
@@ -23,14 +25,10 @@ uint64_t regions_size(const struct regions *r)
 
 static struct region *append(struct regions *r, uint64_t len, enum region_kind kind)
 {
-  if (r->n == r->cap) {
-    size_t cap = r->cap ? r->cap * 2 : 64;
-    struct region *v = realloc(r->v, cap * sizeof *v);
-    if (!v)
-      return NULL;
-    r->v = v;
-    r->cap = cap;
-  }
+  struct region *v = grow(r->v, &r->cap, r->n + 1, sizeof *v, 64);
+  if (!v)
+    return NULL;
+  r->v = v;
   struct region *g = &r->v[r->n++];
   memset(g, 0, sizeof *g);
   g->start = r->n > 1 ? r->v[r->n - 2].start + r->v[r->n - 2].len : 0;

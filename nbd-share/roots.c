@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
+
 void roots_init(struct roots *r)
 {
   r->v = NULL;
@@ -59,17 +61,13 @@ int roots_add(struct roots *r, const char *path, char *err, size_t errlen)
     free(norm);
     return -1;
   }
-  if (r->n == r->cap) {
-    size_t cap = r->cap ? r->cap * 2 : 8;
-    char **v = realloc(r->v, cap * sizeof *v);
-    if (!v) {
-      free(norm);
-      snprintf(err, errlen, "out of memory");
-      return -1;
-    }
-    r->v = v;
-    r->cap = cap;
+  char **v = grow(r->v, &r->cap, r->n + 1, sizeof *v, 8);
+  if (!v) {
+    free(norm);
+    snprintf(err, errlen, "out of memory");
+    return -1;
   }
+  r->v = v;
   r->v[r->n++] = norm;
   return 0;
 }

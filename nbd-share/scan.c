@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "roots.h"
 #include "walk.h"
 
@@ -26,17 +27,10 @@
 #define DEFINE_RESERVE(fname, arr, cap)                               \
   static bool fname(struct tree *t, size_t need)                      \
   {                                                                   \
-    if (need <= t->cap)                                               \
-      return true;                                                    \
-    size_t c = t->cap ? t->cap : 64;                                  \
-    while (c < need)                                                  \
-      c *= 2;                                                         \
-    void *p = realloc(t->arr, c * sizeof *t->arr);                    \
-    if (!p)                                                           \
-      return false;                                                   \
-    t->arr = p;                                                       \
-    t->cap = c;                                                       \
-    return true;                                                      \
+    void *p = grow(t->arr, &t->cap, need, sizeof *t->arr, 64);        \
+    if (p)                                                            \
+      t->arr = p;                                                     \
+    return p != NULL;                                                 \
   }
 DEFINE_RESERVE(reserve_names, names, names_cap)
 DEFINE_RESERVE(reserve_nodes, nodes, capnodes)

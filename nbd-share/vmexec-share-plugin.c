@@ -115,33 +115,21 @@ static int share_config_complete(void)
 static void *share_open(int readonly)
 {
   (void)readonly;
-  static int handle; /* no per-connection state */
-  return &handle;
+  return NBDKIT_HANDLE_NOT_NEEDED; /* no per-connection state */
 }
 
-static int64_t share_get_size(void *handle)
-{
-  (void)handle;
-  return export_size;
-}
-
-static int share_can_write(void *handle)
-{
-  (void)handle;
-  return 0;
-}
-
-static int share_can_multi_conn(void *handle)
-{
-  (void)handle;
-  return 1; /* read-only and immutable per generation: every connection sees the same bytes */
-}
-
-static int share_can_cache(void *handle)
-{
-  (void)handle;
-  return NBDKIT_CACHE_EMULATE;
-}
+/* The answers of the negotiation: the same for every connection. */
+#define SHARE_ANSWER(fn, type, value) \
+  static type fn(void *handle)        \
+  {                                   \
+    (void)handle;                     \
+    return value;                     \
+  }
+SHARE_ANSWER(share_get_size, int64_t, export_size)
+SHARE_ANSWER(share_can_write, int, 0)
+/* Read-only and immutable per generation: every connection sees the same bytes. */
+SHARE_ANSWER(share_can_multi_conn, int, 1)
+SHARE_ANSWER(share_can_cache, int, NBDKIT_CACHE_EMULATE)
 
 static int share_pread(void *handle, void *buf, uint32_t count, uint64_t offset, uint32_t flags)
 {

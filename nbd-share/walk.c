@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "grow.h"
+
 struct walker {
   walk_visit_fn visit;
   void *ctx;
@@ -19,16 +21,10 @@ struct walker {
 
 static int path_reserve(struct walker *w, size_t need)
 {
-  if (need <= w->pathcap)
-    return 0;
-  size_t cap = w->pathcap ? w->pathcap : 4096;
-  while (cap < need)
-    cap *= 2;
-  char *p = realloc(w->path, cap);
+  char *p = grow(w->path, &w->pathcap, need, 1, 4096);
   if (!p)
     return -1;
   w->path = p;
-  w->pathcap = cap;
   return 0;
 }
 
@@ -59,16 +55,10 @@ static int read_names(struct walker *w, DIR *d, size_t pathlen, char **names, si
     if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
       continue;
     size_t l = strlen(n) + 1;
-    if (*nlen + l > ncap) {
-      size_t cap = ncap ? ncap * 2 : 4096;
-      while (cap < *nlen + l)
-        cap *= 2;
-      char *p = realloc(*names, cap);
-      if (!p)
-        return -1;
-      *names = p;
-      ncap = cap;
-    }
+    char *p = grow(*names, &ncap, *nlen + l, 1, 4096);
+    if (!p)
+      return -1;
+    *names = p;
     memcpy(*names + *nlen, n, l);
     *nlen += l;
   }
@@ -124,16 +114,12 @@ static int walk_dir(struct walker *w, int dfd, size_t pathlen, uint64_t token)
       goto out;
     }
     if (descend != WALK_NO_DESCEND && S_ISDIR(st.st_mode)) {
-      if (nsub == capsub) {
-        size_t cap = capsub ? capsub * 2 : 16;
-        struct pending *p = realloc(sub, cap * sizeof *p);
-        if (!p) {
-          ret = -1;
-          goto out;
-        }
-        sub = p;
-        capsub = cap;
+      struct pending *p = grow(sub, &capsub, nsub + 1, sizeof *p, 16);
+      if (!p) {
+        ret = -1;
+        goto out;
       }
+      sub = p;
       sub[nsub++] = (struct pending){ .name_off = (size_t)(n - names), .namelen = l, .token = descend };
     }
   }
