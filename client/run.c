@@ -195,107 +195,139 @@ static noreturn void die_like(int how, uint32_t value, const char *msg)
   fail(value >= 125 && value <= 127 ? (int)value : EXIT_TOOL_FAILED, "%s", msg);
 }
 
+/* The state of one call's relay: the connection to the supervisor, stdin's
+ * credit from the guest, and which of our outputs lost their reader. */
+struct relay {
+  struct frame_conn conn;
+  struct writeback *wb;
+  uint32_t stdin_credit;
+  bool stdin_open, got_any;
+  bool out_broken[3];
+};
+
+/* Signals caught since the last turn go to the guest: the forwarded ones as
+ * WIRE_SIGNAL, SIGWINCH (--shell only) as the new window size. */
+static void forward_signals(struct relay *r)
+{
+  char drain[64];
+  while (read(wake_pipe[0], drain, sizeof drain) > 0) {
+  }
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    if (pending_signals[forwarded[i]]) {
+      pending_signals[forwarded[i]] = 0;
+      frame_conn_queue_u32(&r->conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(forwarded[i]));
+    }
+  if (pending_signals[SIGWINCH]) {
+    pending_signals[SIGWINCH] = 0;
+    uint8_t b[8];
+    frame_conn_queue(&r->conn, WIRE_WINSIZE, RUN_ID, b, winsize_payload(b));
+  }
+}
+
+/* stdin is readable: as much as the guest's credit allows goes to it, and
+ * its end as an empty WIRE_STDIN. */
+static void forward_stdin(struct relay *r)
+{
+  static uint8_t inbuf[64 * 1024];
+  size_t want = r->stdin_credit < sizeof inbuf ? r->stdin_credit : sizeof inbuf;
+  ssize_t n = read(0, inbuf, want);
+  if (n > 0) {
+    frame_conn_queue(&r->conn, WIRE_STDIN, RUN_ID, inbuf, (size_t)n);
+    r->stdin_credit -= (uint32_t)n;
+  } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+    frame_conn_queue(&r->conn, WIRE_STDIN, RUN_ID, NULL, 0); /* end of file */
+    r->stdin_open = false;
+  }
+}
+
+/* The program's output to our FD (1 or 2), then credit for it. An output
+ * whose reader is gone takes no more; for a closed pipe the program gets the
+ * SIGPIPE it would get on the target. */
+static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len)
+{
+  size_t done = 0;
+  while (!r->out_broken[fd] && done < len) {
+    ssize_t n = write(fd, p + done, len - done);
+    if (n > 0)
+      done += (size_t)n;
+    else if (n < 0 && errno == EPIPE) {
+      r->out_broken[fd] = true;
+      frame_conn_queue_u32(&r->conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(SIGPIPE));
+    } else if (n < 0 && errno != EINTR && errno != EAGAIN)
+      r->out_broken[fd] = true;
+  }
+  frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, (uint32_t)len);
+}
+
+/* One frame from the supervisor: output, write-back, stdin credit, or the
+ * run's end (then exit as the program did). */
+static void from_supervisor(struct relay *r, const struct wire_header *h, const uint8_t *p)
+{
+  if (h->type == WIRE_STDOUT || h->type == WIRE_STDERR) {
+    write_output(r, h->type == WIRE_STDOUT ? 1 : 2, p, h->length);
+  } else if (h->type == WIRE_WB || h->type == WIRE_WB_DATA) {
+    writeback_frame(r->wb, h->type, p, h->length);
+    if (h->type == WIRE_WB_DATA) /* counted against the output window */
+      frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, h->length);
+  } else if (h->type == WIRE_CREDIT) {
+    uint32_t more;
+    if (wire_decode_u32(p, h->length, &more))
+      r->stdin_credit += more;
+  } else if (h->type == WIRE_EXIT) {
+    static struct wire_exit m;
+    if (!wire_decode_exit(p, h->length, &m))
+      snprintf(m.msg, sizeof m.msg, "the guest failed");
+    writeback_finish(r->wb); /* the write-back is whole: swap in the last tree, apply the deletes */
+    die_like((int)m.how, m.value, m.msg);
+  }
+}
+
 /* Relay until the run's WIRE_EXIT, then exit as the program did. Returns
  * only if the connection ended before anything at all came back (a
  * supervisor that was just stopping): the caller may retry. */
 static void relay(int sock, struct writeback *wb)
 {
-  struct frame_conn conn;
-  if (frame_conn_init(&conn, sock) == -1)
+  struct relay r = { .wb = wb, .stdin_credit = WIRE_WINDOW, .stdin_open = true };
+  if (frame_conn_init(&r.conn, sock) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
   fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
-  uint32_t stdin_credit = WIRE_WINDOW;
-  bool stdin_open = true, got_any = false;
-  bool out_broken[3] = { false, false, false };
-  static uint8_t inbuf[64 * 1024];
 
   for (;;) {
     struct pollfd pf[3] = {
-      { .fd = sock, .events = POLLIN | (frame_conn_pending(&conn) ? POLLOUT : 0) },
+      { .fd = sock, .events = POLLIN | (frame_conn_pending(&r.conn) ? POLLOUT : 0) },
       { .fd = wake_pipe[0], .events = POLLIN },
-      { .fd = stdin_open && stdin_credit > 0 ? 0 : -1, .events = POLLIN },
+      { .fd = r.stdin_open && r.stdin_credit > 0 ? 0 : -1, .events = POLLIN },
     };
     if (poll(pf, 3, -1) == -1 && errno != EINTR)
       fail(EXIT_TOOL_FAILED, "poll: %s", strerror(errno));
 
-    char drain[64];
-    while (read(wake_pipe[0], drain, sizeof drain) > 0) {
-    }
-    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-      if (pending_signals[forwarded[i]]) {
-        pending_signals[forwarded[i]] = 0;
-        frame_conn_queue_u32(&conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(forwarded[i]));
-      }
-    if (pending_signals[SIGWINCH]) { /* --shell only */
-      pending_signals[SIGWINCH] = 0;
-      uint8_t b[8];
-      frame_conn_queue(&conn, WIRE_WINSIZE, RUN_ID, b, winsize_payload(b));
-    }
-
-    if (pf[2].revents) {
-      size_t want = stdin_credit < sizeof inbuf ? stdin_credit : sizeof inbuf;
-      ssize_t n = read(0, inbuf, want);
-      if (n > 0) {
-        frame_conn_queue(&conn, WIRE_STDIN, RUN_ID, inbuf, (size_t)n);
-        stdin_credit -= (uint32_t)n;
-      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-        frame_conn_queue(&conn, WIRE_STDIN, RUN_ID, NULL, 0); /* end of file */
-        stdin_open = false;
-      }
-    }
+    forward_signals(&r);
+    if (pf[2].revents)
+      forward_stdin(&r);
 
     if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      int rc = frame_conn_fill(&conn);
+      int rc = frame_conn_fill(&r.conn);
       struct wire_header h;
       const uint8_t *p;
       int got;
-      while ((got = frame_conn_next(&conn, &h, &p)) == 1) {
-        got_any = true;
-        if (h.type == WIRE_STDOUT || h.type == WIRE_STDERR) {
-          int fd = h.type == WIRE_STDOUT ? 1 : 2;
-          size_t done = 0;
-          while (!out_broken[fd] && done < h.length) {
-            ssize_t n = write(fd, p + done, h.length - done);
-            if (n > 0)
-              done += (size_t)n;
-            else if (n < 0 && errno == EPIPE) {
-              /* The reader is gone: on the target, the writer would get SIGPIPE. */
-              out_broken[fd] = true;
-              frame_conn_queue_u32(&conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(SIGPIPE));
-            } else if (n < 0 && errno != EINTR && errno != EAGAIN)
-              out_broken[fd] = true;
-          }
-          frame_conn_queue_u32(&conn, WIRE_CREDIT, RUN_ID, h.length);
-        } else if (h.type == WIRE_WB || h.type == WIRE_WB_DATA) {
-          writeback_frame(wb, h.type, p, h.length);
-          if (h.type == WIRE_WB_DATA) /* counted against the output window */
-            frame_conn_queue_u32(&conn, WIRE_CREDIT, RUN_ID, h.length);
-        } else if (h.type == WIRE_CREDIT) {
-          uint32_t more;
-          if (wire_decode_u32(p, h.length, &more))
-            stdin_credit += more;
-        } else if (h.type == WIRE_EXIT) {
-          static struct wire_exit m;
-          if (!wire_decode_exit(p, h.length, &m))
-            snprintf(m.msg, sizeof m.msg, "the guest failed");
-          writeback_finish(wb); /* the write-back is whole: swap in the last tree, apply the deletes */
-          die_like((int)m.how, m.value, m.msg);
-        }
+      while ((got = frame_conn_next(&r.conn, &h, &p)) == 1) {
+        r.got_any = true;
+        from_supervisor(&r, &h, p);
       }
       if (got == -1)
         fail(EXIT_TOOL_FAILED, "malformed frame from the guest's supervisor; stop it with 'vmexec stop --all'");
       if (rc <= 0) {
-        if (!got_any) {
-          frame_conn_free(&conn);
+        if (!r.got_any) {
+          frame_conn_free(&r.conn);
           return;
         }
         fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor; see its log under %s",
              "$XDG_RUNTIME_DIR/vmexec");
       }
     }
-    if (frame_conn_flush(&conn) == -1) {
-      if (!got_any) {
-        frame_conn_free(&conn);
+    if (frame_conn_flush(&r.conn) == -1) {
+      if (!r.got_any) {
+        frame_conn_free(&r.conn);
         return;
       }
       fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor: %s", strerror(errno));
