@@ -88,7 +88,6 @@ char **qemu_argv(const struct qemu_options *o)
   struct strv a = { 0 };
   int mem = o->memory_mib > 0 ? o->memory_mib : QEMU_DEFAULT_MEMORY_MIB;
   int cpus = o->cpus > 0 ? o->cpus : 1;
-  CLEANUP_FREE char *dir = qemu_escape(o->image_dir);
   CLEANUP_FREE char *serial = qemu_escape(o->serial_socket);
   CLEANUP_FREE char *console = o->console_log ? qemu_escape(o->console_log) : NULL;
   CLEANUP_FREE char *qmp = o->qmp_socket ? qemu_escape(o->qmp_socket) : NULL;
