@@ -34,6 +34,21 @@ const char *cache_dir(void)
   return dir;
 }
 
+void cache_mkdir(const char *path)
+{
+  if (mkdir_p(path, 0755) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", path, strerror(errno), cache_dir());
+}
+
+char *cache_subdir(const char *name)
+{
+  char *dir;
+  if (asprintf(&dir, "%s/%s", cache_dir(), name) == -1)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  cache_mkdir(dir);
+  return dir;
+}
+
 /* Directory of the running vmexec executable. */
 static int self_dir(char *buf, size_t cap)
 {

@@ -8,6 +8,12 @@
  * Returns a static string. Fails (125) if there is no home to put it in. */
 const char *cache_dir(void);
 
+/* mkdir -p PATH (a directory in the cache); fails (125) with the fix. */
+void cache_mkdir(const char *path);
+
+/* cache_dir()/NAME, created; malloc'd. Fails (125) with the fix. */
+char *cache_subdir(const char *name);
+
 /* The agent executable for target T: $VMEXEC_AGENT_DIR, else the build tree
  * when vmexec runs from it, else the installed one. Fails (125) with the fix
  * when it does not exist. Returns a malloc'd string. */

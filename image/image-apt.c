@@ -56,12 +56,6 @@ static void apt_run(struct apt *a, const char *what, const char *fix, const char
 
 /* ---- the private state directory ------------------------------------------ */
 
-static void mkdirs_or_fail(const char *path)
-{
-  if (mkdir_p(path, 0755) == -1)
-    fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", path, strerror(errno), cache_dir());
-}
-
 static void write_or_fail(const char *path, const void *data, size_t len)
 {
   if (write_file_atomic(path, data, len) == -1)
@@ -74,7 +68,7 @@ static void recreate_dir(const char *path)
 {
   if (remove_tree(path) == -1)
     fail(EXIT_TOOL_FAILED, "cannot remove %s: %s; remove it by hand", path, strerror(errno));
-  mkdirs_or_fail(path);
+  cache_mkdir(path);
 }
 
 static int has_suffix(const char *s, const char *suffix)
@@ -258,7 +252,7 @@ void apt_open(struct apt *a, const struct target *t, bool quiet)
   const char *subdirs[] = {"lists/partial", "cache/archives/partial", "etc"};
   for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
     CLEANUP_FREE char *p = xasprintf("%s/%s", a->dir, subdirs[i]);
-    mkdirs_or_fail(p);
+    cache_mkdir(p);
   }
   /* One vmexec at a time uses a state directory (apt's own locks are off:
    * they live in the host's /var/lib/dpkg and need root). */

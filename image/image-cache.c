@@ -22,12 +22,9 @@
 
 const char *images_dir(void)
 {
-  static char dir[PATH_MAX];
-  if (!dir[0]) {
-    snprintf(dir, sizeof dir, "%s/images", cache_dir());
-    if (mkdir_p(dir, 0755) == -1)
-      fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", dir, strerror(errno), cache_dir());
-  }
+  static char *dir;
+  if (!dir)
+    dir = cache_subdir("images");
   return dir;
 }
 
@@ -220,9 +217,7 @@ static void remove_stale_staging(const char *tmp, const char *key)
 
 char *image_staging(const char *key)
 {
-  CLEANUP_FREE char *tmp = xasprintf("%s/tmp", cache_dir());
-  if (mkdir_p(tmp, 0755) == -1)
-    fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", tmp, strerror(errno), cache_dir());
+  CLEANUP_FREE char *tmp = cache_subdir("tmp");
   remove_stale_staging(tmp, key);
   static bool registered;
   if (!registered && atexit(remove_stagings) == 0)
@@ -277,9 +272,7 @@ bool image_job_start(struct image_job *j, const struct target *t, const struct i
     progress_done(&j->p, dir, false);
     return false;
   }
-  j->debs = xasprintf("%s/debs", cache_dir());
-  if (mkdir_p(j->debs, 0755) == -1)
-    fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", j->debs, strerror(errno), cache_dir());
+  j->debs = cache_subdir("debs");
   apt_download(&apt, &j->r, j->debs, announce_download, &j->p);
   apt_close(&apt);
   j->staging = image_staging(j->key);

@@ -18,12 +18,9 @@
 
 static const char *layers_dir(void)
 {
-  static char dir[PATH_MAX];
-  if (!dir[0]) {
-    snprintf(dir, sizeof dir, "%s/layers", cache_dir());
-    if (mkdir_p(dir, 0755) == -1)
-      fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the permissions of %s", dir, strerror(errno), cache_dir());
-  }
+  static char *dir;
+  if (!dir)
+    dir = cache_subdir("layers");
   return dir;
 }
 
