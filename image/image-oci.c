@@ -245,7 +245,8 @@ static void read_config(const char *layout, struct json_object *manifest, const 
     fail(EXIT_TOOL_FAILED, "%s is not a vmexec image (its config is %s); give a reference pushed by 'vmexec image push'",
          what, type ? type : "missing");
   config = oci_blob_json(layout, desc, what);
-  if (!json_object_object_get_ex(config, "format", &format) || json_object_get_int(format) != ARTIFACT_FORMAT)
+  if (!json_object_object_get_ex(config, "format", &format) || !json_object_is_type(format, json_type_int) ||
+      json_object_get_int(format) != ARTIFACT_FORMAT)
     fail(EXIT_TOOL_FAILED, "%s: vmexec image format %s is unknown to this vmexec (it reads %d); use the vmexec that "
          "pushed it", what, format ? json_object_get_string(format) : "(none)", ARTIFACT_FORMAT);
   const char *target = oci_string(config, "target"), *kind = oci_string(config, "kind");
