@@ -229,7 +229,7 @@ static char *read_checked(const char *path, uint64_t len, const char *digest, co
     fail(EXIT_TOOL_FAILED, "%s: cannot read %s: %s; the layout is incomplete", what, path, strerror(errno));
   if (got != len) {
     free(data);
-    corrupt(what, digest, "its size differs from the manifest's");
+    corrupt(what, digest, "its size is not the one its descriptor gives");
   }
   struct sha256 h;
   char sum[72];
@@ -238,7 +238,7 @@ static char *read_checked(const char *path, uint64_t len, const char *digest, co
   sha256_final(&h, sum);
   if (strcmp(sum, digest) != 0) {
     free(data);
-    corrupt(what, digest, "its sha256 differs from the manifest's");
+    corrupt(what, digest, "its sha256 does not match its digest");
   }
   return data;
 }
@@ -365,7 +365,8 @@ void oci_blob_extract(const char *dir, struct json_object *desc, const char *des
   inflateEnd(&z);
   sha256_final(&h, sum);
   if (got != size || strcmp(sum, digest) != 0)
-    corrupt(what, digest, got != size ? "its size differs from the manifest's" : "its sha256 differs from the manifest's");
+    corrupt(what, digest,
+            got != size ? "its size is not the one its descriptor gives" : "its sha256 does not match its digest");
   if (state != 1)
     corrupt(what, digest, state == 0 ? "its gzip stream is cut short" : "it is not a gzip stream");
   /* A file that ends in a hole gets its length from the truncate. */
