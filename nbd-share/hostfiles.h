@@ -2,7 +2,11 @@
  * reads them: files are opened on first use and kept in a small cache of
  * descriptors, never copied. A file that shrank reads as zeroes past its end, a
  * file that disappeared or cannot be opened reads as zeroes (with one log
- * line): the guest gets bytes, never an error that looks like a broken disk. */
+ * line): the guest gets bytes, never an error that looks like a broken disk.
+ * A file is reopened by its scanned path following no symlink, without
+ * blocking (a fifo put in its place), and only if it is still the regular
+ * file scanned (device and inode): anything else reads as zeroes, never
+ * another file's bytes. */
 #ifndef NBD_SHARE_HOSTFILES_H
 #define NBD_SHARE_HOSTFILES_H
 
@@ -27,8 +31,8 @@ int64_t hostfiles_add(struct hostfiles *h, const char *path, size_t len, dev_t d
  * 0, or -1 with errno on a read error of an open file. */
 int hostfiles_read(void *opaque, uint32_t id, void *buf, size_t len, uint64_t offset);
 
-/* Open absolute PATH read-only (O_NOFOLLOW on the last component), also when
- * it is longer than PATH_MAX: deep trees are legal and we must serve them. */
+/* Open absolute PATH with FLAGS following no symlink in any component, also
+ * when it is longer than PATH_MAX: deep trees are legal and we must serve them. */
 int hostfiles_open_path(const char *path, int flags);
 
 #endif

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -781,6 +782,88 @@ static void test_changed_files(struct fixture *f)
   free(p);
 }
 
+/* Read LEN bytes at the start of file PATH of IMG (flat, as small files
+ * are) with synth_read: 0, or -1 (an I/O error for the guest). */
+static int read_file_of(struct synth_image *img, const char *path, uint8_t *buf, size_t len)
+{
+  struct reader r = { .img = img, .bits = 12, .bs = 4096 };
+  uint8_t sb[128];
+  rd(&r, sb, sizeof sb, EROFS_SUPER_OFFSET);
+  struct erofs_super_block super;
+  erofs_get_super(sb, &super);
+  struct erofs_inode_extended ie;
+  uint64_t parent, nid = lookup(&r, super.root_nid, path, &parent);
+  rd_inode(&r, nid, &ie);
+  CHECK(layout_of(&ie) == EROFS_INODE_FLAT_PLAIN);
+  return synth_read(img, buf, len, (uint64_t)ie.i_u * r.bs);
+}
+
+static void hung(int sig)
+{
+  (void)sig;
+  static const char msg[] = "check failed: a read of a file replaced by a fifo hangs\n";
+  ssize_t ignored = write(2, msg, sizeof msg - 1);
+  (void)ignored;
+  _exit(1);
+}
+
+/* Issue 14, defects 3 and 7: after the scan, a directory of the tree is
+ * replaced by a symlink to a directory outside it, and a file by a fifo.
+ * The image never serves the outside file's bytes, and no read blocks. */
+static void test_swapped_files(struct fixture *f)
+{
+  char *root = xasprintf("%s/swap", f->dir), *a = xasprintf("%s/a", root), *old = xasprintf("%s/a.old", root);
+  char *secret = xasprintf("%s/secret", f->dir), *key = xasprintf("%s/key", secret);
+  char *inside = xasprintf("%s/key", a), *fifo = xasprintf("%s/fifo", root);
+  static uint8_t data[8192], got[8192];
+  mkdir(root, 0755);
+  mkdir(a, 0755);
+  mkdir(secret, 0700);
+  memset(data, 'i', sizeof data);
+  write_file(inside, data, sizeof data, 0644);
+  write_file(fifo, data, sizeof data, 0644);
+  memset(data, 'S', sizeof data);
+  write_file(key, data, sizeof data, 0600);
+
+  struct synth_options o = { .blkszbits = 12, .log = count_log };
+  struct synth_image *img = NULL;
+  char err[512];
+  char *roots[] = { root };
+  if (!CHECK(synth_build(roots, 1, &o, &img, err, sizeof err) == 0))
+    goto out;
+  /* a/ becomes a symlink to secret/, which has a key of its own */
+  if (rename(a, old) == -1 || symlink(secret, a) == -1)
+    die("swap");
+  memset(got, 0, sizeof got);
+  int rc = read_file_of(img, inside, got, sizeof got);
+  CHECKF(got[0] != 'S' && got[sizeof got - 1] != 'S', "read through a swapped symlink: rc %d", rc);
+  /* a file of the same path that is not the one scanned: not served either */
+  unlink(a);
+  mkdir(a, 0755);
+  write_file(inside, data, sizeof data, 0644);
+  memset(got, 0, sizeof got);
+  rc = read_file_of(img, inside, got, sizeof got);
+  CHECKF(got[0] != 'S', "a different file at the scanned path was served: rc %d", rc);
+
+  /* a fifo in place of the file: the read returns */
+  unlink(fifo);
+  if (mkfifo(fifo, 0644) == -1)
+    die("mkfifo");
+  signal(SIGALRM, hung);
+  alarm(10);
+  read_file_of(img, fifo, got, sizeof got);
+  alarm(0);
+  synth_free(img);
+out:
+  free(root);
+  free(a);
+  free(old);
+  free(secret);
+  free(key);
+  free(inside);
+  free(fifo);
+}
+
 /* The image is bounded by max_size (a generation's slot). */
 static void test_too_big(struct fixture *f)
 {
@@ -938,6 +1021,7 @@ int main(int argc, char **argv)
   test_image(&f, 9);
   test_image(&f, 16);
   test_changed_files(&f);
+  test_swapped_files(&f);
   test_too_big(&f);
   test_fingerprint(&f);
   test_gens(&f);
