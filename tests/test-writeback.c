@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "wire-msg.h"
 #include "writeback.h"
 
 static int failures;
@@ -95,22 +96,18 @@ static int leftovers(const char *dir)
 static void change(struct writeback *wb, uint32_t kind, uint32_t mode, const char *path, const char *target,
                    uint64_t size)
 {
-  uint8_t buf[2 * PATH_MAX + 64];
-  struct wire_writer w;
-  wire_writer_init(&w, buf, sizeof buf);
-  wire_put_u32(&w, kind);
-  wire_put_u32(&w, mode);
-  wire_put_str(&w, path);
-  if (kind == WIRE_WB_SYMLINK)
-    wire_put_str(&w, target);
-  if (kind == WIRE_WB_FILE) {
-    wire_put_u32(&w, (uint32_t)(size >> 32));
-    wire_put_u32(&w, (uint32_t)size);
-    wire_put_u32(&w, 0);
-    wire_put_u32(&w, 1700000000);
-    wire_put_u32(&w, 0);
+  static struct wire_wb m;
+  m = (struct wire_wb){ .kind = kind, .mode = mode, .size = size, .mtime_sec = 1700000000 };
+  snprintf(m.path, sizeof m.path, "%s", path);
+  if (target)
+    snprintf(m.target, sizeof m.target, "%s", target);
+  static uint8_t buf[2 * PATH_MAX + 64];
+  size_t len;
+  if (strlen(path) >= sizeof m.path || !wire_encode_wb(&m, buf, sizeof buf, &len)) {
+    fprintf(stderr, "test-writeback: a change too long to encode: %s\n", path);
+    exit(1);
   }
-  writeback_frame(wb, WIRE_WB, buf, w.len);
+  writeback_frame(wb, WIRE_WB, buf, len);
 }
 
 static void file(struct writeback *wb, uint32_t mode, const char *path, const char *data)
