@@ -39,7 +39,7 @@ enum wire_type {
    * u32 ngroups, u32 groups... */
   WIRE_RUN = 2,
   /* host -> agent, before WIRE_RUN (--copy): a file for the run. u32 mode,
-   * u64 size as two u32 (high, low), str name; the data follows in WIRE_FILE_DATA. */
+   * u64 size, str name; the data follows in WIRE_FILE_DATA. */
   WIRE_FILE = 3,
   WIRE_FILE_DATA = 4, /* host -> agent: bytes of the current WIRE_FILE */
   WIRE_STDIN = 5,     /* host -> agent: bytes for the run's stdin; empty: end of file */
@@ -62,21 +62,19 @@ enum wire_type {
   WIRE_STATUS = 13,
   WIRE_STOP = 14,     /* vmexec -> supervisor, run 0: stop the guest now */
   /* host -> agent, before WIRE_RUN: the run sees the host's trees through
-   * share generation GEN. u32 gen, u32 offset (high), u32 offset (low),
-   * u32 size (high), u32 size (low) -- the generation's EROFS image is at
-   * OFFSET of the share disk (the virtio-blk disk whose serial is
-   * WIRE_SHARE_SERIAL), SIZE bytes at most -- then u32 nroots and per root:
-   * str absolute path, u32 flags (WIRE_ROOT_*). Each root appears at its own
-   * path; writable roots get a private overlay whose changes come back in
-   * WIRE_WB frames before WIRE_EXIT. */
+   * share generation GEN. u32 gen, u64 offset, u64 size -- the generation's
+   * EROFS image is at OFFSET of the share disk (the virtio-blk disk whose
+   * serial is WIRE_SHARE_SERIAL), SIZE bytes at most -- then u32 nroots and
+   * per root: str absolute path, u32 flags (WIRE_ROOT_*). Each root appears
+   * at its own path; writable roots get a private overlay whose changes come
+   * back in WIRE_WB frames before WIRE_EXIT. */
   WIRE_SHARE = 15,
   /* agent -> host, after the program ended, before WIRE_EXIT: one change
    * under a writable root. u32 kind (WIRE_WB_*), u32 mode, str path; then for
-   * WIRE_WB_SYMLINK str target, for WIRE_WB_FILE u32 size (high), u32 size
-   * (low), u32 mtime seconds (high), u32 mtime seconds (low), u32 mtime
-   * nanoseconds (build tools compare times: a file keeps the guest's), the
-   * bytes following in WIRE_WB_DATA frames (counted against the run's output
-   * credit like stdout). Parents come before their children. */
+   * WIRE_WB_SYMLINK str target, for WIRE_WB_FILE u64 size, u64 mtime
+   * seconds, u32 mtime nanoseconds (build tools compare times: a file keeps
+   * the guest's), the bytes following in WIRE_WB_DATA frames (counted against
+   * the run's output credit like stdout). Parents come before their children. */
   WIRE_WB = 16,
   WIRE_WB_DATA = 17,
   /* agent -> host, run 0: u32 gen: the guest let go of generation GEN (no
