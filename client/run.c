@@ -172,7 +172,20 @@ static void start_terminal(int sock)
     fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
 }
 
-static noreturn void die_like(int how, uint32_t value, const char *msg)
+/* The guest's text made safe for the caller's terminal, in place: control
+ * characters (escape sequences start with one) and the C1 controls in UTF-8
+ * become '?', so a guest cannot move the cursor, retitle the window or
+ * answer back through the terminal, and a message stays one line. */
+static void make_printable(char *s)
+{
+  for (unsigned char *c = (unsigned char *)s; *c; c++)
+    if (*c < 0x20 || *c == 0x7f)
+      *c = '?';
+    else if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f)
+      c[0] = c[1] = '?';
+}
+
+static noreturn void die_like(int how, uint32_t value, char *msg)
 {
   terminal_restore(); /* --shell: before dying of a signal too */
   if (how == WIRE_EXITED)
@@ -192,6 +205,7 @@ static noreturn void die_like(int how, uint32_t value, const char *msg)
     raise(sig);
     exit(128 + sig);
   }
+  make_printable(msg);
   fail(value >= 125 && value <= 127 ? (int)value : EXIT_TOOL_FAILED, "%s", msg);
 }
 
