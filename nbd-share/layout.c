@@ -168,13 +168,18 @@ static void encode_inode(const struct tree *t, const struct tnode *n, uint32_t n
   if (n->layout == EROFS_INODE_FLAT_INLINE) {
     memcpy(p, t->names + n->target, n->size);
   } else if (n->layout == EROFS_INODE_CHUNK_BASED) {
-    const struct trun *r = t->runs + n->first_run, *end = r + n->nruns;
+    /* t->runs is NULL when no file has data (holes only): no arithmetic on it then. */
+    const struct trun *r = NULL, *end = NULL;
+    if (n->nruns > 0) {
+      r = t->runs + n->first_run;
+      end = r + n->nruns;
+    }
     unsigned shift = n->chunkbits - t->blkszbits;
     for (uint64_t c = 0; c < nchunks(n); c++) {
-      while (r < end && c >= r->first + r->count)
+      while (r != end && c >= r->first + r->count)
         r++;
       struct erofs_inode_chunk_index ci = { .blkaddr = EROFS_NULL_ADDR };
-      if (r < end && c >= r->first)
+      if (r != end && c >= r->first)
         ci.blkaddr = r->blkaddr + (uint32_t)((c - r->first) << shift);
       erofs_put_chunk_index(p + c * sizeof(struct erofs_inode_chunk_index), &ci);
     }
@@ -282,11 +287,11 @@ static int walk_data(struct build *b, piece_fn fn)
         p.kind = PIECE_LINK;
         r = fn(b, &p);
       } else if (pass == 2 && S_ISREG(n->mode) && n->chunkbits) {
-        struct trun *ru = t->runs + n->first_run;
         for (uint32_t k = 0; k < n->nruns && r == 0; k++) {
-          uint64_t end = (ru[k].first + ru[k].count) << n->chunkbits;
-          p = (struct piece){ .kind = PIECE_FILE, .node = id, .blkaddr = &ru[k].blkaddr,
-                              .offset = ru[k].first << n->chunkbits };
+          struct trun *ru = &t->runs[n->first_run + k]; /* t->runs may be NULL when nruns is 0 */
+          uint64_t end = (ru->first + ru->count) << n->chunkbits;
+          p = (struct piece){ .kind = PIECE_FILE, .node = id, .blkaddr = &ru->blkaddr,
+                              .offset = ru->first << n->chunkbits };
           p.len = (end > n->size ? n->size : end) - p.offset;
           r = fn(b, &p);
         }
