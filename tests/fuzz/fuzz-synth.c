@@ -1,0 +1,233 @@
+/* Fuzz target: the EROFS synthesis of nbd-share (synth_build, synth_read)
+ * over small random trees, each image checked by erofs-utils' fsck.erofs
+ * (spawned), which must accept it, as test-share-synth.c does for its
+ * crafted tree.
+ *
+ * The input describes the tree as records (see add_entry): directories (at
+ * most MAX_DEPTH deep), files of up to 64 KiB, sparse files, empty files,
+ * symlinks, hard links to an earlier file, names of any bytes but '/' and NUL
+ * up to 255 bytes (and a few longer, which the synthesis leaves out), and
+ * mode changes. At most MAX_ENTRIES entries, so that an input costs a few
+ * milliseconds plus one fsck.erofs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fuzz-util.h"
+#include "fuzz.h"
+#include "synth.h"
+
+enum { MAX_ENTRIES = 48, MAX_DEPTH = 5, MAX_FILES = 16 };
+
+static char sandbox[PATH_MAX];
+
+struct tree {
+  int dir[MAX_DEPTH + 1]; /* the open directories down to the current one */
+  int depth;
+  char files[MAX_FILES][PATH_MAX]; /* regular files made so far, for hard links */
+  int nfiles;
+  char cur[PATH_MAX];              /* the current directory's path */
+  char last[NAME_MAX + 64];        /* the last entry made in it */
+};
+
+/* A name from the input: a length, then bytes ('/' and NUL become '_'; "."
+ * and ".." are taken as "_"). 0xff: a name of 256 bytes, too long. */
+static void name_of(struct fuzz_input *in, char *out)
+{
+  uint8_t n = fuzz_byte(in);
+  size_t len;
+  if (n == 0xff) {
+    memset(out, 'L', 256);
+    out[256] = '\0';
+    return;
+  }
+  if (n >= 0xf0) {
+    len = 255 - (n - 0xf0);
+    memset(out, 'l', len);
+  } else {
+    len = n % 24 + 1;
+    const uint8_t *p = fuzz_bytes(in, len, &len);
+    memcpy(out, p, len);
+  }
+  out[len] = '\0';
+  for (size_t i = 0; i < len; i++)
+    if (out[i] == '/' || out[i] == '\0')
+      out[i] = '_';
+  if (len == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
+    strcpy(out, "_");
+}
+
+static void write_data(int fd, struct fuzz_input *in, size_t size)
+{
+  uint8_t seed = fuzz_byte(in);
+  uint8_t buf[4096];
+  for (size_t off = 0; off < size; off += sizeof buf) {
+    size_t n = size - off < sizeof buf ? size - off : sizeof buf;
+    for (size_t i = 0; i < n; i++)
+      buf[i] = (uint8_t)(seed + (off + i) * 7);
+    REQUIRE(write(fd, buf, n) == (ssize_t)n);
+  }
+}
+
+/* A regular file: data, or (SPARSE) a hole then a little data, up to 8 MiB. */
+static void add_file(struct tree *t, struct fuzz_input *in, const char *name, bool sparse)
+{
+  int fd = openat(t->dir[t->depth], name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0)
+    return;
+  if (sparse) {
+    off_t hole = (off_t)fuzz_byte(in) << 15;
+    REQUIRE(lseek(fd, hole, SEEK_SET) == hole);
+    write_data(fd, in, fuzz_byte(in));
+    REQUIRE(ftruncate(fd, hole + (off_t)fuzz_u16(in) * 16) == 0);
+  } else {
+    write_data(fd, in, fuzz_u16(in));
+  }
+  close(fd);
+  if (t->nfiles < MAX_FILES)
+    snprintf(t->files[t->nfiles++], PATH_MAX, "%s/%s", t->cur, name);
+}
+
+/* One record; false at the end of the input. */
+static bool add_entry(struct tree *t, struct fuzz_input *in)
+{
+  if (in->n == 0)
+    return false;
+  uint8_t op = fuzz_byte(in);
+  char name[300], target[256];
+  size_t len;
+  const uint8_t *p;
+  int at = t->dir[t->depth];
+  switch (op % 8) {
+  case 0: /* a directory, entered */
+    name_of(in, name);
+    if (t->depth == MAX_DEPTH || mkdirat(at, name, 0755) == -1)
+      break;
+    t->dir[++t->depth] = openat(at, name, O_RDONLY | O_DIRECTORY);
+    REQUIRE(t->dir[t->depth] >= 0);
+    snprintf(t->cur + strlen(t->cur), PATH_MAX - strlen(t->cur), "/%s", name);
+    break;
+  case 1: /* back to the parent */
+    if (t->depth > 0) {
+      close(t->dir[t->depth--]);
+      *strrchr(t->cur, '/') = '\0';
+    }
+    return true;
+  case 2: case 3:
+    name_of(in, name);
+    add_file(t, in, name, false);
+    break;
+  case 4:
+    name_of(in, name);
+    add_file(t, in, name, true);
+    break;
+  case 5: /* a symlink to any bytes */
+    name_of(in, name);
+    p = fuzz_bytes(in, fuzz_byte(in) % 200, &len);
+    memcpy(target, p, len);
+    target[len] = '\0';
+    symlinkat(len && target[0] ? target : "x", at, name);
+    break;
+  case 6: /* a hard link to an earlier file */
+    name_of(in, name);
+    if (t->nfiles > 0)
+      linkat(AT_FDCWD, t->files[fuzz_byte(in) % t->nfiles], at, name, 0);
+    break;
+  default: /* the last entry's mode (not a symlink's) */
+    fchmodat(at, t->last, fuzz_u16(in) & 07777, 0);
+    return true;
+  }
+  snprintf(t->last, sizeof t->last, "%s", name);
+  return true;
+}
+
+static void write_image(struct synth_image *img, const char *path)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  REQUIRE(fd >= 0);
+  static uint8_t buf[1 << 20];
+  for (uint64_t off = 0; off < synth_size(img); off += sizeof buf) {
+    size_t n = synth_size(img) - off < sizeof buf ? (size_t)(synth_size(img) - off) : sizeof buf;
+    REQUIRE(synth_read(img, buf, n, off) == 0);
+    REQUIRE(pwrite(fd, buf, n, (off_t)off) == (ssize_t)n);
+  }
+  close(fd);
+}
+
+/* fsck.erofs IMAGE, its output in LOG: its exit status. */
+static int fsck(const char *image, const char *log)
+{
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execlp("fsck.erofs", "fsck.erofs", image, (char *)NULL);
+    _exit(127);
+  }
+  int st;
+  pid_t r;
+  while ((r = waitpid(pid, &st, 0)) == -1 && errno == EINTR) /* libFuzzer's SIGALRM, each second */
+    ;
+  REQUIRE(r == pid);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void cleanup(void)
+{
+  fuzz_remove_tree(AT_FDCWD, sandbox);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  if (!sandbox[0]) {
+    fuzz_sandbox("synth", sandbox, sizeof sandbox);
+    atexit(cleanup);
+  }
+  static struct tree t;
+  memset(&t, 0, sizeof t);
+  snprintf(t.cur, sizeof t.cur, "%s/tree", sandbox);
+  REQUIRE(mkdir(t.cur, 0755) == 0);
+  t.dir[0] = open(t.cur, O_RDONLY | O_DIRECTORY);
+  REQUIRE(t.dir[0] >= 0);
+  struct fuzz_input in = { data, size };
+  for (int i = 0; i < MAX_ENTRIES && add_entry(&t, &in); i++)
+    ;
+  while (t.depth >= 0)
+    close(t.dir[t.depth--]);
+
+  char root[PATH_MAX + 8], image[PATH_MAX + 16], log[PATH_MAX + 16], err[512];
+  snprintf(root, sizeof root, "%s/tree", sandbox);
+  snprintf(image, sizeof image, "%s/image.erofs", sandbox);
+  snprintf(log, sizeof log, "%s/fsck.log", sandbox);
+  char *roots[] = { root };
+  struct synth_options opt = { .blkszbits = 12 }; /* fsck.erofs 1.5 checks 4 KiB blocks only */
+  struct synth_image *img = NULL;
+  if (synth_build(roots, 1, &opt, &img, err, sizeof err) == -1) {
+    __sanitizer_report_error_summary(err);
+    REQUIRE(!"synth_build failed on a small tree");
+  }
+  write_image(img, image);
+  synth_free(img);
+  int status = fsck(image, log);
+  if (status != 0) {
+    char msg[PATH_MAX + 128];
+    snprintf(msg, sizeof msg, "fsck.erofs failed with status %d: see %s and the tree in %s", status, log, root);
+    __sanitizer_report_error_summary(msg);
+    abort(); /* no atexit: the sandbox stays for a look */
+  }
+  int fd = open(sandbox, O_RDONLY | O_DIRECTORY);
+  fuzz_remove_tree(fd, "tree");
+  close(fd);
+  return 0;
+}
