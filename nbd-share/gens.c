@@ -8,18 +8,21 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "roots.h"
 #include "synth.h"
 
-enum gen_state { GEN_EMPTY, GEN_BUILT, GEN_FAILED, GEN_RETIRED };
+enum gen_state { GEN_EMPTY, GEN_BUILT, GEN_FAILED };
 
 struct gen {
   enum gen_state state;
@@ -34,6 +37,9 @@ struct gens {
   pthread_rwlock_t table;
   pthread_mutex_t build_lock;
   _Atomic uint64_t last_sweep_ms;
+  bool watching;             /* gens_watch: */
+  pthread_t watcher;
+  int inotify_fd, stop_fd[2];
 };
 
 static void no_log(void *opaque, const char *fmt, ...)
@@ -95,6 +101,12 @@ void gens_free(struct gens *g)
 {
   if (!g)
     return;
+  if (g->watching) {
+    close(g->stop_fd[1]);
+    pthread_join(g->watcher, NULL);
+    close(g->stop_fd[0]);
+    close(g->inotify_fd);
+  }
   for (uint64_t i = 0; i < g->nslots; i++)
     synth_free(g->slots[i].img);
   pthread_rwlock_destroy(&g->table);
@@ -128,20 +140,34 @@ static void control_write(struct gens *g, uint64_t n, const char *what, const ch
     g->c.error(g->c.log_opaque, "%s: %s", p, strerror(errno));
 }
 
+/* Under build_lock: slot N is empty again. Its control files go, gen-N.retired
+ * last: that removal tells the supervisor it may put a new generation there. */
+static void free_slot(struct gens *g, uint64_t n)
+{
+  static const char *const files[] = { "info", "error", "roots", "retired" };
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    char p[4096];
+    control_path(g, p, sizeof p, n, files[i]);
+    if (unlink(p) == -1 && errno != ENOENT)
+      g->c.error(g->c.log_opaque, "%s: %s", p, strerror(errno));
+  }
+}
+
 /* Under build_lock: free the generations the supervisor retired. */
 static void sweep_locked(struct gens *g)
 {
   for (uint64_t n = 0; n < g->nslots; n++) {
-    if (g->slots[n].state != GEN_BUILT)
+    if (g->slots[n].state == GEN_EMPTY)
       continue;
     if (!control_exists(g, n, "retired") && control_exists(g, n, "roots"))
       continue;
     pthread_rwlock_wrlock(&g->table);
     struct synth_image *img = g->slots[n].img;
-    g->slots[n] = (struct gen){ .state = GEN_RETIRED };
+    g->slots[n] = (struct gen){ .state = GEN_EMPTY };
     pthread_rwlock_unlock(&g->table);
     synth_free(img);
-    g->c.log(g->c.log_opaque, "generation %llu retired", (unsigned long long)n);
+    free_slot(g, n);
+    g->c.log(g->c.log_opaque, "generation %llu retired; its slot is free", (unsigned long long)n);
   }
   atomic_store(&g->last_sweep_ms, now_ms());
 }
@@ -151,6 +177,50 @@ void gens_sweep(struct gens *g)
   pthread_mutex_lock(&g->build_lock);
   sweep_locked(g);
   pthread_mutex_unlock(&g->build_lock);
+}
+
+/* The watcher thread: a sweep whenever the control directory changes, so a
+ * retired slot is free (its gen-N.retired gone) within moments, even when
+ * the guest reads nothing. */
+static void *watch_main(void *arg)
+{
+  struct gens *g = arg;
+  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  struct pollfd p[2] = { { .fd = g->inotify_fd, .events = POLLIN }, { .fd = g->stop_fd[0], .events = POLLIN } };
+  for (;;) {
+    if (poll(p, 2, -1) == -1 && errno != EINTR)
+      break;
+    if (p[1].revents)
+      break;
+    if (p[0].revents) {
+      while (read(g->inotify_fd, buf, sizeof buf) > 0)
+        ;
+      gens_sweep(g);
+    }
+  }
+  return NULL;
+}
+
+int gens_watch(struct gens *g, char *err, size_t errlen)
+{
+  g->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (g->inotify_fd == -1 || inotify_add_watch(g->inotify_fd, g->dir, IN_CREATE | IN_MOVED_TO | IN_DELETE) == -1 ||
+      pipe2(g->stop_fd, O_CLOEXEC) == -1) {
+    snprintf(err, errlen, "cannot watch %s: %s", g->dir, strerror(errno));
+    if (g->inotify_fd >= 0)
+      close(g->inotify_fd);
+    return -1;
+  }
+  int rc = pthread_create(&g->watcher, NULL, watch_main, g);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot start a thread: %s", strerror(rc));
+    close(g->inotify_fd);
+    close(g->stop_fd[0]);
+    close(g->stop_fd[1]);
+    return -1;
+  }
+  g->watching = true;
+  return 0;
 }
 
 /* Under build_lock: generation N cannot be built, because of ERR (one
@@ -173,7 +243,8 @@ static int build(struct gens *g, uint64_t n)
   if (g->slots[n].state != GEN_EMPTY)
     goto out;
   if (control_exists(g, n, "retired")) {
-    g->slots[n].state = GEN_RETIRED;
+    free_slot(g, n); /* retired before its first read */
+    ret = 0;
     goto out;
   }
 

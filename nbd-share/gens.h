@@ -6,12 +6,17 @@
  * The supervisor asks for generations through the control directory:
  *   gen-N.roots    one absolute root per line (write it atomically: rename)
  *   gen-N.retired  the guest let go of N: its memory is freed (removing
- *                  gen-N.roots does the same); N is never built again
+ *                  gen-N.roots does the same)
  * and the plugin answers with
  *   gen-N.info     key=value statistics after N was built
  *   gen-N.error    one line, if N could not be built (its slot reads as zeroes)
  * Generation N is built on the first read of its slot; a slot without a
- * roots file reads as zeroes. No nbdkit here: tests drive it directly. */
+ * roots file reads as zeroes. When the plugin has freed a retired slot, it
+ * removes the slot's files, gen-N.retired last: from then on the supervisor
+ * may write a new gen-N.roots, which is built afresh (slots are reused; the
+ * guest reads a released slot's range no more, and its loop devices use
+ * direct I/O, so no page cache of the old image survives in the guest).
+ * No nbdkit here: tests drive it directly. */
 #ifndef NBD_SHARE_GENS_H
 #define NBD_SHARE_GENS_H
 
@@ -41,5 +46,9 @@ int gens_read(struct gens *g, void *buf, size_t len, uint64_t offset);
 
 /* Free retired generations now (gens_read also does it about once a second). */
 void gens_sweep(struct gens *g);
+
+/* Sweep from a thread of our own whenever the control directory changes
+ * (the plugin calls this after nbdkit forked). 0, or -1 with ERR. */
+int gens_watch(struct gens *g, char *err, size_t errlen);
 
 #endif

@@ -106,6 +106,18 @@ static int share_config_complete(void)
   return 0;
 }
 
+/* The thread that frees retired slots promptly: after the fork, as nbdkit
+ * asks of plugins with threads. */
+static int share_after_fork(void)
+{
+  char err[512];
+  if (gens_watch(gens, err, sizeof err) == -1) {
+    nbdkit_error("%s", err);
+    return -1;
+  }
+  return 0;
+}
+
 #define share_config_help \
   "control=DIR     (required) directory of gen-N.roots requests\n" \
   "size=SIZE       export size (default 16T)\n" \
@@ -153,6 +165,7 @@ static struct nbdkit_plugin plugin = {
   .config = share_config,
   .config_complete = share_config_complete,
   .config_help = share_config_help,
+  .after_fork = share_after_fork,
   .magic_config_key = "control",
   .open = share_open,
   .get_size = share_get_size,

@@ -987,7 +987,35 @@ static void test_gens(struct fixture *f)
   gens_sweep(g);
   CHECK(gens_read(g, sb, sizeof sb, 1ULL << 30) == 0);
   CHECK(sb[EROFS_SUPER_OFFSET] == 0);
+
+  /* Issue 14, defect 9: a freed slot is acknowledged (its files gone,
+   * gen-N.retired last) and takes a new generation, built afresh. */
+  char *retired0 = xasprintf("%s/gen-0.retired", control), *roots0 = xasprintf("%s/gen-0.roots", control);
+  CHECK(access(retired0, F_OK) == -1 && access(roots0, F_OK) == -1);
+  write_roots(control, 0, f->other);
+  CHECK(gens_read(g, sb, sizeof sb, 0) == 0);
+  erofs_get_super(sb + EROFS_SUPER_OFFSET, &super);
+  CHECK(super.magic == EROFS_SUPER_MAGIC && super.blocks == blocks1);
   gens_free(g);
+
+  /* with the watcher, a retired slot is free without any read */
+  g = gens_new(&c, err, sizeof err);
+  if (CHECK(g != NULL) && CHECK(gens_watch(g, err, sizeof err) == 0)) {
+    for (int round = 0; round < 3; round++) {
+      write_roots(control, 0, round % 2 ? f->other : f->tree);
+      CHECK(gens_read(g, sb, sizeof sb, 0) == 0);
+      erofs_get_super(sb + EROFS_SUPER_OFFSET, &super);
+      CHECK(super.magic == EROFS_SUPER_MAGIC && (super.blocks == blocks1) == (round % 2 == 1));
+      write_file(retired0, "", 0, 0644);
+      int waited = 0;
+      while (access(retired0, F_OK) == 0 && waited++ < 300)
+        usleep(10000);
+      CHECKF(access(retired0, F_OK) == -1, "round %d: slot 0 not freed within 3 s", round);
+    }
+  }
+  gens_free(g);
+  free(retired0);
+  free(roots0);
   free(control);
 }
 
