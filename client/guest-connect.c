@@ -73,10 +73,16 @@ static void spawn_supervisor(const struct target *t, const char *name, const cha
     dup2(null, 0);
     dup2(log, 1);
     dup2(log, 2);
-    int fd = dup(ready[1]); /* without O_CLOEXEC, so it survives exec */
-    char fdstr[16];
-    snprintf(fdstr, sizeof fdstr, "%d", fd);
-    setenv("VMEXEC_READY_FD", fdstr, 1);
+    /* Only stdio and the ready pipe (as fd 3) go on: the supervisor, qemu and
+     * nbdkit outlive the call, and must not keep a fd of the caller's open (a
+     * harness waiting for EOF on a pipe it gave the call would hang). */
+    if (ready[1] != 3 && dup2(ready[1], 3) == -1)
+      _exit(1);
+    fcntl(3, F_SETFD, 0); /* without FD_CLOEXEC, so it survives exec */
+    if (close_range(4, ~0U, 0) == -1)
+      for (long fd = 4, max = sysconf(_SC_OPEN_MAX); fd < max; fd++)
+        close((int)fd);
+    setenv("VMEXEC_READY_FD", "3", 1);
     execl(self, "vmexec", "__supervise", t->name, name, image_dir, rootfs, layer, (char *)NULL);
     _exit(127);
   }

@@ -307,6 +307,26 @@ def test_death_while_booting():
     check("booting it once more" in text, f"the supervisor log says it booted again: {text[-400:]!r}")
 
 
+def test_harness_fds():
+    """A harness that waits for EOF on a pipe it gave the call (make's
+    jobserver, a test runner reading output) gets it when the call ends, even
+    when that call started the guest, which keeps running: the supervisor,
+    qemu and nbdkit keep none of the caller's fds."""
+    vm("stop", "--all")
+    r, w = os.pipe()
+    p = subprocess.Popen([VMEXEC, PROBE, "exit", "3"], env=ENV, pass_fds=(w,),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(w)
+    out, err = p.communicate(timeout=600)
+    check(p.returncode == 3, f"the call that starts the guest: {p.returncode} {err[-300:]!r}")
+    import select
+    ready, _, _ = select.select([r], [], [], 10)
+    eof = bool(ready) and os.read(r, 1) == b""
+    os.close(r)
+    check(eof and len(status_lines()) == 1,
+          f"the caller's pipe sees EOF once the call ended, the guest still running: {eof} {status_lines()}")
+
+
 def main():
     for tool in ({"s390x": "qemu-system-s390x", "aarch64": "qemu-system-aarch64"}[TARGET],):
         if not shutil.which(tool):
@@ -328,6 +348,7 @@ def main():
         test_guest_death()
         test_death_while_booting()
         test_stop_and_idle()
+        test_harness_fds()
     finally:
         cleanup()
     return finish()
