@@ -266,10 +266,12 @@ static bool prepare(struct writeback *wb, uint32_t kind, const char *path)
     return false;
   if (wb->repl.path[0] && !is_under(path, wb->repl.path))
     complete_replacement(wb);
-  if (wb->deleted[0] && strcmp(wb->deleted, path) != 0)
+  if (wb->deleted[0] && strcmp(wb->deleted, path) != 0) {
     defer_delete(wb, wb->deleted);
-  bool replaces = wb->deleted[0] != '\0' && kind != WIRE_WB_DELETE;
-  if (wb->deleted[0] && kind == WIRE_WB_DELETE)
+    wb->deleted[0] = '\0';
+  }
+  bool replaces = wb->deleted[0] != '\0'; /* this change follows a DELETE of its path */
+  if (replaces && kind == WIRE_WB_DELETE)
     return false; /* the same DELETE twice */
   wb->deleted[0] = '\0';
   if (kind == WIRE_WB_DELETE && !wb->repl.path[0]) {

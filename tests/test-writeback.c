@@ -282,6 +282,11 @@ static void replace_dir(void)
   /* A directory replaced by a file. */
   change(&wb, WIRE_WB_DELETE, 0, at(B, "tofile"), NULL, 0);
   file(&wb, 0644, at(B, "tofile"), "file");
+  /* A file never replaces a directory the guest did not delete. */
+  old_tree(at(B, "keep"));
+  change(&wb, WIRE_WB_DELETE, 0, at(B, "gone2"), NULL, 0);
+  file(&wb, 0644, at(B, "keep"), "file");
+  CHECK(wb.refused == 1 && strcmp(content(at(B, "keep/old1")), "old1") == 0);
   /* The end of the write-back completes the last one. */
   change(&wb, WIRE_WB_DELETE, 0, at(B, "o2"), NULL, 0);
   change(&wb, WIRE_WB_DIR, 0755, at(B, "o2"), NULL, 0);
@@ -293,7 +298,7 @@ static void replace_dir(void)
   CHECK(!exists(at(B, "gone")));
   CHECK(strcmp(content(at(B, "tofile")), "file") == 0);
   CHECK(leftovers(B) == 0);
-  CHECK(wb.refused == 0);
+  CHECK(wb.refused == 1);
 }
 
 /* Defect 5: a write-back cut short (the connection lost) leaves the old tree
