@@ -74,6 +74,19 @@ pid_t nbdkit_start(const char *socket, const char *log, char *const args[], char
   return -1;
 }
 
+bool nbdkit_reap(pid_t *pid, char *why, size_t cap)
+{
+  int status;
+  if (*pid <= 0 || waitpid(*pid, &status, WNOHANG) != *pid)
+    return false;
+  *pid = -1;
+  if (WIFSIGNALED(status))
+    snprintf(why, cap, "nbdkit was killed by signal %d", WTERMSIG(status));
+  else
+    snprintf(why, cap, "nbdkit exited with status %d", WEXITSTATUS(status));
+  return true;
+}
+
 void nbdkit_stop(pid_t pid, const char *socket)
 {
   if (pid > 0) {

@@ -4,6 +4,7 @@
 #ifndef VMEXEC_NBDKIT_H
 #define VMEXEC_NBDKIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -12,6 +13,10 @@
  * its output in LOG, and wait until it listens. Returns its pid, or -1 with
  * the reason (and its fix) in WHY. */
 pid_t nbdkit_start(const char *socket, const char *log, char *const args[], char *why, size_t cap);
+
+/* If nbdkit *PID ended (killed, crashed), reap it, set *PID to -1 and say
+ * how in WHY: "nbdkit was killed by signal 9". False while it runs. */
+bool nbdkit_reap(pid_t *pid, char *why, size_t cap);
 
 /* SIGTERM and wait; removes SOCKET. */
 void nbdkit_stop(pid_t pid, const char *socket);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "fingerprint.h"
 #include "fsutil.h"
 #include "nbdkit.h"
@@ -33,13 +34,20 @@
 
 #define MAX_ROOTS 64
 
+/* A slot of the export: free, holding a generation, or released by the guest
+ * and waiting for the plugin to free it (it removes gen-S.retired then). */
+enum slot_state { SLOT_FREE, SLOT_USED, SLOT_RETIRING };
+
 struct share_host {
   char control[PATH_MAX], socket[PATH_MAX], log[PATH_MAX];
   pid_t nbdkit_pid;
   uint64_t slot_size; /* the most one generation may hold, data included */
-  uint64_t nslots;    /* generations until the guest must restart (slots are not reused yet) */
+  uint64_t nslots;    /* slots of the export, reused once the guest released them */
+  uint32_t *slot_gen; /* the generation in each slot, if slot_state says so: */
+  uint8_t *slot_state; /* enum slot_state */
   bool have_gen;
-  uint32_t gen;
+  uint32_t gen;       /* the current generation, in slot cur_slot */
+  uint64_t cur_slot;
   char *roots[MAX_ROOTS]; /* of the current generation, none under another */
   size_t nroots;
   struct share_watch *watch; /* changes since the current generation, or NULL: */
@@ -74,13 +82,27 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
   mkdir(h->control, 0700);
 
   /* 32-bit kernels index a block device's page cache with 32 bits: 16 TiB.
-   * Each call after a write needs a new generation, and slots are not reused
-   * yet: many small slots (1024 of 16 GiB there, 16384 of 64 GiB on 64-bit
-   * guests) rather than few large ones. */
+   * Each call after a write needs a new generation; a slot is reused once
+   * the guest released its generation, so the slots bound only the
+   * generations in use at once: 1024 of 16 GiB there, 16384 of 64 GiB on
+   * 64-bit guests. */
   bool small = t->elf_class == 1; /* ELFCLASS32 */
   uint64_t size = small ? (16ULL << 40) : (1ULL << 50);
   h->slot_size = small ? (16ULL << 30) : (64ULL << 30);
-  h->nslots = size / h->slot_size;
+  /* VMEXEC_SHARE_SLOTS: fewer slots, for the tests of their reuse. */
+  h->nslots = (uint64_t)env_number("VMEXEC_SHARE_SLOTS", (double)(size / h->slot_size), 2,
+                                   (double)(size / h->slot_size));
+  size = h->nslots * h->slot_size;
+  h->slot_gen = calloc(h->nslots, sizeof *h->slot_gen);
+  h->slot_state = calloc(h->nslots, 1);
+  if (!h->slot_gen || !h->slot_state) {
+    free(h->slot_gen);
+    free(h->slot_state);
+    free(h);
+    free(plugin);
+    snprintf(why, cap, "out of memory");
+    return NULL;
+  }
   char a_control[PATH_MAX + 16], a_size[32], a_slot[32], a_block[32];
   snprintf(a_control, sizeof a_control, "control=%s", h->control);
   snprintf(a_size, sizeof a_size, "size=%llu", (unsigned long long)size);
@@ -90,6 +112,8 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
   h->nbdkit_pid = nbdkit_start(h->socket, h->log, args, why, cap);
   free(plugin);
   if (h->nbdkit_pid == -1) {
+    free(h->slot_gen);
+    free(h->slot_state);
     free(h);
     return NULL;
   }
@@ -137,12 +161,46 @@ static bool add_root(struct share_host *h, const char *path)
   return h->roots[h->nroots++] != NULL;
 }
 
-/* Ask the plugin for generation GEN over the current roots. */
-static int write_roots(const struct share_host *h, uint32_t gen, char *err, size_t cap)
+/* The plugin's file WHAT of SLOT ("roots", "retired"): gen-SLOT.WHAT. */
+static void slot_file(const struct share_host *h, uint64_t slot, const char *what, char *buf, size_t cap)
 {
-  char tmp[PATH_MAX + 32], final[PATH_MAX + 32];
-  snprintf(tmp, sizeof tmp, "%s/.gen-%u.roots", h->control, gen);
-  snprintf(final, sizeof final, "%s/gen-%u.roots", h->control, gen);
+  snprintf(buf, cap, "%s/gen-%llu.%s", h->control, (unsigned long long)slot, what);
+}
+
+/* A slot for a new generation: a free one, else one the plugin freed since
+ * the guest released it. The plugin frees a retired slot within moments
+ * (its watcher thread), so when every slot is taken or retiring, wait a
+ * little for it. UINT64_MAX if none: every slot holds a generation in use. */
+static uint64_t free_slot(struct share_host *h)
+{
+  for (int waited = 0; waited <= 3000; waited += 10) {
+    bool retiring = false;
+    for (uint64_t i = 0; i < h->nslots; i++) {
+      if (h->slot_state[i] == SLOT_RETIRING) {
+        char path[PATH_MAX + 64];
+        slot_file(h, i, "retired", path, sizeof path);
+        if (access(path, F_OK) == -1 && errno == ENOENT)
+          h->slot_state[i] = SLOT_FREE;
+        else
+          retiring = true;
+      }
+      if (h->slot_state[i] == SLOT_FREE)
+        return i;
+    }
+    if (!retiring)
+      break;
+    struct timespec ts = { 0, 10 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+  }
+  return UINT64_MAX;
+}
+
+/* Ask the plugin for a generation in SLOT over the current roots. */
+static int write_roots(const struct share_host *h, uint64_t slot, char *err, size_t cap)
+{
+  char tmp[PATH_MAX + 64], final[PATH_MAX + 64];
+  snprintf(tmp, sizeof tmp, "%s/.gen-%llu.roots", h->control, (unsigned long long)slot);
+  slot_file(h, slot, "roots", final, sizeof final);
   FILE *f = fopen(tmp, "we");
   if (!f) {
     snprintf(err, cap, "cannot write %s: %s", tmp, strerror(errno));
@@ -187,8 +245,9 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
                !synth_fingerprint_equal(&fp, &h->fp);
   if (need_new) {
     uint32_t gen = h->have_gen ? h->gen + 1 : 0;
-    if (gen >= h->nslots) {
-      snprintf(err, cap, "the share ran out of generations (%llu); stop the guest with 'vmexec stop' to start over",
+    uint64_t slot = free_slot(h);
+    if (slot == UINT64_MAX) {
+      snprintf(err, cap, "all %llu share generations are in use by running programs; retry when some ended",
                (unsigned long long)h->nslots);
       return false;
     }
@@ -205,14 +264,17 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
       snprintf(err, cap, "cannot scan the shared trees: %s", fperr);
       return false;
     }
-    if (write_roots(h, gen, err, cap) != 0)
+    if (write_roots(h, slot, err, cap) != 0)
       return false;
     h->gen = gen;
+    h->cur_slot = slot;
+    h->slot_gen[slot] = gen;
+    h->slot_state[slot] = SLOT_USED;
     h->have_gen = true;
   }
 
   reply->gen = h->gen;
-  reply->offset = (uint64_t)h->gen * h->slot_size;
+  reply->offset = h->cur_slot * h->slot_size;
   reply->size = h->slot_size;
   return true;
 }
@@ -221,11 +283,26 @@ void share_host_released(struct share_host *h, uint32_t gen)
 {
   if (h->have_gen && gen == h->gen)
     return; /* the current one stays */
-  char path[PATH_MAX + 32];
-  snprintf(path, sizeof path, "%s/gen-%u.retired", h->control, gen);
-  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (fd >= 0)
-    close(fd);
+  for (uint64_t i = 0; i < h->nslots; i++) {
+    if (h->slot_state[i] != SLOT_USED || h->slot_gen[i] != gen)
+      continue;
+    char path[PATH_MAX + 64];
+    slot_file(h, i, "retired", path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+      close(fd);
+    h->slot_state[i] = SLOT_RETIRING; /* the plugin frees it, then removes gen-I.retired */
+    return;
+  }
+}
+
+bool share_host_reap(struct share_host *h, char *why, size_t cap)
+{
+  char how[64];
+  if (!h || !nbdkit_reap(&h->nbdkit_pid, how, sizeof how))
+    return false;
+  snprintf(why, cap, "%s (its log: %s)", how, h->log);
+  return true;
 }
 
 void share_host_stop(struct share_host *h)
@@ -236,5 +313,7 @@ void share_host_stop(struct share_host *h)
   share_watch_stop(h->watch);
   for (size_t i = 0; i < h->nroots; i++)
     free(h->roots[i]);
+  free(h->slot_gen);
+  free(h->slot_state);
   free(h);
 }

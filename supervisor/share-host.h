@@ -30,6 +30,10 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
 /* The guest let go of generation GEN: the plugin may free it. */
 void share_host_released(struct share_host *h, uint32_t gen);
 
+/* If the share's nbdkit ended (killed, crashed), reap it and say how in
+ * WHY, naming its log. The guest's reads of the share fail from then on. */
+bool share_host_reap(struct share_host *h, char *why, size_t cap);
+
 void share_host_stop(struct share_host *h);
 
 #endif

@@ -458,11 +458,29 @@ static void try_connect_serial(struct supervisor *s)
   s->agent.fd = fd;
 }
 
+/* A disk server of the guest (nbdkit) died: the guest's reads of that disk
+ * fail from now on, and a restarted server could not promise the same
+ * bytes, so the guest goes; the next call starts a fresh one. */
+static void reap_disk_servers(struct supervisor *s)
+{
+  char how[PATH_MAX + 128], what[PATH_MAX + 200];
+  if (share_host_reap(s->share, how, sizeof how))
+    snprintf(what, sizeof what, "lost its share server: %s", how);
+  else if (nbdkit_reap(&s->root_nbdkit, how, sizeof how))
+    snprintf(what, sizeof what, "lost the server of its root filesystem: %s", how);
+  else if (nbdkit_reap(&s->layer_nbdkit, how, sizeof how))
+    snprintf(what, sizeof what, "lost the server of its writable layer: %s", how);
+  else
+    return;
+  guest_gone(s, what);
+}
+
 static void handle_signals(struct supervisor *s)
 {
   struct signalfd_siginfo si;
   while (read(s->sig_fd, &si, sizeof si) == sizeof si) {
     if (si.ssi_signo == SIGCHLD) {
+      reap_disk_servers(s);
       int status;
       if (s->qemu_pid > 0 && waitpid(s->qemu_pid, &status, WNOHANG) == s->qemu_pid) {
         s->qemu_pid = -1;

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 from testlib import check, guest_main
 
@@ -214,10 +215,79 @@ def test_hostile_writeback():
     check(os.path.exists(os.path.join(BUILD, "fine.txt")), "the allowed write landed")
 
 
+# --- issue 14: generation slots reused, nbdkit killed ---------------------
+
+def test_slot_reuse():
+    """Defect 9: with 2 slots, 6 calls that change the tree each need a new
+    generation; each slot is reused once the guest released it, and every
+    call sees the tree as of its start (never the old image of the slot)."""
+    global ENV
+    subprocess.run([VMEXEC, "stop", "--all"], env=ENV, capture_output=True)
+    saved, ENV = ENV, dict(ENV, VMEXEC_SHARE_SLOTS="2")
+    try:
+        for i in range(6):
+            path = os.path.join(BUILD, f"slot-{i}.txt")
+            w = st("write", path, f"generation {i}\n")
+            r = st("cat", path)
+            check(w.returncode == 0 and r.returncode == 0 and r.stdout == f"generation {i}\n".encode(),
+                  f"call {i} with 2 slots: write {w.returncode}, cat {r.returncode} {r.stdout!r} "
+                  f"{(w.stderr + r.stderr)[-300:]!r}")
+    finally:
+        subprocess.run([VMEXEC, "stop", "--all"], env=ENV, capture_output=True)
+        ENV = saved
+
+
+def share_nbdkit_pid():
+    """The pid of the nbdkit serving the share of this test's guest."""
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"nbdkit") and any(a.startswith(runtime.encode()) for a in args) and \
+                any(b"vmexec-share" in a for a in args):
+            return int(pid)
+    return None
+
+
+def state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_nbdkit_killed():
+    """Defect 8: nbdkit killed under a running guest is noticed: no zombie,
+    the next call fails with one line and 125 or works, and the one after
+    works."""
+    r = st("cat", os.path.join(SRC, "data", "input.txt"))
+    pid = share_nbdkit_pid()
+    check(r.returncode == 0 and pid is not None, f"a guest with a share server: {r.returncode} {pid}")
+    if pid is None:
+        return
+    os.kill(pid, 9)
+    for _ in range(100):
+        if state(pid) in (None,):
+            break
+        time.sleep(0.1)
+    check(state(pid) is None, f"the killed nbdkit is reaped, not left a zombie: state {state(pid)}")
+    r = st("cat", os.path.join(SRC, "data", "input.txt"))
+    err = r.stderr.decode()
+    check(r.returncode == 0 or (r.returncode == 125 and err.count("\n") == 1),
+          f"the call after the kill works or fails with one line: {r.returncode} {err!r}")
+    r = st("cat", os.path.join(SRC, "data", "input.txt"))
+    check(r.returncode == 0 and r.stdout == b"data from the source tree\n",
+          f"the next call works: {r.returncode} {r.stdout!r} {r.stderr[-300:]!r}")
+
+
 def main():
     return guest_main([test_reads, test_mmap_locks, test_mutations, test_mtime, test_readonly_source,
                        test_concurrent_writes,
-                       test_hostile_writeback], VMEXEC, ENV, top, setup=make_project)
+                       test_hostile_writeback, test_slot_reuse, test_nbdkit_killed], VMEXEC, ENV, top,
+                      setup=make_project)
 
 
 if __name__ == "__main__":
