@@ -34,6 +34,7 @@ struct tree {
   char files[MAX_FILES][PATH_MAX]; /* regular files made so far, for hard links */
   int nfiles;
   char cur[PATH_MAX];              /* the current directory's path */
+  char nested[PATH_MAX];           /* the first directory made: a root nested in the tree */
   char last[NAME_MAX + 64];        /* the last entry made in it */
 };
 
@@ -113,6 +114,8 @@ static bool add_entry(struct tree *t, struct fuzz_input *in)
     t->dir[++t->depth] = openat(at, name, O_RDONLY | O_DIRECTORY);
     REQUIRE(t->dir[t->depth] >= 0);
     snprintf(t->cur + strlen(t->cur), PATH_MAX - strlen(t->cur), "/%s", name);
+    if (!t->nested[0])
+      snprintf(t->nested, sizeof t->nested, "%s", t->cur);
     break;
   case 1: /* back to the parent */
     if (t->depth > 0) {
@@ -206,14 +209,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   while (t.depth >= 0)
     close(t.dir[t.depth--]);
 
-  char root[PATH_MAX + 8], image[PATH_MAX + 16], log[PATH_MAX + 16], err[512];
+  char root[PATH_MAX + 8], missing[PATH_MAX + 8], image[PATH_MAX + 16], log[PATH_MAX + 16], err[512];
   snprintf(root, sizeof root, "%s/tree", sandbox);
+  snprintf(missing, sizeof missing, "%s/missing", sandbox);
   snprintf(image, sizeof image, "%s/image.erofs", sandbox);
   snprintf(log, sizeof log, "%s/fsck.log", sandbox);
-  char *roots[] = { root };
+  /* The tree, a root nested in it (left out) and one that does not exist. */
+  char *roots[] = { root, missing, t.nested };
   struct synth_options opt = { .blkszbits = 12 }; /* fsck.erofs 1.5 checks 4 KiB blocks only */
   struct synth_image *img = NULL;
-  if (synth_build(roots, 1, &opt, &img, err, sizeof err) == -1) {
+  if (synth_build(roots, t.nested[0] ? 3 : 2, &opt, &img, err, sizeof err) == -1) {
     __sanitizer_report_error_summary(err);
     REQUIRE(!"synth_build failed on a small tree");
   }

@@ -1,7 +1,8 @@
 /* Fuzz target: the client's write-back (client/writeback.c) fed the WB and
  * WB_DATA frames a hostile guest could send, over a fresh tree per input:
  *
- *   SANDBOX/1/2/3/W          writable root (W/link -> ../secret, W/f, W/d/)
+ *   SANDBOX/1/2/3/W          writable root (W/link -> ../secret, W/hl a hard
+ *                            link to secret/key, W/f, W/d/)
  *   SANDBOX/1/2/3/W/ro       read-only root nested in it (W/ro/keep)
  *   SANDBOX/1/2/3/W/n        writable root nested in it
  *   SANDBOX/1/2/3/secret     outside every root (secret/key, secret/sub/)
@@ -71,9 +72,12 @@ static void make_tree(void)
   put(base, "W/f", "f");
   put(base, "secret/key", "key");
   put(base, "secret/sub/deep", "deep");
-  char link[PATH_MAX];
-  snprintf(link, sizeof link, "%s/W/link", base);
-  REQUIRE(symlink("../secret", link) == 0);
+  char path[PATH_MAX], key[PATH_MAX];
+  snprintf(path, sizeof path, "%s/W/link", base);
+  REQUIRE(symlink("../secret", path) == 0);
+  snprintf(path, sizeof path, "%s/W/hl", base); /* a hard link to the secret: never written through */
+  snprintf(key, sizeof key, "%s/secret/key", base);
+  REQUIRE(link(key, path) == 0);
 }
 
 /* ------------------------------------------------------------ the snapshot */
@@ -182,7 +186,7 @@ static void report_change(const char *before, const char *after)
 /* ------------------------------------------------------------ the frames */
 
 static const char *const names[] = {
-  "W", "ro", "n", "d", "f", "link", "secret", "key", "sub", "..", ".", "", "new", "x", "keep", "3",
+  "W", "ro", "n", "d", "f", "link", "secret", "key", "sub", "..", ".", "", "new", "x", "keep", "hl",
 };
 
 /* A path from the input: a directory of the tree, then up to 7 names of the

@@ -126,7 +126,7 @@ static void frames(void)
 /* ------------------------------------------------------------ write-back records */
 
 /* Names of fuzz-writeback.c's dictionary, by index. */
-enum { W, RO, N, D, F, LINK, SECRET, KEY, SUB, DOTDOT, DOT, EMPTY, NEW, X, KEEP, THREE };
+enum { W, RO, N, D, F, LINK, SECRET, KEY, SUB, DOTDOT, DOT, EMPTY, NEW, X, KEEP, HL };
 /* Starts: the writable root, the nested read-only root, the nested writable
  * one, the secret, the directory of all, none (relative: a target). */
 /* Records: a change (kind - 1, HUGE: the size is u16 << 32), data. */
@@ -185,6 +185,8 @@ static void writeback(void)
   op(OP_FILE, 0644), path(AT_W, 3, DOTDOT, SECRET, NEW), size_mtime(1), data("u");
   op(OP_FILE, 0644), path(AT_W, 3, DOT, EMPTY, NEW), size_mtime(1), data("e");
   op(OP_DIR, 07777), path(AT_W | SLASH, 1, D), size_mtime(0);
+  op(OP_DIR, 0777), path(AT_W, 1, HL), size_mtime(0);             /* chmod through a hard link */
+  op(OP_FILE, 0644), path(AT_W, 1, HL), size_mtime(1), data("h");
   save("writeback", "escapes");
 
   out[len++] = 0; /* writeback_abort */
