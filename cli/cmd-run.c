@@ -11,6 +11,7 @@
 #include "cleanup.h"
 #include "commands.h"
 #include "fail.h"
+#include "gdb.h"
 #include "image-oci.h"
 #include "run.h"
 
@@ -40,6 +41,31 @@ static char *find_program(const char *prog)
 /* --image REF or VMEXEC_IMAGE=REF: an image in a registry, resolved once
  * all options are read (--target may come after it). */
 static const char *image_ref;
+
+/* PATH is this vmexec: the exe_wrapper that meson test --gdb puts in front of the program. */
+static bool is_self(const char *path)
+{
+  struct stat a, b;
+  return stat(path, &a) == 0 && stat("/proc/self/exe", &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* --quiet is gdb's when --args follows (meson test --gdb --gdb-path vmexec). */
+static bool gdb_quiet_ok(int argc, char **argv, int i)
+{
+  for (int j = i + 1; j < argc && argv[j][0] == '-'; j++)
+    if (strcmp(argv[j], "--args") == 0)
+      return true;
+  return false;
+}
+
+/* vmexec --gdb [--] vmexec PROGRAM ARGS: PROGRAM, found as a call would find it. */
+static int cmd_run_gdb(int argc, char **argv)
+{
+  CLEANUP_FREE char *path = find_program(argv[0]);
+  if (!path)
+    fail(EXIT_NOT_FOUND, "%s: not found on PATH; give the program's path", argv[0]);
+  client_run_gdb(path, argc, argv);
+}
 
 static enum image_kind parse_kind(const char *name, const char *what)
 {
@@ -79,7 +105,7 @@ static enum image_kind default_kind(void)
 int cmd_run(int argc, char **argv)
 {
   struct run_options o = { .copy = false, .kind = default_kind() };
-  bool persist = false, image_given = false;
+  bool persist = false, image_given = false, gdb = false;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--") == 0) {
@@ -101,6 +127,17 @@ int cmd_run(int argc, char **argv)
       image_given = true;
     } else if (strcmp(argv[i], "--persist") == 0)
       persist = true;
+    else if (strcmp(argv[i], "--gdbserver") == 0)
+      o.gdbserver = true;
+    else if (strcmp(argv[i], "--gdb") == 0)
+      gdb = true;
+    else if (strcmp(argv[i], "--args") == 0) {
+      /* meson test --gdb --gdb-path vmexec: GDB --quiet --args EXE_WRAPPER PROGRAM ARGS... */
+      gdb = true;
+      i++;
+      break;
+    } else if (strcmp(argv[i], "--quiet") == 0 && gdb_quiet_ok(argc, argv, i))
+      continue; /* gdb's, from meson test --gdb; vmexec --gdb passes -q always */
     else
       fail(EXIT_TOOL_FAILED, "unknown option %s; see 'vmexec --help'", argv[i]);
   }
@@ -125,6 +162,10 @@ int cmd_run(int argc, char **argv)
   CLEANUP_FREE char *path = find_program(argv[i]);
   if (!path)
     fail(EXIT_NOT_FOUND, "%s: not found on PATH; give the program's path", argv[i]);
+  if (gdb && is_self(path) && i + 1 < argc)
+    return cmd_run_gdb(argc - i - 1, argv + i + 1);
+  if (gdb)
+    client_run_gdb(path, argc - i, argv + i);
   client_run_program(&o, path, argc - i, argv + i);
 }
 

@@ -30,6 +30,7 @@
 #include "elf-detect.h"
 #include "fail.h"
 #include "frame-conn.h"
+#include "gdb.h"
 #include "run.h"
 #include "terminal.h"
 #include "wire-msg.h"
@@ -357,6 +358,8 @@ noreturn void client_run_program(struct run_options *o, const char *path, int ar
   if (status != 0)
     fail(status, "%s", err);
 
+  if (o->gdbserver)
+    gdbserver_prepare(o, info.target);
   static struct share_roots roots;
   char real[PATH_MAX];
   if (!o->copy) {
@@ -364,7 +367,10 @@ noreturn void client_run_program(struct run_options *o, const char *path, int ar
     if (!realpath(path, real))
       fail(EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
   }
-  run_in_guest(o, info.target, &roots, path, o->copy ? "program" : real, argc, argv);
+  const char *file = o->copy ? "program" : real;
+  if (o->gdbserver)
+    gdbserver_wrap(o, &file, &argc, &argv);
+  run_in_guest(o, info.target, &roots, path, file, argc, argv);
 }
 
 /* Send the run to the T guest and relay it until it ends; exit as it did.

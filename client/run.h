@@ -20,6 +20,8 @@ struct run_options {
   bool pty;           /* --shell: on a pseudo-terminal in the guest */
   uint32_t run_flags; /* WIRE_RUN_* besides WIRE_RUN_COPY */
   enum image_kind kind; /* --image: the guest's image */
+  bool gdbserver;      /* --gdbserver: under the target's gdbserver, the protocol on stdin/stdout */
+  char *gdbserver_file; /* its path, shared with the guest (gdb.c) */
 };
 
 /* Run the file PATH with ARGV (ARGV[0] is what the program gets as argv[0])

@@ -9,8 +9,8 @@
 #endif
 
 const struct target targets[] = {
-#define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page) \
-  { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page },
+#define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page, gdb) \
+  { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page, gdb },
 #include "targets.def"
 #undef TARGET
 };

@@ -28,6 +28,7 @@ struct target {
   enum virtio_transport transport;
   const char *qemu_extra;      /* further qemu arguments, space separated */
   unsigned page_kib;           /* the kernel's page size: the share's block size */
+  const char *gdb_arch;        /* gdb's 'set architecture' name (vmexec --gdb) */
 };
 
 extern const struct target targets[];
