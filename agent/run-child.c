@@ -35,6 +35,18 @@ static noreturn void child_fail(int fd, int stage, int err, const char *text)
   _exit(127);
 }
 
+/* The caller's stream FD is /dev/full (WIRE_RUN_STDOUT_FULL,
+ * WIRE_RUN_STDERR_FULL): so is the program's, and its writes fail with
+ * ENOSPC as they would on the host. */
+static void use_dev_full(int fd)
+{
+  int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+  if (full >= 0 && full != fd) {
+    dup2(full, fd);
+    close(full);
+  }
+}
+
 enum { STAGE_CGROUP = 1, STAGE_SHARE, STAGE_CWD, STAGE_CREDS, STAGE_EXEC, STAGE_PTY, STAGE_NOT_FOUND };
 
 /* FDS: the child's ends of the stdin, stdout and stderr pipes; with a
@@ -55,6 +67,10 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
     dup2(fds[0], 0);
     dup2(fds[1], 1);
     dup2(fds[2], 2);
+    if (q->flags & WIRE_RUN_STDOUT_FULL)
+      use_dev_full(1);
+    if (q->flags & WIRE_RUN_STDERR_FULL)
+      use_dev_full(2);
   }
   if (r->share || root_present()) {
     char why[512];

@@ -127,6 +127,27 @@ void run_pump_output(struct run *r, int *fd, uint16_t type)
   }
 }
 
+/* The host can take no more of the run's stdout or stderr (its write
+ * failed): our end of that pipe closes, so the program's next write there
+ * fails as into a pipe whose reader left, SIGPIPE or EPIPE, whatever the
+ * host's error was (a pipe cannot fail with ENOSPC or EIO). A terminal's
+ * master closes whole: the terminal hangs up. */
+void run_receive_output_closed(struct run *r, const uint8_t *p, size_t n)
+{
+  uint32_t fd;
+  if (!wire_decode_u32(p, n, &fd))
+    return;
+  if (r->pty) {
+    close_fd(&r->out_fd);
+    close_fd(&r->in_fd);
+  } else if (fd == 1) {
+    close_fd(&r->out_fd);
+  } else if (fd == 2) {
+    close_fd(&r->err_fd);
+  }
+  run_maybe_finish(r);
+}
+
 void run_pump_stdin(struct run *r)
 {
   ssize_t n = write(r->in_fd, r->stdin_buf, r->stdin_len);

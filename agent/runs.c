@@ -363,6 +363,9 @@ void runs_frame(const struct wire_header *h, const uint8_t *p)
   case WIRE_WINSIZE:
     run_receive_winsize(r, p, h->length);
     break;
+  case WIRE_OUTPUT_CLOSED:
+    run_receive_output_closed(r, p, h->length); /* may end the run */
+    break;
   default:
     agent_log("run %u: unexpected frame type %u", r->id, h->type);
   }

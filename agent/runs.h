@@ -65,6 +65,8 @@ int run_open_streams(struct run *r, bool pty, int fds[3], char *slave, size_t ca
 void run_receive_stdin(struct run *r, const uint8_t *p, size_t n);
 void run_receive_credit(struct run *r, const uint8_t *p, size_t n);
 void run_receive_winsize(struct run *r, const uint8_t *p, size_t n);
+/* WIRE_OUTPUT_CLOSED: close our end of the run's stdout or stderr; may end the run. */
+void run_receive_output_closed(struct run *r, const uint8_t *p, size_t n);
 /* Output of the run on FD (stdout or stderr) to the host, within credit. */
 void run_pump_output(struct run *r, int *fd, uint16_t type);
 void run_pump_stdin(struct run *r);

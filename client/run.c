@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -113,6 +114,15 @@ static void send_share(int sock, const struct share_roots *roots)
     fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
 }
 
+/* FD is /dev/full (char device 1:7 on Linux): the program gets the guest's,
+ * whose writes fail at once, where a pipe's would succeed and the error come
+ * too late for a program that has already exited. */
+static bool is_dev_full(int fd)
+{
+  struct stat st;
+  return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 7;
+}
+
 static void send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv)
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
@@ -123,6 +133,8 @@ static void send_run(int sock, const struct run_options *o, const char *file, in
   m.gid = o->root ? 0 : getgid();
   m.umask = mask;
   m.flags = (o->copy ? WIRE_RUN_COPY : 0) | o->run_flags;
+  if (!(o->run_flags & WIRE_RUN_PTY))
+    m.flags |= (is_dev_full(1) ? WIRE_RUN_STDOUT_FULL : 0) | (is_dev_full(2) ? WIRE_RUN_STDERR_FULL : 0);
   if (!getcwd(m.cwd, sizeof m.cwd))
     fail(EXIT_TOOL_FAILED, "cannot get the current directory: %s", strerror(errno));
   bool fits = snprintf(m.file, sizeof m.file, "%s", file) < (int)sizeof m.file;
@@ -256,8 +268,10 @@ static void forward_stdin(struct relay *r)
 }
 
 /* The program's output to our FD (1 or 2), then credit for it. An output
- * whose reader is gone takes no more; for a closed pipe the program gets the
- * SIGPIPE it would get on the target. */
+ * we cannot write (its reader is gone: EPIPE; a full disk: ENOSPC; EIO...)
+ * takes no more, and the guest closes the program's end of it
+ * (WIRE_OUTPUT_CLOSED): its next write there fails as into a pipe whose
+ * reader left, with SIGPIPE or EPIPE, so that its status shows it. */
 static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len)
 {
   size_t done = 0;
@@ -265,11 +279,10 @@ static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len)
     ssize_t n = write(fd, p + done, len - done);
     if (n > 0)
       done += (size_t)n;
-    else if (n < 0 && errno == EPIPE) {
+    else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
       r->out_broken[fd] = true;
-      frame_conn_queue_u32(&r->conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(SIGPIPE));
-    } else if (n < 0 && errno != EINTR && errno != EAGAIN)
-      r->out_broken[fd] = true;
+      frame_conn_queue_u32(&r->conn, WIRE_OUTPUT_CLOSED, RUN_ID, (uint32_t)fd);
+    }
   }
   frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, (uint32_t)len);
 }
@@ -364,6 +377,7 @@ noreturn void client_run_program(struct run_options *o, const char *path, int ar
   char real[PATH_MAX];
   if (!o->copy) {
     share_roots_find(&roots, path, info.target, o->shares, o->nshares);
+    share_roots_add_args(&roots, argc - 1, argv + 1);
     if (!realpath(path, real))
       fail(EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
   }
@@ -457,5 +471,6 @@ noreturn void client_run_command(struct run_options *o, int argc, char **argv)
   }
   static struct share_roots roots;
   share_roots_find(&roots, program, o->target, o->shares, o->nshares);
+  share_roots_add_args(&roots, argc - 1, argv + 1);
   run_in_guest(o, o->target, &roots, NULL, file, argc, argv);
 }

@@ -108,7 +108,8 @@ struct wire_winsize {
 bool wire_encode_winsize(const struct wire_winsize *m, uint8_t *buf, size_t cap, size_t *len);
 bool wire_decode_winsize(const uint8_t *p, size_t n, struct wire_winsize *m);
 
-/* The payloads that are one u32: WIRE_CREDIT, WIRE_SIGNAL, WIRE_GEN_RELEASED. */
+/* The payloads that are one u32: WIRE_CREDIT, WIRE_SIGNAL, WIRE_GEN_RELEASED,
+ * WIRE_OUTPUT_CLOSED. */
 size_t wire_encode_u32(uint8_t buf[4], uint32_t v);
 bool wire_decode_u32(const uint8_t *p, size_t n, uint32_t *v);
 

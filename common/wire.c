@@ -178,6 +178,7 @@ bool wire_is_run_request(uint16_t type)
   case WIRE_SIGNAL:
   case WIRE_CANCEL:
   case WIRE_WINSIZE:
+  case WIRE_OUTPUT_CLOSED:
     return true;
   default:
     return false;

@@ -85,6 +85,14 @@ enum wire_type {
    * on the run's pseudo-terminal (TIOCSWINSZ), and the guest kernel sends
    * SIGWINCH to its foreground process group. Ignored for other runs. */
   WIRE_WINSIZE = 19,
+  /* host -> agent: u32 fd (1 stdout, 2 stderr): the caller can take no more
+   * of the run's output on that stream (vmexec's write failed: EPIPE,
+   * ENOSPC, EIO...). The agent closes its end of the stream, so the
+   * program's next write there fails as on a pipe whose reader left:
+   * SIGPIPE, or EPIPE where SIGPIPE is ignored or blocked. Output still in
+   * flight is dropped (and credited). For a WIRE_RUN_PTY run the terminal
+   * hangs up (SIGHUP, then EIO). */
+  WIRE_OUTPUT_CLOSED = 20,
 };
 
 enum { WIRE_ROOT_WRITABLE = 1 };
@@ -116,6 +124,11 @@ enum {
    * (end of file) types the terminal's EOF key (VEOF) once the program took
    * the rest, as a user would end the input. See WIRE_WINSIZE. */
   WIRE_RUN_PTY = 4,
+  /* The caller's stdout (stderr) is /dev/full: the program's is the guest's
+   * /dev/full, so that each of its writes fails with ENOSPC at once, as on
+   * the host, rather than succeeding into a pipe. */
+  WIRE_RUN_STDOUT_FULL = 8,
+  WIRE_RUN_STDERR_FULL = 16,
 };
 #define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };

@@ -561,6 +561,28 @@ static void winsize_and_u32_msg(void)
   check_prefixes(decode_u32, buf, 4);
 }
 
+/* WIRE_OUTPUT_CLOSED: a whole frame, header and u32 fd, by hand and back; a
+ * run request the supervisor forwards. The /dev/full flags of WIRE_RUN are
+ * bits of their own. */
+static void output_closed_msg(void)
+{
+  uint8_t frame[WIRE_HEADER_SIZE + 4];
+  struct wire_header h = { .length = 4, .type = WIRE_OUTPUT_CLOSED, .run = 7 }, d;
+  wire_encode_header(frame, &h);
+  CHECK(wire_encode_u32(frame + WIRE_HEADER_SIZE, 2) == 4);
+  const uint8_t want[] = { 0, 0, 0, 4, 0, 20, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2 };
+  CHECK(sizeof want == sizeof frame && memcmp(frame, want, sizeof want) == 0);
+  CHECK(wire_decode_header(frame, &d) && d.type == WIRE_OUTPUT_CLOSED && d.run == 7 && d.length == 4);
+  CHECK(decode_u32(frame + WIRE_HEADER_SIZE, d.length) && u32_out == 2);
+  CHECK(wire_is_run_request(WIRE_OUTPUT_CLOSED));
+  uint32_t flags[] = { WIRE_RUN_COPY, WIRE_RUN_SEARCH_PATH, WIRE_RUN_PTY, WIRE_RUN_STDOUT_FULL, WIRE_RUN_STDERR_FULL };
+  uint32_t seen = 0;
+  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+    CHECK((flags[i] & (flags[i] - 1)) == 0 && !(seen & flags[i]));
+    seen |= flags[i];
+  }
+}
+
 /* Encoders refuse what does not fit: the caller's buffer, WIRE_MAX_PAYLOAD,
  * or a string field that is not terminated. */
 static void encoders_refuse(void)
@@ -613,6 +635,7 @@ int main(void)
   exit_msg();
   wb_msg();
   winsize_and_u32_msg();
+  output_closed_msg();
   encoders_refuse();
   if (failures) {
     fprintf(stderr, "%d checks failed\n", failures);

@@ -15,10 +15,17 @@
  *   hello             print "hello from <machine> <byte order>"
  *   say TEXT N        print TEXT and exit with status N
  *   spin N            count to N million (CPU work for the benchmarks)
+ *   yes [nosigpipe]   write "y" lines to stdout until a write fails; with
+ *                     nosigpipe, SIGPIPE is ignored and the failed write's
+ *                     error is printed on stderr (exit 3)
+ *   puts TEXT         print TEXT and exit 1 if stdout cannot take it, as
+ *                     coreutils' close_stdout does ("write error: ...")
+ *   copy IN OUT       copy file IN to file OUT (created or replaced)
  */
 #include <errno.h>
 #include <dirent.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +115,34 @@ static int procs(void)
   return 0;
 }
 
+static int yes(bool no_sigpipe)
+{
+  static char lines[8192];
+  for (size_t i = 0; i < sizeof lines; i += 2)
+    memcpy(lines + i, "y\n", 2);
+  if (no_sigpipe)
+    signal(SIGPIPE, SIG_IGN);
+  while (write_all(1, lines, sizeof lines) == 0) {
+  }
+  fprintf(stderr, "probe: write error: %s\n", strerror(errno));
+  return 3;
+}
+
+static int copy(const char *in, const char *out)
+{
+  FILE *f = fopen(in, "rb"), *g = f ? fopen(out, "wb") : NULL;
+  if (!f || !g) {
+    fprintf(stderr, "probe: %s: %s\n", f ? out : in, strerror(errno));
+    return 1;
+  }
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    fwrite(buf, 1, n, g);
+  fclose(f);
+  return fclose(g) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 2)
@@ -163,6 +198,18 @@ int main(int argc, char **argv)
       n = n + 1;
     return 0;
   }
+  if (!strcmp(what, "yes") && (argc == 2 || argc == 3))
+    return yes(argc == 3);
+  if (!strcmp(what, "puts") && argc == 3) {
+    printf("%s\n", argv[2]);
+    if (fflush(stdout) != 0 || fclose(stdout) != 0) {
+      fprintf(stderr, "probe: write error: %s\n", strerror(errno));
+      return 1;
+    }
+    return 0;
+  }
+  if (!strcmp(what, "copy") && argc == 4)
+    return copy(argv[2], argv[3]);
   if (!strcmp(what, "say") && argc == 4) {
     printf("%s\n", argv[2]);
     return atoi(argv[3]);
