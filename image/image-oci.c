@@ -79,9 +79,11 @@ static void transfer_end(struct transfer *x)
   close(x->lock);
 }
 
+/* A progress line, as a build's steps: on a terminal only, so that a
+ * failure is the one line on stderr of a script or a harness. */
 static void say(const struct oci_options *o, const char *fmt, const char *a, const char *b)
 {
-  if (!o->quiet) {
+  if (!o->quiet && isatty(STDERR_FILENO)) {
     fputs("vmexec: ", stderr);
     fprintf(stderr, fmt, a, b);
     fputc('\n', stderr);
