@@ -43,6 +43,16 @@
  * supervisor stops reading from it (programs sent with --copy are large). */
 #define AGENT_BACKLOG_LIMIT (4u * 1024 * 1024)
 
+/* More than this queued for the agent means it stopped reading its port:
+ * only the supervisor's own frames (credits, cancels) pass the limit above. */
+#define AGENT_QUEUE_MAX (64u * 1024 * 1024)
+
+/* Output of a run (stdout, stderr, write-back data) that the agent may have
+ * sent toward its caller and the caller not yet acknowledged: the window,
+ * and one more for credits in flight. Past it the agent ignores the credit:
+ * the run is cancelled, so a flooding guest cannot grow our memory. */
+#define RUN_OUTPUT_MAX (2u * WIRE_WINDOW)
+
 struct client {
   int fd;
   struct frame_conn conn;
@@ -54,6 +64,7 @@ struct run {
   struct client *client;  /* NULL once the caller went away: output is dropped */
   uint32_t client_run;    /* the run id the caller uses */
   bool refused;           /* told the caller it failed: drop its frames */
+  uint64_t unacked;       /* output sent to the caller that it has not credited yet */
   struct run *next;
 };
 
@@ -364,10 +375,20 @@ static void from_agent(struct supervisor *s, const struct wire_header *h, const 
     run_remove(s, r);
     return;
   }
+  bool output = h->type == WIRE_STDOUT || h->type == WIRE_STDERR || h->type == WIRE_WB_DATA;
+  if (r->client && output && (r->unacked += h->length) > RUN_OUTPUT_MAX) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "the %s guest sent more output than its credit allows (a broken agent); "
+             "the run was cancelled; stop the guest with 'vmexec stop'", s->name);
+    logf_("run %u: %s", r->id, msg);
+    send_failed(&r->client->conn, r->client_run, 125, msg);
+    queue_to_agent(s, WIRE_CANCEL, r->id, NULL, 0);
+    r->client = NULL;
+  }
   if (!r->client) {
     /* Nobody reads this run's output any more: acknowledge it so the agent
      * drains the program until the cancel lands. */
-    if (h->type == WIRE_STDOUT || h->type == WIRE_STDERR)
+    if (output)
       frame_conn_queue_u32(&s->agent, WIRE_CREDIT, r->id, h->length);
     return;
   }
@@ -406,6 +427,9 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
   }
   if (r->refused)
     return true;
+  uint32_t credit;
+  if (h->type == WIRE_CREDIT && wire_decode_u32(p, h->length, &credit))
+    r->unacked -= credit < r->unacked ? credit : r->unacked;
   if (h->type == WIRE_SHARE) {
     static uint8_t buf[WIRE_MAX_PAYLOAD];
     struct wire_share reply;
@@ -429,6 +453,14 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
   }
   queue_to_agent(s, h->type, r->id, p, h->length);
   return true;
+}
+
+static bool client_has_runs(const struct supervisor *s, const struct client *c)
+{
+  for (const struct run *r = s->runs; r; r = r->next)
+    if (r->client == c)
+      return true;
+  return false;
 }
 
 static void accept_clients(struct supervisor *s)
@@ -715,8 +747,11 @@ static void serve_once(struct supervisor *s, int lock_fd)
   size_t first_client = n;
   for (struct client *c = s->clients; c; c = c->next) {
     who[n - first_client] = c;
+    /* A full agent queue pauses the callers with runs; `vmexec status` and
+     * `vmexec stop` (no runs) are answered all the same. */
+    bool paused = agent_full && client_has_runs(s, c);
     pfds[n++] = (struct pollfd){ .fd = c->fd,
-                                 .events = (agent_full ? 0 : POLLIN) | (frame_conn_pending(&c->conn) ? POLLOUT : 0) };
+                                 .events = (paused ? 0 : POLLIN) | (frame_conn_pending(&c->conn) ? POLLOUT : 0) };
   }
   int timeout = s->agent_fd < 0 ? 50 : 1000;
   if (poll(pfds, n, timeout) == -1 && errno != EINTR)
@@ -738,6 +773,8 @@ static void serve_once(struct supervisor *s, int lock_fd)
   /* Flush what routing queued (the poll events only cover earlier queues). */
   if (s->ready && s->agent_fd >= 0 && frame_conn_flush(&s->agent) == -1)
     guest_died(s, "stopped reading from the agent connection");
+  if (frame_conn_pending(&s->agent) > AGENT_QUEUE_MAX)
+    guest_gone(s, "stopped reading its port (64 MiB waiting for the agent)");
   for (struct client *c = s->clients, *next; c; c = next) {
     next = c->next;
     if (frame_conn_flush(&c->conn) == -1)
