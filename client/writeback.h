@@ -41,7 +41,8 @@ struct writeback {
 };
 
 /* Opens the writable roots (before the run starts: nothing the run does can
- * swap them) and reads the umask. */
+ * swap them) and reads the umask. Every write-back ends with
+ * writeback_finish or writeback_abort (until then, exit() aborts it). */
 void writeback_init(struct writeback *wb, const struct share_roots *roots);
 void writeback_frame(struct writeback *wb, uint16_t type, const uint8_t *payload, size_t len);
 /* The end of the write-back (WIRE_EXIT): the last replaced directory is
