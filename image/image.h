@@ -7,7 +7,10 @@
  *   initrd     uncompressed cpio (newc) archive
  *   manifest   "key value" lines: target, kernel-version, packages (the .deb
  *              file names), key, created (unix time), with, format
- * and cache_dir()/images/TARGET is a symlink to the KEY last built for TARGET.
+ *   source     only in an image pulled or imported (image-oci.c): "pulled
+ *              REF" or "imported FILE"; absent in one built here
+ * and cache_dir()/images/TARGET is a symlink to the KEY last built for TARGET
+ * (or pulled: image-oci.c).
  * A full image's directory holds rootfs.img instead (see image-full.c), and
  * TARGET-full names the last one built.
  * The implementation is in image-*.c (see image-build.c).
