@@ -139,13 +139,19 @@ static bool layout_path(const char *name, bool dir)
          strspn(name + 13, "0123456789abcdef") == 64;
 }
 
+static noreturn void read_failed(struct archive *a, const char *file)
+{
+  fail(EXIT_TOOL_FAILED, "%s: %s; give a bundle made by 'vmexec image export' (an OCI layout in a tar)", file,
+       archive_error_string(a));
+}
+
 static void extract_entry(struct archive *a, const char *path, const char *file)
 {
   CLEANUP_CLOSE int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd == -1)
     fail(EXIT_TOOL_FAILED, "cannot write %s: %s; check the free space", path, strerror(errno));
   if (archive_read_data_into_fd(a, fd) != ARCHIVE_OK)
-    archive_failed(a, file);
+    read_failed(a, file);
 }
 
 void oci_tar_read(const char *file, const char *layout)
@@ -153,7 +159,7 @@ void oci_tar_read(const char *file, const char *layout)
   struct archive *a = archive_read_new();
   if (!a || archive_read_support_format_tar(a) != ARCHIVE_OK || archive_read_support_filter_all(a) != ARCHIVE_OK ||
       archive_read_open_filename(a, file, CHUNK) != ARCHIVE_OK)
-    archive_failed(a, file);
+    read_failed(a, file);
   CLEANUP_FREE char *blobs = xasprintf("%s/blobs", layout);
   CLEANUP_FREE char *sha = xasprintf("%s/blobs/sha256", layout);
   if (mkdir(layout, 0755) == -1 || mkdir(blobs, 0755) == -1 || mkdir(sha, 0755) == -1)
@@ -177,6 +183,6 @@ void oci_tar_read(const char *file, const char *layout)
     extract_entry(a, path, file);
   }
   if (r != ARCHIVE_EOF)
-    archive_failed(a, file);
+    read_failed(a, file);
   archive_read_free(a);
 }
