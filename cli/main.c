@@ -42,6 +42,8 @@ static const char usage[] =
   "userland (compilers, make, meson, cmake) instead of the minimal image (busybox, libc);\n"
   "--image REF (host/repository:tag) runs on the image pushed there, pulled on first use;\n"
   "--persist keeps what runs change in its root (a writable layer in the cache).\n"
+  "PROGRAM sees, at their own paths, the working directory, its build tree (writable), the\n"
+  "source tree (read-only) and the paths its arguments name (writable if you can write them).\n"
   "Images are cached under $XDG_CACHE_HOME/vmexec.\n"
   "Exit status: that of PROGRAM; 125 if vmexec failed, 126 if PROGRAM cannot be\n"
   "executed, 127 if it does not exist. See vmexec(1).\n";
