@@ -195,6 +195,18 @@ static uint64_t free_slot(struct share_host *h)
   return UINT64_MAX;
 }
 
+/* Tell the plugin SLOT's generation is no longer used: it frees it, then
+ * removes gen-SLOT.retired, and the slot is free again. */
+static void retire_slot(struct share_host *h, uint64_t slot)
+{
+  char path[PATH_MAX + 64];
+  slot_file(h, slot, "retired", path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    close(fd);
+  h->slot_state[slot] = SLOT_RETIRING;
+}
+
 /* Ask the plugin for a generation in SLOT over the current roots. */
 static int write_roots(const struct share_host *h, uint64_t slot, char *err, size_t cap)
 {
@@ -245,6 +257,14 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
                !synth_fingerprint_equal(&fp, &h->fp);
   if (need_new) {
     uint32_t gen = h->have_gen ? h->gen + 1 : 0;
+    char failed[PATH_MAX + 64];
+    if (h->have_gen) {
+      /* A generation the plugin could not build was never mounted, so the
+       * guest will not release it: its slot goes now. */
+      slot_file(h, h->cur_slot, "error", failed, sizeof failed);
+      if (access(failed, F_OK) == 0)
+        retire_slot(h, h->cur_slot);
+    }
     uint64_t slot = free_slot(h);
     if (slot == UINT64_MAX) {
       snprintf(err, cap, "all %llu share generations are in use by running programs; retry when some ended",
@@ -283,17 +303,11 @@ void share_host_released(struct share_host *h, uint32_t gen)
 {
   if (h->have_gen && gen == h->gen)
     return; /* the current one stays */
-  for (uint64_t i = 0; i < h->nslots; i++) {
-    if (h->slot_state[i] != SLOT_USED || h->slot_gen[i] != gen)
-      continue;
-    char path[PATH_MAX + 64];
-    slot_file(h, i, "retired", path, sizeof path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0)
-      close(fd);
-    h->slot_state[i] = SLOT_RETIRING; /* the plugin frees it, then removes gen-I.retired */
-    return;
-  }
+  for (uint64_t i = 0; i < h->nslots; i++)
+    if (h->slot_state[i] == SLOT_USED && h->slot_gen[i] == gen) {
+      retire_slot(h, i);
+      return;
+    }
 }
 
 bool share_host_reap(struct share_host *h, char *why, size_t cap)

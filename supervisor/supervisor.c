@@ -82,6 +82,7 @@ struct supervisor {
   char control_path[PATH_MAX], serial_path[PATH_MAX], qmp_path[PATH_MAX], console_path[PATH_MAX];
   char qemu_log_path[PATH_MAX];
   int listen_fd, sig_fd;
+  int lock_fd;              /* the guest's lock file (rundir.h), held from stop_listening on */
   pid_t qemu_pid;
   int agent_fd;
   struct frame_conn agent;
@@ -201,11 +202,16 @@ static void status_text(struct supervisor *s, char *buf, size_t cap)
 }
 
 /* Stop taking calls: remove the socket under the lock, so that the next call
- * starts a fresh supervisor instead of connecting to a dying one. */
+ * starts a fresh supervisor instead of connecting to a dying one. The lock
+ * stays ours until we exit: the fresh supervisor starts only once qemu and
+ * nbdkit are gone and their sockets removed (not its own, which have the
+ * same paths). */
 static void stop_listening(struct supervisor *s)
 {
   if (s->listen_fd < 0)
     return;
+  while (flock(s->lock_fd, LOCK_EX) == -1 && errno == EINTR)
+    ;
   unlink(s->control_path);
   close(s->listen_fd);
   s->listen_fd = -1;
@@ -587,7 +593,6 @@ static void maybe_stop_idle(struct supervisor *s, int lock_fd)
     return;
   }
   stop_listening(s);
-  flock(lock_fd, LOCK_UN);
   shut_down(s, "idle");
 }
 
@@ -789,7 +794,7 @@ int supervisor_main(const struct target *t, const char *name, const char *image_
                     const char *layer)
 {
   struct supervisor *s = supervisor_new(t, name, image_dir, rootfs, layer);
-  int lock_fd = open_lock(s);
+  int lock_fd = s->lock_fd = open_lock(s);
   take_signals(s);
 
   /* Listen first: the call that started us waits for this socket. */
