@@ -221,10 +221,11 @@ void share_roots_find(struct share_roots *s, const char *program, const struct t
 /* ---- paths named on the command line ----------------------------------- */
 
 /* "/" and the guest's own system directories, which the guest has its own
- * of: a path there is never shared. */
+ * of: a path there is never shared (the agent refuses a root over any of
+ * them, agent/share.c, and so the whole call). */
 static bool is_system_dir(const char *real)
 {
-  static const char *const top[] = { "usr", "bin", "sbin", "etc", "proc", "sys", "dev", "run" };
+  static const char *const top[] = { "usr", "bin", "sbin", "etc", "proc", "sys", "dev", "run", "init" };
   const char *first = real + 1;
   size_t len = strcspn(first, "/");
   if (len == 0 || strncmp(first, "lib", 3) == 0) /* "/" itself, /lib, /lib64, /libx32... */
