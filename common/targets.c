@@ -1,6 +1,7 @@
 #include "targets.h"
 
 #include <elf.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* elf.h of older glibc lacks these ARM e_flags names. */
@@ -9,8 +10,12 @@
 #endif
 
 const struct target targets[] = {
-#define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page, gdb) \
-  { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page, gdb },
+#define DEBIAN_KERNEL NULL, NULL
+#define KERNEL_FROM_SOURCE(arch, file) arch, file
+#define DEBIAN_USERLAND false
+#define CROSS_USERLAND true
+#define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page, gdb, kernel, userland) \
+  { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page, gdb, kernel, userland },
 #include "targets.def"
 #undef TARGET
 };

@@ -4,6 +4,7 @@
 #ifndef VMEXEC_TARGETS_H
 #define VMEXEC_TARGETS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,10 @@ struct target {
   const char *qemu_extra;      /* further qemu arguments, space separated */
   unsigned page_kib;           /* the kernel's page size: the share's block size */
   const char *gdb_arch;        /* gdb's 'set architecture' name (vmexec --gdb) */
+  const char *kernel_arch;     /* NULL: Debian's kernel (kernel_package); else make's ARCH for the
+                                  kernel built from kernel_package, linux-source (image-kernel.c) */
+  const char *kernel_file;     /* that build's file qemu boots ("vmlinux") */
+  bool cross_userland;         /* libraries from libc6-DEBIAN_ARCH-cross (image-cross.c) */
 };
 
 extern const struct target targets[];

@@ -92,6 +92,15 @@ char *share_plugin_path(void)
   return path;
 }
 
+char *kernel_config_path(const char *name)
+{
+  const char *dir = own_dir("VMEXEC_KERNEL_CONFIG_DIR", VMEXEC_KERNEL_CONFIG_BUILD_DIR, VMEXEC_KERNEL_CONFIG_INSTALL_DIR);
+  char *path;
+  if (asprintf(&path, "%s/%s.config", dir, name) == -1)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  return path;
+}
+
 char *agent_path(const struct target *t)
 {
   const char *dir = own_dir("VMEXEC_AGENT_DIR", VMEXEC_AGENT_BUILD_DIR, VMEXEC_AGENT_INSTALL_DIR);

@@ -241,13 +241,32 @@ static void opt(struct apt *a, const char *fmt, ...)
   va_end(ap);
 }
 
+/* The Debian architecture whose packages T's images are made of: the
+ * host's for targets whose libraries come from -cross packages (arch all;
+ * Debian 12 has no package lists for powerpc or mips). */
+static const char *apt_arch(const struct target *t)
+{
+  if (!t->cross_userland)
+    return t->debian_arch;
+  static char host[64];
+  if (!host[0]) {
+    char *argv[] = {"dpkg", "--print-architecture", NULL};
+    struct run_output out;
+    if (run_capture(argv, NULL, NULL, &out) != 0 || sscanf(out.out, "%63s", host) != 1)
+      fail(EXIT_TOOL_FAILED, "[%s] dpkg --print-architecture failed; install dpkg", t->name);
+    run_output_free(&out);
+  }
+  return host;
+}
+
 void apt_open(struct apt *a, const struct target *t, bool quiet)
 {
+  const char *arch = apt_arch(t);
   memset(a, 0, sizeof *a);
   a->t = t;
   a->quiet = quiet;
   a->lock_fd = -1;
-  if (snprintf(a->dir, sizeof a->dir, "%s/apt/%s", cache_dir(), t->debian_arch) >= (int)sizeof a->dir)
+  if (snprintf(a->dir, sizeof a->dir, "%s/apt/%s", cache_dir(), arch) >= (int)sizeof a->dir)
     fail(EXIT_TOOL_FAILED, "cache directory path is too long; set XDG_CACHE_HOME to a shorter path");
   const char *subdirs[] = {"lists/partial", "cache/archives/partial", "etc"};
   for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
@@ -271,8 +290,8 @@ void apt_open(struct apt *a, const struct target *t, bool quiet)
   write_config(a);
 
   const char *d = a->dir;
-  opt(a, "APT::Architecture=%s", t->debian_arch);
-  opt(a, "APT::Architectures=%s", t->debian_arch);
+  opt(a, "APT::Architecture=%s", arch);
+  opt(a, "APT::Architectures=%s", arch);
   opt(a, "Dir::State=%s", d);
   opt(a, "Dir::State::Lists=%s/lists", d);
   opt(a, "Dir::State::status=%s/status", d);
@@ -338,7 +357,7 @@ static struct deb *add_deb(struct apt_resolution *r)
 }
 
 /* Lines "kernel|deb NAME VERSION ARCH". */
-static int parse_resolution(char *text, bool want_kernel, struct apt_resolution *r)
+static int parse_resolution(char *text, bool want_kernel, bool want_debs, struct apt_resolution *r)
 {
   char *save, *line;
   for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -352,7 +371,7 @@ static int parse_resolution(char *text, bool want_kernel, struct apt_resolution 
     else
       return -1;
   }
-  return (r->kernel.name || !want_kernel) && r->n > 0 ? 0 : -1;
+  return (r->kernel.name || !want_kernel) && (r->n > 0 || !want_debs) ? 0 : -1;
 }
 
 static char *format_resolution(const struct apt_resolution *r)
@@ -376,12 +395,15 @@ static char *kernel_package(struct apt *a, const char *meta)
   char *found = NULL;
   for (char *p = out.out; p && *p && !found; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
     char name[256];
-    if (sscanf(p, " Depends: %255s", name) == 1 && strncmp(name, "linux-image-", 12) == 0)
+    /* linux-source-6.1 for the kernels built from source (image-kernel.c). */
+    if (sscanf(p, " Depends: %255s", name) == 1 &&
+        (strncmp(name, "linux-image-", 12) == 0 || strncmp(name, "linux-source-", 13) == 0))
       found = xstrdup(name);
   }
   run_output_free(&out);
   if (!found)
-    fail(EXIT_TOOL_FAILED, "[%s] %s does not depend on a linux-image package; %s", a->t->name, meta, sources_fix);
+    fail(EXIT_TOOL_FAILED, "[%s] %s does not depend on a linux-image or linux-source package; %s", a->t->name, meta,
+         sources_fix);
   return found;
 }
 
@@ -452,7 +474,7 @@ void apt_resolve(struct apt *a, const char *kernel_meta, const struct strv *pkgs
   /* A resolution stays valid until the lists are refreshed (which removes it). */
   CLEANUP_FREE char *text = NULL;
   if (read_file(path, &text, NULL) == 0) {
-    if (parse_resolution(text, kernel_meta != NULL, r) == 0)
+    if (parse_resolution(text, kernel_meta != NULL, pkgs->n > 0, r) == 0)
       return;
     apt_resolution_free(r);
   }
@@ -461,7 +483,9 @@ void apt_resolve(struct apt *a, const char *kernel_meta, const struct strv *pkgs
     CLEANUP_FREE char *kname = kernel_package(a, kernel_meta);
     package_version(a, kname, &r->kernel);
   }
-  closure(a, pkgs, r);
+  /* A kernel built from source needs only the source package. */
+  if (pkgs->n > 0)
+    closure(a, pkgs, r);
   CLEANUP_FREE char *out = format_resolution(r);
   write_or_fail(path, out, strlen(out));
 }

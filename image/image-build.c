@@ -14,7 +14,9 @@
 #include "fail.h"
 #include "image-apt.h"
 #include "image-cache.h"
+#include "image-cross.h"
 #include "image-initramfs.h"
+#include "image-kernel.h"
 #include "image-modules.h"
 #include "subprocess.h"
 #include "util.h"
@@ -40,9 +42,11 @@ static const char *const pruned[] = {
 
 static void extract(const struct progress *p, const struct apt_resolution *r, const char *debs, const char *root)
 {
-  step(p, "extracting %zu packages", r->n + 1);
+  step(p, "extracting %zu packages", r->n + (r->kernel.file != NULL));
   for (size_t i = 0; i <= r->n; i++) {
     const struct deb *d = i == r->n ? &r->kernel : &r->debs[i];
+    if (!d->file)
+      continue; /* the kernel is built from source (image-kernel.c) */
     CLEANUP_FREE char *deb = xasprintf("%s/%s", debs, d->file);
     char *argv[] = {"dpkg-deb", "-x", deb, (char *)root, NULL};
     char line[512];
@@ -135,11 +139,38 @@ static void write_initramfs(const struct progress *p, const char *root, const ch
   initramfs_free(ir);
 }
 
+/* The modules the agent loads from ROOT's Debian kernel VERSION, in load order. */
+static void resolve_modules(const struct image_job *j, const char *root, const char *version, struct strv *modules)
+{
+  step(&j->p, "resolving modules");
+  CLEANUP_FREE char *moddir = xasprintf("%s/lib/modules/%s", root, version);
+  const char *wanted[sizeof base_modules / sizeof base_modules[0] + 1];
+  size_t n_wanted = 0;
+  if (transport_module(j->t->transport))
+    wanted[n_wanted++] = transport_module(j->t->transport);
+  for (size_t i = 0; i < sizeof base_modules / sizeof base_modules[0]; i++)
+    wanted[n_wanted++] = base_modules[i];
+  modules_resolve(moddir, wanted, n_wanted, modules);
+}
+
+/* The kernel built from source (KDIR, image-kernel.c) into the image as DEST. */
+static char *link_kernel(const char *kdir, const char *dest)
+{
+  CLEANUP_FREE char *from = xasprintf("%s/kernel", kdir);
+  if (link(from, dest) == -1)
+    fail(EXIT_TOOL_FAILED, "cannot link %s to %s: %s; check the permissions of %s", from, dest, strerror(errno),
+         cache_dir());
+  return kernel_release(kdir);
+}
+
 int image_build(const struct target *t, const struct image_options *opt, char *dir)
 {
   struct strv pkgs = {0};
-  for (size_t i = 0; i < sizeof base_packages / sizeof base_packages[0]; i++)
-    strv_push(&pkgs, base_packages[i]);
+  if (t->cross_userland)
+    cross_packages(t, &pkgs);
+  else
+    for (size_t i = 0; i < sizeof base_packages / sizeof base_packages[0]; i++)
+      strv_push(&pkgs, base_packages[i]);
   CLEANUP_FREE char *with = image_with(opt ? opt->with : NULL, &pkgs);
   strv_sort_unique(&pkgs);
 
@@ -148,10 +179,16 @@ int image_build(const struct target *t, const struct image_options *opt, char *d
   size_t agent_len;
   if (read_file(agent, &agent_bytes, &agent_len) == -1)
     fail(EXIT_TOOL_FAILED, "cannot read the guest agent %s: %s; rebuild vmexec", agent, strerror(errno));
+  /* A kernel built from source is a cache entry of its own, keyed apart. */
+  char kdir[PATH_MAX], kkey[IMAGE_KEY_LEN + 1] = "";
+  if (t->kernel_arch)
+    kernel_build(t, opt && opt->quiet, kdir, kkey);
+  size_t extra_len;
+  CLEANUP_FREE char *extra = image_extra(agent_bytes, agent_len, kkey, &extra_len);
 
   struct image_spec spec = {
-    .kind = "image", .format = IMAGE_FORMAT, .link = t->name, .kernel_meta = t->kernel_package, .pkgs = &pkgs,
-    .with = with, .extra = agent_bytes, .extra_len = agent_len, .quiet = opt && opt->quiet,
+    .kind = "image", .format = IMAGE_FORMAT, .link = t->name, .kernel_meta = t->kernel_arch ? NULL : t->kernel_package,
+    .pkgs = &pkgs, .with = with, .extra = extra, .extra_len = extra_len, .quiet = opt && opt->quiet,
   };
   struct image_job j;
   bool build = image_job_start(&j, t, &spec, dir);
@@ -165,25 +202,21 @@ int image_build(const struct target *t, const struct image_options *opt, char *d
     fail(EXIT_TOOL_FAILED, "cannot create a directory in %s: %s; check the free space", j.staging, strerror(errno));
 
   extract(&j.p, &j.r, j.debs, root);
-  CLEANUP_FREE char *version = kernel_version(t, root);
-
-  step(&j.p, "resolving modules");
-  CLEANUP_FREE char *moddir = xasprintf("%s/lib/modules/%s", root, version);
-  const char *wanted[sizeof base_modules / sizeof base_modules[0] + 1];
-  size_t n_wanted = 0;
-  if (transport_module(t->transport))
-    wanted[n_wanted++] = transport_module(t->transport);
-  for (size_t i = 0; i < sizeof base_modules / sizeof base_modules[0]; i++)
-    wanted[n_wanted++] = base_modules[i];
-  struct strv modules = {0};
-  modules_resolve(moddir, wanted, n_wanted, &modules);
-
+  if (t->cross_userland)
+    cross_relocate(t, root);
   CLEANUP_FREE char *initrd = xasprintf("%s/initrd", out);
   CLEANUP_FREE char *kernel = xasprintf("%s/kernel", out);
+  /* A kernel built from source has everything built in: no modules. */
+  struct strv modules = {0};
+  CLEANUP_FREE char *version = t->kernel_arch ? link_kernel(kdir, kernel) : kernel_version(t, root);
+  if (!t->kernel_arch)
+    resolve_modules(&j, root, version, &modules);
   write_initramfs(&j.p, root, version, agent, &modules, initrd);
   strv_free(&modules);
-  take_kernel(t, root, version, kernel);
-  CLEANUP_FREE char *manifest_lines = xasprintf("kernel-version %s\n", version);
+  if (!t->kernel_arch)
+    take_kernel(t, root, version, kernel);
+  CLEANUP_FREE char *manifest_lines =
+    xasprintf("kernel-version %s\n%s%s%s", version, kkey[0] ? "kernel-key " : "", kkey, kkey[0] ? "\n" : "");
   image_job_finish(&j, out, manifest_lines, dir);
   return 0;
 }
