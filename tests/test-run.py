@@ -27,7 +27,14 @@ VMEXEC = os.environ["VMEXEC"]
 PROBE = os.environ["PROBE"]
 TARGET = os.environ.get("TARGET", "s390x")
 # What the probe's "hello" says on each target the suite runs.
-HELLO = {"s390x": b"hello from s390x big-endian\n", "aarch64": b"hello from aarch64 little-endian\n"}[TARGET]
+HELLO = {"s390x": b"hello from s390x big-endian\n", "aarch64": b"hello from aarch64 little-endian\n",
+         "powerpc": b"hello from ppc big-endian\n", "mips": b"hello from mips big-endian\n",
+         "ppc64": b"hello from ppc64 big-endian\n"}[TARGET]
+# And its "bits": the byte order and word size of the program as it runs.
+BITS = {"s390x": b"big-endian 64-bit\n", "aarch64": b"little-endian 64-bit\n", "powerpc": b"big-endian 32-bit\n",
+        "mips": b"big-endian 32-bit\n", "ppc64": b"big-endian 64-bit\n"}[TARGET]
+QEMU = {"s390x": "qemu-system-s390x", "aarch64": "qemu-system-aarch64", "powerpc": "qemu-system-ppc",
+        "mips": "qemu-system-mips", "ppc64": "qemu-system-ppc64"}[TARGET]
 
 
 
@@ -81,6 +88,8 @@ def test_first_calls_boot_one_guest():
 def test_hello():
     r = probe("hello")
     check(r.returncode == 0 and r.stdout == HELLO, f"the probe runs on {TARGET} in the guest: {r.stdout!r} {r.stderr!r}")
+    r = probe("bits")
+    check(r.returncode == 0 and r.stdout == BITS, f"the probe is {BITS.decode().strip()}: {r.stdout!r} {r.stderr!r}")
 
 
 def test_exit_codes():
@@ -328,7 +337,7 @@ def test_harness_fds():
 
 
 def main():
-    for tool in ({"s390x": "qemu-system-s390x", "aarch64": "qemu-system-aarch64"}[TARGET],):
+    for tool in (QEMU,):
         if not shutil.which(tool):
             skip_or_fail(f"{tool} is not installed (scripts/install-deps installs it)")
     if not os.path.exists(PROBE):

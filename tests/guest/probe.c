@@ -13,6 +13,7 @@
  *                     print "ready", then sleep
  *   procs             print the pids of user processes other than init and itself
  *   hello             print "hello from <machine> <byte order>"
+ *   bits              print "<byte order>-endian <N>-bit" (N: the width of a pointer)
  *   say TEXT N        print TEXT and exit with status N
  *   spin N            count to N million (CPU work for the benchmarks)
  *   yes [nosigpipe]   write "y" lines to stdout until a write fails; with
@@ -190,6 +191,11 @@ int main(int argc, char **argv)
     uname(&u);
     uint16_t one = 1;
     printf("hello from %s %s-endian\n", u.machine, *(uint8_t *)&one ? "little" : "big");
+    return 0;
+  }
+  if (!strcmp(what, "bits")) {
+    uint16_t one = 1;
+    printf("%s-endian %zu-bit\n", *(uint8_t *)&one ? "little" : "big", sizeof(void *) * 8);
     return 0;
   }
   if (!strcmp(what, "spin") && argc == 3) {
