@@ -281,7 +281,10 @@ static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len)
       done += (size_t)n;
     else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
       r->out_broken[fd] = true;
-      frame_conn_queue_u32(&r->conn, WIRE_OUTPUT_CLOSED, RUN_ID, (uint32_t)fd);
+      /* A caller's closed fd (>&-) fails the program's writes with EBADF
+       * natively, no signal: its output is only dropped. */
+      if (n == 0 || errno != EBADF)
+        frame_conn_queue_u32(&r->conn, WIRE_OUTPUT_CLOSED, RUN_ID, (uint32_t)fd);
     }
   }
   frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, (uint32_t)len);
