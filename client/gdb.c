@@ -38,16 +38,17 @@ void gdbserver_prepare(struct run_options *o, const struct target *t)
 
 void gdbserver_wrap(const struct run_options *o, const char **file, int *argc, char ***argv)
 {
-  char **v = calloc((size_t)*argc + 4, sizeof *v);
+  char **v = calloc((size_t)*argc + 5, sizeof *v);
   if (!v)
     fail(EXIT_TOOL_FAILED, "out of memory");
   v[0] = "gdbserver";
   v[1] = "--no-startup-with-shell"; /* the arguments as given: no $SHELL (bash) in the minimal image */
-  v[2] = "-";                       /* the remote protocol on stdin and stdout */
-  v[3] = (char *)*file;
+  v[2] = "--once";                  /* gdb gone (end of stdin): kill the program and exit, never wait */
+  v[3] = "-";                       /* the remote protocol on stdin and stdout */
+  v[4] = (char *)*file;
   for (int i = 1; i < *argc; i++)
-    v[i + 3] = (*argv)[i];
-  *argc += 3;
+    v[i + 4] = (*argv)[i];
+  *argc += 4;
   *argv = v;
   *file = o->gdbserver_file;
 }
@@ -109,6 +110,9 @@ static void gdb_argv(struct strv *g, const struct target *t, const char *path, i
     strv_push(&server, argv[i]);
   CLEANUP_FREE char *cmd = sh_join(server.v, server.n);
   strv_free(&server);
+  /* An emulated guest under load answers in seconds, not gdb's default 2. */
+  strv_push(g, "-ex");
+  strv_push(g, "set remotetimeout 60");
   strv_push(g, "-ex");
   strv_pushf(g, "target remote | %s", cmd);
   /* The symbols: gdb takes a name starting with '-' for an option. */
