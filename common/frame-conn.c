@@ -65,8 +65,10 @@ int frame_conn_queue(struct frame_conn *c, uint16_t type, uint32_t run, const vo
     return -1;
   size_t need = WIRE_HEADER_SIZE + len;
   if (c->out_cap - c->out_end < need) {
-    /* Compact first; grow only when the queue itself is large. */
-    memmove(c->out, c->out + c->out_start, c->out_end - c->out_start);
+    /* Compact first; grow only when the queue itself is large. (Before the
+     * first frame there is no buffer: no memmove of a null pointer.) */
+    if (c->out_start > 0)
+      memmove(c->out, c->out + c->out_start, c->out_end - c->out_start);
     c->out_end -= c->out_start;
     c->out_start = 0;
     if (c->out_cap - c->out_end < need) {
