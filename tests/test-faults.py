@@ -121,7 +121,6 @@ class Guest:
     """A supervisor started by hand for target s390x over the fake qemu."""
 
     def __init__(self, mode):
-        from testlib import check  # noqa: F401 (import check: testlib present)
         self.top = tempfile.mkdtemp(prefix="vmexec-faults-")
         bindir = os.path.join(self.top, "bin")
         os.mkdir(bindir)
@@ -235,9 +234,7 @@ def test_deaf_agent():
 
 
 def main():
-    from testlib import finish, skip_or_fail
-    if not shutil.which("nbdkit"):
-        skip_or_fail("nbdkit is missing (scripts/install-deps installs it)")
+    from testlib import finish
     test_flood()
     test_deaf_agent()
     return finish()

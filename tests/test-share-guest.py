@@ -305,6 +305,15 @@ def test_nbdkit_killed():
             break
         time.sleep(0.1)
     check(state(pid) is None, f"the killed nbdkit is reaped, not left a zombie: state {state(pid)}")
+    log = os.path.join(runtime, "vmexec", "s390x", "supervisor.log")
+    said = ""
+    for _ in range(100):
+        said = read(log) if os.path.exists(log) else ""
+        if "lost its share server" in said:
+            break
+        time.sleep(0.1)
+    check("lost its share server: nbdkit was killed by signal 9" in said,
+          f"the supervisor's log says so: {said[-300:]!r}")
     # New files: the guest must read the share again (what it read before
     # may still be in its page cache).
     write(os.path.join(SRC, "data", "after-kill-1.txt"), "one\n")
