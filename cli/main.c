@@ -10,6 +10,12 @@
 static const char usage[] =
   "Usage: vmexec [--root] [--copy] [--share DIR[:ro]]... [--] PROGRAM [ARGS...]\n"
   "                                         run PROGRAM in a guest of its architecture\n"
+  "       vmexec --gdb [--] PROGRAM [ARGS...]\n"
+  "                                         debug PROGRAM with gdb-multiarch on the host; without a terminal,\n"
+  "                                         print that gdb command line (meson test --gdb --gdb-path vmexec)\n"
+  "       vmexec --gdbserver [--] PROGRAM [ARGS...]\n"
+  "                                         PROGRAM under gdbserver in the guest, the gdb remote protocol\n"
+  "                                         on stdin/stdout (target remote | vmexec --gdbserver PROGRAM)\n"
   "       vmexec --target TARGET [--image full] [--persist] [--root] [--share DIR[:ro]]... [--] COMMAND [ARGS...]\n"
   "                                         run COMMAND, found on the guest's PATH, in the TARGET guest\n"
   "       vmexec --target TARGET [--image full] --shell|-it [--] [COMMAND [ARGS...]]\n"
