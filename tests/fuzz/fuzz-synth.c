@@ -1,7 +1,9 @@
 /* Fuzz target: the EROFS synthesis of nbd-share (synth_build, synth_read)
- * over small random trees, each image checked by erofs-utils' fsck.erofs
- * (spawned), which must accept it, as test-share-synth.c does for its
- * crafted tree.
+ * over small random trees. Each image is checked and extracted by
+ * erofs-utils' fsck.erofs (spawned), which must accept it, and the
+ * extraction must hold the tree: every entry with its type, permissions and
+ * contents, nothing more (test-share-synth.c does the same for its crafted
+ * tree).
  *
  * The input describes the tree as records (see add_entry): directories (at
  * most MAX_DEPTH deep), files of up to 64 KiB, sparse files, empty files,
@@ -9,6 +11,7 @@
  * up to 255 bytes (and a few longer, which the synthesis leaves out), and
  * mode changes. At most MAX_ENTRIES entries, so that an input costs a few
  * milliseconds plus one fsck.erofs. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -35,6 +38,8 @@ struct tree {
   int nfiles;
   char cur[PATH_MAX];              /* the current directory's path */
   char nested[PATH_MAX];           /* the first directory made: a root nested in the tree */
+  ino_t sparse[MAX_ENTRIES];       /* sparse files: fsck.erofs 1.5 extracts them without their holes */
+  int nsparse;
   char last[NAME_MAX + 64];        /* the last entry made in it */
 };
 
@@ -88,6 +93,9 @@ static void add_file(struct tree *t, struct fuzz_input *in, const char *name, bo
     REQUIRE(lseek(fd, hole, SEEK_SET) == hole);
     write_data(fd, in, fuzz_byte(in));
     REQUIRE(ftruncate(fd, hole + (off_t)fuzz_u16(in) * 16) == 0);
+    struct stat st;
+    REQUIRE(fstat(fd, &st) == 0);
+    t->sparse[t->nsparse++] = st.st_ino;
   } else {
     write_data(fd, in, fuzz_u16(in));
   }
@@ -143,8 +151,8 @@ static bool add_entry(struct tree *t, struct fuzz_input *in)
     if (t->nfiles > 0)
       linkat(AT_FDCWD, t->files[fuzz_byte(in) % t->nfiles], at, name, 0);
     break;
-  default: /* the last entry's mode (not a symlink's) */
-    fchmodat(at, t->last, fuzz_u16(in) & 07777, 0);
+  default: /* the last entry's mode (not a symlink's); the owner keeps access, for a run as a user */
+    fchmodat(at, t->last, (fuzz_u16(in) & 07777) | 0700, 0);
     return true;
   }
   snprintf(t->last, sizeof t->last, "%s", name);
@@ -164,9 +172,11 @@ static void write_image(struct synth_image *img, const char *path)
   close(fd);
 }
 
-/* fsck.erofs IMAGE, its output in LOG: its exit status. */
-static int fsck(const char *image, const char *log)
+/* fsck.erofs --extract=OUT IMAGE, its output in LOG: its exit status. */
+static int fsck(const char *image, const char *out, const char *log)
 {
+  char extract[PATH_MAX + 16];
+  snprintf(extract, sizeof extract, "--extract=%s", out);
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -175,7 +185,7 @@ static int fsck(const char *image, const char *log)
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    execlp("fsck.erofs", "fsck.erofs", image, (char *)NULL);
+    execlp("fsck.erofs", "fsck.erofs", extract, image, (char *)NULL);
     _exit(127);
   }
   int st;
@@ -186,9 +196,116 @@ static int fsck(const char *image, const char *log)
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* A broken property of the image: the tree and the image stay in the
+ * sandbox for a look (abort runs no atexit); libFuzzer saves the input. */
+static void fuzz_fail_at(const char *what, const char *path, const char *name)
+{
+  char msg[2 * PATH_MAX + 256];
+  snprintf(msg, sizeof msg, "%s: %s/%s (sandbox %s)", what, path, name, sandbox);
+  __sanitizer_report_error_summary(msg);
+  abort();
+}
+
+static bool is_sparse(const struct tree *t, ino_t ino)
+{
+  for (int i = 0; i < t->nsparse; i++)
+    if (t->sparse[i] == ino)
+      return true;
+  return false;
+}
+
+/* The bytes of DIRFD/NAME (a regular file or a symlink's target), at most
+ * CAP; -1 if it cannot be read. */
+static ssize_t contents(int dirfd, const char *name, const struct stat *st, char *buf, size_t cap)
+{
+  if (S_ISLNK(st->st_mode))
+    return readlinkat(dirfd, name, buf, cap);
+  int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW);
+  if (fd < 0)
+    return -1;
+  ssize_t n = read(fd, buf, cap);
+  close(fd);
+  return n;
+}
+
+/* The extraction of the image (DST) holds what the host tree (SRC) holds:
+ * every entry with its type, permissions and contents, nothing more; but
+ * names over 255 bytes (left out of the image) and sparse files. */
+static void compare(const struct tree *t, int src, int dst, const char *path)
+{
+  DIR *d = fdopendir(src);
+  REQUIRE(d);
+  int entries = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strlen(e->d_name) > 255)
+      continue;
+    entries++;
+    struct stat a, b;
+    REQUIRE(fstatat(src, e->d_name, &a, AT_SYMLINK_NOFOLLOW) == 0);
+    if (fstatat(dst, e->d_name, &b, AT_SYMLINK_NOFOLLOW) == -1)
+      fuzz_fail_at("not in the image", path, e->d_name);
+    if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT) || (a.st_mode & 0777) != (b.st_mode & 0777))
+      fuzz_fail_at("another type or mode in the image", path, e->d_name);
+    if (S_ISDIR(a.st_mode)) {
+      char sub[PATH_MAX];
+      snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+      int s2 = openat(src, e->d_name, O_RDONLY | O_DIRECTORY), d2 = openat(dst, e->d_name, O_RDONLY | O_DIRECTORY);
+      REQUIRE(s2 >= 0 && d2 >= 0);
+      compare(t, s2, d2, sub);
+      close(d2);
+    } else if (!is_sparse(t, a.st_ino)) {
+      static char x[1 << 17], y[1 << 17];
+      ssize_t n = contents(src, e->d_name, &a, x, sizeof x), m = contents(dst, e->d_name, &b, y, sizeof y);
+      if (n != m || n < 0 || memcmp(x, y, (size_t)n) != 0)
+        fuzz_fail_at("other contents in the image", path, e->d_name);
+    }
+  }
+  closedir(d);
+  d = fdopendir(dup(dst));
+  REQUIRE(d);
+  while ((e = readdir(d)))
+    entries -= strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+  closedir(d);
+  if (entries != 0)
+    fuzz_fail_at("another number of entries in the image", path, "");
+}
+
 static void cleanup(void)
 {
   fuzz_remove_tree(AT_FDCWD, sandbox);
+}
+
+/* Synthesises the image of the tree, has fsck.erofs check and extract it,
+ * and compares the extraction with the tree. */
+static void check_image(const struct tree *t)
+{
+  char root[PATH_MAX + 8], missing[PATH_MAX + 8], image[PATH_MAX + 16], log[PATH_MAX + 16], out[PATH_MAX + 8];
+  char err[512];
+  snprintf(root, sizeof root, "%s/tree", sandbox);
+  snprintf(missing, sizeof missing, "%s/missing", sandbox);
+  snprintf(image, sizeof image, "%s/image.erofs", sandbox);
+  snprintf(log, sizeof log, "%s/fsck.log", sandbox);
+  snprintf(out, sizeof out, "%s/out", sandbox);
+  /* The tree, a root nested in it (left out) and one that does not exist. */
+  char *roots[] = { root, missing, (char *)t->nested };
+  struct synth_options opt = { .blkszbits = 12 }; /* fsck.erofs 1.5 checks 4 KiB blocks only */
+  struct synth_image *img = NULL;
+  if (synth_build(roots, t->nested[0] ? 3 : 2, &opt, &img, err, sizeof err) == -1)
+    fuzz_fail_at("synth_build failed on a small tree", err, "");
+  write_image(img, image);
+  synth_free(img);
+  int status = fsck(image, out, log);
+  if (status != 0) {
+    snprintf(err, sizeof err, "fsck.erofs failed with status %d", status);
+    fuzz_fail_at(err, log, "");
+  }
+  char extracted[2 * PATH_MAX];
+  snprintf(extracted, sizeof extracted, "%s%s", out, root);
+  int src = open(root, O_RDONLY | O_DIRECTORY), dst = open(extracted, O_RDONLY | O_DIRECTORY);
+  REQUIRE(src >= 0 && dst >= 0);
+  compare(t, src, dst, root);
+  close(dst);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -208,31 +325,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ;
   while (t.depth >= 0)
     close(t.dir[t.depth--]);
-
-  char root[PATH_MAX + 8], missing[PATH_MAX + 8], image[PATH_MAX + 16], log[PATH_MAX + 16], err[512];
-  snprintf(root, sizeof root, "%s/tree", sandbox);
-  snprintf(missing, sizeof missing, "%s/missing", sandbox);
-  snprintf(image, sizeof image, "%s/image.erofs", sandbox);
-  snprintf(log, sizeof log, "%s/fsck.log", sandbox);
-  /* The tree, a root nested in it (left out) and one that does not exist. */
-  char *roots[] = { root, missing, t.nested };
-  struct synth_options opt = { .blkszbits = 12 }; /* fsck.erofs 1.5 checks 4 KiB blocks only */
-  struct synth_image *img = NULL;
-  if (synth_build(roots, t.nested[0] ? 3 : 2, &opt, &img, err, sizeof err) == -1) {
-    __sanitizer_report_error_summary(err);
-    REQUIRE(!"synth_build failed on a small tree");
-  }
-  write_image(img, image);
-  synth_free(img);
-  int status = fsck(image, log);
-  if (status != 0) {
-    char msg[PATH_MAX + 128];
-    snprintf(msg, sizeof msg, "fsck.erofs failed with status %d: see %s and the tree in %s", status, log, root);
-    __sanitizer_report_error_summary(msg);
-    abort(); /* no atexit: the sandbox stays for a look */
-  }
+  check_image(&t);
   int fd = open(sandbox, O_RDONLY | O_DIRECTORY);
   fuzz_remove_tree(fd, "tree");
+  fuzz_remove_tree(fd, "out");
   close(fd);
   return 0;
 }
