@@ -151,6 +151,10 @@ static int open_parent(struct writeback *wb, const char *path, const char **base
   if (in_repl) {
     at = wb->repl.temp_fd;
     rel = path + strlen(wb->repl.path) + 1;
+    if (at == -1) {
+      refuse(wb, path, "its directory could not be made");
+      return -1;
+    }
   } else {
     const struct share_root *root = share_roots_writable(wb->roots, path);
     at = wb->root_fd[root - wb->roots->root];
@@ -213,8 +217,10 @@ static void defer_delete(struct writeback *wb, const char *path)
 static void end_replacement(struct writeback *wb)
 {
   struct wb_replacement *r = &wb->repl;
-  close(r->temp_fd);
-  close(r->parent_fd);
+  if (r->temp_fd >= 0)
+    close(r->temp_fd);
+  if (r->parent_fd >= 0)
+    close(r->parent_fd);
   r->temp_fd = r->parent_fd = -1;
   r->path[0] = '\0';
 }
@@ -223,6 +229,10 @@ static void end_replacement(struct writeback *wb)
 static void complete_replacement(struct writeback *wb)
 {
   struct wb_replacement *r = &wb->repl;
+  if (r->temp_fd == -1) { /* refused at its start, with its contents */
+    end_replacement(wb);
+    return;
+  }
   int e = wb_replace(r->parent_fd, r->temp, r->base);
   if (e) {
     refuse(wb, r->path, strerror(e));
@@ -234,10 +244,13 @@ static void complete_replacement(struct writeback *wb)
   end_replacement(wb);
 }
 
-/* DIR PATH after DELETE PATH: the new directory, under a temporary name. */
+/* DIR PATH after DELETE PATH: the new directory, under a temporary name.
+ * When it cannot be made, its contents are refused with it (temp_fd -1): they
+ * never mix with the old tree. */
 static void start_replacement(struct writeback *wb, const char *path)
 {
   struct wb_replacement *r = &wb->repl;
+  snprintf(r->path, sizeof r->path, "%s", path);
   const char *base;
   int parent = open_parent(wb, path, &base);
   if (parent == -1)
@@ -252,7 +265,6 @@ static void start_replacement(struct writeback *wb, const char *path)
   }
   r->parent_fd = parent;
   snprintf(r->base, sizeof r->base, "%s", base);
-  snprintf(r->path, sizeof r->path, "%s", path);
 }
 
 /* Before a change of KIND at PATH: the directory being rebuilt is complete
@@ -348,7 +360,8 @@ void writeback_abort(struct writeback *wb)
 {
   drop_file(wb);
   if (wb->repl.path[0]) {
-    wb_remove_tree(wb->repl.parent_fd, wb->repl.temp);
+    if (wb->repl.temp_fd >= 0)
+      wb_remove_tree(wb->repl.parent_fd, wb->repl.temp);
     end_replacement(wb);
   }
   release(wb);
