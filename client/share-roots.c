@@ -277,6 +277,8 @@ static bool merge_into_nearest(struct share_roots *s, const char *dir, bool writ
     return false;
   struct share_root *r = &s->root[best];
   r->writable = r->writable && writable && access(common, W_OK) == 0;
+  /* No root is at COMMON already (the agent refuses a tree shared twice):
+   * it would hold DIR, which no root holds. */
   snprintf(r->path, sizeof r->path, "%s", common);
   absorb_nested(s, best);
   return true;
