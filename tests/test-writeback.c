@@ -287,6 +287,11 @@ static void replace_dir(void)
   change(&wb, WIRE_WB_DELETE, 0, at(B, "gone2"), NULL, 0);
   file(&wb, 0644, at(B, "keep"), "file");
   CHECK(wb.refused == 1 && strcmp(content(at(B, "keep/old1")), "old1") == 0);
+  /* A file replaced by a directory. */
+  put_file(at(B, "todir"), "file");
+  change(&wb, WIRE_WB_DELETE, 0, at(B, "todir"), NULL, 0);
+  change(&wb, WIRE_WB_DIR, 0755, at(B, "todir"), NULL, 0);
+  file(&wb, 0644, at(B, "todir/x"), "x");
   /* The end of the write-back completes the last one. */
   change(&wb, WIRE_WB_DELETE, 0, at(B, "o2"), NULL, 0);
   change(&wb, WIRE_WB_DIR, 0755, at(B, "o2"), NULL, 0);
@@ -297,6 +302,7 @@ static void replace_dir(void)
   CHECK(!exists(at(B, "o2/old1")));
   CHECK(!exists(at(B, "gone")));
   CHECK(strcmp(content(at(B, "tofile")), "file") == 0);
+  CHECK(strcmp(content(at(B, "todir/x")), "x") == 0);
   CHECK(leftovers(B) == 0);
   CHECK(wb.refused == 1);
 }
