@@ -229,7 +229,7 @@ if [ -n "$base" ]; then
     refused "e_machine $1" 126 "$tmp/machine-$1" "$3" $names
   }
   unknown_machine 43 '\053\000' "SPARC v9 64-bit little-endian"
-  unknown_machine 243 '\363\000' "RISC-V 64-bit little-endian"
+  unknown_machine 92 '\134\000' "OpenRISC 64-bit little-endian"
 
   x86_64-linux-gnu-gcc -c -o "$tmp/hello.o" "$tmp/hello.c"
   chmod +x "$tmp/hello.o"
@@ -259,6 +259,26 @@ elif [ -x "$tmp/armhf/c-dynamic" ]; then
   refused "ARM EABI 4 program" 126 "$tmp/arm-eabi4" "EABI"
 else
   note "no armhf or armel compiler: skipping the armel check"
+fi
+
+# The ABI within one machine, byte order and class: a mips n32 program (o32
+# libraries cannot run it) and a ppc64 ELFv2 one (Debian's ppc64 is ELFv1).
+if [ -x "$tmp/mips/c-static" ]; then
+  cp "$tmp/mips/c-static" "$tmp/mips-n32"
+  b=$(byte_at "$tmp/mips-n32" 39)                                   # e_flags bits 0-7 (big-endian)
+  patch "$tmp/mips-n32" 39 "\\$(printf '%o' $((b | 32)))"           # EF_MIPS_ABI2: n32
+  refused "mips n32 program (crafted e_flags)" 126 "$tmp/mips-n32" "mips"
+else
+  note "no mips program: skipping the n32 check"
+fi
+if [ -x "$tmp/ppc64/c-static" ]; then
+  cp "$tmp/ppc64/c-static" "$tmp/ppc64-elfv2"
+  b=$(byte_at "$tmp/ppc64-elfv2" 51)                                # e_flags bits 0-7 (ELF64, big-endian)
+  patch "$tmp/ppc64-elfv2" 51 "\\$(printf '%o' $(((b & ~3) | 2)))"  # ELFv2
+  refused "ppc64 ELFv2 program (crafted e_flags)" 126 "$tmp/ppc64-elfv2" "ppc64"
+  check "ppc64 ELFv1 program" ppc64 "$("$VMEXEC" inspect "$tmp/ppc64/c-static" | sed -n 's/^target: //p')"
+else
+  note "no ppc64 program: skipping the ELFv2 check"
 fi
 
 # ---------------------------------------------------------------- command line
