@@ -2,7 +2,7 @@
  * WB_DATA frames a hostile guest could send, over a fresh tree per input:
  *
  *   SANDBOX/1/2/3/W          writable root (W/link -> ../secret, W/hl a hard
- *                            link to secret/key, W/f, W/d/)
+ *                            link to secret/key, W/fifo, W/f, W/d/e/g)
  *   SANDBOX/1/2/3/W/ro       read-only root nested in it (W/ro/keep)
  *   SANDBOX/1/2/3/W/n        writable root nested in it
  *   SANDBOX/1/2/3/secret     outside every root (secret/key, secret/sub/)
@@ -66,6 +66,11 @@ static void make_tree(void)
   mk(base, "W/ro");
   mk(base, "W/n");
   mk(base, "W/d");
+  mk(base, "W/d/e");
+  put(base, "W/d/e/g", "g");
+  char fifo[PATH_MAX];
+  snprintf(fifo, sizeof fifo, "%s/W/fifo", base); /* opening it would block the write-back */
+  REQUIRE(mkfifo(fifo, 0644) == 0);
   mk(base, "secret");
   mk(base, "secret/sub");
   put(base, "W/ro/keep", "keep");
@@ -187,6 +192,7 @@ static void report_change(const char *before, const char *after)
 
 static const char *const names[] = {
   "W", "ro", "n", "d", "f", "link", "secret", "key", "sub", "..", ".", "", "new", "x", "keep", "hl",
+  "fifo", "e", "g",
 };
 
 /* A path from the input: a directory of the tree, then up to 7 names of the
@@ -207,7 +213,7 @@ static void path_of(struct fuzz_input *in, char *out, size_t cap)
     if (c == 0xff)
       snprintf(out + len, cap - len, "/%0250d", 7);
     else
-      snprintf(out + len, cap - len, "%s%s", len || !(b & 0x80) ? "/" : "", names[c % 16]);
+      snprintf(out + len, cap - len, "%s%s", len || !(b & 0x80) ? "/" : "", names[c % (sizeof names / sizeof *names)]);
   }
   if (b & 0x40)
     strncat(out, "/", cap - strlen(out) - 1);

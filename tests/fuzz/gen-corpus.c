@@ -126,7 +126,7 @@ static void frames(void)
 /* ------------------------------------------------------------ write-back records */
 
 /* Names of fuzz-writeback.c's dictionary, by index. */
-enum { W, RO, N, D, F, LINK, SECRET, KEY, SUB, DOTDOT, DOT, EMPTY, NEW, X, KEEP, HL };
+enum { W, RO, N, D, F, LINK, SECRET, KEY, SUB, DOTDOT, DOT, EMPTY, NEW, X, KEEP, HL, FIFO, E, G };
 /* Starts: the writable root, the nested read-only root, the nested writable
  * one, the secret, the directory of all, none (relative: a target). */
 /* Records: a change (kind - 1, HUGE: the size is u16 << 32), data. */
@@ -203,6 +203,14 @@ static void writeback(void)
   bytes("\0\1\x12\x34", 4); /* 2^32 bytes announced (u16 << 32), mtime */
   data("short");
   save("writeback", "replace-finish");
+
+  out[len++] = 1;
+  op(OP_FILE, 0644), path(AT_W, 1, FIFO), size_mtime(1), data("f"); /* replaces a FIFO, never opens it */
+  op(OP_DIR, 0755), path(AT_W, 1, FIFO), size_mtime(0);
+  op(OP_DIR, 0700), path(AT_W, 2, D, E), size_mtime(0);
+  op(OP_FILE, 0644), path(AT_W, 3, D, E, G), size_mtime(2), data("gg");
+  op(OP_DELETE, 0), path(AT_W, 1, D), size_mtime(0);
+  save("writeback", "fifo-deep");
 }
 
 /* ------------------------------------------------------------ synth records */
