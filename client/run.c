@@ -100,6 +100,8 @@ static void send_program(int sock, const char *path)
  * generation (gen, offset and size, left 0 here). */
 static void send_share(int sock, const struct share_roots *roots)
 {
+  if (roots->n == 0)
+    return; /* run from "/" with nothing to share: the guest's own files only */
   static uint8_t buf[WIRE_MAX_PAYLOAD];
   static struct wire_root wroots[SHARE_MAX_ROOTS];
   struct wire_share m = { .nroots = (uint32_t)roots->n, .roots = wroots };

@@ -37,7 +37,10 @@ static bool exists(const char *path)
 static void add(struct share_roots *s, const char *path, bool writable)
 {
   char real[PATH_MAX];
-  if (!realpath(path, real) || !is_dir(real))
+  /* "/" is never a root: it would hide the guest's system (the agent
+   * refuses it, and the plugin cannot build a generation with it). A call
+   * run from "/" has the guest's "/" as its working directory. */
+  if (!realpath(path, real) || !is_dir(real) || strcmp(real, "/") == 0)
     return;
   for (size_t i = 0; i < s->n; i++)
     if (strcmp(s->root[i].path, real) == 0) {
@@ -181,8 +184,11 @@ static void add_spec(struct share_roots *s, const char *spec)
   size_t n = strlen(spec);
   bool ro = n > 3 && strcmp(spec + n - 3, ":ro") == 0;
   snprintf(path, sizeof path, "%.*s", (int)(ro ? n - 3 : n), spec);
-  if (!is_dir(path))
+  char real[PATH_MAX];
+  if (!is_dir(path) || !realpath(path, real))
     fail(EXIT_TOOL_FAILED, "cannot share %s: not a directory; fix --share or VMEXEC_SHARE", path);
+  if (strcmp(real, "/") == 0)
+    fail(EXIT_TOOL_FAILED, "cannot share /: it would hide the guest's system; share the directories under it");
   add(s, path, !ro);
 }
 
@@ -198,7 +204,8 @@ void share_roots_find(struct share_roots *s, const char *program, const struct t
   if (program && realpath(program, progdir)) {
     *strrchr(progdir, '/') = '\0';
     if (!progdir[0])
-      strcpy(progdir, "/");
+      fail(EXIT_TOOL_FAILED, "cannot share / (the directory of %s) with the guest: it would hide the guest's "
+           "system; move the program into a directory", program);
     add(s, progdir, false);
     add_build_and_source(s, progdir);
   }

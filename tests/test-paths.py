@@ -13,7 +13,8 @@
 - write errors on the caller's streams reach the program: stdout on
   /dev/full fails the program's write (ENOSPC, exit 1 as coreutils'
   close_stdout), `| head -1` ends a writer promptly with SIGPIPE, or EPIPE
-  when it ignores SIGPIPE.
+  when it ignores SIGPIPE;
+- a call from "/" runs (no root "/"), and the calls after it too.
 
 Environment: VMEXEC, BUILDDIR, SRCDIR, PROBE (probe-s390x)."""
 
@@ -70,6 +71,15 @@ def argument_paths():
               f"(exit {rc}, {got!r}, {out.strip()!r})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def from_root_dir():
+    """A call from "/" shares no "/" (it would hide the guest's system):
+    it runs, and so do the calls after it."""
+    rc, out = run([VMEXEC, PROBE, "say", "from /", "0"], cwd="/")
+    check(rc == 0 and "from /" in out, f"a call from / runs (exit {rc}, {out.strip()!r})")
+    rc, out = run([VMEXEC, PROBE, "say", "after", "0"])
+    check(rc == 0 and "after" in out, f"and the next call too (exit {rc}, {out.strip()!r})")
 
 
 def meson_example():
@@ -148,6 +158,7 @@ def write_errors():
 try:
     write_errors()
     argument_paths()
+    from_root_dir()
     meson_example()
     automake_example()
 finally:
