@@ -185,7 +185,8 @@ static int fsck(const char *image, const char *out, const char *log)
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    execlp("fsck.erofs", "fsck.erofs", extract, image, (char *)NULL);
+    /* --preserve-perms: the modes as they are, not less the umask, also for a user */
+    execlp("fsck.erofs", "fsck.erofs", "--preserve-perms", extract, image, (char *)NULL);
     _exit(127);
   }
   int st;
