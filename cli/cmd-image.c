@@ -8,6 +8,7 @@
 #include "fail.h"
 #include "image-cache.h"
 #include "image.h"
+#include "image-full.h"
 #include "image-oci.h"
 #include "image-test.h"
 #include "targets.h"

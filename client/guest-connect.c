@@ -16,6 +16,7 @@
 #include "fail.h"
 #include "image-layer.h"
 #include "image.h"
+#include "image-full.h"
 #include "rundir.h"
 #include "sockets.h"
 #include "guest-connect.h"

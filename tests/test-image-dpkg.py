@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Unit test of the unpacking behind `vmexec image build --full`
-(image/image-dpkg.c), without network or guest: .deb files made here with
+(rootfs/image-dpkg.c), without network or guest: .deb files made here with
 the owners, modes, conffiles, hard links and symlinks of real packages are
 unpacked by the driver (argv[1], tests/test-image-dpkg.c) into a new root,
 as the calling user, and the result is checked: the merged /usr, the

@@ -1,4 +1,4 @@
-/* Drives image/oci-layout.c for test-oci-layout.py, no registry, no guest:
+/* Drives hub/oci-layout.c for test-oci-layout.py, no registry, no guest:
  *   test-oci-layout write LAYOUT FILE   FILE as the one layer of an image
  *   test-oci-layout read LAYOUT DEST    that layer, checked, into DEST
  * Failures are oci-layout.c's: one line, status 125. */

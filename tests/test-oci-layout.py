@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Unit test of the OCI image layout (image/oci-layout.c) through
+"""Unit test of the OCI image layout (hub/oci-layout.c) through
 test-oci-layout (argv[1]), no registry and no guest: a sparse file goes in
 as a gzip'd layer and comes back the same bytes and still sparse; the
 layout is one skopeo reads when skopeo is installed; one byte flipped in

@@ -26,6 +26,7 @@
 #include "subprocess.h"
 #include "util.h"
 #include "image.h"
+#include "image-full.h"
 #include "paths.h"
 
 /* The package set. The Essential packages alone lack some of what scripts

@@ -26,6 +26,7 @@
 #include "image-cache.h"
 #include "image-dpkg.h"
 #include "image.h"
+#include "image-full.h"
 #include "oci-layout.h"
 #include "paths.h"
 #include "util.h"
