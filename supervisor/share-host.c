@@ -242,6 +242,13 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
       snprintf(err, cap, "malformed share request");
       return false;
     }
+    /* The plugin never serves "/" (the guest keeps its own system), and a
+     * generation's roots are the union of every call's: one call asking for
+     * "/" must not leave the guest unable to make any generation. */
+    if (strcmp(roots[i].path, "/") == 0) {
+      snprintf(err, cap, "/ cannot be shared (the guest keeps its own); share the directories below it");
+      return false;
+    }
     if (!covered(h, roots[i].path))
       need_new = true;
   }
