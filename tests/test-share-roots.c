@@ -12,15 +12,7 @@
 
 #include "share-roots.h"
 
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "unit-check.h"
 
 static char top[PATH_MAX];
 static struct share_roots roots;

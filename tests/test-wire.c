@@ -10,15 +10,7 @@
 
 #include "wire-msg.h"
 
-static int failures;
-
-#define CHECK(cond)                                                    \
-  do {                                                                 \
-    if (!(cond)) {                                                     \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                      \
-    }                                                                  \
-  } while (0)
+#include "unit-check.h"
 
 static void header_layout(void)
 {

@@ -18,15 +18,7 @@
 #include "wire-msg.h"
 #include "writeback.h"
 
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "unit-check.h"
 
 static char top[64];      /* the test's directory */
 static char B[128];       /* a writable root (a build tree) */
