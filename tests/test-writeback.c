@@ -385,9 +385,33 @@ static void deep_delete(void)
   CHECK(!exists(at(B, "deep")));
 }
 
+/* Hostile sizes: a file announced huge whose data stops after a few bytes,
+ * and one sent more bytes than announced. Neither lands (the old contents
+ * stay), nothing is allocated for the announced size, nothing is left, and
+ * the next change applies. */
+static void hostile_sizes(void)
+{
+  setup();
+  put_file(at(B, "huge"), "old huge");
+  put_file(at(B, "over"), "old over");
+  struct writeback wb;
+  writeback_init(&wb, &roots);
+  change(&wb, WIRE_WB_FILE, 0644, at(B, "huge"), NULL, UINT64_MAX / 2);
+  writeback_frame(&wb, WIRE_WB_DATA, (const uint8_t *)"abc", 3);
+  change(&wb, WIRE_WB_FILE, 0644, at(B, "over"), NULL, 5);
+  writeback_frame(&wb, WIRE_WB_DATA, (const uint8_t *)"0123456789", 10);
+  file(&wb, 0644, at(B, "after"), "after");
+  writeback_finish(&wb);
+  CHECK(strcmp(content(at(B, "huge")), "old huge") == 0);
+  CHECK(strcmp(content(at(B, "over")), "old over") == 0);
+  CHECK(strcmp(content(at(B, "after")), "after") == 0);
+  CHECK(leftovers(B) == 0);
+}
+
 int main(void)
 {
   escape();
+  hostile_sizes();
   root_swapped();
   modes();
   dir_on_file();
