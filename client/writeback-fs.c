@@ -68,9 +68,28 @@ static int remove_one(int at, const char *rel)
 
 /* Remove what can go in the directory REL; the first subdirectory that is
  * not empty is appended to REL (CAP bytes) and *down is set. 0 or errno. */
+int wb_chmod_dir(int at, const char *rel, unsigned mode)
+{
+  int fd = wb_open_beneath(at, rel, O_PATH | O_DIRECTORY);
+  if (fd == -1)
+    return errno;
+  /* The directory itself, through its fd (fchmod cannot take an O_PATH fd). */
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  int e = chmod(proc, mode) == 0 ? 0 : errno;
+  close(fd);
+  return e;
+}
+
 static int clear_level(int at, char *rel, size_t cap, bool *down)
 {
   int fd = wb_open_beneath(at, rel, O_RDONLY | O_DIRECTORY);
+  /* A directory the guest made unreadable or unwritable to its owner (a user
+   * may do that to a tree being removed): give it back to the owner first. */
+  if (fd == -1 && errno == EACCES && wb_chmod_dir(at, rel, 0700) == 0)
+    fd = wb_open_beneath(at, rel, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0 && faccessat(fd, ".", W_OK, AT_EACCESS) != 0 && errno == EACCES)
+    wb_chmod_dir(at, rel, 0700);
   DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
   if (!d) {
     int e = errno;

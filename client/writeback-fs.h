@@ -4,6 +4,7 @@
 #define VMEXEC_WRITEBACK_FS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Temporary names start with this, then "PID.N": a name whose PID is dead is
  * a leftover of a vmexec that was killed. */
@@ -16,6 +17,10 @@ int wb_open_root(const char *path);
  * other mount on the way. -1 with errno (ELOOP: a symlink, EXDEV: out of
  * AT or across a mount). */
 int wb_open_beneath(int at, const char *rel, int flags);
+
+/* chmod the directory REL beneath AT (opened as wb_open_beneath does, so
+ * nothing else is changed: a file there fails with ENOTDIR). 0, or an errno. */
+int wb_chmod_dir(int at, const char *rel, unsigned mode);
 
 /* rm -r NAME in the directory AT, never following a symlink, with at most
  * two fds open whatever the depth. 0, or an errno. */

@@ -408,16 +408,8 @@ static void apply_dir(struct writeback *wb, int parent, const char *base)
     return;
   }
   int e = errno;
-  int fd = e == EEXIST ? openat(parent, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
-  if (fd >= 0) {
-    /* The directory itself, through its fd (fchmod cannot take an O_PATH fd). */
-    char proc[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    e = chmod(proc, host_mode(wb)) == 0 ? 0 : errno;
-    close(fd);
-  } else if (e == EEXIST) {
-    e = errno;
-  }
+  if (e == EEXIST)
+    e = wb_chmod_dir(parent, base, host_mode(wb));
   if (e == 0)
     wb->applied++;
   else
