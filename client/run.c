@@ -311,6 +311,9 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
     if (!wire_decode_exit(p, h->length, &m))
       snprintf(m.msg, sizeof m.msg, "the guest failed");
     writeback_finish(r->wb); /* the write-back is whole: swap in the last tree, apply the deletes */
+    if (r->wb->lost) /* the program's output did not all land: the call failed, whatever the program did */
+      fail(EXIT_TOOL_FAILED, "%u of the program's changes could not be written back (the host's disk is full or failing)",
+           r->wb->lost);
     die_like((int)m.how, m.value, m.msg);
   }
 }

@@ -69,6 +69,15 @@ static void refuse(struct writeback *wb, const char *path, const char *why)
   warning("write-back of %s refused: %s", path, why);
 }
 
+/* A change the host could not apply for error E. A full or failing disk
+ * loses the program's output: the call then fails (writeback.h, lost). */
+static void refuse_errno(struct writeback *wb, const char *path, int e)
+{
+  if (e == ENOSPC || e == EDQUOT || e == EIO || e == EFBIG)
+    wb->lost++;
+  refuse(wb, path, strerror(e));
+}
+
 /* The guest's mode as the host gets it: permissions only, less the umask. */
 static mode_t host_mode(const struct writeback *wb)
 {
@@ -194,7 +203,7 @@ static void apply_delete(struct writeback *wb, const char *path)
     return;
   int e = wb_remove_tree(parent, base);
   if (e)
-    refuse(wb, path, strerror(e));
+    refuse_errno(wb, path, e);
   else
     wb->applied++;
   close(parent);
@@ -235,7 +244,7 @@ static void complete_replacement(struct writeback *wb)
   }
   int e = wb_replace(r->parent_fd, r->temp, r->base);
   if (e) {
-    refuse(wb, r->path, strerror(e));
+    refuse_errno(wb, r->path, e);
     wb_remove_tree(r->parent_fd, r->temp);
   } else {
     wb_sync_dir(r->parent_fd);
@@ -258,7 +267,7 @@ static void start_replacement(struct writeback *wb, const char *path)
   wb_temp_name(r->temp, sizeof r->temp);
   if (mkdirat(parent, r->temp, host_mode(wb)) == -1 ||
       (r->temp_fd = wb_open_beneath(parent, r->temp, O_PATH | O_DIRECTORY)) == -1) {
-    refuse(wb, path, strerror(errno));
+    refuse_errno(wb, path, errno);
     unlinkat(parent, r->temp, AT_REMOVEDIR);
     close(parent);
     return;
@@ -311,7 +320,7 @@ static void finish_file(struct writeback *wb)
   else if (!e && renameat(wb->parent_fd, wb->temp, wb->parent_fd, wb->base) == -1)
     e = errno;
   if (e) {
-    refuse(wb, wb->path, strerror(e));
+    refuse_errno(wb, wb->path, e);
     unlinkat(wb->parent_fd, wb->temp, 0);
   } else {
     wb->applied++;
@@ -388,7 +397,7 @@ static void start_file(struct writeback *wb, int parent, const char *base, const
   wb_temp_name(wb->temp, sizeof wb->temp);
   wb->file_fd = openat(parent, wb->temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (wb->file_fd == -1) {
-    refuse(wb, wb->path, strerror(errno));
+    refuse_errno(wb, wb->path, errno);
     close(parent);
     return;
   }
@@ -426,7 +435,7 @@ static void apply_symlink(struct writeback *wb, int parent, const char *base, co
   else if (!e && renameat(parent, wb->temp, parent, base) == -1)
     e = errno;
   if (e) {
-    refuse(wb, wb->path, strerror(e));
+    refuse_errno(wb, wb->path, e);
     unlinkat(parent, wb->temp, 0);
   } else {
     wb->applied++;
@@ -472,7 +481,7 @@ static void start_change(struct writeback *wb, const uint8_t *p, size_t n)
   case WIRE_WB_DELETE: { /* inside a directory being rebuilt: its tree is new */
     int e = wb_remove_tree(parent, base);
     if (e)
-      refuse(wb, wb->path, strerror(e));
+      refuse_errno(wb, wb->path, e);
     else
       wb->applied++;
     break;
@@ -491,7 +500,7 @@ static void file_data(struct writeback *wb, const uint8_t *p, size_t n)
     return;
   }
   if (write_all(wb->file_fd, p, n) == -1) {
-    refuse(wb, wb->path, strerror(errno));
+    refuse_errno(wb, wb->path, errno);
     drop_file(wb);
     return;
   }

@@ -38,6 +38,7 @@ struct writeback {
   struct { dev_t dev; ino_t ino; } *swept; /* directories swept of leftovers */
   size_t nswept;
   unsigned applied, refused;
+  unsigned lost; /* refused for a full or failing host disk (ENOSPC, EIO, ...) */
 };
 
 /* Opens the writable roots (before the run starts: nothing the run does can
