@@ -10,7 +10,9 @@ which the write-back brings home. Each concurrent call J writes its own
 c-J.txt. Exit status 1 if any call was wrong or a figure grew past a bound
 (fds: any growth; RSS: 8 MiB; guest processes: any growth).
 
-Usage: bench/soak.py [--vmexec PATH] [--target T] [--calls N] [--concurrent M]"""
+Usage: bench/soak.py [--vmexec PATH] [--target T] [--calls N] [--concurrent M]
+(--vmexec defaults to $VMEXEC, else build/vmexec). The guest is its own
+(a private XDG_RUNTIME_DIR), stopped at the end."""
 
 import argparse
 import concurrent.futures
@@ -104,17 +106,17 @@ def concurrent_calls(vmexec, env, target, tree, n):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vmexec", default=os.path.join(top, "build", "vmexec"))
+    ap.add_argument("--vmexec", default=os.environ.get("VMEXEC", os.path.join(top, "build", "vmexec")))
     ap.add_argument("--target", default="s390x")
     ap.add_argument("--calls", type=int, default=10000)
     ap.add_argument("--concurrent", type=int, default=64)
     a = ap.parse_args()
     vmexec = os.path.abspath(a.vmexec)
     work = tempfile.mkdtemp(prefix="vmexec-soak-")
-    env = dict(os.environ, VMEXEC_IDLE_TIMEOUT="3600")
-    if "XDG_RUNTIME_DIR" not in env:
-        env["XDG_RUNTIME_DIR"] = os.path.join(work, "run")
-        os.mkdir(env["XDG_RUNTIME_DIR"], 0o700)
+    # A runtime directory of its own: its own supervisor, which it measures
+    # and stops at the end, never the user's guest.
+    env = dict(os.environ, VMEXEC_IDLE_TIMEOUT="3600", XDG_RUNTIME_DIR=os.path.join(work, "run"))
+    os.mkdir(env["XDG_RUNTIME_DIR"], 0o700)
     tree = os.path.join(work, "tree")
     os.mkdir(tree)
     try:
