@@ -353,7 +353,9 @@ static size_t read_images(struct listed **out)
     manifest_value(m, "created", created, sizeof created);
     l->created = atoll(created);
     bool full = strcmp(l->kind, "full") == 0;
-    CLEANUP_FREE char *path = xasprintf("%s/%s/%s", images_dir(), e->d_name, full ? "rootfs.img" : "initrd");
+    bool kernel = strcmp(l->kind, "kernel") == 0; /* built from source, image-kernel.c */
+    CLEANUP_FREE char *path =
+      xasprintf("%s/%s/%s", images_dir(), e->d_name, full ? "rootfs.img" : kernel ? "kernel" : "initrd");
     struct stat st;
     /* The root filesystem image is sparse: what it takes is its blocks. */
     if (stat(path, &st) == 0)
@@ -377,6 +379,8 @@ static int by_target_then_created(const void *a, const void *b)
 /* The link naming the image of L's target and kind last built. */
 static char *link_name(const struct listed *l)
 {
+  if (strcmp(l->kind, "kernel") == 0)
+    return xasprintf("%s-kernel", l->target);
   return strcmp(l->kind, "full") == 0 ? xasprintf("%s-full", l->target) : xstrdup(l->target);
 }
 
