@@ -47,7 +47,13 @@ def supervisor_pid(vmexec, env, target):
 def figures(vmexec, env, target, cwd):
     """(supervisor fds, supervisor RSS KiB, guest processes)."""
     pid = supervisor_pid(vmexec, env, target)
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    # The fewest over 2 s: the last call's connection may still be closing
+    # (the caller exits on the run's end; the supervisor sees its EOF later).
+    fds = []
+    for _ in range(10):
+        fds.append(len(os.listdir(f"/proc/{pid}/fd")))
+        time.sleep(0.2)
+    fds = min(fds)
     with open(f"/proc/{pid}/status") as f:
         rss = int(re.search(r"VmRSS:\s+(\d+)", f.read())[1])
     # The guest's processes other than the kernel's threads (no cmdline),
