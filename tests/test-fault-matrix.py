@@ -23,19 +23,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-from testlib import CI, check, guest_main
+from testlib import CI, check, guest_main, private_top
 
 VMEXEC = os.environ["VMEXEC"]
 TARGET = "s390x"
 
-top = tempfile.mkdtemp(prefix="vmexec-fault-matrix-")
-os.chmod(top, 0o755)
-runtime = os.path.join(top, "runtime")
-os.mkdir(runtime, 0o700)
-ENV = dict(os.environ, XDG_RUNTIME_DIR=runtime, VMEXEC_IDLE_TIMEOUT="900")
+top, runtime, ENV = private_top("vmexec-fault-matrix-", VMEXEC_IDLE_TIMEOUT="900")
 TREE = os.path.join(top, "tree")
 
 

@@ -13,19 +13,14 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 
-from testlib import HostTerminal, check, guest_main
+from testlib import HostTerminal, check, guest_main, private_top
 
 VMEXEC = os.environ["VMEXEC"]
 
-top = tempfile.mkdtemp(prefix="vmexec-gdb-test-")
-os.chmod(top, 0o755)
-runtime = os.path.join(top, "runtime")
-os.mkdir(runtime, 0o700)
+top, runtime, ENV = private_top("vmexec-gdb-test-", VMEXEC_IDLE_TIMEOUT="600")
 WORK = os.path.join(top, "work")
 os.mkdir(WORK)
-ENV = dict(os.environ, XDG_RUNTIME_DIR=runtime, VMEXEC_IDLE_TIMEOUT="600")
 
 PROGRAM = r"""
 #include <stdio.h>

@@ -17,22 +17,17 @@ import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from testlib import check, guest_main
+from testlib import check, guest_main, private_top
 
 VMEXEC = os.environ["VMEXEC"]
 SHARETEST = os.environ["SHARETEST"]
 
 
 
-top = tempfile.mkdtemp(prefix="vmexec-share-test-")
-os.chmod(top, 0o755)
-runtime = os.path.join(top, "runtime")
-os.mkdir(runtime, 0o700)
-ENV = dict(os.environ, XDG_RUNTIME_DIR=runtime, VMEXEC_IDLE_TIMEOUT="600")
+top, runtime, ENV = private_top("vmexec-share-test-", VMEXEC_IDLE_TIMEOUT="600")
 SRC = os.path.join(top, "src")
 BUILD = os.path.join(top, "src", "build")  # inside the source tree, as meson users do
 OUTSIDE = os.path.join(top, "outside")

@@ -12,22 +12,17 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import termios
 import time
 
-from testlib import HostTerminal, check, guest_main
+from testlib import HostTerminal, check, guest_main, private_top
 
 VMEXEC = os.environ["VMEXEC"]
 
-top = tempfile.mkdtemp(prefix="vmexec-shell-test-")
-os.chmod(top, 0o755)
-runtime = os.path.join(top, "runtime")
-os.mkdir(runtime, 0o700)
+# A prompt that the typed command lines (echoed by the guest's terminal) never contain.
+top, runtime, ENV = private_top("vmexec-shell-test-", VMEXEC_IDLE_TIMEOUT="600", PS1="guest-prompt> ")
 WORK = os.path.join(top, "work")
 os.mkdir(WORK)
-# A prompt that the typed command lines (echoed by the guest's terminal) never contain.
-ENV = dict(os.environ, XDG_RUNTIME_DIR=runtime, VMEXEC_IDLE_TIMEOUT="600", PS1="guest-prompt> ")
 
 
 def vm(*args, env=None, cwd=WORK):

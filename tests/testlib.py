@@ -4,10 +4,22 @@ failure, never a skip (exit 77)."""
 
 import sys
 import os
+import tempfile
 
 CI = os.environ.get("CI") == "true"
 failures = []
 timings = []
+
+
+def private_top(prefix, **env):
+    """A world-readable temporary directory for a guest test and, in it, a
+    private runtime directory, so that the test has supervisors of its own:
+    (top, runtime, the environment for vmexec with ENV added)."""
+    top = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(top, 0o755)
+    runtime = os.path.join(top, "runtime")
+    os.mkdir(runtime, 0o700)
+    return top, runtime, dict(os.environ, XDG_RUNTIME_DIR=runtime, **env)
 
 
 def check(cond, what):
