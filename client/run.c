@@ -69,6 +69,14 @@ static void install_forwarding(void)
   signal(SIGPIPE, SIG_IGN);
 }
 
+/* One frame of this call's run before the relay starts; a lost connection
+ * ends the call. */
+static void send_frame(int sock, uint16_t type, const void *p, size_t n)
+{
+  if (frame_write(sock, type, RUN_ID, p, n) == -1)
+    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+}
+
 /* Send the program file ahead of the run, in frames the agent stores. */
 static void send_program(int sock, const char *path)
 {
@@ -80,8 +88,7 @@ static void send_program(int sock, const char *path)
   uint8_t head[sizeof m.name + 32];
   size_t len;
   wire_encode_file(&m, head, sizeof head, &len); /* fits: a short name */
-  if (frame_write(sock, WIRE_FILE, RUN_ID, head, len) == -1)
-    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+  send_frame(sock, WIRE_FILE, head, len);
   static uint8_t chunk[256 * 1024];
   for (;;) {
     ssize_t n = read(fd, chunk, sizeof chunk);
@@ -91,8 +98,7 @@ static void send_program(int sock, const char *path)
       fail(EXIT_CANNOT_EXECUTE, "cannot read %s: %s", path, strerror(errno));
     if (n == 0)
       break;
-    if (frame_write(sock, WIRE_FILE_DATA, RUN_ID, chunk, (size_t)n) == -1)
-      fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+    send_frame(sock, WIRE_FILE_DATA, chunk, (size_t)n);
   }
 }
 
@@ -112,8 +118,7 @@ static void send_share(int sock, const struct share_roots *roots)
   }
   size_t len;
   wire_encode_share(&m, buf, sizeof buf, &len); /* fits: SHARE_MAX_ROOTS paths */
-  if (frame_write(sock, WIRE_SHARE, RUN_ID, buf, len) == -1)
-    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+  send_frame(sock, WIRE_SHARE, buf, len);
 }
 
 /* FD is /dev/full (char device 1:7 on Linux): the program gets the guest's,
@@ -155,8 +160,7 @@ static void send_run(int sock, const struct run_options *o, const char *file, in
   if (!fits || !wire_encode_run(&m, buf, sizeof buf, &len))
     fail(EXIT_CANNOT_EXECUTE, "the arguments and environment are larger than vmexec can send (%d KiB); make them smaller",
          WIRE_MAX_PAYLOAD / 1024);
-  if (frame_write(sock, WIRE_RUN, RUN_ID, buf, len) == -1)
-    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+  send_frame(sock, WIRE_RUN, buf, len);
 }
 
 /* The caller's window size as a WIRE_WINSIZE payload into b; its length. */
@@ -183,8 +187,7 @@ static void start_terminal(int sock)
   sigemptyset(&sa.sa_mask);
   sigaction(SIGWINCH, &sa, NULL);
   uint8_t b[8];
-  if (frame_write(sock, WIRE_WINSIZE, RUN_ID, b, winsize_payload(b)) == -1)
-    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+  send_frame(sock, WIRE_WINSIZE, b, winsize_payload(b));
 }
 
 /* The guest's text made safe for the caller's terminal, in place: control
