@@ -66,6 +66,10 @@ void exec_command(const char *file, char *const argv[], char *const envp[], bool
 /* The target the image was built for ("s390x"), for messages. */
 const char *guest_target_name(void);
 
+/* resume.c: WIRE_RESUME (after a restore from a snapshot): set the clock,
+ * reseed the random generator, answer WIRE_RESUME. */
+void resume_guest(const uint8_t *p, size_t n);
+
 /* conn.c: the connection to the host over the port. */
 struct conn;
 /* Open the port (fatal if it never appears) and start waiting for the host. */

@@ -136,6 +136,8 @@ static void handle_frame(const struct wire_header *h, const uint8_t *payload)
 {
   if (wire_is_run_request(h->type) && h->run != 0)
     runs_frame(h, payload);
+  else if (h->type == WIRE_RESUME && h->run == 0)
+    resume_guest(payload, h->length);
   else
     agent_log("ignoring frame of type %u (%u bytes, run %u)", (unsigned)h->type, (unsigned)h->length,
               (unsigned)h->run);

@@ -51,6 +51,34 @@ bool wire_decode_hello(const uint8_t *p, size_t n, struct wire_hello *m)
   return r.ok;
 }
 
+bool wire_encode_resume(const struct wire_resume *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  if (m->seed_len < WIRE_SEED_MIN || m->seed_len > WIRE_SEED_MAX)
+    return false;
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u64(&w, m->seconds);
+  wire_put_u32(&w, m->nanoseconds);
+  wire_put_bytes(&w, m->seed, m->seed_len);
+  return finish(&w, len);
+}
+
+bool wire_decode_resume(const uint8_t *p, size_t n, struct wire_resume *m)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  memset(m, 0, sizeof *m);
+  m->seconds = wire_get_u64(&r);
+  m->nanoseconds = wire_get_u32(&r);
+  size_t len;
+  const uint8_t *seed = wire_get_bytes(&r, &len);
+  if (!r.ok || m->nanoseconds > 999999999 || len < WIRE_SEED_MIN || len > WIRE_SEED_MAX)
+    return false;
+  memcpy(m->seed, seed, len);
+  m->seed_len = (uint32_t)len;
+  return true;
+}
+
 static void put_strings(struct wire_writer *w, uint32_t n, char *const *v)
 {
   wire_put_u32(w, n);

@@ -31,6 +31,17 @@ struct wire_hello {
 bool wire_encode_hello(const struct wire_hello *m, uint8_t *buf, size_t cap, size_t *len);
 bool wire_decode_hello(const uint8_t *p, size_t n, struct wire_hello *m);
 
+/* WIRE_RESUME, host -> agent (the agent's answer is empty). */
+struct wire_resume {
+  uint64_t seconds;   /* the host's CLOCK_REALTIME */
+  uint32_t nanoseconds;
+  uint32_t seed_len;  /* WIRE_SEED_MIN..WIRE_SEED_MAX */
+  uint8_t seed[WIRE_SEED_MAX];
+};
+bool wire_encode_resume(const struct wire_resume *m, uint8_t *buf, size_t cap, size_t *len);
+/* Also refuses nanoseconds past 999,999,999 and a seed of the wrong size. */
+bool wire_decode_resume(const uint8_t *p, size_t n, struct wire_resume *m);
+
 /* WIRE_RUN, host -> agent. */
 #define WIRE_MAX_GROUPS 256
 struct wire_run {

@@ -93,7 +93,17 @@ enum wire_type {
    * flight is dropped (and credited). For a WIRE_RUN_PTY run the terminal
    * hangs up (SIGHUP, then EIO). */
   WIRE_OUTPUT_CLOSED = 20,
+  /* host -> agent, run 0: the guest was just restored from a memory
+   * snapshot (supervisor/snapshot.c), so its clock and its random state are
+   * the snapshot's. u64 seconds, u32 nanoseconds: the host's CLOCK_REALTIME;
+   * bytes seed (WIRE_SEED_MIN to WIRE_SEED_MAX bytes from the host's
+   * getrandom). The agent sets the clock, mixes the seed into the kernel's
+   * pool and reseeds it, then answers WIRE_RESUME with an empty payload;
+   * the host forwards no run before that answer. */
+  WIRE_RESUME = 21,
 };
+#define WIRE_SEED_MIN 16
+#define WIRE_SEED_MAX 256
 
 enum { WIRE_ROOT_WRITABLE = 1 };
 enum {

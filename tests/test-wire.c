@@ -189,6 +189,62 @@ static void hello_msg(void)
   CHECK(decode_hello(ref, w.len) && strlen(hello_out.machine) == 63);
 }
 
+static struct wire_resume resume_out;
+static bool decode_resume(const uint8_t *p, size_t n)
+{
+  return wire_decode_resume(p, n, &resume_out);
+}
+
+/* WIRE_RESUME: u64 seconds (high half first), u32 nanoseconds, the seed as
+ * length-prefixed bytes; a seed too short or too long and nanoseconds of a
+ * second or more are refused both ways. */
+static void resume_msg(void)
+{
+  struct wire_resume m = { .seconds = 0x123456789aULL, .nanoseconds = 999999999, .seed_len = 32 };
+  for (int i = 0; i < 32; i++)
+    m.seed[i] = (uint8_t)(0xa0 + i);
+  uint8_t buf[512], ref[512];
+  size_t len;
+  CHECK(wire_encode_resume(&m, buf, sizeof buf, &len));
+  struct wire_writer w;
+  wire_writer_init(&w, ref, sizeof ref);
+  wire_put_u32(&w, 0x12);
+  wire_put_u32(&w, 0x3456789a);
+  wire_put_u32(&w, 999999999);
+  wire_put_bytes(&w, m.seed, 32);
+  check_bytes(buf, len, &w);
+  CHECK(buf[0] == 0 && buf[3] == 0x12 && buf[4] == 0x34 && buf[7] == 0x9a);
+  CHECK(decode_resume(buf, len) && resume_out.seconds == m.seconds && resume_out.nanoseconds == m.nanoseconds &&
+        resume_out.seed_len == 32 && memcmp(resume_out.seed, m.seed, 32) == 0);
+  check_prefixes(decode_resume, buf, len);
+
+  m.seed_len = WIRE_SEED_MIN - 1;
+  CHECK(!wire_encode_resume(&m, buf, sizeof buf, &len));
+  m.seed_len = WIRE_SEED_MAX + 1;
+  CHECK(!wire_encode_resume(&m, buf, sizeof buf, &len));
+  m.seed_len = WIRE_SEED_MAX;
+  CHECK(wire_encode_resume(&m, buf, sizeof buf, &len) && decode_resume(buf, len) &&
+        resume_out.seed_len == WIRE_SEED_MAX);
+  CHECK(!wire_encode_resume(&m, buf, 40, &len));
+
+  uint8_t seed[WIRE_SEED_MAX + 1] = { 0 };
+  wire_writer_init(&w, ref, sizeof ref);
+  wire_put_u64(&w, 1);
+  wire_put_u32(&w, 1000000000);
+  wire_put_bytes(&w, seed, 32);
+  CHECK(!decode_resume(ref, w.len));
+  wire_writer_init(&w, ref, sizeof ref);
+  wire_put_u64(&w, 1);
+  wire_put_u32(&w, 0);
+  wire_put_bytes(&w, seed, WIRE_SEED_MIN - 1);
+  CHECK(!decode_resume(ref, w.len));
+  wire_writer_init(&w, ref, sizeof ref);
+  wire_put_u64(&w, 1);
+  wire_put_u32(&w, 0);
+  wire_put_bytes(&w, seed, WIRE_SEED_MAX + 1);
+  CHECK(!decode_resume(ref, w.len));
+}
+
 static uint8_t run_buf[WIRE_MAX_PAYLOAD], run_ref[WIRE_MAX_PAYLOAD];
 static struct wire_run run_out;
 static char *run_vec[WIRE_RUN_VEC_CAP(WIRE_MAX_PAYLOAD)];
@@ -619,6 +675,7 @@ int main(void)
   reader_rejects();
   u64_layout();
   hello_msg();
+  resume_msg();
   run_msg();
   run_rejects();
   file_msg();

@@ -44,6 +44,19 @@ static void fuzz_hello(const uint8_t *p, size_t n)
   REQUIRE(m.version == m2.version && strcmp(m.kernel, m2.kernel) == 0 && strcmp(m.machine, m2.machine) == 0);
 }
 
+static void fuzz_resume(const uint8_t *p, size_t n)
+{
+  static struct wire_resume m, m2;
+  size_t len;
+  if (!wire_decode_resume(p, n, &m))
+    return;
+  REQUIRE(wire_encode_resume(&m, enc, sizeof enc, &len));
+  same_prefix(p, n, len);
+  REQUIRE(wire_decode_resume(enc, len, &m2));
+  REQUIRE(m.seconds == m2.seconds && m.nanoseconds == m2.nanoseconds && m.seed_len == m2.seed_len &&
+          memcmp(m.seed, m2.seed, m.seed_len) == 0);
+}
+
 static bool same_strings(char **a, char **b, uint32_t n)
 {
   for (uint32_t i = 0; i < n; i++)
@@ -168,6 +181,7 @@ static void fuzz_payload(const struct wire_header *h, const uint8_t *payload)
   REQUIRE(p);
   memcpy(p, payload, h->length);
   fuzz_hello(p, h->length);
+  fuzz_resume(p, h->length);
   fuzz_run(p, h->length);
   fuzz_file(p, h->length);
   fuzz_share(p, h->length, h->run % 9);

@@ -75,6 +75,10 @@ static void frames(void)
   ENCODE(wire_encode_hello, &hello, WIRE_HELLO, 0);
   save("frame", "hello");
 
+  struct wire_resume resume = { .seconds = 1765000000, .nanoseconds = 5, .seed_len = 32 };
+  ENCODE(wire_encode_resume, &resume, WIRE_RESUME, 0);
+  save("frame", "resume");
+
   struct wire_root roots[2] = { { "/home/u/build", WIRE_ROOT_WRITABLE }, { "/usr/s390x-linux-gnu", 0 } };
   struct wire_share share = { .gen = 3, .offset = 3ULL << 38, .size = 1 << 20, .nroots = 2, .roots = roots };
   ENCODE(wire_encode_share, &share, WIRE_SHARE, 1);
