@@ -20,6 +20,10 @@
 #include "util.h"
 #include "wire.h"
 
+/* The descriptor qemu reads a snapshot from (-incoming fd:3). */
+#define QEMU_INCOMING_FD 3
+#define QEMU_INCOMING_FD_STR "3"
+
 /* qemu option values are comma separated; a comma in a path is written ",,". */
 static char *qemu_escape(const char *path)
 {
@@ -165,6 +169,10 @@ char **qemu_argv(const struct qemu_options *o)
   add_nbd_disk(&a, sfx, o->root_socket, "root", WIRE_ROOT_SERIAL, o->root_writable);
   add_nbd_disk(&a, sfx, o->layer_socket, "layer", WIRE_LAYER_SERIAL, true);
 
+  if (o->incoming) {
+    strv_push(&a, "-incoming");
+    strv_push(&a, "fd:" QEMU_INCOMING_FD_STR);
+  }
   return a.v;
 }
 
@@ -236,6 +244,13 @@ pid_t qemu_spawn(const struct qemu_options *o, const sigset_t *mask)
     if (out >= 0) {
       dup2(out, 1);
       dup2(out, 2);
+    }
+    /* Last: fd 3 may have been one of the descriptors dup'd above. */
+    if (o->incoming) {
+      if (o->incoming_fd == QEMU_INCOMING_FD)
+        fcntl(QEMU_INCOMING_FD, F_SETFD, 0); /* dup2 onto itself keeps close-on-exec */
+      else
+        dup2(o->incoming_fd, QEMU_INCOMING_FD);
     }
     execv(bin, argv);
     int e = errno;

@@ -29,6 +29,11 @@ struct qemu_options {
   const char *append;        /* more kernel parameters, or NULL */
   int memory_mib;            /* 0: QEMU_DEFAULT_MEMORY_MIB */
   int cpus;                  /* 0: 1 */
+  /* Restore a snapshot instead of booting: qemu reads the migration stream
+   * from INCOMING_FD (as its fd 3: -incoming fd:3) and runs the guest once
+   * it is loaded (snapshot.h). */
+  bool incoming;
+  int incoming_fd;
 };
 
 #define QEMU_DEFAULT_MEMORY_MIB 512

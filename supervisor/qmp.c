@@ -4,57 +4,107 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "sockets.h"
 
-/* Read until a line containing WANT arrives (QMP answers one JSON object per
- * line); 0 or -1 on timeout / end of file. The socket has a receive timeout. */
-static int qmp_expect(int fd, const char *want)
+/* The next line qemu sent into q->line (without its newline); -1 on
+ * timeout, end of file or a line longer than the buffer. */
+static int qmp_line(struct qmp *q)
 {
-  char buf[4096];
-  size_t len = 0;
   for (;;) {
-    ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
-    if (n <= 0)
-      return -1;
-    len += (size_t)n;
-    buf[len] = '\0';
-    if (strstr(buf, want))
+    char *nl = memchr(q->buf, '\n', q->len);
+    if (nl) {
+      size_t n = (size_t)(nl - q->buf);
+      memcpy(q->line, q->buf, n);
+      q->line[n] = '\0';
+      memmove(q->buf, nl + 1, q->len - n - 1);
+      q->len -= n + 1;
       return 0;
-    char *nl = strrchr(buf, '\n');
-    if (nl) { /* keep only the unfinished line */
-      size_t keep = len - (size_t)(nl + 1 - buf);
-      memmove(buf, nl + 1, keep);
-      len = keep;
     }
-    if (len == sizeof buf - 1)
-      len = 0;
+    if (q->len == sizeof q->buf)
+      return -1;
+    ssize_t got = read(q->fd, q->buf + q->len, sizeof q->buf - q->len);
+    if (got <= 0)
+      return -1;
+    q->len += (size_t)got;
   }
+}
+
+int qmp_open(struct qmp *q, const char *path, int timeout_ms)
+{
+  memset(q, 0, sizeof *q);
+  q->fd = path ? unix_connect(path, false) : -1;
+  if (q->fd == -1)
+    return -1;
+  struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
+  setsockopt(q->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(q->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  /* The greeting, then command mode. */
+  if (qmp_line(q) == -1 || !strstr(q->line, "\"QMP\"") ||
+      qmp_command(q, "{\"execute\":\"qmp_capabilities\"}", -1) == -1) {
+    qmp_close(q);
+    return -1;
+  }
+  return 0;
+}
+
+void qmp_close(struct qmp *q)
+{
+  if (q->fd >= 0)
+    close(q->fd);
+  q->fd = -1;
+}
+
+int qmp_command(struct qmp *q, const char *command, int fd)
+{
+  size_t n = strlen(command);
+  char nl = '\n';
+  struct iovec iov[2] = { { (void *)command, n }, { &nl, 1 } };
+  union {
+    struct cmsghdr h;
+    char space[CMSG_SPACE(sizeof(int))];
+  } ctl;
+  struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+  if (fd >= 0) {
+    /* The descriptor travels with the command's bytes (SCM_RIGHTS), as
+     * QMP's getfd wants it. */
+    memset(&ctl, 0, sizeof ctl);
+    msg.msg_control = ctl.space;
+    msg.msg_controllen = sizeof ctl.space;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  if (sendmsg(q->fd, &msg, MSG_NOSIGNAL) != (ssize_t)(n + 1))
+    return -1;
+  /* Events ({"timestamp": ..., "event": ...}) may come first; the answer
+   * starts with "return" or "error". */
+  while (qmp_line(q) == 0) {
+    if (strncmp(q->line, "{\"return\"", 9) == 0)
+      return 0;
+    if (strncmp(q->line, "{\"error\"", 8) == 0)
+      return -1;
+  }
+  q->line[0] = '\0';
+  return -1;
 }
 
 static int qmp_quit(const char *path)
 {
-  int fd = path ? unix_connect(path, false) : -1;
-  if (fd == -1)
+  struct qmp q;
+  if (qmp_open(&q, path, 3000) == -1)
     return -1;
-  struct timeval tv = { .tv_sec = 3 };
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  static const char caps[] = "{\"execute\":\"qmp_capabilities\"}\n";
-  static const char quit[] = "{\"execute\":\"quit\"}\n";
-  int rc = -1;
-  if (qmp_expect(fd, "\"QMP\"") == 0 && write(fd, caps, sizeof caps - 1) == (ssize_t)(sizeof caps - 1) &&
-      qmp_expect(fd, "\"return\"") == 0 && write(fd, quit, sizeof quit - 1) == (ssize_t)(sizeof quit - 1)) {
-    /* Wait for the answer (or the close): qemu may drop a command whose
-     * connection is gone before it was read. */
-    qmp_expect(fd, "\"return\"");
-    rc = 0;
-  }
-  close(fd);
-  return rc;
+  /* Wait for the answer (or the close): qemu may drop a command whose
+   * connection is gone before it was read. */
+  qmp_command(&q, "{\"execute\":\"quit\"}", -1);
+  qmp_close(&q);
+  return 0;
 }
 
 int qemu_wait_exit(pid_t pid, int ms)

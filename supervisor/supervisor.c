@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -36,6 +38,7 @@
 #include "nbdkit.h"
 #include "rundir.h"
 #include "share-host.h"
+#include "snapshot.h"
 #include "sockets.h"
 #include "wire-msg.h"
 
@@ -98,7 +101,13 @@ struct supervisor {
   char share_why[512];
   struct qemu_options qo;   /* how qemu was started, to boot again */
   int boots;
+  char snapshot[PATH_MAX];  /* the guest's snapshot file (snapshot.h), or "": none */
+  bool restoring;           /* qemu loads the snapshot; the agent has not answered WIRE_RESUME */
+  pid_t unpack_pid;         /* zstd feeding qemu the snapshot, or -1 */
 };
+
+/* A restored guest answers WIRE_RESUME within this, or it boots instead. */
+#define RESTORE_TIMEOUT_MS 30000
 
 static long long now_ms(void)
 {
@@ -305,14 +314,32 @@ static void start_qemu(struct supervisor *s)
   s->boot_deadline_ms = now_ms() + (long long)(env_boot_timeout() * 1000);
 }
 
+/* Forget the connection to a guest that is gone, and its sockets' files;
+ * what was queued for it stays queued for the next one. */
+static void forget_guest(struct supervisor *s)
+{
+  if (s->agent_fd >= 0)
+    close(s->agent_fd);
+  s->agent_fd = s->agent.fd = -1;
+  s->agent.in_start = s->agent.in_end = 0;
+  unlink(s->serial_path);
+  unlink(s->qmp_path);
+}
+
 /* A guest that dies before its agent said hello is booted once more: a rare
  * fault of qemu's emulation while the kernel loads modules (s390x, about one
  * boot in twenty with many modules: an init routine run from a stale
  * translation, "Driver 'virtio_blk' is already registered", then a panic)
  * should cost a boot, not the calls. Nothing was sent to the agent before its
  * hello, so the queued runs simply go to the new one. */
+static void restore_failed(struct supervisor *s, const char *what);
+
 static void guest_died(struct supervisor *s, const char *what)
 {
+  if (s->restoring) {
+    restore_failed(s, what);
+    return;
+  }
   if (s->ready || s->boots > 1)
     guest_gone(s, what);
   char fate[128], old[PATH_MAX + 8];
@@ -326,13 +353,95 @@ static void guest_died(struct supervisor *s, const char *what)
   rename(s->console_path, old);
   logf_("the guest %s%s%s%s while booting (console log: %s); booting it once more", what, fate[0] ? " (" : "", fate,
         fate[0] ? ")" : "", old);
-  if (s->agent_fd >= 0)
-    close(s->agent_fd);
-  s->agent_fd = s->agent.fd = -1;
-  s->agent.in_start = s->agent.in_end = 0;
-  unlink(s->serial_path);
-  unlink(s->qmp_path);
+  forget_guest(s);
   start_qemu(s);
+}
+
+/* The snapshot's zstd is done (or must be: the restore failed). */
+static void end_unpack(struct supervisor *s, bool kill_it)
+{
+  if (s->unpack_pid <= 0)
+    return;
+  if (kill_it)
+    kill(s->unpack_pid, SIGKILL);
+  while (waitpid(s->unpack_pid, NULL, 0) == -1 && errno == EINTR)
+    ;
+  s->unpack_pid = -1;
+}
+
+/* The snapshot did not give a guest that answers (qemu refused the stream,
+ * zstd found it corrupt, the guest crashed or hung): remove it and boot as
+ * if there had been none. Nothing was sent to the restored agent but
+ * WIRE_RESUME, so the queued runs go to the booted one. */
+static void restore_failed(struct supervisor *s, const char *what)
+{
+  char fate[128], last[512];
+  qemu_fate(s, fate, sizeof fate);
+  if (s->qemu_pid > 0) {
+    kill(s->qemu_pid, SIGKILL);
+    waitpid(s->qemu_pid, NULL, 0);
+    s->qemu_pid = -1;
+  }
+  end_unpack(s, true);
+  console_last_line(s->qemu_log_path, last, sizeof last);
+  logf_("the snapshot %s did not restore: the guest %s%s%s%s%s%s; removed it, booting instead", s->snapshot, what,
+        fate[0] ? " (" : "", fate, fate[0] ? ")" : "", last[0] ? "; qemu: " : "", last);
+  unlink(s->snapshot);
+  s->restoring = false;
+  forget_guest(s);
+  s->qo.incoming = false;
+  s->boots = 0;
+  start_qemu(s);
+}
+
+/* After a boot, before the first run: the booted, idle guest becomes the
+ * snapshot later cold starts restore (snapshot.h). The runs waiting for the
+ * guest wait for this too (about a second, once per image and machine). */
+static void save_snapshot(struct supervisor *s)
+{
+  if (!s->snapshot[0] || access(s->snapshot, F_OK) == 0)
+    return;
+  long long t = now_ms();
+  char why[512];
+  if (snapshot_save(s->qmp_path, s->snapshot, why, sizeof why) == -1) {
+    logf_("no snapshot saved: %s", why);
+    return;
+  }
+  struct stat st;
+  logf_("snapshot saved to %s in %.2f s (%lld bytes)", s->snapshot, (now_ms() - t) / 1000.0,
+        stat(s->snapshot, &st) == 0 ? (long long)st.st_size : -1LL);
+}
+
+/* The restored guest's first frame (see wire.h): the host's clock and a
+ * fresh seed. Written straight to the port (a new socket: room for it), as
+ * the frames queued for the agent wait for its answer. */
+static void send_resume(struct supervisor *s)
+{
+  struct wire_resume m = { .seed_len = 64 };
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  m.seconds = (uint64_t)ts.tv_sec;
+  m.nanoseconds = (uint32_t)ts.tv_nsec;
+  if (getrandom(m.seed, m.seed_len, 0) != (ssize_t)m.seed_len)
+    fail(EXIT_TOOL_FAILED, "getrandom: %s", strerror(errno));
+  uint8_t frame[WIRE_HEADER_SIZE + sizeof m + 16];
+  size_t len;
+  if (!wire_encode_resume(&m, frame + WIRE_HEADER_SIZE, sizeof frame - WIRE_HEADER_SIZE, &len))
+    fail(EXIT_TOOL_FAILED, "cannot encode the resume frame");
+  struct wire_header h = { .length = (uint32_t)len, .type = WIRE_RESUME, .run = 0 };
+  wire_encode_header(frame, &h);
+  if (write(s->agent_fd, frame, WIRE_HEADER_SIZE + len) != (ssize_t)(WIRE_HEADER_SIZE + len))
+    logf_("cannot send the resume frame: %s", strerror(errno));
+  explicit_bzero(&m, sizeof m);
+}
+
+/* The agent set its clock and reseeded: the restored guest takes runs. */
+static void restore_done(struct supervisor *s)
+{
+  s->restoring = false;
+  s->ready = true;
+  end_unpack(s, false);
+  logf_("restored from %s: agent ready after %.2f s", s->snapshot, (now_ms() - s->started_ms) / 1000.0);
 }
 
 static void handle_hello(struct supervisor *s, const uint8_t *p, size_t n)
@@ -348,13 +457,24 @@ static void handle_hello(struct supervisor *s, const uint8_t *p, size_t n)
     fail_all_runs(s, msg);
     shut_down(s, msg);
   }
-  s->ready = true;
   logf_("agent hello after %.2f s: kernel %s, machine %s", (now_ms() - s->started_ms) / 1000.0, s->kernel,
         s->machine);
+  save_snapshot(s);
+  s->ready = true;
 }
 
 static void from_agent(struct supervisor *s, const struct wire_header *h, const uint8_t *p)
 {
+  if (h->type == WIRE_RESUME && s->restoring) {
+    restore_done(s);
+    return;
+  }
+  if (h->type == WIRE_HELLO && s->restoring) {
+    /* The restored agent saw a hangup and connected again: our resume may
+     * have been lost with the old connection. */
+    send_resume(s);
+    return;
+  }
   if (h->type == WIRE_HELLO) {
     handle_hello(s, p, h->length);
     return;
@@ -669,6 +789,7 @@ static struct supervisor *supervisor_new(const struct target *t, const char *nam
   rundir_file(s->dir, "qemu.log", 0, s->qemu_log_path);
   s->agent_fd = -1;
   s->qemu_pid = -1;
+  s->unpack_pid = -1;
   s->idle_ms = (long long)(env_number("VMEXEC_IDLE_TIMEOUT", 300, 0, 1000000) * 1000);
   s->started_ms = s->idle_since_ms = now_ms();
   if (frame_conn_init(&s->agent, -1) == -1)
@@ -702,6 +823,47 @@ static void take_signals(struct supervisor *s)
   s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
+/* Connect to the virtio-serial socket of the qemu just started, waiting
+ * for it to appear (qemu makes it before it loads a snapshot). */
+static bool connect_serial_now(struct supervisor *s)
+{
+  for (int waited = 0; waited < 10000 && s->agent_fd < 0; waited += 5) {
+    try_connect_serial(s);
+    if (s->agent_fd < 0) {
+      struct timespec ts = { 0, 5 * 1000 * 1000 };
+      nanosleep(&ts, NULL);
+    }
+  }
+  return s->agent_fd >= 0;
+}
+
+/* Start qemu on the snapshot instead of a boot: false (and a normal boot
+ * follows) if it cannot even start. The supervisor is connected before the
+ * load ends, so the restored agent keeps the connection it had. */
+static bool start_restore(struct supervisor *s)
+{
+  char why[512];
+  int fd;
+  s->unpack_pid = snapshot_unpack(s->snapshot, &fd, why, sizeof why);
+  if (s->unpack_pid == -1) {
+    logf_("cannot restore the snapshot: %s; booting instead", why);
+    return false;
+  }
+  s->qo.incoming = true;
+  s->qo.incoming_fd = fd;
+  s->restoring = true;
+  start_qemu(s);
+  close(fd);
+  s->boot_deadline_ms = now_ms() + RESTORE_TIMEOUT_MS;
+  logf_("started %s (pid %d) on the snapshot %s", s->t->qemu_binary, (int)s->qemu_pid, s->snapshot);
+  if (!connect_serial_now(s)) {
+    restore_failed(s, "opened no virtio-serial socket");
+    return true;
+  }
+  send_resume(s);
+  return true;
+}
+
 /* The share, the full image's disks and qemu, started. */
 static void start_guest(struct supervisor *s)
 {
@@ -725,6 +887,13 @@ static void start_guest(struct supervisor *s)
     .memory_mib = (int)env_number("VMEXEC_MEMORY", 1024, 64, 1048576),
     .cpus = (int)env_number("VMEXEC_CPUS", 1, 1, 64),
   };
+  char why[512];
+  if (!snapshot_path(&s->qo, s->snapshot, sizeof s->snapshot, why, sizeof why)) {
+    s->snapshot[0] = '\0';
+    logf_("no snapshot: %s", why);
+  }
+  if (s->snapshot[0] && access(s->snapshot, F_OK) == 0 && start_restore(s))
+    return;
   start_qemu(s);
   logf_("started %s (pid %d) for image %s%s%s", s->t->qemu_binary, (int)s->qemu_pid, s->image_dir,
         s->rootfs[0] ? " with the root filesystem " : "", s->rootfs);
@@ -768,7 +937,9 @@ static void serve_once(struct supervisor *s, int lock_fd)
     try_connect_serial(s);
   else if (pfds[agent_slot].revents)
     service_agent(s, pfds[agent_slot].revents);
-  if (!s->ready && now_ms() > s->boot_deadline_ms)
+  if (s->restoring && now_ms() > s->boot_deadline_ms)
+    restore_failed(s, "did not answer in time");
+  else if (!s->ready && now_ms() > s->boot_deadline_ms)
     guest_gone(s, "did not say hello in time (set VMEXEC_BOOT_TIMEOUT to wait longer)");
   for (size_t i = first_client; i < n; i++)
     if (pfds[i].revents)
