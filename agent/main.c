@@ -67,6 +67,10 @@ int main(void)
   busybox_install_start();
   load_modules();
   root_init();
+  /* The applet links before the hello: the host may save the guest as it is
+   * at its hello (a memory snapshot, supervisor/snapshot.c), and every guest
+   * restored from one would otherwise finish the install at its start. */
+  busybox_install_wait();
   struct conn *conn = conn_start();
   conn_tick(conn, 0); /* the host may already be there */
 
