@@ -50,7 +50,8 @@ static const char usage[] =
   "--persist keeps what runs change in its root (a writable layer in the cache).\n"
   "PROGRAM sees, at their own paths, the working directory, its build tree (writable), the\n"
   "source tree (read-only) and the paths its arguments name (writable if you can write them).\n"
-  "Images are cached under $XDG_CACHE_HOME/vmexec.\n"
+  "Images are cached under $XDG_CACHE_HOME/vmexec, with a memory snapshot of each booted\n"
+  "guest that later cold starts restore instead of booting (VMEXEC_SNAPSHOT=0: boot).\n"
   "Exit status: that of PROGRAM; 125 if vmexec failed, 126 if PROGRAM cannot be\n"
   "executed, 127 if it does not exist. See vmexec(1).\n";
 
