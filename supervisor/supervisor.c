@@ -121,10 +121,12 @@ static void logf_(const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
-  time_t now = time(NULL);
+  /* Milliseconds: a cold start's steps take fractions of a second. */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
   char stamp[32];
-  strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&now));
-  fprintf(stderr, "%s ", stamp);
+  strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&ts.tv_sec));
+  fprintf(stderr, "%s.%03ld ", stamp, ts.tv_nsec / 1000000);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
