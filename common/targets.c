@@ -14,8 +14,8 @@ const struct target targets[] = {
 #define KERNEL_FROM_SOURCE(arch, file) arch, file
 #define DEBIAN_USERLAND false
 #define CROSS_USERLAND true
-#define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page, gdb, kernel, userland) \
-  { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, console, transport, extra, page, gdb, kernel, userland },
+#define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, tcg, console, transport, extra, page, gdb, kernel, userland) \
+  { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, tcg, console, transport, extra, page, gdb, kernel, userland },
 #include "targets.def"
 #undef TARGET
 };

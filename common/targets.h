@@ -25,6 +25,7 @@ struct target {
   const char *qemu_package;    /* Debian package that ships qemu_binary */
   const char *machine;
   const char *cpu;             /* NULL: qemu's default cpu for the machine */
+  const char *tcg;             /* options of -accel tcg ("thread=multi,...") */
   const char *console;         /* kernel console device */
   enum virtio_transport transport;
   const char *qemu_extra;      /* further qemu arguments, space separated */

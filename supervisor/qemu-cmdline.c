@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,11 +65,19 @@ bool qemu_use_kvm(const struct target *t)
 #endif
 }
 
-/* Multi-threaded TCG (one host thread per vCPU) is qemu's default where the
- * guest supports it; mips does not ("Guest not yet converted to MTTCG"). */
-static bool mttcg_ok(const struct target *t)
+int qemu_default_cpus(const struct target *t)
 {
-  return strstr(t->qemu_binary, "mips") == NULL;
+  /* One vCPU per host core the supervisor may run on (its affinity, not the
+   * machine's count), so that `meson test -jN` runs N programs at once; only
+   * where the vCPUs get threads of their own: a single-threaded TCG would
+   * take turns on one host thread anyway. */
+  if (!strstr(t->tcg, "thread=multi"))
+    return 1;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == -1)
+    return 1;
+  int n = CPU_COUNT(&set);
+  return n < 1 ? 1 : n > QEMU_MAX_CPUS ? QEMU_MAX_CPUS : n;
 }
 
 /* A virtio-blk disk on the NBD server at SOCKET (nothing when NULL). */
@@ -91,7 +100,7 @@ char **qemu_argv(const struct qemu_options *o)
   const char *sfx = transport_suffix(t->transport);
   struct strv a = { 0 };
   int mem = o->memory_mib > 0 ? o->memory_mib : QEMU_DEFAULT_MEMORY_MIB;
-  int cpus = o->cpus > 0 ? o->cpus : 1;
+  int cpus = o->cpus > 0 ? o->cpus : qemu_default_cpus(t);
   CLEANUP_FREE char *serial = qemu_escape(o->serial_socket);
   CLEANUP_FREE char *console = o->console_log ? qemu_escape(o->console_log) : NULL;
   CLEANUP_FREE char *qmp = o->qmp_socket ? qemu_escape(o->qmp_socket) : NULL;
@@ -110,8 +119,12 @@ char **qemu_argv(const struct qemu_options *o)
       strv_push(&a, t->cpu);
     }
   } else {
+    /* The row's TCG options (thread=multi: a host thread per vCPU where
+     * qemu supports it for the target); VMEXEC_TCG replaces them, to try
+     * others (bench/cpu.py). */
+    const char *tcg = getenv("VMEXEC_TCG");
     strv_push(&a, "-accel");
-    strv_push(&a, mttcg_ok(t) ? "tcg,thread=multi" : "tcg");
+    strv_pushf(&a, "tcg%s%s", *(tcg ? tcg : t->tcg) ? "," : "", tcg ? tcg : t->tcg);
     if (t->cpu) {
       strv_push(&a, "-cpu");
       strv_push(&a, t->cpu);

@@ -28,7 +28,7 @@ struct qemu_options {
   const char *layer_socket;  /* unix socket of the persistent layer over the root (nbdkit), or NULL */
   const char *append;        /* more kernel parameters, or NULL */
   int memory_mib;            /* 0: QEMU_DEFAULT_MEMORY_MIB */
-  int cpus;                  /* 0: 1 */
+  int cpus;                  /* 0: qemu_default_cpus */
   /* Restore a snapshot instead of booting: qemu reads the migration stream
    * from INCOMING_FD (as its fd 3: -incoming fd:3) and runs the guest once
    * it is loaded (snapshot.h). */
@@ -37,6 +37,11 @@ struct qemu_options {
 };
 
 #define QEMU_DEFAULT_MEMORY_MIB 512
+#define QEMU_MAX_CPUS 64
+
+/* The guest's vCPUs unless VMEXEC_CPUS says otherwise: the host cores this
+ * process may use where T's TCG is multi-threaded, else 1. */
+int qemu_default_cpus(const struct target *t);
 
 /* The argv (NULL-terminated, malloc'd, argv[0] = the target's qemu binary
  * name) for O. Free with qemu_argv_free(). Fails (125) when out of memory. */

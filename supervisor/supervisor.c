@@ -887,7 +887,7 @@ static void start_guest(struct supervisor *s)
     .root_socket = s->rootfs[0] ? s->root_sock : NULL,
     .layer_socket = s->layer[0] ? s->layer_sock : NULL,
     .memory_mib = (int)env_number("VMEXEC_MEMORY", 1024, 64, 1048576),
-    .cpus = (int)env_number("VMEXEC_CPUS", 1, 1, 64),
+    .cpus = (int)env_number("VMEXEC_CPUS", qemu_default_cpus(s->t), 1, QEMU_MAX_CPUS),
   };
   char why[512];
   if (!snapshot_path(&s->qo, s->snapshot, sizeof s->snapshot, why, sizeof why)) {
