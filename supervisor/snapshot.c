@@ -45,6 +45,7 @@
 
 #define SNAPSHOT_PREFIX "snapshot-"
 #define SNAPSHOT_SUFFIX ".zst"
+#define FAILED_SUFFIX ".zst.failed"
 #define SAVE_TIMEOUT_MS (120 * 1000)
 #define FD_NAME "vmexec-snapshot"
 
@@ -161,8 +162,15 @@ static int reap(pid_t pid)
   return status;
 }
 
-/* Remove the image's snapshots other than KEEP: they were made for another
- * qemu or other machine options, and nothing will load them again. */
+static bool ends_with(const char *s, const char *suffix)
+{
+  size_t n = strlen(s), k = strlen(suffix);
+  return n > k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Remove the image's snapshots and .failed markers other than KEEP: they
+ * were made for another qemu or other machine options, and nothing will
+ * load them again. */
 static void remove_stale(const char *keep)
 {
   char dir[PATH_MAX];
@@ -175,11 +183,10 @@ static void remove_stale(const char *keep)
   if (!d)
     return;
   struct dirent *e;
-  size_t pl = strlen(SNAPSHOT_PREFIX), sl = strlen(SNAPSHOT_SUFFIX);
   while ((e = readdir(d)) != NULL) {
-    size_t n = strlen(e->d_name);
-    if (n > pl + sl && strncmp(e->d_name, SNAPSHOT_PREFIX, pl) == 0 &&
-        strcmp(e->d_name + n - sl, SNAPSHOT_SUFFIX) == 0 && strcmp(e->d_name, slash + 1) != 0)
+    bool ours = strncmp(e->d_name, SNAPSHOT_PREFIX, strlen(SNAPSHOT_PREFIX)) == 0 &&
+                (ends_with(e->d_name, SNAPSHOT_SUFFIX) || ends_with(e->d_name, FAILED_SUFFIX));
+    if (ours && strcmp(e->d_name, slash + 1) != 0)
       unlinkat(dirfd(d), e->d_name, 0);
   }
   closedir(d);
@@ -272,6 +279,25 @@ int snapshot_save(const char *qmp_path, const char *path, char *why, size_t cap)
   else
     remove_stale(path);
   return rc;
+}
+
+void snapshot_discard(const char *path, bool corrupt)
+{
+  unlink(path);
+  if (corrupt)
+    return;
+  char marker[PATH_MAX + 16];
+  snprintf(marker, sizeof marker, "%s.failed", path);
+  int fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0)
+    close(fd);
+}
+
+bool snapshot_failed_before(const char *path)
+{
+  char marker[PATH_MAX + 16];
+  snprintf(marker, sizeof marker, "%s.failed", path);
+  return access(marker, F_OK) == 0;
 }
 
 pid_t snapshot_unpack(const char *path, int *fd, char *why, size_t cap)

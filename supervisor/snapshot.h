@@ -25,6 +25,16 @@ bool snapshot_path(const struct qemu_options *o, char *path, size_t cap, char *w
  * behind). Blocks for the migration (about a second; at most 2 minutes). */
 int snapshot_save(const char *qmp_path, const char *path, char *why, size_t why_cap);
 
+/* A snapshot that did not restore: removed. When the stream itself was
+ * refused (CORRUPT: qemu's load failed, zstd found it damaged) a new one is
+ * saved after the boot; otherwise (the loaded guest crashed or did not
+ * answer) an empty PATH.failed marks the key, and snapshot_failed_before()
+ * keeps later boots from saving one again only to lose the restore time
+ * each cold start. */
+void snapshot_discard(const char *path, bool corrupt);
+/* True if a snapshot of PATH's key did not restore before (PATH.failed). */
+bool snapshot_failed_before(const char *path);
+
 /* Start zstd decompressing PATH onto a pipe whose read end goes to *FD
  * (close-on-exec), for qemu's -incoming. Returns zstd's pid (the caller
  * reaps it), or -1 with the reason in WHY. */

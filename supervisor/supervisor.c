@@ -386,9 +386,13 @@ static void restore_failed(struct supervisor *s, const char *what)
   }
   end_unpack(s, true);
   console_last_line(s->qemu_log_path, last, sizeof last);
-  logf_("the snapshot %s did not restore: the guest %s%s%s%s%s%s; removed it, booting instead", s->snapshot, what,
-        fate[0] ? " (" : "", fate, fate[0] ? ")" : "", last[0] ? "; qemu: " : "", last);
-  unlink(s->snapshot);
+  /* qemu's own words when the stream was bad; otherwise the guest it
+   * loaded failed, and would again. */
+  bool corrupt = strstr(last, "load of migration failed") != NULL;
+  logf_("the snapshot %s did not restore: the guest %s%s%s%s%s%s; removed it, booting instead%s", s->snapshot, what,
+        fate[0] ? " (" : "", fate, fate[0] ? ")" : "", last[0] ? "; qemu: " : "", last,
+        corrupt ? "" : " (and saving none for these options: see its .failed marker)");
+  snapshot_discard(s->snapshot, corrupt);
   s->restoring = false;
   forget_guest(s);
   s->qo.incoming = false;
@@ -403,6 +407,11 @@ static void save_snapshot(struct supervisor *s)
 {
   if (!s->snapshot[0] || access(s->snapshot, F_OK) == 0)
     return;
+  if (snapshot_failed_before(s->snapshot)) {
+    logf_("no snapshot saved: one of this image and these options did not restore before (remove %s.failed to "
+          "try again)", s->snapshot);
+    return;
+  }
   long long t = now_ms();
   char why[512];
   if (snapshot_save(s->qmp_path, s->snapshot, why, sizeof why) == -1) {
