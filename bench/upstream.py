@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Real upstream test suites, cross-built for s390x, under qemu-user and under
+vmexec side by side (issue 12's bar: a test that passes under qemu-user must
+pass under vmexec, at qemu-user's speed or better).
+
+    python3 bench/upstream.py [--vmexec build/vmexec] [--work DIR] [-j 2] [PROJECT...]
+
+For each project (default: all of PROJECTS) it takes Debian's source package
+as a user would (`apt-get source` through a private apt configuration in
+WORK/apt: the host's apt setup is not touched), cross-builds it once for s390x
+with Debian's cross compiler and the project's own build system, then runs its
+test phase twice in the same run: with qemu-user (`qemu-s390x -L
+/usr/s390x-linux-gnu`) and with vmexec as the exe_wrapper /
+CMAKE_CROSSCOMPILING_EMULATOR / LOG_COMPILER. It prints one line per project:
+tests, passed under each, the test phase's wall time under each and the ratio,
+then every test whose verdict differs. Logs are kept in WORK/logs.
+
+Test scripts of these suites run the built programs directly (xz's
+test_files.sh, json-c's *.test, fribidi's test-runner.py), as they do on a
+machine where qemu-user's binfmt_misc handler is installed. So that both sides
+get that without touching the host's binfmt_misc, each test phase runs in a
+user and mount namespace of its own with a private binfmt_misc instance
+(Linux 6.7 and later): qemu-s390x for the qemu-user run, `vmexec binfmt
+install s390x` for the vmexec run.
+
+Needs: root or unprivileged user namespaces, gcc-s390x-linux-gnu,
+g++-s390x-linux-gnu, qemu-user, dpkg-dev, cmake, meson, ninja, autoconf,
+automake, libtool (scripts/install-deps). The first run downloads the sources
+(a few MiB) and builds each project once; later runs reuse WORK."""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRIPLET = "s390x-linux-gnu"
+SYSROOT = "/usr/" + TRIPLET
+DEBIAN = "http://deb.debian.org/debian"
+SUITE = "bookworm"
+
+# Debian source package, build system, the source's subdirectory, extra
+# configure options. A mix of build systems whose tests read data files from
+# the source tree, run programs from scripts, and check byte order.
+PROJECTS = {
+    "xz-utils": ("autotools", "", ["--disable-shared", "--disable-nls", "--disable-doc"]),
+    "libyaml": ("cmake", "", []),
+    "zlib": ("make", "", []),
+    "json-c": ("cmake", "", ["-DBUILD_SHARED_LIBS=OFF"]),
+    # (its CMake build does not compile with Debian's patches: XML_DTD defined empty)
+    "expat": ("autotools", "expat", ["--without-docbook"]),
+    "fribidi": ("meson", "", ["-Ddocs=false"]),
+}
+
+# Environment of a test phase: json-c's test-defs.sh runs every test under
+# valgrind when the host has it (a host valgrind cannot run s390x programs).
+TEST_ENV = {"json-c": {"USE_VALGRIND": "0"}}
+
+# The exe_wrapper, emulator and LOG_COMPILER of every build: an s390x program
+# runs under the emulator UPSTREAM_EMU names, anything else (a test script) as
+# it is. Built once, the suites are then run under either emulator.
+EMU_SCRIPT = """#!/bin/sh
+# bench/upstream.py: run an s390x program under $UPSTREAM_EMU, anything else as it is.
+if [ "$(head -c 4 "$1" 2>/dev/null | od -An -tx1 | tr -d ' \\n')" = 7f454c46 ]; then
+  case $UPSTREAM_EMU in
+    qemu) exec qemu-s390x -L %(sysroot)s "$@" ;;
+    vmexec) exec "$UPSTREAM_VMEXEC" "$@" ;;
+  esac
+fi
+exec "$@"
+"""
+
+# qemu-binfmt-conf.sh's s390x entry; F: the interpreter is opened now, so it
+# works in the namespace whatever its mounts.
+QEMU_BINFMT = (r":qemu-s390x:M::\x7fELF\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x16"
+               r":\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff"
+               r":/usr/bin/qemu-s390x:F")
+
+# Run in a new user + mount namespace: a private binfmt_misc with the handler
+# of the emulator, then the test command.
+BINFMT_SH = """set -e
+mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+if [ "$UPSTREAM_EMU" = qemu ]; then
+  printf '%s\\n' "$UPSTREAM_QEMU_BINFMT" > /proc/sys/fs/binfmt_misc/register
+else
+  "$UPSTREAM_VMEXEC" binfmt install s390x >/dev/null
+fi
+exec "$@"
+"""
+
+
+def run(cmd, log=None, **kw):
+    """Run a build step; its output goes to LOG; fail with the log's tail."""
+    with open(log or os.devnull, "ab") as out:
+        r = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, **kw)
+    if r.returncode != 0:
+        tail = open(log, errors="replace").read()[-3000:] if log else ""
+        raise RuntimeError("upstream.py: %s failed (%d); see %s\n%s" % (" ".join(cmd), r.returncode, log, tail))
+
+
+def apt_env(work):
+    """A private apt configuration: Debian's deb-src lines in WORK/apt only."""
+    root = os.path.join(work, "apt")
+    conf = os.path.join(root, "apt.conf")
+    if not os.path.exists(conf):
+        for d in ("etc/apt.conf.d", "etc/preferences.d", "etc/sources.list.d", "state/lists/partial",
+                  "cache/archives/partial"):
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+        with open(os.path.join(root, "etc/sources.list"), "w") as f:
+            f.write("deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n"
+                    % (DEBIAN, SUITE))
+        with open(conf, "w") as f:
+            f.write('Dir::Etc "%(r)s/etc"; Dir::Etc::sourcelist "%(r)s/etc/sources.list";\n'
+                    'Dir::Etc::sourceparts "%(r)s/etc/sources.list.d"; Dir::Etc::parts "%(r)s/etc/apt.conf.d";\n'
+                    'Dir::Etc::preferencesparts "%(r)s/etc/preferences.d";\n'
+                    'Dir::State "%(r)s/state"; Dir::State::status "/var/lib/dpkg/status";\n'
+                    'Dir::Cache "%(r)s/cache";\n' % {"r": root})
+    env = dict(os.environ, APT_CONFIG=conf)
+    if not os.listdir(os.path.join(root, "state/lists")) or len(os.listdir(os.path.join(root, "state/lists"))) < 3:
+        run(["apt-get", "update"], os.path.join(work, "logs", "apt-update.log"), env=env)
+    return env
+
+
+def fetch(work, name):
+    """Debian's source package NAME unpacked (patches applied) in WORK/src/NAME."""
+    dest = os.path.join(work, "src", name)
+    if os.path.isdir(dest):
+        return dest
+    dl = os.path.join(work, "dl", name)
+    os.makedirs(dl, exist_ok=True)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    log = os.path.join(work, "logs", name + "-fetch.log")
+    run(["apt-get", "source", "--download-only", name], log, cwd=dl, env=apt_env(work))
+    dsc = [f for f in os.listdir(dl) if f.endswith(".dsc")][0]
+    run(["dpkg-source", "-x", dsc, dest + ".tmp"], log, cwd=dl)
+    os.rename(dest + ".tmp", dest)
+    return dest
+
+
+def write_tools(work):
+    """The wrapper, the CMake toolchain and the Meson cross file of every build."""
+    emu = os.path.join(work, "emu")
+    with open(emu, "w") as f:
+        f.write(EMU_SCRIPT % {"sysroot": SYSROOT})
+    os.chmod(emu, 0o755)
+    with open(os.path.join(work, "s390x.cmake"), "w") as f:
+        f.write("set(CMAKE_SYSTEM_NAME Linux)\nset(CMAKE_SYSTEM_PROCESSOR s390x)\n"
+                "set(CMAKE_C_COMPILER %(t)s-gcc)\nset(CMAKE_CXX_COMPILER %(t)s-g++)\n"
+                "set(CMAKE_FIND_ROOT_PATH %(s)s)\nset(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)\n"
+                "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)\nset(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)\n"
+                "set(CMAKE_CROSSCOMPILING_EMULATOR %(e)s)\n" % {"t": TRIPLET, "s": SYSROOT, "e": emu})
+    with open(os.path.join(work, "s390x.ini"), "w") as f:
+        f.write("[binaries]\nc = '%(t)s-gcc'\ncpp = '%(t)s-g++'\nar = '%(t)s-ar'\nstrip = '%(t)s-strip'\n"
+                "exe_wrapper = '%(e)s'\n[properties]\nneeds_exe_wrapper = true\n"
+                "[host_machine]\nsystem = 'linux'\ncpu_family = 's390x'\ncpu = 's390x'\nendian = 'big'\n"
+                % {"t": TRIPLET, "e": emu})
+    return emu
+
+
+def build(work, name, jobs):
+    """Cross-build NAME once into WORK/build/NAME."""
+    kind, sub, opts = PROJECTS[name]
+    src = os.path.join(fetch(work, name), sub)
+    bld = os.path.join(work, "build", name)
+    stamp = os.path.join(bld, ".upstream-built")
+    if os.path.exists(stamp):
+        return bld
+    shutil.rmtree(bld, ignore_errors=True)
+    os.makedirs(bld)
+    log = os.path.join(work, "logs", name + "-build.log")
+    # configure-time runs (Meson's sanity check, try_run) go through qemu-user
+    os.environ["UPSTREAM_EMU"] = "qemu"
+    if kind == "autotools":
+        if not os.path.exists(os.path.join(src, "configure")):
+            run(["autoreconf", "-fi"], log, cwd=src)
+        # a build tree apart from the source tree: tests find their data through $srcdir
+        run([os.path.join(src, "configure"), "--host=" + TRIPLET, *opts], log, cwd=bld)
+        run(["make", "-j%d" % jobs], log, cwd=bld)
+        run(["make", "-j%d" % jobs, "check", "TESTS="], log, cwd=bld)  # the test programs, not run
+    elif kind == "make":
+        # zlib's own configure (not autoconf): the cross compiler from CHOST
+        run([os.path.join(src, "configure"), *opts], log, cwd=bld, env=dict(os.environ, CHOST=TRIPLET))
+        run(["make", "-j%d" % jobs, "all", "all64"], log, cwd=bld)
+    elif kind == "cmake":
+        run(["cmake", "-G", "Ninja", "-S", src, "-B", bld, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+             "-DCMAKE_TOOLCHAIN_FILE=" + os.path.join(work, "s390x.cmake"), "-DBUILD_TESTING=ON", *opts], log)
+        run(["ninja", "-C", bld, "-j%d" % jobs], log)
+    else:
+        run(["meson", "setup", bld, src, "--cross-file", os.path.join(work, "s390x.ini"), *opts], log)
+        run(["ninja", "-C", bld, "-j%d" % jobs], log)
+    open(stamp, "w").close()
+    return bld
+
+
+def test_command(kind, bld, jobs, junit, emu):
+    if kind == "autotools":
+        return ["make", "-C", bld, "-j%d" % jobs, "check", "LOG_COMPILER=" + emu]
+    if kind == "make":  # zlib's Makefile runs its programs through $(QEMU_RUN)
+        return ["make", "-C", bld, "-j%d" % jobs, "-k", "test", "test64", "QEMU_RUN=" + emu]
+    if kind == "cmake":
+        return ["ctest", "--test-dir", bld, "-j%d" % jobs, "--output-on-failure", "--output-junit", junit]
+    return ["meson", "test", "-C", bld, "-j%d" % jobs, "--no-rebuild", "--print-errorlogs"]
+
+
+def verdicts(kind, bld, junit, log):
+    """{test: PASS|FAIL|SKIP} of the run that just ended."""
+    out = {}
+    if kind == "make":  # zlib's lines: "*** zlib shared test OK ***"
+        for m in re.finditer(r"\*\*\* zlib (.*?) ?test (OK|FAILED) \*\*\*", open(log, errors="replace").read()):
+            out[m.group(1) or "static"] = "PASS" if m.group(2) == "OK" else "FAIL"
+    elif kind == "autotools":
+        for d, _, files in os.walk(bld):
+            for f in files:
+                if f.endswith(".trs"):
+                    text = open(os.path.join(d, f), errors="replace").read()
+                    res = [l.split(":", 2)[2].strip() for l in text.splitlines() if l.startswith(":test-result:")]
+                    name = os.path.relpath(os.path.join(d, f[:-4]), bld)
+                    out[name] = ("FAIL" if any(r in ("FAIL", "ERROR", "XPASS") for r in res) else
+                                 "SKIP" if res and all(r == "SKIP" for r in res) else "PASS")
+    elif kind == "cmake":
+        for tc in ET.parse(junit).getroot().iter("testcase"):
+            st = tc.get("status")
+            out[tc.get("name")] = "PASS" if st == "run" else "SKIP" if st in ("disabled", "notrun") else "FAIL"
+    else:
+        with open(os.path.join(bld, "meson-logs", "testlog.json")) as f:
+            for line in f:
+                t = json.loads(line)
+                out[t["name"]] = {"OK": "PASS", "EXPECTEDFAIL": "PASS", "SKIP": "SKIP"}.get(t["result"], "FAIL")
+    return out
+
+
+def clean_results(kind, bld):
+    """Forget the previous run's verdicts (automake reruns only tests without a .trs)."""
+    if kind != "autotools":
+        return
+    for d, _, files in os.walk(bld):
+        for f in files:
+            if f.endswith(".trs") or f == "test-suite.log":
+                os.unlink(os.path.join(d, f))
+                log = os.path.join(d, f[:-4] + ".log")
+                if f.endswith(".trs") and os.path.exists(log):
+                    os.unlink(log)
+
+
+def test_phase(work, name, bld, emu_name, vmexec, jobs):
+    """Run NAME's tests under EMU_NAME; return (verdicts, seconds)."""
+    kind = PROJECTS[name][0]
+    clean_results(kind, bld)
+    junit = os.path.join(work, "logs", "%s-%s.junit.xml" % (name, emu_name))
+    log = os.path.join(work, "logs", "%s-%s.log" % (name, emu_name))
+    env = dict(os.environ, UPSTREAM_EMU=emu_name, UPSTREAM_VMEXEC=vmexec, UPSTREAM_QEMU_BINFMT=QEMU_BINFMT,
+               **TEST_ENV.get(name, {}))
+    if emu_name == "qemu":
+        env["QEMU_LD_PREFIX"] = SYSROOT
+    cmd = ["unshare", "--user", "--map-root-user", "--mount", "--fork", "sh", "-c", BINFMT_SH, "sh",
+           *test_command(kind, bld, jobs, junit, os.path.join(work, "emu"))]
+    t0 = time.monotonic()
+    with open(log, "wb") as out:
+        subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    secs = time.monotonic() - t0
+    if kind == "meson":
+        shutil.copy(os.path.join(bld, "meson-logs", "testlog.txt"), log + ".testlog.txt")
+    elif kind == "autotools":
+        logs = log + ".d"
+        shutil.rmtree(logs, ignore_errors=True)
+        for d, _, files in os.walk(bld):
+            for f in files:
+                if f.endswith(".log") and os.path.exists(os.path.join(d, f[:-4] + ".trs")):
+                    rel = os.path.relpath(os.path.join(d, f), bld)
+                    os.makedirs(os.path.dirname(os.path.join(logs, rel)), exist_ok=True)
+                    shutil.copy(os.path.join(d, f), os.path.join(logs, rel))
+    try:
+        return verdicts(kind, bld, junit, log), secs
+    except (OSError, ET.ParseError, ValueError) as e:
+        print("upstream.py: %s under %s left no verdicts (%s); see %s" % (name, emu_name, e, log), file=sys.stderr)
+        return {}, secs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("projects", nargs="*", help="Debian source packages (default: %s)" % " ".join(PROJECTS))
+    ap.add_argument("--vmexec", default=os.path.join(REPO, "build", "vmexec"))
+    ap.add_argument("--work", default=os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                                                   "vmexec-upstream"))
+    ap.add_argument("-j", "--jobs", type=int, default=2, help="parallel tests (and build jobs); default 2")
+    args = ap.parse_args()
+    for p in args.projects:
+        if p not in PROJECTS:
+            sys.exit("upstream.py: no recipe for %s; known: %s" % (p, " ".join(PROJECTS)))
+    work = os.path.abspath(args.work)
+    vmexec = os.path.abspath(args.vmexec)
+    os.makedirs(os.path.join(work, "logs"), exist_ok=True)
+    write_tools(work)
+    # a warm guest: the boot is not part of any suite's test phase
+    subprocess.run([vmexec, "/bin/true"], capture_output=True)
+    rows, diffs, failed_builds = [], [], []
+    for name in args.projects or list(PROJECTS):
+        try:
+            bld = build(work, name, args.jobs)
+        except RuntimeError as e:  # the other projects still run
+            print(e, file=sys.stderr)
+            failed_builds.append(name)
+            continue
+        q, tq = test_phase(work, name, bld, "qemu", vmexec, args.jobs)
+        v, tv = test_phase(work, name, bld, "vmexec", vmexec, args.jobs)
+        npass = lambda r: sum(1 for x in r.values() if x == "PASS")
+        rows.append((name, PROJECTS[name][0], len(set(q) | set(v)), npass(q), npass(v), tq, tv))
+        for t in sorted(set(q) | set(v)):
+            if q.get(t) != v.get(t):
+                diffs.append((name, t, q.get(t, "-"), v.get(t, "-")))
+        print("%-9s %-9s tests %3d  qemu-user %3d passed %7.1f s  vmexec %3d passed %7.1f s  %.2fx"
+              % (name, rows[-1][1], rows[-1][2], npass(q), tq, npass(v), tv, tv / tq), file=sys.stderr)
+    print("\n%-10s %-9s %5s %9s %7s %11s %9s %6s" % ("project", "build", "tests", "qemu-user", "vmexec",
+                                                   "qemu-user s", "vmexec s", "ratio"))
+    for name, kind, n, pq, pv, tq, tv in rows:
+        print("%-10s %-9s %5d %9d %7d %11.1f %9.1f %5.2fx" % (name, kind, n, pq, pv, tq, tv, tv / tq))
+    tq, tv = sum(r[5] for r in rows), sum(r[6] for r in rows)
+    print("%-10s %-9s %5d %9d %7d %11.1f %9.1f %5.2fx" % ("total", "", sum(r[2] for r in rows),
+                                                        sum(r[3] for r in rows), sum(r[4] for r in rows), tq, tv,
+                                                        tv / tq))
+    if failed_builds:
+        print("\nnot built (logs in %s): %s" % (os.path.join(work, "logs"), " ".join(failed_builds)))
+    if diffs:
+        print("\nverdicts that differ (logs in %s):" % os.path.join(work, "logs"))
+        for name, t, a, b in diffs:
+            print("  %-10s %-40s qemu-user %-4s vmexec %s" % (name, t, a, b))
+    return 1 if failed_builds or any(a == "PASS" and b != "PASS" for _, _, a, b in diffs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
