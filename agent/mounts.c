@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -23,6 +24,18 @@ static const struct mnt mounts[] = {
   { "tmpfs",    "/run",     "mode=0755",           MS_NOSUID | MS_NODEV,             0755,  false },
 };
 
+/* What udev or an initramfs adds to a devtmpfs, and programs and tests open
+ * by name ("prog /dev/stdin < file", bash's /dev/fd/N): the kernel does not
+ * make these links itself. */
+static const struct {
+  const char *path, *target;
+} dev_links[] = {
+  { "/dev/fd",     "/proc/self/fd" },
+  { "/dev/stdin",  "/proc/self/fd/0" },
+  { "/dev/stdout", "/proc/self/fd/1" },
+  { "/dev/stderr", "/proc/self/fd/2" },
+};
+
 void mount_all(void)
 {
   for (size_t i = 0; i < sizeof mounts / sizeof mounts[0]; i++) {
@@ -39,4 +52,7 @@ void mount_all(void)
       agent_log("cannot mount %s on %s: %s", m->type, m->dir, strerror(errno));
     }
   }
+  for (size_t i = 0; i < sizeof dev_links / sizeof dev_links[0]; i++)
+    if (symlink(dev_links[i].target, dev_links[i].path) == -1 && errno != EEXIST)
+      agent_log("cannot link %s to %s: %s", dev_links[i].path, dev_links[i].target, strerror(errno));
 }

@@ -14,6 +14,7 @@
   /dev/full fails the program's write (ENOSPC, exit 1 as coreutils'
   close_stdout), `| head -1` ends a writer promptly with SIGPIPE, or EPIPE
   when it ignores SIGPIPE;
+- /dev/stdin, /dev/stdout and /dev/fd/N are the program's own streams;
 - a call from "/" runs (no root "/"), and the calls after it too.
 
 Environment: VMEXEC, BUILDDIR, SRCDIR, PROBE (probe-s390x)."""
@@ -71,6 +72,18 @@ def argument_paths():
               f"(exit {rc}, {got!r}, {out.strip()!r})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def dev_stdio_paths():
+    """/dev/stdin, /dev/stdout and /dev/fd/N name the program's own streams,
+    as on the caller's machine: `prog /dev/stdin < file` (fribidi's
+    conformance tests, shell tests) and bash's process substitution."""
+    for src, dst in [("/dev/stdin", "/dev/stdout"), ("/dev/fd/0", "/dev/fd/1")]:
+        p = subprocess.run([VMEXEC, PROBE, "copy", src, dst], input=b"through the named streams\n",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=work, timeout=600)
+        check(p.returncode == 0 and p.stdout == b"through the named streams\n",
+              f"copy {src} {dst}: the program's own stdin and stdout "
+              f"(exit {p.returncode}, {p.stdout!r}, {p.stderr.decode(errors='replace').strip()!r})")
 
 
 def from_root_dir():
@@ -158,6 +171,7 @@ def write_errors():
 try:
     write_errors()
     argument_paths()
+    dev_stdio_paths()
     from_root_dir()
     meson_example()
     automake_example()
