@@ -66,7 +66,11 @@ def main():
         f.write('include("%s")\nset(CMAKE_CROSSCOMPILING_EMULATOR %s)\n'
                 % (os.path.join(build, "cmake-modules", "s390x-vmexec.cmake"), ";".join(QEMU)))
 
-    subprocess.run([vmexec, "/bin/true"], env=env, capture_output=True)  # a warm guest
+    # a warm guest: a program that only exits, started once before the first run
+    true = os.path.join(work, "true-s390x")
+    subprocess.run(["s390x-linux-gnu-gcc", "-static", "-x", "c", "-o", true, "-"], input=b"int main(void){return 0;}",
+                   check=True)
+    subprocess.run([vmexec, true], env=env, capture_output=True)
     phases = {}
     for emu, cross, toolchain in [("vmexec", os.path.join(build, "cross-files", "s390x-vmexec"),
                                    os.path.join(build, "cmake-modules", "s390x-vmexec.cmake")),

@@ -25,7 +25,7 @@ install s390x` for the vmexec run.
 
 Needs: root or unprivileged user namespaces, gcc-s390x-linux-gnu,
 g++-s390x-linux-gnu, qemu-user, dpkg-dev, cmake, meson, ninja, autoconf,
-automake, libtool (scripts/install-deps). The first run downloads the sources
+automake, libtool, util-linux's unshare (scripts/install-deps). The first run downloads the sources
 (a few MiB) and builds each project once; later runs reuse WORK."""
 
 import argparse
@@ -148,6 +148,10 @@ def write_tools(work):
     with open(emu, "w") as f:
         f.write(EMU_SCRIPT % {"sysroot": SYSROOT})
     os.chmod(emu, 0o755)
+    # a program that only exits, to start the guest before the first test phase
+    true = os.path.join(work, "true-s390x")
+    subprocess.run([TRIPLET + "-gcc", "-static", "-x", "c", "-o", true, "-"], input=b"int main(void){return 0;}",
+                   check=True)
     with open(os.path.join(work, "s390x.cmake"), "w") as f:
         f.write("set(CMAKE_SYSTEM_NAME Linux)\nset(CMAKE_SYSTEM_PROCESSOR s390x)\n"
                 "set(CMAKE_C_COMPILER %(t)s-gcc)\nset(CMAKE_CXX_COMPILER %(t)s-g++)\n"
@@ -204,7 +208,7 @@ def test_command(kind, bld, jobs, junit, emu):
         return ["make", "-C", bld, "-j%d" % jobs, "-k", "test", "test64", "QEMU_RUN=" + emu]
     if kind == "cmake":
         return ["ctest", "--test-dir", bld, "-j%d" % jobs, "--output-on-failure", "--output-junit", junit]
-    return ["meson", "test", "-C", bld, "-j%d" % jobs, "--no-rebuild", "--print-errorlogs"]
+    return ["meson", "test", "-C", bld, "--num-processes", str(jobs), "--no-rebuild", "--print-errorlogs"]
 
 
 def verdicts(kind, bld, junit, log):
@@ -247,8 +251,16 @@ def clean_results(kind, bld):
                     os.unlink(log)
 
 
+def guest_runs(vmexec):
+    """How many calls the s390x guest has run (`vmexec status`)."""
+    out = subprocess.run([vmexec, "status"], capture_output=True, text=True).stdout
+    m = re.search(r"^s390x\s.*?\bruns (\d+)", out, re.M)
+    return int(m.group(1)) if m else 0
+
+
 def test_phase(work, name, bld, emu_name, vmexec, jobs):
-    """Run NAME's tests under EMU_NAME; return (verdicts, seconds)."""
+    """Run NAME's tests under EMU_NAME; return (verdicts, seconds, calls of
+    the guest)."""
     kind = PROJECTS[name][0]
     clean_results(kind, bld)
     junit = os.path.join(work, "logs", "%s-%s.junit.xml" % (name, emu_name))
@@ -259,11 +271,13 @@ def test_phase(work, name, bld, emu_name, vmexec, jobs):
         env["QEMU_LD_PREFIX"] = SYSROOT
     cmd = ["unshare", "--user", "--map-root-user", "--mount", "--fork", "sh", "-c", BINFMT_SH, "sh",
            *test_command(kind, bld, jobs, junit, os.path.join(work, "emu"))]
+    runs0 = guest_runs(vmexec)
     t0 = time.monotonic()
     with open(log, "wb") as out:
         subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     secs = time.monotonic() - t0
-    if kind == "meson":
+    calls = guest_runs(vmexec) - runs0
+    if kind == "meson" and os.path.exists(os.path.join(bld, "meson-logs", "testlog.txt")):
         shutil.copy(os.path.join(bld, "meson-logs", "testlog.txt"), log + ".testlog.txt")
     elif kind == "autotools":
         logs = log + ".d"
@@ -275,10 +289,15 @@ def test_phase(work, name, bld, emu_name, vmexec, jobs):
                     os.makedirs(os.path.dirname(os.path.join(logs, rel)), exist_ok=True)
                     shutil.copy(os.path.join(d, f), os.path.join(logs, rel))
     try:
-        return verdicts(kind, bld, junit, log), secs
+        return verdicts(kind, bld, junit, log), secs, calls
     except (OSError, ET.ParseError, ValueError) as e:
         print("upstream.py: %s under %s left no verdicts (%s); see %s" % (name, emu_name, e, log), file=sys.stderr)
-        return {}, secs
+        return {}, secs, calls
+
+
+HEAD = "%-10s %-9s %5s %9s %7s %11s %9s %6s %6s" % ("project", "build", "tests", "qemu-user", "vmexec",
+                                                  "qemu-user s", "vmexec s", "ratio", "calls")
+ROW = "%-10s %-9s %5d %9d %7d %11.1f %9.1f"
 
 
 def main():
@@ -297,7 +316,7 @@ def main():
     os.makedirs(os.path.join(work, "logs"), exist_ok=True)
     write_tools(work)
     # a warm guest: the boot is not part of any suite's test phase
-    subprocess.run([vmexec, "/bin/true"], capture_output=True)
+    subprocess.run([vmexec, os.path.join(work, "true-s390x")], capture_output=True)
     rows, diffs, failed_builds = [], [], []
     for name in args.projects or list(PROJECTS):
         try:
@@ -306,23 +325,20 @@ def main():
             print(e, file=sys.stderr)
             failed_builds.append(name)
             continue
-        q, tq = test_phase(work, name, bld, "qemu", vmexec, args.jobs)
-        v, tv = test_phase(work, name, bld, "vmexec", vmexec, args.jobs)
+        q, tq, _ = test_phase(work, name, bld, "qemu", vmexec, args.jobs)
+        v, tv, calls = test_phase(work, name, bld, "vmexec", vmexec, args.jobs)
         npass = lambda r: sum(1 for x in r.values() if x == "PASS")
-        rows.append((name, PROJECTS[name][0], len(set(q) | set(v)), npass(q), npass(v), tq, tv))
+        rows.append((name, PROJECTS[name][0], len(set(q) | set(v)), npass(q), npass(v), tq, tv, calls))
         for t in sorted(set(q) | set(v)):
             if q.get(t) != v.get(t):
                 diffs.append((name, t, q.get(t, "-"), v.get(t, "-")))
-        print("%-9s %-9s tests %3d  qemu-user %3d passed %7.1f s  vmexec %3d passed %7.1f s  %.2fx"
-              % (name, rows[-1][1], rows[-1][2], npass(q), tq, npass(v), tv, tv / tq), file=sys.stderr)
-    print("\n%-10s %-9s %5s %9s %7s %11s %9s %6s" % ("project", "build", "tests", "qemu-user", "vmexec",
-                                                   "qemu-user s", "vmexec s", "ratio"))
-    for name, kind, n, pq, pv, tq, tv in rows:
-        print("%-10s %-9s %5d %9d %7d %11.1f %9.1f %5.2fx" % (name, kind, n, pq, pv, tq, tv, tv / tq))
-    tq, tv = sum(r[5] for r in rows), sum(r[6] for r in rows)
-    print("%-10s %-9s %5d %9d %7d %11.1f %9.1f %5.2fx" % ("total", "", sum(r[2] for r in rows),
-                                                        sum(r[3] for r in rows), sum(r[4] for r in rows), tq, tv,
-                                                        tv / tq))
+        print(ROW % rows[-1][:7] + " %5.2fx %6d" % (tv / tq, calls), file=sys.stderr, flush=True)
+    print("\n" + HEAD)
+    for r in rows:
+        print(ROW % r[:7] + " %5.2fx %6d" % (r[6] / r[5], r[7]))
+    if rows:
+        tot = [sum(r[i] for r in rows) for i in range(2, 8)]
+        print(ROW % ("total", "", *tot[:5]) + " %5.2fx %6d" % (tot[4] / tot[3], tot[5]))
     if failed_builds:
         print("\nnot built (logs in %s): %s" % (os.path.join(work, "logs"), " ".join(failed_builds)))
     if diffs:
