@@ -2,8 +2,10 @@
 """Guest vCPUs, side by side in one run: for VMEXEC_CPUS=1, 2 and N (the host's
 cores, the default), the boot (the first call), two CPU-bound calls of an s390x
 program one after the other and the same two at once, and the guest's free
-memory after boot. The default is right when two calls at once take at most
-0.65x the time of the two in a row (issue 13).
+memory after boot, and how many of qemu's threads did the work of the two
+calls at once (two: the runs were spread over the vCPUs). The default is
+right when two calls at once take at most 0.65x the time of the two in a row
+(issue 13).
 
 Usage: bench/vcpus.py [--work MILLIONS] [--reps N] [--target T] [--vmexec PATH]
 Nothing is asserted: these are measurements."""
@@ -33,6 +35,36 @@ def run_all(cmds, env):
     return time.perf_counter() - t
 
 
+def qemu_pid(vm, target, env):
+    for line in subprocess.run([vm, "status"], env=env, capture_output=True, text=True).stdout.splitlines():
+        words = line.split()
+        if words and words[0] == target and "pid" in words:
+            return int(words[words.index("pid") + 1])
+    sys.exit(f"bench: no running {target} guest in 'vmexec status'")
+
+
+def thread_cpu(pid):
+    """CPU ticks so far of each thread of process PID."""
+    ticks = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks[tid] = int(fields[11]) + int(fields[12])
+        except FileNotFoundError:
+            pass
+    return ticks
+
+
+def busy_threads(before, after):
+    """How many of qemu's threads did a quarter or more of the work between
+    BEFORE and AFTER: with two calls at once on two vCPUs, the two vCPU
+    threads (the agent spreads the runs; nothing pins them to one CPU)."""
+    delta = {t: after[t] - before.get(t, 0) for t in after}
+    total = sum(delta.values()) or 1
+    return sum(1 for d in delta.values() if d >= total / 4)
+
+
 def guest_mem_mib(vm, target, env):
     r = subprocess.run([vm, "--target", target, "--", "cat", "/proc/meminfo"], env=env, capture_output=True, text=True)
     info = {l.split(":")[0]: int(l.split()[1]) // 1024 for l in r.stdout.splitlines() if l.endswith("kB")}
@@ -56,24 +88,27 @@ def main():
     print(f"two calls of 'cpu-bound lookup {a.work}' ({a.target}, TCG) on {host} host cores, "
           f"load {os.getloadavg()[0]:.1f}; medians of {a.reps}")
     print(f"{'vCPUs':>6} {'boot s':>7} {'1 call s':>9} {'2 in a row s':>13} {'2 at once s':>12} {'at once/in a row':>17}"
-          f" {'guest MiB total/avail':>22}")
+          f" {'busy threads':>13} {'guest MiB total/avail':>22}")
     try:
         for cpus in sorted({1, 2, host}):
             env = dict(os.environ, XDG_RUNTIME_DIR=work, VMEXEC_CPUS=str(cpus), VMEXEC_IDLE_TIMEOUT="600")
             subprocess.run([a.vmexec, "stop", a.target], env=env, capture_output=True)
             boot = run_all([call[:1] + [prog, "lookup", "0"]], env)
             total, avail = guest_mem_mib(a.vmexec, a.target, env)
-            one, seq, par = [], [], []
+            pid = qemu_pid(a.vmexec, a.target, env)
+            one, seq, par, busy = [], [], [], []
             for _ in range(a.reps):
                 one.append(run_all([call], env))
                 t = time.perf_counter()
                 run_all([call], env)
                 run_all([call], env)
                 seq.append(time.perf_counter() - t)
+                before = thread_cpu(pid)
                 par.append(run_all([call, call], env))
+                busy.append(busy_threads(before, thread_cpu(pid)))
             one, seq, par = statistics.median(one), statistics.median(seq), statistics.median(par)
             print(f"{cpus:>6} {boot:>7.2f} {one:>9.2f} {seq:>13.2f} {par:>12.2f} {par / seq:>17.2f}"
-                  f" {total:>11}/{avail}")
+                  f" {min(busy):>13} {total:>11}/{avail}")
             subprocess.run([a.vmexec, "stop", a.target], env=env, capture_output=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
