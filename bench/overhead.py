@@ -6,6 +6,9 @@
   fresh VM per call  boot a guest, run the program, stop the guest
   vmexec (cold)      the first call: starts the supervisor and boots the guest
 
+The cold and fresh-VM rows boot (VMEXEC_SNAPSHOT=0); bench/coldstart.py
+measures cold starts from the image's memory snapshot against boots.
+
 Usage: bench/overhead.py [--calls N] [--cold N] [--vmexec PATH]
 Run from the source tree after `ninja -C build`. Prints a table and ratios.
 Nothing here is asserted: these are measurements, not tests."""
@@ -42,6 +45,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="vmexec-bench-")
     env = dict(os.environ, XDG_RUNTIME_DIR=work, VMEXEC_IDLE_TIMEOUT="600")
+    boot_env = dict(env, VMEXEC_SNAPSHOT="0")
     prog = os.path.join(work, "true-s390x")
     subprocess.run(["s390x-linux-gnu-gcc", "-O2", "-static", "-o", prog, os.path.join(top, "tests/guest/probe.c")],
                    check=True)
@@ -52,7 +56,7 @@ def main():
         for _ in range(a.cold):
             subprocess.run(stop, env=env, capture_output=True)
             t = time.perf_counter()
-            cold.append(timed(call, env))
+            cold.append(timed(call, boot_env))
             timed(stop, env)
             fresh.append(time.perf_counter() - t)
         timed(call, env)  # the guest is up again: warm from here on
