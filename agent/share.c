@@ -7,13 +7,18 @@
  * that no run uses once a newer one was mounted is unmounted, its loop device
  * detached, and the host told (WIRE_GEN_RELEASED) that its slot may go.
  *
- * A run with a share gets its own tmpfs (RUN_DIR/ID/rw) for the upper layers
- * of its writable roots, and its own mount namespace, set up in the child
- * before exec: each root at its path, writable roots as an overlay over the
- * generation, read-only roots as a read-only bind mount. /run is a shared
+ * A generation is the host's whole / (nbd-share's lazy image). A run with a
+ * share gets its own tmpfs (RUN_DIR/ID/rw) for the upper layers of its
+ * writable roots and of its scratch /tmp and /var/tmp, and its own mount
+ * namespace, set up in the child before exec: first every host directory at
+ * the top of / that is not the guest's own system, read-only at its path
+ * (the views; /var only as /var/tmp, the rest of /var is the guest's), then
+ * each root at its path, writable roots as an overlay over the generation,
+ * read-only roots as a read-only bind mount. /run is a shared
  * mount and each run's namespace a slave of it, so the generations and other
  * runs' tmpfs that the agent unmounts later go away in every run's namespace
  * too, and nothing a run mounts comes back to the agent. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -327,12 +332,8 @@ int share_prepare(struct share *s, const char *run_dir, char *err, size_t cap)
     s->roots[i].lower_uid = st.st_uid;
     s->roots[i].lower_gid = st.st_gid;
   }
-  bool any_writable = false;
-  for (size_t i = 0; i < s->nroots; i++)
-    any_writable |= s->roots[i].writable;
-  if (!any_writable)
-    return 0;
-  /* The upper layers live in guest memory: half of it at most, like /tmp. */
+  /* The upper layers (writable roots, the scratch /tmp and /var/tmp) live
+   * in guest memory: half of it at most, like a tmpfs /tmp. */
   snprintf(s->rw, sizeof s->rw, "%s/rw", run_dir);
   if (mkdir_or_fail(run_dir, 0755, err, cap) || mkdir_or_fail(s->rw, 0755, err, cap))
     goto fail;
@@ -370,6 +371,14 @@ fail:
   return -1;
 }
 
+/* The host's directories that are scratch in the guest: the host's files
+ * show through, what the run writes there stays in its memory and goes with
+ * it (programs need a writable /tmp; these are not written back). */
+static bool scratch_view(const char *path)
+{
+  return !strcmp(path, "/tmp") || !strcmp(path, "/var/tmp");
+}
+
 /* chdir into the generation's copy of ROOT, so that mount sources are "."
  * whatever the length of the path. */
 static int enter_lower(const struct share *s, const char *root)
@@ -379,6 +388,88 @@ static int enter_lower(const struct share *s, const char *root)
   if (chdir(dir) == -1)
     return -1;
   return chdir(root + 1) == -1 && root[1] ? -1 : 0;
+}
+
+/* An overlay on TARGET over the current directory, its upper and work
+ * directories NAME in the run's tmpfs. */
+static int mount_overlay(const struct share *s, const char *target, const char *name)
+{
+  char opts[512];
+  snprintf(opts, sizeof opts, "lowerdir=.,upperdir=%s/upper/%s,workdir=%s/work/%s,redirect_dir=off,metacopy=off",
+           s->rw, name, s->rw, name);
+  int rc = mount("overlay", target, "overlay", 0, opts);
+  if (rc == -1 && errno == EINVAL) {
+    /* A kernel that knows neither option keeps both off anyway. */
+    *strstr(opts, ",redirect_dir") = '\0';
+    rc = mount("overlay", target, "overlay", 0, opts);
+  }
+  return rc;
+}
+
+/* View I: the host's PATH at its place, read-only (scratch: see above). */
+static int mount_view(const struct share *s, const char *path, size_t i, char *err, size_t cap)
+{
+  char target[PATH_MAX], name[32];
+  snprintf(target, sizeof target, "%s%s", root_prefix(), path);
+  mkdir_p(target, 0755); /* the mount below says what failed */
+  struct stat st;
+  if (enter_lower(s, path) == -1 || stat(".", &st) == -1) {
+    snprintf(err, cap, "cannot enter %s in share generation %u", path, s->gen);
+    return -1;
+  }
+  if (scratch_view(path)) {
+    snprintf(name, sizeof name, "v%zu", i);
+    char upper[160], work[160];
+    snprintf(upper, sizeof upper, "%s/upper/%s", s->rw, name);
+    snprintf(work, sizeof work, "%s/work/%s", s->rw, name);
+    /* The overlay's root takes its owner and mode (1777) from the upper dir. */
+    if (mkdir_or_fail(upper, 0755, err, cap) || mkdir_or_fail(work, 0700, err, cap) ||
+        chown(upper, st.st_uid, st.st_gid) == -1 || chmod(upper, st.st_mode & 07777) == -1 ||
+        mount_overlay(s, target, name) == -1) {
+      if (!*err)
+        snprintf(err, cap, "cannot mount the scratch overlay on %s", path);
+      return -1;
+    }
+    return 0;
+  }
+  if (mount(".", target, NULL, MS_BIND | MS_REC, NULL) == -1 ||
+      mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) == -1) {
+    snprintf(err, cap, "cannot mount %s read-only", path);
+    return -1;
+  }
+  return 0;
+}
+
+/* Every directory at the top of the host's / that is not the guest's own:
+ * /home, /tmp, /opt, /srv, /root, /work... and /var/tmp. */
+static int mount_views(const struct share *s, char *err, size_t cap)
+{
+  char dir[64];
+  gen_dir(s->gen, dir, sizeof dir);
+  DIR *d = opendir(dir);
+  if (!d) {
+    snprintf(err, cap, "cannot read share generation %u", s->gen);
+    return -1;
+  }
+  size_t i = 0;
+  int rc = 0;
+  for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+    char path[300];
+    snprintf(path, sizeof path, "/%s", e->d_name);
+    if (e->d_type != DT_DIR || !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || refused_root(path))
+      continue;
+    if (!strcmp(path, "/var")) {
+      struct stat st;
+      snprintf(path, sizeof path, "%s/var/tmp", dir);
+      if (stat(path, &st) == -1 || !S_ISDIR(st.st_mode))
+        continue;
+      snprintf(path, sizeof path, "/var/tmp");
+    }
+    err[0] = '\0';
+    rc = mount_view(s, path, i++, err, cap);
+  }
+  closedir(d);
+  return rc;
 }
 
 int share_enter(const struct share *s, char *err, size_t cap)
@@ -395,6 +486,8 @@ int share_enter(const struct share *s, char *err, size_t cap)
   /* With a full image, the roots go into the run's own root. */
   if (root_present() && root_enter(err, cap) == -1)
     return -1;
+  if (s && mount_views(s, err, cap) == -1)
+    return -1;
   for (size_t i = 0; s && i < s->nroots; i++) {
     const struct share_root *r = &s->roots[i];
     char target[PATH_MAX];
@@ -409,16 +502,9 @@ int share_enter(const struct share *s, char *err, size_t cap)
       return -1;
     }
     if (r->writable) {
-      char opts[512];
-      snprintf(opts, sizeof opts, "lowerdir=.,upperdir=%s/upper/%zu,workdir=%s/work/%zu,redirect_dir=off,metacopy=off",
-               s->rw, i, s->rw, i);
-      int rc = mount("overlay", target, "overlay", 0, opts);
-      if (rc == -1 && errno == EINVAL) {
-        /* A kernel that knows neither option keeps both off anyway. */
-        *strstr(opts, ",redirect_dir") = '\0';
-        rc = mount("overlay", target, "overlay", 0, opts);
-      }
-      if (rc == -1) {
+      char name[32];
+      snprintf(name, sizeof name, "%zu", i);
+      if (mount_overlay(s, target, name) == -1) {
         snprintf(err, cap, "cannot mount the writable overlay on %s%s", r->path,
                  errno == ENODEV ? " (the image lacks the overlay module)" : "");
         return -1;

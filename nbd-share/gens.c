@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lazy.h"
 #include "roots.h"
 #include "synth.h"
 
@@ -26,7 +27,8 @@ enum gen_state { GEN_EMPTY, GEN_BUILT, GEN_FAILED };
 
 struct gen {
   enum gen_state state;
-  struct synth_image *img;
+  struct synth_image *img;   /* a scanned image of the roots, or */
+  struct lazy_image *lazy;   /* the lazy image of the host's / */
 };
 
 struct gens {
@@ -107,8 +109,10 @@ void gens_free(struct gens *g)
     close(g->stop_fd[0]);
     close(g->inotify_fd);
   }
-  for (uint64_t i = 0; i < g->nslots; i++)
+  for (uint64_t i = 0; i < g->nslots; i++) {
     synth_free(g->slots[i].img);
+    lazy_free(g->slots[i].lazy);
+  }
   pthread_rwlock_destroy(&g->table);
   pthread_mutex_destroy(&g->build_lock);
   free(g->slots);
@@ -144,7 +148,7 @@ static void control_write(struct gens *g, uint64_t n, const char *what, const ch
  * last: that removal tells the supervisor it may put a new generation there. */
 static void free_slot(struct gens *g, uint64_t n)
 {
-  static const char *const files[] = { "info", "error", "roots", "retired" };
+  static const char *const files[] = { "info", "error", "stale", "ask", "roots", "retired" };
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     char p[4096];
     control_path(g, p, sizeof p, n, files[i]);
@@ -162,10 +166,11 @@ static void sweep_locked(struct gens *g)
     if (!control_exists(g, n, "retired") && control_exists(g, n, "roots"))
       continue;
     pthread_rwlock_wrlock(&g->table);
-    struct synth_image *img = g->slots[n].img;
+    struct gen old = g->slots[n];
     g->slots[n] = (struct gen){ .state = GEN_EMPTY };
     pthread_rwlock_unlock(&g->table);
-    synth_free(img);
+    synth_free(old.img);
+    lazy_free(old.lazy);
     free_slot(g, n);
     g->c.log(g->c.log_opaque, "generation %llu retired; its slot is free", (unsigned long long)n);
   }
@@ -177,6 +182,32 @@ void gens_sweep(struct gens *g)
   pthread_mutex_lock(&g->build_lock);
   sweep_locked(g);
   pthread_mutex_unlock(&g->build_lock);
+}
+
+int gens_stale(struct gens *g, uint64_t n)
+{
+  if (n >= g->nslots)
+    return 1;
+  pthread_rwlock_rdlock(&g->table);
+  const struct gen *s = &g->slots[n];
+  int stale = s->state == GEN_FAILED || (s->lazy && lazy_stale(s->lazy));
+  pthread_rwlock_unlock(&g->table);
+  return stale;
+}
+
+/* gen-N.ask: the supervisor wants to know whether N is still true to the
+ * host. The answer is gen-N.stale, created before gen-N.ask is removed.
+ * Every change that happened before the ask is in the image's inotify
+ * queue by then (inotify queues events in the changing system call). */
+static void answer(struct gens *g, uint64_t n)
+{
+  if (!control_exists(g, n, "ask"))
+    return;
+  if (gens_stale(g, n))
+    control_write(g, n, "stale", "1\n");
+  char p[4096];
+  control_path(g, p, sizeof p, n, "ask");
+  unlink(p);
 }
 
 /* The watcher thread: a sweep whenever the control directory changes, so a
@@ -193,8 +224,15 @@ static void *watch_main(void *arg)
     if (p[1].revents)
       break;
     if (p[0].revents) {
-      while (read(g->inotify_fd, buf, sizeof buf) > 0)
-        ;
+      ssize_t len;
+      while ((len = read(g->inotify_fd, buf, sizeof buf)) > 0)
+        for (char *e = buf; e < buf + len; e += sizeof(struct inotify_event) + ((struct inotify_event *)e)->len) {
+          const struct inotify_event *ev = (const struct inotify_event *)e;
+          unsigned long long n;
+          char tail[8];
+          if (ev->len && sscanf(ev->name, "gen-%llu.%7s", &n, tail) == 2 && !strcmp(tail, "ask") && n < g->nslots)
+            answer(g, n);
+        }
       gens_sweep(g);
     }
   }
@@ -234,6 +272,37 @@ static void fail_gen(struct gens *g, uint64_t n, const char *err)
   g->c.error(g->c.log_opaque, "generation %llu: %s", (unsigned long long)n, err);
 }
 
+/* A roots file holding the one line "/" asks for the lazy image of the
+ * whole host. */
+static bool lazy_roots(const char *path)
+{
+  char buf[8] = "";
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0)
+    close(fd);
+  return len >= 0 && (!strcmp(buf, "/\n") || !strcmp(buf, "/"));
+}
+
+/* Under build_lock: generation N as the lazy image of the host's /. */
+static void build_lazy(struct gens *g, uint64_t n)
+{
+  char err[512];
+  struct lazy_options opt = { .root = "/", .blkszbits = g->c.blkszbits, .size = g->c.slot_size,
+                              .log = g->c.log, .log_opaque = g->c.log_opaque };
+  struct lazy_image *lazy;
+  if (lazy_new(&opt, &lazy, err, sizeof err) == -1) {
+    fail_gen(g, n, err);
+    return;
+  }
+  control_write(g, n, "info", "lazy=1\n");
+  g->c.log(g->c.log_opaque, "generation %llu: the lazy image of /", (unsigned long long)n);
+  pthread_rwlock_wrlock(&g->table);
+  g->slots[n] = (struct gen){ .state = GEN_BUILT, .lazy = lazy };
+  pthread_rwlock_unlock(&g->table);
+  sweep_locked(g);
+}
+
 /* Build generation N if it has a roots file. Returns 1 if the slot's state
  * changed (or another thread changed it), 0 if there is nothing to build. */
 static int build(struct gens *g, uint64_t n)
@@ -249,9 +318,13 @@ static int build(struct gens *g, uint64_t n)
   }
 
   char err[512], path[4096];
+  control_path(g, path, sizeof path, n, "roots");
+  if (lazy_roots(path)) {
+    build_lazy(g, n);
+    goto out;
+  }
   struct roots roots;
   roots_init(&roots);
-  control_path(g, path, sizeof path, n, "roots");
   if (roots_read_file(&roots, path, err, sizeof err) == -1) {
     if (errno == ENOENT) {
       ret = 0;
@@ -303,7 +376,8 @@ static int read_slot(struct gens *g, uint64_t n, uint8_t *buf, size_t len, uint6
     pthread_rwlock_rdlock(&g->table);
     enum gen_state st = g->slots[n].state;
     if (st == GEN_BUILT) {
-      int r = synth_read(g->slots[n].img, buf, len, offset);
+      int r = g->slots[n].lazy ? lazy_read(g->slots[n].lazy, buf, len, offset)
+                               : synth_read(g->slots[n].img, buf, len, offset);
       int saved = errno;
       pthread_rwlock_unlock(&g->table);
       errno = saved;

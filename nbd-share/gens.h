@@ -7,9 +7,14 @@
  *   gen-N.roots    one absolute root per line (write it atomically: rename)
  *   gen-N.retired  the guest let go of N: its memory is freed (removing
  *                  gen-N.roots does the same)
+ *   gen-N.ask      is N still true to the host? (a lazy generation)
  * and the plugin answers with
  *   gen-N.info     key=value statistics after N was built
  *   gen-N.error    one line, if N could not be built (its slot reads as zeroes)
+ *   gen-N.stale    N no longer shows the host as it is (written before
+ *                  gen-N.ask is removed)
+ * A roots file of the one line "/" asks for the lazy image of the whole
+ * host (lazy.h); any other, for an image of the roots scanned whole.
  * Generation N is built on the first read of its slot; a slot without a
  * roots file reads as zeroes. When the plugin has freed a retired slot, it
  * removes the slot's files, gen-N.retired last: from then on the supervisor
@@ -43,6 +48,11 @@ void gens_free(struct gens *g);
 /* LEN bytes of the disk at OFFSET, building generations on demand.
  * Thread-safe. 0, or -1 with errno. */
 int gens_read(struct gens *g, void *buf, size_t len, uint64_t offset);
+
+/* 1 if generation N no longer shows the host as it is (a lazy image saw a
+ * change in what it has read; a failed build), else 0. The supervisor asks
+ * through gen-N.ask (see gens.c); tests call it directly. */
+int gens_stale(struct gens *g, uint64_t n);
 
 /* Free retired generations now (gens_read also does it about once a second). */
 void gens_sweep(struct gens *g);

@@ -1,13 +1,14 @@
 /* The host end of nbd-share for one guest: nbdkit serving the share plugin,
  * and the generations the guest mounts.
  *
- * A generation is a complete read-only filesystem image of a set of host
- * trees as they were when it was requested (the plugin scans them on first
- * read). A call reuses the current generation when its roots are covered by
- * it and nothing under them changed since (a fingerprint of their metadata);
- * otherwise it asks for a new one covering the union of the roots. A
- * generation never changes once made: the guest cannot read through a stale
- * page cache. */
+ * A generation is the plugin's lazy image of the host's whole / (nbd-share/
+ * synth/lazy.h): laid out as the guest reads it, nothing scanned. Every call
+ * sees every host path there; its roots (the trees it may write, and those
+ * it names) only decide the overlays the agent puts on top. A call reuses
+ * the current generation unless the plugin says it is stale: something it
+ * has shown (a directory it read, an entry in one) changed on the host
+ * since. What the guest has read of a generation never changes: a changed
+ * host gets a new generation for the next call. */
 #include "share-host.h"
 
 #include <dirent.h>
@@ -23,12 +24,10 @@
 #include <unistd.h>
 
 #include "env.h"
-#include "fingerprint.h"
 #include "fsutil.h"
 #include "nbdkit.h"
 #include "paths.h"
 #include "rundir.h"
-#include "share-watch.h"
 #include "sockets.h"
 #include "wire.h"
 
@@ -48,18 +47,7 @@ struct share_host {
   bool have_gen;
   uint32_t gen;       /* the current generation, in slot cur_slot */
   uint64_t cur_slot;
-  char *roots[MAX_ROOTS]; /* of the current generation, none under another */
-  size_t nroots;
-  struct share_watch *watch; /* changes since the current generation, or NULL: */
-  struct synth_fingerprint fp; /* its fingerprint, when inotify cannot watch */
 };
-
-static void ignore_log(void *opaque, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ignore_log(void *opaque, const char *fmt, ...)
-{
-  (void)opaque;
-  (void)fmt;
-}
 
 struct share_host *share_host_start(const struct target *t, const char *dir, char *why, size_t cap)
 {
@@ -82,13 +70,14 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
   mkdir(h->control, 0700);
 
   /* 32-bit kernels index a block device's page cache with 32 bits: 16 TiB.
-   * Each call after a write needs a new generation; a slot is reused once
-   * the guest released its generation, so the slots bound only the
-   * generations in use at once: 1024 of 16 GiB there, 16384 of 64 GiB on
-   * 64-bit guests. */
+   * A slot is the address space one lazy generation grows into as the
+   * guest reads (the sizes of the files whose inodes it reads count, holes
+   * included); a slot is reused once the guest released its generation, so
+   * the slots bound only the generations in use at once: 64 of 256 GiB
+   * there, 256 of 4 TiB on 64-bit guests. */
   bool small = t->elf_class == 1; /* ELFCLASS32 */
   uint64_t size = small ? (16ULL << 40) : (1ULL << 50);
-  h->slot_size = small ? (16ULL << 30) : (64ULL << 30);
+  h->slot_size = small ? (256ULL << 30) : (4ULL << 40);
   /* VMEXEC_SHARE_SLOTS: fewer slots, for the tests of their reuse. */
   h->nslots = (uint64_t)env_number("VMEXEC_SHARE_SLOTS", (double)(size / h->slot_size), 2,
                                    (double)(size / h->slot_size));
@@ -123,42 +112,6 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
 const char *share_host_socket(const struct share_host *h)
 {
   return h->socket;
-}
-
-/* PATH is ROOT or below it. */
-static bool under(const char *path, const char *root)
-{
-  size_t n = strlen(root);
-  if (strcmp(root, "/") == 0)
-    return true;
-  return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
-static bool covered(const struct share_host *h, const char *path)
-{
-  for (size_t i = 0; i < h->nroots; i++)
-    if (under(path, h->roots[i]))
-      return true;
-  return false;
-}
-
-/* Add PATH to the current roots, dropping roots under it. */
-static bool add_root(struct share_host *h, const char *path)
-{
-  if (covered(h, path))
-    return true;
-  size_t w = 0;
-  for (size_t i = 0; i < h->nroots; i++) {
-    if (under(h->roots[i], path))
-      free(h->roots[i]);
-    else
-      h->roots[w++] = h->roots[i];
-  }
-  h->nroots = w;
-  if (h->nroots == MAX_ROOTS)
-    return false;
-  h->roots[h->nroots] = strdup(path);
-  return h->roots[h->nroots++] != NULL;
 }
 
 /* The plugin's file WHAT of SLOT ("roots", "retired"): gen-SLOT.WHAT. */
@@ -207,7 +160,8 @@ static void retire_slot(struct share_host *h, uint64_t slot)
   h->slot_state[slot] = SLOT_RETIRING;
 }
 
-/* Ask the plugin for a generation in SLOT over the current roots. */
+/* Ask the plugin for a generation in SLOT: the lazy image of / (the one
+ * line "/" in its roots file). */
 static int write_roots(const struct share_host *h, uint64_t slot, char *err, size_t cap)
 {
   char tmp[PATH_MAX + 64], final[PATH_MAX + 64];
@@ -218,13 +172,41 @@ static int write_roots(const struct share_host *h, uint64_t slot, char *err, siz
     snprintf(err, cap, "cannot write %s: %s", tmp, strerror(errno));
     return -1;
   }
-  for (size_t i = 0; i < h->nroots; i++)
-    fprintf(f, "%s\n", h->roots[i]);
+  fputs("/\n", f);
   if (fclose(f) != 0 || rename(tmp, final) != 0) {
     snprintf(err, cap, "cannot write %s: %s", final, strerror(errno));
     return -1;
   }
   return 0;
+}
+
+/* Does the current generation still show the host as it is? The plugin
+ * answers gen-S.ask (it sees the changes in its inotify queue) by creating
+ * gen-S.stale or not, then removing the ask; no answer within 2 s counts as
+ * stale. */
+static bool current_stale(const struct share_host *h)
+{
+  char ask[PATH_MAX + 64], path[PATH_MAX + 64];
+  slot_file(h, h->cur_slot, "error", path, sizeof path);
+  if (access(path, F_OK) == 0)
+    return true;
+  slot_file(h, h->cur_slot, "stale", path, sizeof path);
+  if (access(path, F_OK) == 0)
+    return true;
+  slot_file(h, h->cur_slot, "ask", ask, sizeof ask);
+  int fd = open(ask, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd == -1)
+    return true;
+  close(fd);
+  for (int waited_us = 0; access(ask, F_OK) == 0; waited_us += 200) {
+    if (waited_us >= 2000000) {
+      unlink(ask);
+      return true;
+    }
+    struct timespec ts = { 0, 200 * 1000 };
+    nanosleep(&ts, NULL);
+  }
+  return access(path, F_OK) == 0;
 }
 
 bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply, char *err,
@@ -235,34 +217,20 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
     snprintf(err, cap, "malformed share request");
     return false;
   }
-  uint32_t nroots = reply->nroots;
-  bool need_new = !h->have_gen;
-  for (uint32_t i = 0; i < nroots; i++) {
+  for (uint32_t i = 0; i < reply->nroots; i++) {
     if (roots[i].path[0] != '/') {
       snprintf(err, cap, "malformed share request");
       return false;
     }
-    /* The plugin never serves "/" (the guest keeps its own system), and a
-     * generation's roots are the union of every call's: one call asking for
-     * "/" must not leave the guest unable to make any generation. */
+    /* The guest keeps its own system: "/" cannot be a root (every host
+     * path outside the guest's system is visible anyway). */
     if (strcmp(roots[i].path, "/") == 0) {
       snprintf(err, cap, "/ cannot be shared (the guest keeps its own); share the directories below it");
       return false;
     }
-    if (!covered(h, roots[i].path))
-      need_new = true;
   }
 
-  /* Did anything change since the current generation was made? The watch
-   * answers with one read; without it, a metadata scan of the roots. */
-  struct synth_fingerprint fp = { 0, 0 };
-  char fperr[256];
-  if (!need_new && h->watch)
-    need_new = share_watch_changed(h->watch);
-  else if (!need_new)
-    need_new = synth_fingerprint(h->roots, h->nroots, &fp, ignore_log, NULL, fperr, sizeof fperr) != 0 ||
-               !synth_fingerprint_equal(&fp, &h->fp);
-  if (need_new) {
+  if (!h->have_gen || current_stale(h)) {
     uint32_t gen = h->have_gen ? h->gen + 1 : 0;
     char failed[PATH_MAX + 64];
     if (h->have_gen) {
@@ -276,19 +244,6 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
     if (slot == UINT64_MAX) {
       snprintf(err, cap, "all %llu share generations are in use by running programs; retry when some ended",
                (unsigned long long)h->nslots);
-      return false;
-    }
-    for (uint32_t i = 0; i < nroots; i++)
-      if (!add_root(h, roots[i].path)) {
-        snprintf(err, cap, "more than %d shared trees; share fewer directories", MAX_ROOTS);
-        return false;
-      }
-    /* Watch (or fingerprint) before the plugin scans: a change in between
-     * makes the next call build again, never reuse a stale generation. */
-    share_watch_stop(h->watch);
-    h->watch = share_watch_start(h->roots, h->nroots, rundir_base());
-    if (!h->watch && synth_fingerprint(h->roots, h->nroots, &h->fp, ignore_log, NULL, fperr, sizeof fperr) != 0) {
-      snprintf(err, cap, "cannot scan the shared trees: %s", fperr);
       return false;
     }
     if (write_roots(h, slot, err, cap) != 0)
@@ -331,9 +286,6 @@ void share_host_stop(struct share_host *h)
   if (!h)
     return;
   nbdkit_stop(h->nbdkit_pid, h->socket);
-  share_watch_stop(h->watch);
-  for (size_t i = 0; i < h->nroots; i++)
-    free(h->roots[i]);
   free(h->slot_gen);
   free(h->slot_state);
   free(h);

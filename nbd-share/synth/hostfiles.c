@@ -77,21 +77,25 @@ void hostfiles_free(struct hostfiles *h)
   free(h);
 }
 
+/* Under the lock: the lazy image (lazy.c) adds files while other threads read. */
 int64_t hostfiles_add(struct hostfiles *h, const char *path, size_t len, dev_t dev, ino_t ino)
 {
+  int64_t id = -1;
+  pthread_mutex_lock(&h->lock);
   struct hostfile *f = grow(h->files, &h->cap, h->n + 1, sizeof *f, 256);
-  if (!f)
-    return -1;
-  h->files = f;
-  char *p = grow(h->paths, &h->paths_cap, h->paths_len + len + 1, 1, 16384);
-  if (!p)
-    return -1;
-  h->paths = p;
-  memcpy(h->paths + h->paths_len, path, len);
-  h->paths[h->paths_len + len] = '\0';
-  h->files[h->n] = (struct hostfile){ .path_off = h->paths_len, .ino = ino, .dev = dev };
-  h->paths_len += len + 1;
-  return (int64_t)h->n++;
+  if (f)
+    h->files = f;
+  char *p = f ? grow(h->paths, &h->paths_cap, h->paths_len + len + 1, 1, 16384) : NULL;
+  if (p) {
+    h->paths = p;
+    memcpy(h->paths + h->paths_len, path, len);
+    h->paths[h->paths_len + len] = '\0';
+    h->files[h->n] = (struct hostfile){ .path_off = h->paths_len, .ino = ino, .dev = dev };
+    h->paths_len += len + 1;
+    id = (int64_t)h->n++;
+  }
+  pthread_mutex_unlock(&h->lock);
+  return id;
 }
 
 /* Open REL beneath directory DFD (or absolute, with AT_FDCWD) following no

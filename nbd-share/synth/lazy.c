@@ -1,0 +1,777 @@
+/* The lazy image: see lazy.h.
+ *
+ * The image is a run of extents, handed out in increasing block order:
+ *   block 0          the superblock, and the root inode right after it (its
+ *                    nid must fit the superblock's 16 bits)
+ *   inode blocks     the children of one directory, 64 bytes each, in the
+ *                    directory's order (made when its entries are first read)
+ *   directory blocks one directory's entries (made when its inode is)
+ *   file data        one host file, read when the guest reads it
+ *   symlink target   one symlink's target
+ * A read finds its extent by binary search and generates the bytes; inode
+ * and directory blocks are generated from the tables below each time, so a
+ * block reads the same whenever it is read. One mutex guards the tables;
+ * host file data is read outside it. */
+#include "lazy.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "erofs-format.h"
+#include "grow.h"
+#include "hostfiles.h"
+
+#define NONE UINT32_MAX
+#define INODE_SIZE ((uint64_t)sizeof(struct erofs_inode_extended))
+#define DIRENT_SIZE ((uint64_t)sizeof(struct erofs_dirent))
+#define ROOT_POS ((uint64_t)EROFS_SUPER_OFFSET + sizeof(struct erofs_super_block))
+
+/* What changes a directory's listing or an entry's inode (as share-watch.c
+ * in the supervisor did for whole trees). */
+#define WATCH_EVENTS                                                                                         \
+  (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |           \
+   IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+
+enum ext_kind { EXT_SUPER, EXT_INODES, EXT_DIR, EXT_FILE, EXT_LINK };
+
+struct lnode {
+  uint64_t nid;
+  uint64_t name;        /* in the arena */
+  uint32_t parent;      /* its directory's node (the root: itself) */
+  uint16_t namelen;
+  uint8_t ftype;        /* EROFS_FT_* of its directory entry */
+  bool done;            /* taken from the host: the fields below are set */
+  uint32_t mode, uid, gid, nlink;
+  uint64_t size;
+  int64_t mtime;
+  uint32_t mtime_nsec;
+  uint32_t blkaddr;
+  uint32_t dir;         /* directories: index in dirs */
+  uint32_t file;        /* files with data: hostfiles id */
+  uint64_t target;      /* symlinks: the target in the arena */
+};
+
+/* One entry of a read directory, "." and ".." included, in directory order. */
+struct lent {
+  uint64_t name, ino;
+  uint32_t node;        /* NONE until the children are placed */
+  uint16_t len;
+  uint8_t ftype;
+};
+
+struct ldir {
+  uint32_t node;
+  uint32_t first, n;          /* its entries in ents */
+  uint32_t first_blk, nblk;   /* the index of the first entry of each block, in bstarts */
+  uint64_t dev;
+  uint32_t first_child, nchildren; /* nodes made for it when placed */
+  bool placed;
+};
+
+struct lext {
+  uint32_t start, nblk;
+  uint32_t ref;               /* EXT_INODES, EXT_DIR: a dir; EXT_FILE, EXT_LINK: a node */
+  uint8_t kind;
+};
+
+/* Hard links: a non-directory entry whose (dev, ino) was placed before
+ * names the same node. */
+struct llink {
+  uint64_t dev, ino;
+  uint32_t node;
+};
+
+struct lazy_image {
+  pthread_mutex_t lock;
+  unsigned bits;
+  uint64_t bs, total_blocks;
+  char *root;
+  bool hide_system;
+  struct lnode *nodes;
+  size_t nnodes, capnodes;
+  struct lent *ents;
+  size_t nents, capents;
+  uint32_t *bstarts;
+  size_t nbstarts, capbstarts;
+  struct ldir *dirs;
+  size_t ndirs, capdirs;
+  struct lext *exts;
+  size_t nexts, capexts;
+  char *arena;
+  size_t alen, acap;
+  struct llink *links;
+  size_t nlinks, caplinks;
+  uint64_t next_blk;          /* the next block to hand out */
+  uint64_t seen_blk;          /* one past the highest block the guest read */
+  uint8_t *block0, *scratch; /* the blocks of the superblock and root inode; one block */
+  struct hostfiles *files;
+  int inotify_fd;
+  bool stale;
+  int64_t now;
+  synth_log_fn log;
+  void *log_opaque;
+};
+
+static void no_log(void *opaque, const char *fmt, ...)
+{
+  (void)opaque;
+  (void)fmt;
+}
+
+/* ---- tables ---- */
+
+static bool reserve_nodes(struct lazy_image *img, size_t need)
+{
+  void *p = grow(img->nodes, &img->capnodes, need, sizeof *img->nodes, 64);
+  if (p)
+    img->nodes = p;
+  return p != NULL && need < NONE;
+}
+
+static bool reserve_ents(struct lazy_image *img, size_t need)
+{
+  void *p = grow(img->ents, &img->capents, need, sizeof *img->ents, 64);
+  if (p)
+    img->ents = p;
+  return p != NULL && need < NONE;
+}
+
+static uint64_t arena_add(struct lazy_image *img, const char *s, size_t len)
+{
+  char *p = grow(img->arena, &img->acap, img->alen + len, 1, 4096);
+  if (!p)
+    return UINT64_MAX;
+  img->arena = p;
+  memcpy(p + img->alen, s, len);
+  img->alen += len;
+  return img->alen - len;
+}
+
+/* Hand out NBLK blocks for an extent: above every block handed out and every
+ * block the guest has read (it may hold zeroes of that block in a cache).
+ * The start block, or NONE when the image is full. */
+static uint32_t alloc_ext(struct lazy_image *img, uint64_t nblk, enum ext_kind kind, uint32_t ref)
+{
+  uint64_t start = img->next_blk > img->seen_blk ? img->next_blk : img->seen_blk;
+  if (nblk == 0)
+    return 0;
+  if (start + nblk > img->total_blocks || start + nblk >= EROFS_NULL_ADDR) {
+    img->log(img->log_opaque, "the lazy image is full (%llu blocks): what the guest reads next is left empty",
+             (unsigned long long)img->total_blocks);
+    return NONE;
+  }
+  struct lext *e = grow(img->exts, &img->capexts, img->nexts + 1, sizeof *e, 256);
+  if (!e)
+    return NONE;
+  img->exts = e;
+  img->exts[img->nexts++] = (struct lext){ .start = (uint32_t)start, .nblk = (uint32_t)nblk, .ref = ref,
+                                           .kind = (uint8_t)kind };
+  img->next_blk = start + nblk;
+  return (uint32_t)start;
+}
+
+static const struct lext *find_ext(const struct lazy_image *img, uint64_t blk)
+{
+  size_t lo = 0, hi = img->nexts;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const struct lext *e = &img->exts[mid];
+    if (blk < e->start)
+      hi = mid;
+    else if (blk - e->start >= e->nblk)
+      lo = mid + 1;
+    else
+      return e;
+  }
+  return NULL;
+}
+
+/* The first block handed out after BLK (total_blocks if none). */
+static uint64_t next_ext_start(const struct lazy_image *img, uint64_t blk)
+{
+  size_t lo = 0, hi = img->nexts;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (img->exts[mid].start > blk)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo < img->nexts ? img->exts[lo].start : img->total_blocks;
+}
+
+/* ---- paths ---- */
+
+/* The host path of node N into BUF (CAP bytes); false if too long. */
+static bool node_path(const struct lazy_image *img, uint32_t n, char *buf, size_t cap)
+{
+  size_t len = 0;
+  uint32_t chain[4096];
+  size_t depth = 0;
+  for (uint32_t c = n; c != 0; c = img->nodes[c].parent) {
+    if (depth == sizeof chain / sizeof *chain)
+      return false;
+    chain[depth++] = c;
+  }
+  size_t rl = strlen(img->root);
+  if (rl + 1 > cap)
+    return false;
+  memcpy(buf, img->root, rl + 1);
+  len = rl;
+  while (depth > 0) {
+    const struct lnode *c = &img->nodes[chain[--depth]];
+    bool slash = len == 0 || buf[len - 1] != '/';
+    if (len + slash + c->namelen + 1 > cap)
+      return false;
+    if (slash)
+      buf[len++] = '/';
+    memcpy(buf + len, img->arena + c->name, c->namelen);
+    len += c->namelen;
+    buf[len] = '\0';
+  }
+  return true;
+}
+
+/* ---- directories ---- */
+
+static uint8_t ftype_of_mode(mode_t m)
+{
+  switch (m & S_IFMT) {
+  case S_IFREG: return EROFS_FT_REG_FILE;
+  case S_IFDIR: return EROFS_FT_DIR;
+  case S_IFLNK: return EROFS_FT_SYMLINK;
+  default: return EROFS_FT_UNKNOWN;
+  }
+}
+
+static uint8_t ftype_of_dtype(unsigned char t)
+{
+  switch (t) {
+  case DT_REG: return EROFS_FT_REG_FILE;
+  case DT_DIR: return EROFS_FT_DIR;
+  case DT_LNK: return EROFS_FT_SYMLINK;
+  default: return EROFS_FT_UNKNOWN;
+  }
+}
+
+/* The host's pseudo file systems and runtime state: the guest has its own. */
+static bool hidden_at_root(const char *name)
+{
+  return !strcmp(name, "proc") || !strcmp(name, "sys") || !strcmp(name, "dev") || !strcmp(name, "run");
+}
+
+/* Directory order: bytes compared unsigned, a prefix first (what the
+ * kernel's binary search in erofs_namei expects; as in layout.c). */
+static int ent_cmp(const void *a, const void *b, void *ctx)
+{
+  const char *arena = ctx;
+  const struct lent *x = a, *y = b;
+  int c = memcmp(arena + x->name, arena + y->name, x->len < y->len ? x->len : y->len);
+  return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Read the directory open at FD (-1: show it empty) for node N: its entries
+ * sorted with "." and "..", packed into blocks, and those blocks handed out.
+ * The watch comes first, so that a change during the read is not missed.
+ * 0, or -1 when memory ran out. */
+static int read_dir(struct lazy_image *img, uint32_t n, int fd, uint64_t dev)
+{
+  if (fd >= 0 && !img->stale) {
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    if (inotify_add_watch(img->inotify_fd, self, WATCH_EVENTS) == -1) {
+      img->log(img->log_opaque, "cannot watch a directory (%s): every call gets a new generation", strerror(errno));
+      img->stale = true;
+    }
+  }
+  size_t first = img->nents;
+  uint32_t subdirs = 0;
+  static const char *const dots[] = { ".", ".." };
+  for (int i = 0; i < 2; i++) {
+    uint64_t off = arena_add(img, dots[i], (size_t)i + 1);
+    if (off == UINT64_MAX || !reserve_ents(img, img->nents + 1))
+      return -1;
+    img->ents[img->nents++] = (struct lent){ .name = off, .len = (uint16_t)(i + 1), .ftype = EROFS_FT_DIR,
+                                             .node = i == 0 ? n : img->nodes[n].parent };
+  }
+  DIR *d = fd >= 0 ? fdopendir(dup(fd)) : NULL;
+  for (struct dirent *de; d && (de = readdir(d));) {
+    size_t len = strlen(de->d_name);
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || len > EROFS_NAME_LEN ||
+        (n == 0 && img->hide_system && hidden_at_root(de->d_name)))
+      continue;
+    uint8_t ft = ftype_of_dtype(de->d_type);
+    if (de->d_type == DT_UNKNOWN) {
+      struct stat st;
+      ft = fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? ftype_of_mode(st.st_mode) : EROFS_FT_UNKNOWN;
+    }
+    if (ft == EROFS_FT_UNKNOWN)
+      continue; /* sockets, fifos, devices: as synth.c, left out */
+    uint64_t off = arena_add(img, de->d_name, len);
+    if (off == UINT64_MAX || !reserve_ents(img, img->nents + 1)) {
+      closedir(d);
+      return -1;
+    }
+    img->ents[img->nents++] = (struct lent){ .name = off, .len = (uint16_t)len, .ftype = ft, .node = NONE,
+                                             .ino = de->d_ino };
+    subdirs += ft == EROFS_FT_DIR;
+  }
+  if (d)
+    closedir(d);
+  qsort_r(img->ents + first, img->nents - first, sizeof *img->ents, ent_cmp, img->arena);
+
+  /* Pack as layout.c's pack_dir: a block takes entries while they fit; the
+   * last block is not padded. */
+  struct ldir *dirs = grow(img->dirs, &img->capdirs, img->ndirs + 1, sizeof *dirs, 64);
+  if (!dirs)
+    return -1;
+  img->dirs = dirs;
+  struct ldir *ld = &img->dirs[img->ndirs];
+  *ld = (struct ldir){ .node = n, .first = (uint32_t)first, .n = (uint32_t)(img->nents - first),
+                       .first_blk = (uint32_t)img->nbstarts, .dev = dev };
+  uint64_t size = 0;
+  for (size_t i = 0; i < ld->n;) {
+    uint32_t *b = grow(img->bstarts, &img->capbstarts, img->nbstarts + 1, sizeof *b, 64);
+    if (!b)
+      return -1;
+    img->bstarts = b;
+    img->bstarts[img->nbstarts++] = (uint32_t)i;
+    ld->nblk++;
+    uint64_t used = 0;
+    while (i < ld->n && used + DIRENT_SIZE + img->ents[first + i].len <= img->bs)
+      used += DIRENT_SIZE + img->ents[first + i++].len;
+    size = (uint64_t)(ld->nblk - 1) * img->bs + used;
+  }
+  struct lnode *node = &img->nodes[n];
+  node->dir = (uint32_t)img->ndirs++;
+  node->size = size;
+  node->nlink = 2 + subdirs;
+  uint32_t blk = alloc_ext(img, ld->nblk, EXT_DIR, node->dir);
+  if (blk == NONE) { /* no room: an empty directory, which needs no block of its own */
+    node->size = 0;
+    blk = 0;
+  }
+  node->blkaddr = blk;
+  return 0;
+}
+
+static size_t link_hash(uint64_t dev, uint64_t ino, size_t mask)
+{
+  uint64_t h = (dev * 0x9E3779B97F4A7C15u) ^ (ino * 0xC2B2AE3D27D4EB4Fu);
+  return (size_t)(h ^ (h >> 29)) & mask;
+}
+
+/* The node already placed for (DEV, INO), or NONE after recording NODE for it. */
+static uint32_t link_fold(struct lazy_image *img, uint64_t dev, uint64_t ino, uint32_t node)
+{
+  if ((img->nlinks + 1) * 2 > img->caplinks) {
+    size_t cap = img->caplinks ? img->caplinks * 2 : 1024;
+    struct llink *v = malloc(cap * sizeof *v);
+    if (!v)
+      return NONE; /* no folding: the names show as separate files */
+    for (size_t i = 0; i < cap; i++)
+      v[i].node = NONE;
+    for (size_t i = 0; i < img->caplinks; i++)
+      if (img->links[i].node != NONE) {
+        size_t j = link_hash(img->links[i].dev, img->links[i].ino, cap - 1);
+        while (v[j].node != NONE)
+          j = (j + 1) & (cap - 1);
+        v[j] = img->links[i];
+      }
+    free(img->links);
+    img->links = v;
+    img->caplinks = cap;
+  }
+  size_t j = link_hash(dev, ino, img->caplinks - 1);
+  for (; img->links[j].node != NONE; j = (j + 1) & (img->caplinks - 1))
+    if (img->links[j].dev == dev && img->links[j].ino == ino)
+      return img->links[j].node;
+  img->links[j] = (struct llink){ dev, ino, node };
+  img->nlinks++;
+  return NONE;
+}
+
+/* The first read of directory D's entries: its children get nodes and inode
+ * slots, in fresh blocks. A name whose (dev, ino) was placed already is a
+ * hard link of that node. 0, or -1 when memory ran out. */
+static int place_children(struct lazy_image *img, uint32_t d)
+{
+  struct ldir *ld = &img->dirs[d];
+  if (ld->placed)
+    return 0;
+  uint32_t first = (uint32_t)img->nnodes, count = 0;
+  for (uint32_t i = 0; i < ld->n; i++) {
+    struct lent *e = &img->ents[ld->first + i];
+    if (e->node != NONE)
+      continue; /* "." and ".." */
+    if (e->ftype != EROFS_FT_DIR) {
+      uint32_t same = link_fold(img, ld->dev, e->ino, first + count);
+      if (same != NONE) {
+        e->node = same;
+        continue;
+      }
+    }
+    if (!reserve_nodes(img, img->nnodes + 1))
+      return -1;
+    ld = &img->dirs[d];
+    img->nodes[img->nnodes++] = (struct lnode){ .name = e->name, .namelen = e->len, .ftype = e->ftype,
+                                                .parent = ld->node, .dir = NONE, .file = NONE };
+    e->node = first + count++;
+  }
+  uint32_t blk = count ? alloc_ext(img, (count * INODE_SIZE + img->bs - 1) / img->bs, EXT_INODES, d) : 0;
+  for (uint32_t k = 0; k < count; k++)
+    img->nodes[first + k].nid = blk == NONE ? img->nodes[0].nid
+                                            : ((uint64_t)blk * img->bs + k * INODE_SIZE) / EROFS_INODE_SLOT;
+  ld->first_child = first;
+  ld->nchildren = count;
+  ld->placed = true;
+  return 0;
+}
+
+/* ---- inodes ---- */
+
+/* An entry that vanished or changed into something we do not show: an empty
+ * directory or file of its entry's type, so that the listing stays true. */
+static void fill_missing(struct lazy_image *img, uint32_t n)
+{
+  struct lnode *c = &img->nodes[n];
+  c->mode = c->ftype == EROFS_FT_DIR ? S_IFDIR | 0555 : S_IFREG | 0444;
+  c->nlink = 1;
+  c->size = 0;
+  c->mtime = img->now;
+  img->stale = true;
+}
+
+/* Take node N (a child of the directory open at DFD, or -1) from the host.
+ * 0, or -1 when memory ran out. */
+static int materialise(struct lazy_image *img, uint32_t n, int dfd)
+{
+  struct lnode *c = &img->nodes[n];
+  char name[EROFS_NAME_LEN + 1];
+  memcpy(name, img->arena + c->name, c->namelen);
+  name[c->namelen] = '\0';
+  c->done = true;
+  struct stat st;
+  if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 || ftype_of_mode(st.st_mode) == EROFS_FT_UNKNOWN) {
+    fill_missing(img, n);
+    return c->ftype == EROFS_FT_DIR ? read_dir(img, n, -1, 0) : 0;
+  }
+  c->mode = st.st_mode;
+  c->uid = st.st_uid;
+  c->gid = st.st_gid;
+  c->nlink = (uint32_t)st.st_nlink;
+  c->mtime = st.st_mtim.tv_sec;
+  c->mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
+  if (S_ISDIR(st.st_mode)) {
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int r = read_dir(img, n, fd, (uint64_t)st.st_dev);
+    if (fd >= 0)
+      close(fd);
+    return r;
+  }
+  if (S_ISLNK(st.st_mode)) {
+    char target[4096];
+    ssize_t len = readlinkat(dfd, name, target, sizeof target);
+    if (len <= 0 || (size_t)len == sizeof target) {
+      fill_missing(img, n);
+      return 0;
+    }
+    if ((c->target = arena_add(img, target, (size_t)len)) == UINT64_MAX)
+      return -1;
+    c = &img->nodes[n];
+    c->size = (uint64_t)len;
+  } else {
+    c->size = (uint64_t)st.st_size;
+    char path[8192];
+    if (c->size && node_path(img, n, path, sizeof path)) {
+      int64_t id = hostfiles_add(img->files, path, strlen(path), st.st_dev, st.st_ino);
+      if (id < 0)
+        return -1;
+      c->file = (uint32_t)id;
+    }
+  }
+  uint32_t blk = alloc_ext(img, (c->size + img->bs - 1) / img->bs, S_ISLNK(c->mode) ? EXT_LINK : EXT_FILE, n);
+  if (blk == NONE) {
+    fill_missing(img, n); /* no room left in the slot */
+    blk = 0;
+  }
+  img->nodes[n].blkaddr = blk;
+  return 0;
+}
+
+static void encode_inode(const struct lazy_image *img, uint32_t n, uint8_t *out)
+{
+  const struct lnode *c = &img->nodes[n];
+  struct erofs_inode_extended ie = {
+    .i_format = EROFS_INODE_LAYOUT_EXTENDED | EROFS_INODE_FLAT_PLAIN << EROFS_I_DATALAYOUT_BIT,
+    .i_mode = (uint16_t)c->mode,
+    .i_size = c->size,
+    .i_u = c->blkaddr,
+    .i_ino = n + 1,
+    .i_uid = c->uid,
+    .i_gid = c->gid,
+    .i_mtime = (uint64_t)c->mtime,
+    .i_mtime_nsec = c->mtime_nsec,
+    .i_nlink = c->nlink,
+  };
+  erofs_put_inode(out, &ie);
+}
+
+/* Block K of the inode extent of directory D into OUT: its nodes taken from
+ * the host first if they were not. */
+static int inode_block(struct lazy_image *img, uint32_t d, uint64_t k, uint8_t *out)
+{
+  memset(out, 0, img->bs);
+  uint64_t per = img->bs / INODE_SIZE, from = k * per;
+  uint32_t first = img->dirs[d].first_child, count = img->dirs[d].nchildren;
+  int dfd = -2;
+  for (uint64_t i = from; i < from + per && i < count; i++) {
+    if (!img->nodes[first + i].done) {
+      if (dfd == -2) {
+        char path[8192];
+        dfd = node_path(img, img->dirs[d].node, path, sizeof path)
+                  ? hostfiles_open_path(path, O_RDONLY | O_DIRECTORY)
+                  : -1;
+      }
+      if (materialise(img, first + (uint32_t)i, dfd) == -1) {
+        if (dfd >= 0)
+          close(dfd);
+        return -1;
+      }
+    }
+    encode_inode(img, first + (uint32_t)i, out + (i - from) * INODE_SIZE);
+  }
+  if (dfd >= 0)
+    close(dfd);
+  return 0;
+}
+
+/* Block K of directory D's entries into OUT. */
+static int dir_block(struct lazy_image *img, uint32_t d, uint64_t k, uint8_t *out)
+{
+  if (place_children(img, d) == -1)
+    return -1;
+  const struct ldir *ld = &img->dirs[d];
+  memset(out, 0, img->bs);
+  uint32_t from = img->bstarts[ld->first_blk + k];
+  uint32_t to = k + 1 < ld->nblk ? img->bstarts[ld->first_blk + k + 1] : ld->n;
+  uint64_t nameoff = DIRENT_SIZE * (to - from);
+  for (uint32_t i = from; i < to; i++) {
+    const struct lent *e = &img->ents[ld->first + i];
+    struct erofs_dirent de = { .nid = img->nodes[e->node].nid, .nameoff = (uint16_t)nameoff, .file_type = e->ftype };
+    erofs_put_dirent(out + DIRENT_SIZE * (i - from), &de);
+    memcpy(out + nameoff, img->arena + e->name, e->len);
+    nameoff += e->len;
+  }
+  return 0;
+}
+
+/* ---- the image ---- */
+
+int lazy_new(const struct lazy_options *opt, struct lazy_image **out, char *err, size_t errlen)
+{
+  unsigned bits = opt->blkszbits ? opt->blkszbits : 12;
+  if (bits < 9 || bits > 16) {
+    snprintf(err, errlen, "block size 2^%u is outside 512 B .. 64 KiB", bits);
+    return -1;
+  }
+  struct lazy_image *img = calloc(1, sizeof *img);
+  if (!img) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  pthread_mutex_init(&img->lock, NULL);
+  img->bits = bits;
+  img->bs = 1u << bits;
+  img->total_blocks = opt->size >> bits;
+  if (img->total_blocks >= EROFS_NULL_ADDR)
+    img->total_blocks = EROFS_NULL_ADDR - 1;
+  img->log = opt->log ? opt->log : no_log;
+  img->log_opaque = opt->log_opaque;
+  img->root = strdup(opt->root ? opt->root : "/");
+  img->hide_system = img->root && !strcmp(img->root, "/");
+  /* With 512-byte blocks the superblock and the root inode are in block 2. */
+  uint64_t head = (ROOT_POS + INODE_SIZE + img->bs - 1) / img->bs;
+  img->block0 = calloc(head, img->bs);
+  img->scratch = malloc(img->bs);
+  img->files = hostfiles_new(opt->cache_fds ? opt->cache_fds : 64, img->log, img->log_opaque);
+  img->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  img->now = now.tv_sec;
+  if (!img->root || !img->block0 || !img->scratch || !img->files || !reserve_nodes(img, 1) ||
+      alloc_ext(img, head, EXT_SUPER, 0) != 0) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  if (img->inotify_fd == -1)
+    img->stale = true; /* no watch: never reused */
+
+  int fd = hostfiles_open_path(img->root, O_RDONLY | O_DIRECTORY);
+  struct stat st;
+  if (fd == -1 || fstat(fd, &st) == -1) {
+    snprintf(err, errlen, "cannot read %s: %s", img->root, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    goto fail;
+  }
+  img->nnodes = 1;
+  img->nodes[0] = (struct lnode){ .nid = ROOT_POS / EROFS_INODE_SLOT, .parent = 0, .ftype = EROFS_FT_DIR,
+                                  .done = true, .mode = st.st_mode, .uid = st.st_uid, .gid = st.st_gid,
+                                  .mtime = st.st_mtim.tv_sec, .mtime_nsec = (uint32_t)st.st_mtim.tv_nsec,
+                                  .dir = NONE, .file = NONE };
+  int r = read_dir(img, 0, fd, (uint64_t)st.st_dev);
+  close(fd);
+  if (r == -1) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+
+  struct erofs_super_block sb = {
+    .magic = EROFS_SUPER_MAGIC,
+    .blkszbits = (uint8_t)bits,
+    .root_nid = (uint16_t)img->nodes[0].nid,
+    .inos = 1,
+    .build_time = (uint64_t)now.tv_sec,
+    .build_time_nsec = (uint32_t)now.tv_nsec,
+    .blocks = (uint32_t)img->total_blocks,
+  };
+  memcpy(sb.volume_name, "vmexec-lazy", 11);
+  encode_inode(img, 0, img->block0 + ROOT_POS);
+  if (getrandom(sb.uuid, sizeof sb.uuid, 0) != sizeof sb.uuid)
+    memset(sb.uuid, 0x5a, sizeof sb.uuid);
+  erofs_put_super(img->block0 + EROFS_SUPER_OFFSET, &sb);
+  *out = img;
+  return 0;
+fail:
+  lazy_free(img);
+  return -1;
+}
+
+/* Under the lock: up to LEN bytes at OFFSET into BUF; how many. A host file's
+ * data is not read here: *FILE and *FOFF say what to read (file NONE:
+ * nothing). -1 when memory ran out. */
+static int64_t read_locked(struct lazy_image *img, uint8_t *buf, size_t len, uint64_t offset, uint32_t *file,
+                           uint64_t *foff, uint64_t *fsize)
+{
+  uint64_t blk = offset >> img->bits, within = offset & (img->bs - 1);
+  *file = NONE;
+  if (blk >= img->total_blocks) { /* past the slot */
+    memset(buf, 0, len);
+    return (int64_t)len;
+  }
+  const struct lext *e = find_ext(img, blk);
+  if (!e) {
+    uint64_t end = next_ext_start(img, blk) << img->bits;
+    size_t n = end - offset < len ? (size_t)(end - offset) : len;
+    memset(buf, 0, n);
+    uint64_t last = (offset + n - 1) >> img->bits;
+    if (last + 1 > img->seen_blk)
+      img->seen_blk = last + 1; /* never hand these blocks out: the guest has their zeroes */
+    return (int64_t)n;
+  }
+  uint64_t k = blk - e->start, ext_end = (uint64_t)(e->start + e->nblk) << img->bits;
+  size_t n = ext_end - offset < len ? (size_t)(ext_end - offset) : len;
+  if (e->kind == EXT_FILE || e->kind == EXT_LINK) {
+    const struct lnode *c = &img->nodes[e->ref];
+    uint64_t at = offset - ((uint64_t)e->start << img->bits);
+    if (e->kind == EXT_LINK) {
+      memset(buf, 0, n);
+      if (at < c->size)
+        memcpy(buf, img->arena + c->target + at, c->size - at < n ? (size_t)(c->size - at) : n);
+    } else {
+      *file = c->file;
+      *foff = at;
+      *fsize = c->size;
+    }
+    return (int64_t)n;
+  }
+  n = img->bs - within < len ? (size_t)(img->bs - within) : len;
+  const uint8_t *src = img->scratch;
+  if (e->kind == EXT_SUPER)
+    src = img->block0 + k * img->bs;
+  else if ((e->kind == EXT_INODES ? inode_block : dir_block)(img, e->ref, k, img->scratch) == -1)
+    return -1;
+  memcpy(buf, src + within, n);
+  return (int64_t)n;
+}
+
+int lazy_read(struct lazy_image *img, void *buf, size_t len, uint64_t offset)
+{
+  uint8_t *p = buf;
+  while (len > 0) {
+    uint32_t file;
+    uint64_t foff = 0, fsize = 0;
+    pthread_mutex_lock(&img->lock);
+    int64_t n = read_locked(img, p, len, offset, &file, &foff, &fsize);
+    pthread_mutex_unlock(&img->lock);
+    if (n == -1) {
+      errno = ENOMEM;
+      return -1;
+    }
+    if (file != NONE || fsize) {
+      /* The file's bytes up to its size as laid out; zeroes after (the
+       * tail of its last block, or what it grew since). */
+      size_t data = foff >= fsize ? 0 : fsize - foff < (uint64_t)n ? (size_t)(fsize - foff) : (size_t)n;
+      if (data && file != NONE && hostfiles_read(img->files, file, p, data, foff) == -1)
+        return -1;
+      memset(p + data, 0, (size_t)n - data);
+    }
+    p += n;
+    offset += (uint64_t)n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+bool lazy_stale(struct lazy_image *img)
+{
+  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  pthread_mutex_lock(&img->lock);
+  while (img->inotify_fd >= 0 && read(img->inotify_fd, buf, sizeof buf) > 0)
+    img->stale = true; /* any event, IN_Q_OVERFLOW included */
+  bool stale = img->stale;
+  pthread_mutex_unlock(&img->lock);
+  return stale;
+}
+
+struct lazy_stats lazy_stats(struct lazy_image *img)
+{
+  pthread_mutex_lock(&img->lock);
+  struct lazy_stats s = { .inodes = 0, .dirs = img->ndirs, .dirents = img->nents, .blocks = img->next_blk };
+  for (size_t i = 0; i < img->nnodes; i++)
+    s.inodes += img->nodes[i].done;
+  pthread_mutex_unlock(&img->lock);
+  return s;
+}
+
+void lazy_free(struct lazy_image *img)
+{
+  if (!img)
+    return;
+  if (img->inotify_fd >= 0)
+    close(img->inotify_fd);
+  hostfiles_free(img->files);
+  pthread_mutex_destroy(&img->lock);
+  free(img->nodes);
+  free(img->ents);
+  free(img->bstarts);
+  free(img->dirs);
+  free(img->exts);
+  free(img->arena);
+  free(img->links);
+  free(img->block0);
+  free(img->scratch);
+  free(img->root);
+  free(img);
+}

@@ -1,0 +1,64 @@
+/* The lazy image: a read-only EROFS view of a whole host tree (the host's /
+ * for the guest) that is laid out while the guest reads it, so that its cost
+ * follows what the guest looks at, never the size of the host.
+ *
+ * Nothing is scanned up front: the root directory is read when the image is
+ * made, and from then on
+ *   - a directory's children get inode slots (hence nids) in fresh blocks
+ *     when one of its directory blocks is first read;
+ *   - an inode is taken from the host (lstat) when the block holding it is
+ *     first read: a directory is then read (one readdir of it: its size is
+ *     in the inode), a file gets its data blocks (mapped to the host file,
+ *     read when the guest reads them, as in synth.c), a symlink its target.
+ * Blocks are handed out in increasing order and never below one the guest
+ * has read, so what the guest has read never changes under it: the image
+ * only grows into blocks nobody has seen. Every inode is a 64-byte extended
+ * one with flat data (no inline data, no chunks), which keeps the slots
+ * fixed; a sparse file costs address space (not memory) for its holes.
+ *
+ * Change detection: each directory read is watched (inotify) before it is
+ * read. lazy_stale() answers whether anything the image has shown changed
+ * since: a new image is then needed for the next call, and an unchanged
+ * image is reused whatever happened elsewhere on the host. */
+#ifndef NBD_SHARE_LAZY_H
+#define NBD_SHARE_LAZY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "synth-log.h"
+
+struct lazy_options {
+  const char *root;       /* the host directory shown as the image's root ("/" by default) */
+  unsigned blkszbits;     /* 12 by default: the guest's PAGE_SHIFT */
+  uint64_t size;          /* bytes the image may grow to (the slot), at most 2^32 blocks */
+  unsigned cache_fds;     /* host descriptors kept open (0: 64) */
+  synth_log_fn log;       /* may be NULL */
+  void *log_opaque;
+};
+
+/* What has been laid out so far. */
+struct lazy_stats {
+  uint64_t inodes, dirs, dirents, blocks;
+};
+
+struct lazy_image;
+
+/* Read the root and make the image. 0, or -1 with one line in ERR. With
+ * root "/", the host's /proc, /sys, /dev and /run are left out: they are
+ * the guest's own and reading them could block. */
+int lazy_new(const struct lazy_options *opt, struct lazy_image **out, char *err, size_t errlen);
+
+/* LEN bytes at OFFSET, laying out what they cover. Thread-safe. 0, or -1
+ * with errno (an I/O error reading a host file). */
+int lazy_read(struct lazy_image *img, void *buf, size_t len, uint64_t offset);
+
+/* True once a directory the image has read, or an entry in it, changed on
+ * the host (or could not be watched). */
+bool lazy_stale(struct lazy_image *img);
+
+struct lazy_stats lazy_stats(struct lazy_image *img);
+void lazy_free(struct lazy_image *img);
+
+#endif
