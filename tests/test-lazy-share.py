@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Guest test of the lazy share (issue 12), on s390x: every host path
+outside the guest's system is visible in the guest without being named.
+
+- a tempfile.mkdtemp() directory under /tmp and one under /var/tmp, never
+  named by the call (its working directory is elsewhere), are read in the
+  guest: a file, a symlink, hard links (one inode), a file of 40 MiB;
+- writes: /tmp and /var/tmp are scratch (the program writes there, the
+  host's files do not change); a directory under another host directory
+  (the build tree when it is not under /tmp) refuses writes with EROFS;
+- the next call sees what the host changed in between (a new generation),
+  and one that changed nothing reuses the generation.
+
+Environment: VMEXEC, BUILDDIR."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from testlib import check, guest_main, private_top
+
+VMEXEC = os.environ["VMEXEC"]
+BUILDDIR = os.environ["BUILDDIR"]
+top, runtime, ENV = private_top("vmexec-test-lazy-", VMEXEC_IDLE_TIMEOUT="600")
+cwd = os.path.join(top, "cwd")
+os.mkdir(cwd)
+unnamed = tempfile.mkdtemp(prefix="vmexec-lazy-", dir="/tmp")
+unnamed_var = tempfile.mkdtemp(prefix="vmexec-lazy-", dir="/var/tmp")
+
+
+def guest(script):
+    """Runs SCRIPT with the guest's sh from CWD; the completed process."""
+    return subprocess.run([VMEXEC, "--target", "s390x", "--", "/bin/sh", "-c", script], cwd=cwd, env=ENV,
+                          capture_output=True, timeout=900)
+
+
+def out(r):
+    return r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")[-300:]
+
+
+def setup():
+    for d, text in ((unnamed, "in tmp\n"), (unnamed_var, "in var tmp\n")):
+        with open(os.path.join(d, "data.txt"), "w") as f:
+            f.write(text)
+        os.symlink("data.txt", os.path.join(d, "link"))
+        os.link(os.path.join(d, "data.txt"), os.path.join(d, "hard"))
+    with open(os.path.join(unnamed, "big"), "wb") as f:
+        f.write(bytes(range(256)) * (40 * 4096))
+
+
+def test_visible():
+    r = guest(f"cat {unnamed}/data.txt {unnamed_var}/data.txt {unnamed}/link; "
+              f"ls -i {unnamed}/data.txt {unnamed}/hard | awk '{{print $1}}' | uniq | wc -l; "
+              f"md5sum {unnamed}/big | cut -d' ' -f1")
+    import hashlib
+    with open(os.path.join(unnamed, "big"), "rb") as f:
+        md5 = hashlib.md5(f.read()).hexdigest()
+    check(r.returncode == 0 and out(r) == f"in tmp\nin var tmp\nin tmp\n1\n{md5}\n",
+          f"unnamed directories under /tmp and /var/tmp read in the guest: {out(r)!r}")
+
+
+def test_writes():
+    r = guest(f"echo guest > {unnamed}/data.txt && echo new > {unnamed_var}/new && cat {unnamed}/data.txt")
+    check(r.returncode == 0 and out(r) == "guest\n", f"/tmp is writable scratch in the guest: {out(r)!r}")
+    with open(os.path.join(unnamed, "data.txt")) as f:
+        check(f.read() == "in tmp\n" and not os.path.exists(os.path.join(unnamed_var, "new")),
+              "what the guest wrote in /tmp and /var/tmp did not reach the host")
+    elsewhere = BUILDDIR if not BUILDDIR.startswith(("/tmp/", "/var/tmp/")) else os.path.expanduser("~")
+    if elsewhere.startswith(("/tmp/", "/var/tmp/")) or not os.access(elsewhere, os.W_OK):
+        print(f"     (no writable host directory outside /tmp to try EROFS in: {elsewhere})")
+        return
+    d = tempfile.mkdtemp(prefix="vmexec-lazy-", dir=elsewhere)
+    try:
+        r = guest(f"echo x > {d}/file")
+        check(r.returncode != 0 and "Read-only file system" in out(r) and not os.listdir(d),
+              f"a write under {elsewhere}, not a writable root, fails with EROFS: {out(r)!r}")
+    finally:
+        os.rmdir(d) if not os.listdir(d) else None
+
+
+def generations():
+    share = os.path.join(runtime, "vmexec", "s390x", "share")
+    return sorted(f for f in os.listdir(share) if f.endswith(".roots"))
+
+
+def test_changes():
+    with open(os.path.join(unnamed, "data.txt"), "w") as f:
+        f.write("changed on the host\n")
+    with open(os.path.join(unnamed, "added"), "w") as f:
+        f.write("added\n")
+    r = guest(f"cat {unnamed}/data.txt {unnamed}/added")
+    check(r.returncode == 0 and out(r) == "changed on the host\nadded\n",
+          f"the next call sees the host's changes: {out(r)!r}")
+    before = generations()
+    r = guest("true")
+    r2 = guest(f"cat {unnamed}/added")
+    check(r.returncode == 0 and r2.returncode == 0 and generations() == before,
+          f"calls that change nothing reuse the generation: {before} then {generations()}")
+
+
+def cleanup_then(tests):
+    def run():
+        try:
+            for t in tests:
+                t()
+        finally:
+            import shutil
+            shutil.rmtree(unnamed, ignore_errors=True)
+            shutil.rmtree(unnamed_var, ignore_errors=True)
+    return run
+
+
+sys.exit(guest_main([cleanup_then([test_visible, test_writes, test_changes])], VMEXEC, ENV,
+                    top, setup=setup))
