@@ -293,6 +293,22 @@ request 4 "relative/root"
 [ -s "$ctl/gen-4.error" ] && ok || bad "no gen-4.error"
 "$SHARE_READ" "$sock" zero $((63 * slot)) 1048576 && ok || bad "last slot not zero"
 
+# The lazy image of / (what vmexec asks for): made on the first read, with no
+# scan; gen-N.ask is answered by the plugin's watcher thread: fresh while
+# nothing it read changed, stale for a failed generation.
+ask() {
+  : >"$ctl/gen-$1.ask"
+  i=0
+  while [ -e "$ctl/gen-$1.ask" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+  [ ! -e "$ctl/gen-$1.ask" ] || { echo "gen-$1.ask not answered"; return 2; }
+  [ -e "$ctl/gen-$1.stale" ]
+}
+request 6 /
+"$SHARE_READ" "$sock" zero $((6 * slot)) 4096 && bad "the lazy slot 6 reads as zeroes" || ok
+grep -q "^lazy=1" "$ctl/gen-6.info" && ok || bad "no lazy=1 in gen-6.info"
+ask 6; check "the lazy generation, unchanged, is fresh" 1 $?
+ask 4; check "a failed generation is stale" 0 $?
+
 # Retiring: the memory goes (about a second later, at the next read).
 : >"$ctl/gen-0.retired"
 sleep 1.2
