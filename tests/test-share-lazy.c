@@ -1,7 +1,7 @@
 /* The lazy image (nbd-share/synth/lazy.c), without nbdkit:
  *   - read whole, it is a valid EROFS image of the tree (fsck.erofs, and its
- *     extraction equals the tree) at 4 KiB blocks; at 512 B (which this
- *     fsck.erofs cannot check on a 4 KiB-page host) it reads whole;
+ *     extraction equals the tree) at 4 KiB blocks; at 512 B and 64 KiB
+ *     (which this fsck.erofs cannot check on a 4 KiB-page host) it reads whole;
  *   - nothing is read from the host before the guest asks: a tree of 100
  *     directories is one inode until the root's entries are read, and
  *     reading those places the children without taking them from the host;
@@ -187,6 +187,7 @@ int main(void)
   make_tree(tree);
   test_fsck(dir, 12);
   test_fsck(dir, 9);
+  test_fsck(dir, 16); /* ppc64el's 64 KiB pages */
   test_lazy(dir);
   if (failures == 0) {
     char *cmd = fmt("rm -rf '%s'", dir);
