@@ -5,7 +5,8 @@ one run on one s390x guest:
   1. sequential read of a 256 MiB file, and walking + reading 10 000 small
      files: through the share (EROFS on the nbdkit disk) vs virtio-9p
      (msize 512 KiB, cache=loose), page cache dropped before each; timed in
-     the guest;
+     the guest; then the walk again with everything cached, what the guest's
+     system calls cost alone (the floor of the walk under TCG);
   2. the time of a call that reuses the current generation (a metadata
      fingerprint of the trees) vs one that needs a new generation (scan,
      layout, mount), for trees of 1 000, 10 000 and 50 000 files;
@@ -16,7 +17,7 @@ one run on one s390x guest:
      flat (one directory). The share reads only what the guest looks at: a
      nested tree costs its top directory, a flat one a readdir of it.
 
-Usage: bench/share.py [--vmexec PATH] [--calls N] [--lazy (only 4)].
+Usage: bench/share.py [--vmexec PATH] [--calls N] [--parts 1,2,3,4] [--lazy (only 4)].
 Nothing is asserted."""
 
 import argparse
@@ -89,16 +90,106 @@ def timed(cmd, env, cwd):
     return time.perf_counter() - t, r.stdout.decode()
 
 
+def guest_pids(rundir):
+    """The guest's qemu and the share's nbdkit: the processes whose command
+    line names RUNDIR's sockets."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if ("qemu-system" in cmd or "nbdkit" in cmd) and rundir in cmd:
+            pids.append(int(pid))
+    return pids
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(vm, prog, data, env, work):
+    """1. sequential and small-file reads, share vs 9p, timed in the guest,
+    with the CPU time qemu and nbdkit spent meanwhile (sampled as each
+    result line arrives): on a loaded machine the wall times stretch with
+    the load, the CPU times hardly."""
+    pids = guest_pids(os.path.join(env["XDG_RUNTIME_DIR"], "vmexec", "s390x"))
+    p = subprocess.Popen([vm, "--root", prog, "bench", data, "bench9p"], env=env, cwd=work, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    rows, last = {}, cpu_seconds(pids)
+    for line in p.stdout:
+        now = cpu_seconds(pids)
+        rows[line.split()[0]] = [float(x) for x in line.split()[1:]] + [now - last]
+        last = now
+    err = p.stderr.read()
+    if p.wait() != 0:
+        sys.exit(f"bench: sharetest bench: status {p.returncode}: {err[-400:]}")
+    print("1. reading through the share vs virtio-9p (s390x guest, TCG; page cache dropped); wall s in the guest,")
+    print("   CPU s of qemu + nbdkit meanwhile")
+    print(f"{'':28} {'share':>16} {'9p':>16} {'speedup wall':>13} {'CPU':>6}")
+    for what, label in (("read", "256 MiB sequential read"), ("walk", "walk+read 10 000 files"),
+                        ("rewalk", "  again, all cached")):
+        sh, p9 = rows.get(f"share-{what}"), rows.get(f"9p-{what}")
+        if not sh or not p9:
+            print(f"   {what}: missing result: {rows!r}")
+            continue
+        print(f"{label:28} {sh[0]:7.2f} / {sh[3]:6.2f} {p9[0]:7.2f} / {p9[3]:6.2f} {p9[0] / sh[0]:12.2f}x"
+              f" {p9[3] / sh[3]:5.2f}x")
+
+
+def generations(vm, prog, env, work):
+    """2. a call that reuses the generation vs one that needs a new one."""
+    print("\n2. a call's cost: reusing the generation vs a new one (s)")
+    print(f"{'files':>8} {'reuse':>8} {'new gen':>8}")
+    for n in (1000, 10000, 50000):
+        tree = os.path.join(work, f"tree{n}")
+        make_tree(tree, n, 64)
+        args = [vm, "--share", tree + ":ro", prog, "stat", tree]
+        timed(args, env, work)  # first: new generation with this tree
+        reuse = statistics.median(timed(args, env, work)[0] for _ in range(3))
+        fresh = []
+        for i in range(3):
+            with open(os.path.join(tree, "d0000", f"touch{i}"), "w") as f:
+                f.write("x")
+            fresh.append(timed(args, env, work)[0])
+        print(f"{n:>8} {reuse:8.3f} {statistics.median(fresh):8.3f}")
+
+
+def per_call(vm, prog, env, work, calls):
+    """3. per-call overhead, share vs --copy: from a directory holding only
+    the program, and from the work directory (all the trees above: the
+    share's change check scans every shared tree's metadata per call)."""
+    small = os.path.join(work, "small-cwd")
+    os.mkdir(small)
+    shutil.copy(prog, small)
+    nfiles = sum(len(f) for _, _, f in os.walk(work))
+    print(f"\n3. per call, trivial program (median of {calls}, s)")
+    print(f"{'working directory':36} {'share':>7} {'--copy':>7} {'share/copy':>11}")
+    for where, cwd, p in (("only the program", small, os.path.join(small, "sharetest")),
+                          (f"{nfiles} files below it", work, prog)):
+        share = statistics.median(timed([vm, p, "stat", "/"], env, cwd)[0] for _ in range(calls))
+        copy = statistics.median(timed([vm, "--copy", p, "stat", "/"], env, cwd)[0] for _ in range(calls))
+        print(f"{where:36} {share:7.3f} {copy:7.3f} {share / copy:11.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vmexec", default=os.path.join(top, "build", "vmexec"))
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--lazy", action="store_true", help="only section 4, the lazy share's figure")
+    ap.add_argument("--parts", default="1,2,3,4", help="which of the measurements above to run, e.g. 1")
     a = ap.parse_args()
+    parts = {4} if a.lazy else {int(p) for p in a.parts.split(",")}
     work = tempfile.mkdtemp(prefix="vmexec-bench-share-")
     data = os.path.join(work, "data")
     os.makedirs(os.path.join(data, "small"))
-    if not a.lazy:
+    if 1 in parts:  # the data of the throughput measurement
         with open(os.path.join(data, "big.bin"), "wb") as f:
             for _ in range(256):
                 f.write(os.urandom(1 << 20))
@@ -111,57 +202,15 @@ def main():
     os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700)
     vm = a.vmexec
     try:
-        if a.lazy:
-            timed([vm, prog, "stat", "/"], env, work)  # the guest booted
+        timed([vm, prog, "stat", "/"], env, work)  # the guest booted
+        if 1 in parts:
+            throughput(vm, prog, data, env, work)
+        if 2 in parts:
+            generations(vm, prog, env, work)
+        if 3 in parts:
+            per_call(vm, prog, env, work, a.calls)
+        if 4 in parts:
             lazy_figure(vm, prog, env, work, 3)
-            return
-        # 1. throughput, share vs 9p
-        _, out = timed([vm, "--root", prog, "bench", data, "bench9p"], env, work)
-        rows = {l.split()[0]: l.split()[1:] for l in out.splitlines()}
-        print("1. reading through the share vs virtio-9p (s390x guest, TCG; page cache dropped)")
-        print(f"{'':28} {'share':>12} {'9p':>12} {'share speedup':>14}")
-        for what in ("read", "walk"):
-            sh, p9 = rows.get(f"share-{what}"), rows.get(f"9p-{what}")
-            if not sh or not p9:
-                print(f"   {what}: missing result: {out!r}")
-                continue
-            speedup = float(p9[0]) / float(sh[0])  # same bytes: time ratio
-            if what == "read":
-                print(f"{'256 MiB sequential read':28} {float(sh[1]):7.1f} MB/s {float(p9[1]):7.1f} MB/s {speedup:13.2f}x")
-            else:
-                print(f"{'walk+read 10 000 files':28} {float(sh[0]):10.2f} s {float(p9[0]):10.2f} s {speedup:13.2f}x")
-
-        # 2. generation reuse vs refresh
-        print("\n2. a call's cost: reusing the generation vs a new one (s)")
-        print(f"{'files':>8} {'reuse':>8} {'new gen':>8}")
-        for n in (1000, 10000, 50000):
-            tree = os.path.join(work, f"tree{n}")
-            make_tree(tree, n, 64)
-            args = [vm, "--share", tree + ":ro", prog, "stat", tree]
-            timed(args, env, work)  # first: new generation with this tree
-            reuse = statistics.median(timed(args, env, work)[0] for _ in range(3))
-            fresh = []
-            for i in range(3):
-                with open(os.path.join(tree, "d0000", f"touch{i}"), "w") as f:
-                    f.write("x")
-                fresh.append(timed(args, env, work)[0])
-            print(f"{n:>8} {reuse:8.3f} {statistics.median(fresh):8.3f}")
-
-        # 3. per-call overhead, share vs --copy: from a directory holding only
-        # the program, and from the work directory (all the trees above: the
-        # share's change check scans every shared tree's metadata per call)
-        small = os.path.join(work, "small-cwd")
-        os.mkdir(small)
-        shutil.copy(prog, small)
-        nfiles = sum(len(f) for _, _, f in os.walk(work))
-        print(f"\n3. per call, trivial program (median of {a.calls}, s)")
-        print(f"{'working directory':36} {'share':>7} {'--copy':>7} {'share/copy':>11}")
-        for where, cwd, p in (("only the program", small, os.path.join(small, "sharetest")),
-                              (f"{nfiles} files below it", work, prog)):
-            share = statistics.median(timed([vm, p, "stat", "/"], env, cwd)[0] for _ in range(a.calls))
-            copy = statistics.median(timed([vm, "--copy", p, "stat", "/"], env, cwd)[0] for _ in range(a.calls))
-            print(f"{where:36} {share:7.3f} {copy:7.3f} {share / copy:11.2f}")
-        lazy_figure(vm, prog, env, work, 3)
     finally:
         subprocess.run([vm, "stop", "--all"], env=env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
