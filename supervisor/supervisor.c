@@ -446,9 +446,14 @@ static void send_resume(struct supervisor *s)
   explicit_bzero(&m, sizeof m);
 }
 
-/* The agent set its clock and reseeded: the restored guest takes runs. */
+/* The agent set its clock and reseeded: the restored guest takes runs. The
+ * first WIRE_RESUME was stamped before qemu loaded the snapshot, so the guest's
+ * clock is behind by the load (up to seconds under load: make would see the
+ * host's new files as from the future); a second one, sent now and answered
+ * before any run's frame, sets it to within a round trip. */
 static void restore_done(struct supervisor *s)
 {
+  send_resume(s);
   s->restoring = false;
   s->ready = true;
   end_unpack(s, false);
@@ -476,9 +481,10 @@ static void handle_hello(struct supervisor *s, const uint8_t *p, size_t n)
 
 static void from_agent(struct supervisor *s, const struct wire_header *h, const uint8_t *p)
 {
-  if (h->type == WIRE_RESUME && s->restoring) {
-    restore_done(s);
-    return;
+  if (h->type == WIRE_RESUME) {
+    if (s->restoring)
+      restore_done(s);
+    return; /* the answer to restore_done's second resume */
   }
   if (h->type == WIRE_HELLO && s->restoring) {
     /* The restored agent saw a hangup and connected again: our resume may
