@@ -24,26 +24,13 @@ import sys
 import tempfile
 import time
 
+from proccpu import cpu_seconds, qemu_pid
+
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # target: (cross compiler, qemu-user binary)
 tools = {"s390x": ("s390x-linux-gnu-gcc", "qemu-s390x"), "aarch64": ("aarch64-linux-gnu-gcc", "qemu-aarch64"),
          "armhf": ("arm-linux-gnueabihf-gcc", "qemu-arm"), "ppc64el": ("powerpc64le-linux-gnu-gcc", "qemu-ppc64le")}
 works = (("lookup", "100"), ("qsort", "4"))
-
-
-def qemu_pid(vm, target, env):
-    for line in subprocess.run([vm, "status"], env=env, capture_output=True, text=True).stdout.splitlines():
-        words = line.split()
-        if words and words[0] == target and "pid" in words:
-            return int(words[words.index("pid") + 1])
-    sys.exit(f"bench: no running {target} guest in 'vmexec status'")
-
-
-def cpu_seconds(pid):
-    """User + system time of process PID (all its threads) so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu():

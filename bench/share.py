@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+from proccpu import cpu_seconds
+
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -105,15 +107,6 @@ def guest_pids(rundir):
     return pids
 
 
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def throughput(vm, prog, data, env, work):
     """1. sequential and small-file reads, share vs 9p, timed in the guest,
     with the CPU time qemu and nbdkit spent meanwhile (sampled as each
@@ -122,9 +115,9 @@ def throughput(vm, prog, data, env, work):
     pids = guest_pids(os.path.join(env["XDG_RUNTIME_DIR"], "vmexec", "s390x"))
     p = subprocess.Popen([vm, "--root", prog, "bench", data, "bench9p"], env=env, cwd=work, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    rows, last = {}, cpu_seconds(pids)
+    rows, last = {}, cpu_seconds(*pids)
     for line in p.stdout:
-        now = cpu_seconds(pids)
+        now = cpu_seconds(*pids)
         rows[line.split()[0]] = [float(x) for x in line.split()[1:]] + [now - last]
         last = now
     err = p.stderr.read()

@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from proccpu import qemu_pid, thread_ticks
+
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 triplets = {"s390x": "s390x-linux-gnu", "aarch64": "aarch64-linux-gnu", "armhf": "arm-linux-gnueabihf",
             "ppc64el": "powerpc64le-linux-gnu"}
@@ -33,27 +35,6 @@ def run_all(cmds, env):
         if p.returncode != 0:
             sys.exit(f"bench: a call failed with {p.returncode}: {err.decode()[-300:]}")
     return time.perf_counter() - t
-
-
-def qemu_pid(vm, target, env):
-    for line in subprocess.run([vm, "status"], env=env, capture_output=True, text=True).stdout.splitlines():
-        words = line.split()
-        if words and words[0] == target and "pid" in words:
-            return int(words[words.index("pid") + 1])
-    sys.exit(f"bench: no running {target} guest in 'vmexec status'")
-
-
-def thread_cpu(pid):
-    """CPU ticks so far of each thread of process PID."""
-    ticks = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ticks[tid] = int(fields[11]) + int(fields[12])
-        except FileNotFoundError:
-            pass
-    return ticks
 
 
 def busy_threads(before, after):
@@ -103,9 +84,9 @@ def main():
                 run_all([call], env)
                 run_all([call], env)
                 seq.append(time.perf_counter() - t)
-                before = thread_cpu(pid)
+                before = thread_ticks(pid)
                 par.append(run_all([call, call], env))
-                busy.append(busy_threads(before, thread_cpu(pid)))
+                busy.append(busy_threads(before, thread_ticks(pid)))
             one, seq, par = statistics.median(one), statistics.median(seq), statistics.median(par)
             print(f"{cpus:>6} {boot:>7.2f} {one:>9.2f} {seq:>13.2f} {par:>12.2f} {par / seq:>17.2f}"
                   f" {min(busy):>13} {total:>11}/{avail}")
