@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,18 @@ static char *extract_source(const struct image_job *j, const char *dir)
   return xasprintf("%s/%s", dir, j->r.kernel.name);
 }
 
+/* Whether a line after P sets the option P sets ("CONFIG_X="): the board's
+ * fragment comes after common.config and overrides it, as Kconfig takes the
+ * last value (m68k has no PCI: its fragment says CONFIG_PCI=n). */
+static bool set_again(const char *p)
+{
+  size_t name = strcspn(p, "=\n");
+  for (const char *q = strchr(p, '\n'); q; q = strchr(q + 1, '\n'))
+    if (strncmp(q + 1, p, name) == 0 && q[1 + name] == '=')
+      return true;
+  return false;
+}
+
 /* Every "CONFIG_X=V" of the fragments must be in .config: Kconfig drops what
  * an unmet dependency forbids, silently. */
 static void check_config(const struct target *t, const char *fragments, const char *config_path)
@@ -96,7 +109,7 @@ static void check_config(const struct target *t, const char *fragments, const ch
     fail(EXIT_TOOL_FAILED, "[%s] make allnoconfig wrote no %s", t->name, config_path);
   for (const char *p = fragments; *p; p += strcspn(p, "\n"), p += *p == '\n') {
     size_t n = strcspn(p, "\n");
-    if (strncmp(p, "CONFIG_", 7) != 0 || (n > 2 && strncmp(p + n - 2, "=n", 2) == 0))
+    if (strncmp(p, "CONFIG_", 7) != 0 || (n > 2 && strncmp(p + n - 2, "=n", 2) == 0) || set_again(p))
       continue;
     CLEANUP_FREE char *want = xasprintf("\n%.*s\n", (int)n, p);
     if (!strstr(config, want))
