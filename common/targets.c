@@ -9,16 +9,29 @@
 #define EF_ARM_ABI_FLOAT_HARD 0x400
 #endif
 
+/* The transport column: the enum, then the PCI bus qemu puts the virtio
+ * devices on (NULL: the machine's default bus). Each name expands to both;
+ * a macro does not expand itself again, so the inner name is the enum's. */
+enum { PCI_BEHIND_BRIDGE = VIRTIO_PCI };
+#define VIRTIO_CCW VIRTIO_CCW, NULL
+#define VIRTIO_PCI VIRTIO_PCI, NULL
+#define VIRTIO_MMIO VIRTIO_MMIO, NULL
+#define VIRTIO_PCI_BUS(bus) (enum virtio_transport)PCI_BEHIND_BRIDGE, bus
+
 const struct target targets[] = {
 #define DEBIAN_KERNEL NULL, NULL
 #define KERNEL_FROM_SOURCE(arch, file) arch, file
-#define DEBIAN_USERLAND false
-#define CROSS_USERLAND true
+#define DEBIAN_USERLAND false, NULL
+#define CROSS_USERLAND true, "libc6 libgcc-s1 libstdc++6"
+#define CROSS_USERLAND_LIBS(libs) true, libs
 #define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, tcg, console, transport, extra, page, gdb, kernel, userland) \
   { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, tcg, console, transport, extra, page, gdb, kernel, userland },
 #include "targets.def"
 #undef TARGET
 };
+#undef VIRTIO_CCW
+#undef VIRTIO_PCI
+#undef VIRTIO_MMIO
 
 const size_t n_targets = sizeof targets / sizeof targets[0];
 

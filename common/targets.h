@@ -28,6 +28,8 @@ struct target {
   const char *tcg;             /* options of -accel tcg ("thread=multi,...") */
   const char *console;         /* kernel console device */
   enum virtio_transport transport;
+  const char *virtio_bus;      /* the bus of qemu's virtio devices, NULL: the machine's default
+                                  (sun4u's root bus has no free slot: "pciB", behind a bridge) */
   const char *qemu_extra;      /* further qemu arguments, space separated */
   unsigned page_kib;           /* the kernel's page size: the share's block size */
   const char *gdb_arch;        /* gdb's 'set architecture' name (vmexec --gdb) */
@@ -35,6 +37,7 @@ struct target {
                                   kernel built from kernel_package, linux-source (image-kernel.c) */
   const char *kernel_file;     /* that build's file qemu boots ("vmlinux") */
   bool cross_userland;         /* libraries from libc6-DEBIAN_ARCH-cross (image-cross.c) */
+  const char *cross_libs;      /* those packages, without "-DEBIAN_ARCH-cross", space separated */
 };
 
 extern const struct target targets[];

@@ -17,10 +17,14 @@
 
 void cross_packages(const struct target *t, struct strv *pkgs)
 {
-  /* No busybox: Debian builds none for these architectures. */
-  const char *names[] = {"libc6", "libgcc-s1", "libstdc++6"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    strv_pushf(pkgs, "%s-%s-cross", names[i], t->debian_arch);
+  /* No busybox: Debian builds none for these architectures. The names
+   * differ per architecture (libc6.1 on alpha, libgcc-s2 on m68k). */
+  for (const char *p = t->cross_libs; *p; p += strspn(p, " ")) {
+    size_t n = strcspn(p, " ");
+    if (n)
+      strv_pushf(pkgs, "%.*s-%s-cross", (int)n, p, t->debian_arch);
+    p += n;
+  }
 }
 
 /* ROOT/usr/TRIPLET/lib* -> ROOT/lib*: PT_INTERP names /lib/ld.so.1 (or

@@ -80,9 +80,9 @@ int qemu_default_cpus(const struct target *t)
   return n < 1 ? 1 : n > QEMU_MAX_CPUS ? QEMU_MAX_CPUS : n;
 }
 
-/* A virtio-blk disk on the NBD server at SOCKET (nothing when NULL). */
-static void add_nbd_disk(struct strv *a, const char *sfx, const char *socket, const char *id, const char *serial,
-                         bool writable)
+/* A virtio-blk disk on the NBD server at SOCKET (nothing when NULL); BUS is ",bus=NAME" or "". */
+static void add_nbd_disk(struct strv *a, const char *sfx, const char *bus, const char *socket, const char *id,
+                         const char *serial, bool writable)
 {
   if (!socket)
     return;
@@ -91,7 +91,7 @@ static void add_nbd_disk(struct strv *a, const char *sfx, const char *socket, co
   strv_pushf(a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=%s,format=raw,readonly=%s", path,
              id, writable ? "off" : "on");
   strv_push(a, "-device");
-  strv_pushf(a, "virtio-blk-%s,drive=%s,serial=%s", sfx, id, serial);
+  strv_pushf(a, "virtio-blk-%s,drive=%s,serial=%s%s", sfx, id, serial, bus);
 }
 
 char **qemu_argv(const struct qemu_options *o)
@@ -168,8 +168,10 @@ char **qemu_argv(const struct qemu_options *o)
   strv_pushf(&a, "console=%s panic=-1 quiet%s%s%s%s", t->console, o->append ? " " : "", o->append ? o->append : "",
              append ? " " : "", append ? append : "");
 
+  /* ",bus=pciB" where the machine's default bus has no free slot. */
+  CLEANUP_FREE char *bus = t->virtio_bus ? xasprintf(",bus=%s", t->virtio_bus) : xstrdup("");
   strv_push(&a, "-device");
-  strv_pushf(&a, "virtio-serial-%s", sfx);
+  strv_pushf(&a, "virtio-serial-%s%s", sfx, bus);
   strv_push(&a, "-chardev");
   strv_pushf(&a, "socket,id=vmexec,path=%s,server=on,wait=off", serial);
   strv_push(&a, "-device");
@@ -178,9 +180,9 @@ char **qemu_argv(const struct qemu_options *o)
   /* The disks, each served by nbdkit and found by the agent by its serial:
    * the host's trees (nbd-share), a full image's root filesystem (writable
    * only on its first boot) and the persistent layer over it. */
-  add_nbd_disk(&a, sfx, o->share_socket, "share", WIRE_SHARE_SERIAL, false);
-  add_nbd_disk(&a, sfx, o->root_socket, "root", WIRE_ROOT_SERIAL, o->root_writable);
-  add_nbd_disk(&a, sfx, o->layer_socket, "layer", WIRE_LAYER_SERIAL, true);
+  add_nbd_disk(&a, sfx, bus, o->share_socket, "share", WIRE_SHARE_SERIAL, false);
+  add_nbd_disk(&a, sfx, bus, o->root_socket, "root", WIRE_ROOT_SERIAL, o->root_writable);
+  add_nbd_disk(&a, sfx, bus, o->layer_socket, "layer", WIRE_LAYER_SERIAL, true);
 
   if (o->incoming) {
     strv_push(&a, "-incoming");
