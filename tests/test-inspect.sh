@@ -280,6 +280,16 @@ if [ -x "$tmp/ppc64/c-static" ]; then
 else
   note "no ppc64 program: skipping the ELFv2 check"
 fi
+# riscv64: Debian's libraries use the lp64d ABI (floats in FP registers); an
+# lp64 (soft-float) program cannot call them.
+if [ -x "$tmp/riscv64/c-static" ]; then
+  cp "$tmp/riscv64/c-static" "$tmp/riscv64-lp64"
+  b=$(byte_at "$tmp/riscv64-lp64" 48)                               # e_flags bits 0-7 (ELF64, little-endian)
+  patch "$tmp/riscv64-lp64" 48 "\\$(printf '%o' $((b & ~6)))"        # EF_RISCV_FLOAT_ABI_SOFT
+  refused "riscv64 lp64 soft-float program (crafted e_flags)" 126 "$tmp/riscv64-lp64" "riscv64" "0x4 under mask 0x6"
+else
+  note "no riscv64 program: skipping the soft-float check"
+fi
 
 # ---------------------------------------------------------------- command line
 

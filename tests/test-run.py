@@ -26,18 +26,23 @@ from testlib import check, finish, skip_or_fail, world_readable_copy
 VMEXEC = os.environ["VMEXEC"]
 PROBE = os.environ["PROBE"]
 TARGET = os.environ.get("TARGET", "s390x")
-# What the probe's "hello" says on each target the suite runs.
-HELLO = {"s390x": b"hello from s390x big-endian\n", "aarch64": b"hello from aarch64 little-endian\n",
-         "powerpc": b"hello from ppc big-endian\n", "mips": b"hello from mips big-endian\n",
-         "ppc64": b"hello from ppc64 big-endian\n"}[TARGET]
-# And its "bits": the byte order and word size of the program as it runs.
-BITS = {"s390x": b"big-endian 64-bit\n", "aarch64": b"little-endian 64-bit\n", "powerpc": b"big-endian 32-bit\n",
-        "mips": b"big-endian 32-bit\n", "ppc64": b"big-endian 64-bit\n"}[TARGET]
-QEMU = {"s390x": "qemu-system-s390x", "aarch64": "qemu-system-aarch64", "powerpc": "qemu-system-ppc",
-        "mips": "qemu-system-mips", "ppc64": "qemu-system-ppc64"}[TARGET]
-
-
-
+# What the probe's "hello" says on each target the suite runs (uname's
+# machine, then the byte order), its "bits" (the byte order and word size of
+# the program as it runs) and the qemu binary.
+ROWS = {
+    "s390x": ("s390x", "big", 64, "qemu-system-s390x"),
+    "aarch64": ("aarch64", "little", 64, "qemu-system-aarch64"),
+    "powerpc": ("ppc", "big", 32, "qemu-system-ppc"),
+    "mips": ("mips", "big", 32, "qemu-system-mips"),
+    "mipsel": ("mips", "little", 32, "qemu-system-mipsel"),
+    "ppc64": ("ppc64", "big", 64, "qemu-system-ppc64"),
+    "riscv64": ("riscv64", "little", 64, "qemu-system-riscv64"),
+    "m68k": ("m68k", "big", 32, "qemu-system-m68k"),
+    "sparc64": ("sparc64", "big", 64, "qemu-system-sparc64"),
+}
+_machine, _order, _bits, QEMU = ROWS[TARGET]
+HELLO = f"hello from {_machine} {_order}-endian\n".encode()
+BITS = f"{_order}-endian {_bits}-bit\n".encode()
 
 # Each run of this test has its own supervisors (runtime dir); images come from
 # the shared cache, built on first use.
