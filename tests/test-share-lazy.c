@@ -6,8 +6,9 @@
  *     directories is one inode until the root's entries are read, and
  *     reading those places the children without taking them from the host;
  *   - a block the guest read while it was unused is never handed out;
- *   - lazy_stale: a change in a directory the image read says so, a change
- *     in one it did not read does not. */
+ *   - lazy_stale: a new name in a directory the image read, or a changed
+ *     entry whose inode it gave out, says so; a change in a directory it did
+ *     not read, or of an entry whose inode it did not give out, does not. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -165,8 +166,19 @@ static void test_lazy(const char *dir)
   /* A change where the image never looked: still fresh. */
   put(p = fmt("%s/d099/new", big), "", 0), free(p);
   CHECK(!lazy_stale(img));
-  /* In a directory it read (d000's listing), and in the root: stale. */
+  /* A file rewritten in a directory it read (d000's listing), whose inode
+   * the guest does not have: still fresh (it will be taken as it is). */
   put(p = fmt("%s/d000/f00", big), "changed", 1), free(p);
+  CHECK(!lazy_stale(img));
+  /* A new name there: stale. */
+  put(p = fmt("%s/d000/new", big), "", 0), free(p);
+  CHECK(lazy_stale(img));
+  lazy_free(img);
+  /* An entry whose inode the guest has, its attributes changed: stale. */
+  img = open_lazy(big, 12);
+  CHECK(lazy_read(img, buf, sizeof buf, 4096) == 0 && lazy_read(img, buf, sizeof buf, 2 * 4096) == 0);
+  CHECK(!lazy_stale(img));
+  chmod(p = fmt("%s/d001", big), 0700), free(p);
   CHECK(lazy_stale(img));
   lazy_free(img);
   img = open_lazy(big, 12);

@@ -116,6 +116,8 @@ struct lazy_image {
   uint8_t *block0, *scratch; /* the blocks of the superblock and root inode; one block */
   struct hostfiles *files;
   int inotify_fd;
+  uint32_t *wd_dir;           /* watch descriptor -> the directory it watches */
+  size_t capwd;
   bool stale;
   int64_t now;
   synth_log_fn log;
@@ -289,9 +291,19 @@ static int read_dir(struct lazy_image *img, uint32_t n, int fd, uint64_t dev)
   if (fd >= 0 && !img->stale) {
     char self[64];
     snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-    if (inotify_add_watch(img->inotify_fd, self, WATCH_EVENTS) == -1) {
+    int wd = inotify_add_watch(img->inotify_fd, self, WATCH_EVENTS);
+    size_t old = img->capwd;
+    uint32_t *map = wd >= 0 ? grow(img->wd_dir, &img->capwd, (size_t)wd + 1, sizeof *map, 64) : NULL;
+    if (!map) {
       img->log(img->log_opaque, "cannot watch a directory (%s): every call gets a new generation", strerror(errno));
       img->stale = true;
+    } else {
+      img->wd_dir = map;
+      for (size_t i = old; i < img->capwd; i++)
+        map[i] = NONE;
+      /* The same directory twice (a bind mount): the events cannot tell
+       * which listing they are about. */
+      map[wd] = map[wd] == NONE ? (uint32_t)img->ndirs : NONE - 1;
     }
   }
   size_t first = img->nents;
@@ -734,12 +746,42 @@ int lazy_read(struct lazy_image *img, void *buf, size_t len, uint64_t offset)
   return 0;
 }
 
+/* Under the lock: does EV make the image stale? A changed listing (an entry
+ * created, deleted, renamed), a change of the watched directory itself or a
+ * lost event does. A changed entry (written, its attributes) does only if
+ * the guest has its inode: one not yet taken from the host will be taken as
+ * it is then. A name the listing lacks was left out (a fifo) or is a new
+ * one, whose creation event says stale already. */
+static bool stale_event(const struct lazy_image *img, const struct inotify_event *ev)
+{
+  if (!(ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) || ev->len == 0 || ev->wd < 0 ||
+      (size_t)ev->wd >= img->capwd || img->wd_dir[ev->wd] >= img->ndirs)
+    return true;
+  const struct ldir *ld = &img->dirs[img->wd_dir[ev->wd]];
+  size_t len = strnlen(ev->name, ev->len), lo = 0, hi = ld->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const struct lent *e = &img->ents[ld->first + mid];
+    int c = memcmp(ev->name, img->arena + e->name, len < e->len ? len : e->len);
+    c = c ? c : (len > e->len) - (len < e->len);
+    if (c == 0)
+      return e->node != NONE && img->nodes[e->node].done;
+    if (c < 0)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return false;
+}
+
 bool lazy_stale(struct lazy_image *img)
 {
-  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
   pthread_mutex_lock(&img->lock);
-  while (img->inotify_fd >= 0 && read(img->inotify_fd, buf, sizeof buf) > 0)
-    img->stale = true; /* any event, IN_Q_OVERFLOW included */
+  ssize_t len;
+  while (img->inotify_fd >= 0 && (len = read(img->inotify_fd, buf, sizeof buf)) > 0)
+    for (char *p = buf; p < buf + len && !img->stale; p += sizeof(struct inotify_event) + ((struct inotify_event *)p)->len)
+      img->stale = stale_event(img, (const struct inotify_event *)p);
   bool stale = img->stale;
   pthread_mutex_unlock(&img->lock);
   return stale;
@@ -770,6 +812,7 @@ void lazy_free(struct lazy_image *img)
   free(img->exts);
   free(img->arena);
   free(img->links);
+  free(img->wd_dir);
   free(img->block0);
   free(img->scratch);
   free(img->root);

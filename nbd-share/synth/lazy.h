@@ -18,8 +18,9 @@
  *
  * Change detection: each directory read is watched (inotify) before it is
  * read. lazy_stale() answers whether anything the image has shown changed
- * since: a new image is then needed for the next call, and an unchanged
- * image is reused whatever happened elsewhere on the host. */
+ * since (a listing, or an inode it gave out): a new image is then needed
+ * for the next call, and an unchanged image is reused whatever happened
+ * elsewhere on the host. */
 #ifndef NBD_SHARE_LAZY_H
 #define NBD_SHARE_LAZY_H
 
@@ -54,8 +55,8 @@ int lazy_new(const struct lazy_options *opt, struct lazy_image **out, char *err,
  * with errno (an I/O error reading a host file). */
 int lazy_read(struct lazy_image *img, void *buf, size_t len, uint64_t offset);
 
-/* True once a directory the image has read, or an entry in it, changed on
- * the host (or could not be watched). */
+/* True once a directory the image has read changed its names, or an entry
+ * whose inode it gave out changed, on the host (or could not be watched). */
 bool lazy_stale(struct lazy_image *img);
 
 struct lazy_stats lazy_stats(struct lazy_image *img);
