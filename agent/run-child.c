@@ -53,6 +53,7 @@ enum { STAGE_CGROUP = 1, STAGE_SHARE, STAGE_CWD, STAGE_CREDS, STAGE_EXEC, STAGE_
  * pseudo-terminal, SLAVE is its path instead. */
 noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3], const char *slave, int exec_w)
 {
+  run_trace_child(r, CHILD_T_FORKED);
   sigset_t empty;
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, NULL);
@@ -77,6 +78,7 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
     if (share_enter(r->share, why, sizeof why) == -1)
       child_fail(exec_w, STAGE_SHARE, errno, why);
   }
+  run_trace_child(r, CHILD_T_ENTERED);
   if (chdir(q->cwd) == -1) {
     /* Without a share, --copy runs in a fresh directory of the same name in
      * guest memory; with one, the cwd is always inside a root. */
@@ -98,9 +100,11 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
   }
   if (q->flags & WIRE_RUN_SEARCH_PATH) {
     bool found;
+    run_trace_child(r, CHILD_T_EXEC);
     exec_command(file, q->argv, q->envp, &found);
     child_fail(exec_w, found ? STAGE_EXEC : STAGE_NOT_FOUND, errno, file);
   }
+  run_trace_child(r, CHILD_T_EXEC);
   execve(file, q->argv, q->envp);
   child_fail(exec_w, STAGE_EXEC, errno, NULL);
 }
@@ -113,6 +117,7 @@ void run_exec_result(struct run *r)
   if (n < 0 && errno == EINTR)
     return;
   close_fd(&r->exec_fd);
+  r->t_execd = run_now_ns(); /* end of file: the exec went through (the pipe is close-on-exec) */
   if (n != (ssize_t)sizeof msg) {
     run_maybe_finish(r);
     return;

@@ -123,6 +123,7 @@ static void kill_all(struct run *r)
 
 static void destroy(struct run *gone)
 {
+  uint64_t t0 = run_now_ns();
   for (struct run **p = &runs; *p; p = &(*p)->next)
     if (*p == gone) {
       *p = gone->next;
@@ -143,7 +144,11 @@ static void destroy(struct run *gone)
   clear_dir(gone->dir, NULL);
   rmdir(gone->dir);
   free(gone->stdin_buf);
+  bool traced = gone->trace;
+  run_trace_free(gone);
   free(gone);
+  if (traced)
+    run_trace_teardown(run_now_ns() - t0);
 }
 
 /* Over when reaped and all output is out: send the run's changes under
@@ -153,6 +158,8 @@ void run_maybe_finish(struct run *r)
 {
   if (!r->reaped || r->out_fd >= 0 || r->err_fd >= 0 || r->exec_fd >= 0)
     return;
+  if (!r->t_drained)
+    r->t_drained = run_now_ns();
   if (r->share && !r->cancelled) {
     if (!r->wb && !(r->wb = writeback_start(r->share, r->id)))
       agent_log("run %u: out of memory: its changes are not written back", r->id);
@@ -161,6 +168,7 @@ void run_maybe_finish(struct run *r)
   }
   /* Before the caller hears of the end, which may be followed by a stop. */
   root_run_ended();
+  run_trace_send(r);
   if (WIFSIGNALED(r->status))
     send_exit(r, WIRE_SIGNALED, wire_signal_from_native(WTERMSIG(r->status)), "");
   else
@@ -224,12 +232,16 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     return;
   }
   const struct wire_run *q = &rq->m;
+  r->t_run = run_now_ns();
+  if (q->flags & WIRE_RUN_TRACE)
+    run_trace_start(r);
   char why[512];
   if (r->share_err[0] || (r->share && share_prepare(r->share, r->dir, why, sizeof why) == -1)) {
     run_refuse(r, 125, "%s", r->share_err[0] ? r->share_err : why);
     free_request(rq);
     return;
   }
+  r->t_prepared = run_now_ns();
   if (have_cgroups) {
     char path[128];
     cgroup_path(r, NULL, path, sizeof path);
@@ -394,6 +406,7 @@ bool runs_reaped(pid_t pid, int status)
     if (r->pid == pid) {
       r->pid = 0;
       r->reaped = true;
+      r->t_reaped = run_now_ns();
       r->status = status;
       /* The main process is gone: so is everything it left behind. */
       kill_all(r);

@@ -36,6 +36,11 @@ struct run {
   bool pty;              /* WIRE_RUN_PTY: out_fd is the terminal's master */
   bool eof_in_canon;     /* its EOF key went in while in line mode (see end_stdin) */
   bool line_open;        /* the last byte of stdin was not the end of a line */
+  /* WIRE_RUN_TRACE (run-trace.c): moments on the guest's monotonic clock, in
+   * ns, 0 until reached; the child's in a page shared with it. */
+  bool trace;
+  uint64_t t_run, t_prepared, t_execd, t_reaped, t_drained;
+  uint64_t *child_t;     /* CHILD_T_N moments, or NULL */
   struct run *next;
 };
 
@@ -72,5 +77,18 @@ void run_pump_output(struct run *r, int *fd, uint16_t type);
 void run_pump_stdin(struct run *r);
 /* See end_stdin in run-io.c. */
 void run_retype_eof(struct run *r);
+
+/* run-trace.c: VMEXEC_TRACE's guest side. */
+enum { CHILD_T_FORKED, CHILD_T_ENTERED, CHILD_T_EXEC, CHILD_T_N };
+uint64_t run_now_ns(void);
+/* The run asked for a trace: map the page its child writes into. */
+void run_trace_start(struct run *r);
+/* In the child: the moment WHICH (CHILD_T_*) is now. */
+void run_trace_child(struct run *r, int which);
+/* WIRE_TRACE for the run, if it asked; just before its WIRE_EXIT. */
+void run_trace_send(struct run *r);
+void run_trace_free(struct run *r);
+/* The agent spent NS tearing a run down, after its WIRE_EXIT. */
+void run_trace_teardown(uint64_t ns);
 
 #endif

@@ -34,6 +34,7 @@
 #include "gdb.h"
 #include "run.h"
 #include "terminal.h"
+#include "trace.h"
 #include "wire-msg.h"
 #include "writeback.h"
 
@@ -139,7 +140,7 @@ static void send_run(int sock, const struct run_options *o, const char *file, in
   m.uid = o->root ? 0 : getuid();
   m.gid = o->root ? 0 : getgid();
   m.umask = mask;
-  m.flags = (o->copy ? WIRE_RUN_COPY : 0) | o->run_flags;
+  m.flags = (o->copy ? WIRE_RUN_COPY : 0) | (trace_on() ? WIRE_RUN_TRACE : 0) | o->run_flags;
   if (!(o->run_flags & WIRE_RUN_PTY))
     m.flags |= (is_dev_full(1) ? WIRE_RUN_STDOUT_FULL : 0) | (is_dev_full(2) ? WIRE_RUN_STDERR_FULL : 0);
   if (!getcwd(m.cwd, sizeof m.cwd))
@@ -309,7 +310,10 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
     uint32_t more;
     if (wire_decode_u32(p, h->length, &more))
       r->stdin_credit += more;
+  } else if (h->type == WIRE_TRACE) {
+    trace_remote(p, h->length);
   } else if (h->type == WIRE_EXIT) {
+    trace_wait_end();
     static struct wire_exit m;
     if (!wire_decode_exit(p, h->length, &m))
       snprintf(m.msg, sizeof m.msg, "the guest failed");
@@ -317,6 +321,7 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
     if (r->wb->lost) /* the program's output did not all land: the call failed, whatever the program did */
       fail(EXIT_TOOL_FAILED, "%u of the program's changes could not be written back (the host's disk is full or failing)",
            r->wb->lost);
+    trace_print("client: write-back apply");
     die_like((int)m.how, m.value, m.msg);
   }
 }
@@ -395,6 +400,7 @@ noreturn void client_run_program(struct run_options *o, const char *path, int ar
   const char *file = o->copy ? "program" : real;
   if (o->gdbserver)
     gdbserver_wrap(o, &file, &argc, &argv);
+  trace_mark("client: start (ELF detection, share roots)");
   run_in_guest(o, info.target, &roots, path, file, argc, argv);
 }
 
@@ -409,11 +415,14 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
   install_forwarding();
   for (int attempt = 0;; attempt++) {
     int sock = guest_connect(t, o->kind);
+    trace_mark("client: connect to the supervisor");
     if (o->copy)
       send_program(sock, path);
     else
       send_share(sock, roots);
     send_run(sock, o, file, argc, argv);
+    trace_mark("client: send the share and the run");
+    trace_wait_start();
     if (o->pty)
       start_terminal(sock);
     relay(sock, &wb); /* returns only when it may retry */
@@ -483,5 +492,6 @@ noreturn void client_run_command(struct run_options *o, int argc, char **argv)
   static struct share_roots roots;
   share_roots_find(&roots, program, o->target, o->shares, o->nshares);
   share_roots_add_args(&roots, argc - 1, argv + 1);
+  trace_mark("client: start (share roots)");
   run_in_guest(o, o->target, &roots, NULL, file, argc, argv);
 }

@@ -300,6 +300,47 @@ bool wire_decode_winsize(const uint8_t *p, size_t n, struct wire_winsize *m)
   return r.ok;
 }
 
+bool wire_encode_trace(const struct wire_trace *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  if (m->n > WIRE_TRACE_MAX)
+    w.ok = false;
+  wire_put_u32(&w, m->n);
+  for (uint32_t i = 0; w.ok && i < m->n; i++) {
+    put_field(&w, m->phase[i].name, sizeof m->phase[i].name);
+    wire_put_u64(&w, m->phase[i].ns);
+    wire_put_u32(&w, m->phase[i].flags);
+  }
+  return finish(&w, len);
+}
+
+bool wire_decode_trace(const uint8_t *p, size_t n, struct wire_trace *m)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  memset(m, 0, sizeof *m);
+  m->n = wire_get_u32(&r);
+  if (m->n > WIRE_TRACE_MAX)
+    return false;
+  for (uint32_t i = 0; r.ok && i < m->n; i++) {
+    wire_get_str(&r, m->phase[i].name, sizeof m->phase[i].name);
+    m->phase[i].ns = wire_get_u64(&r);
+    m->phase[i].flags = wire_get_u32(&r);
+  }
+  return r.ok;
+}
+
+uint32_t wire_run_flags(const uint8_t *p, size_t n)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  for (int i = 0; i < 3; i++) /* uid, gid, umask */
+    wire_get_u32(&r);
+  uint32_t flags = wire_get_u32(&r);
+  return r.ok ? flags : 0;
+}
+
 size_t wire_encode_u32(uint8_t buf[4], uint32_t v)
 {
   struct wire_writer w;

@@ -119,6 +119,23 @@ struct wire_winsize {
 bool wire_encode_winsize(const struct wire_winsize *m, uint8_t *buf, size_t cap, size_t *len);
 bool wire_decode_winsize(const uint8_t *p, size_t n, struct wire_winsize *m);
 
+/* WIRE_TRACE, agent -> host and supervisor -> caller: the time of each
+ * phase of a run, on the sender's clock. */
+#define WIRE_TRACE_MAX 16
+struct wire_trace {
+  uint32_t n;
+  struct wire_phase {
+    char name[64];
+    uint64_t ns;
+    uint32_t flags; /* WIRE_PHASE_* */
+  } phase[WIRE_TRACE_MAX];
+};
+bool wire_encode_trace(const struct wire_trace *m, uint8_t *buf, size_t cap, size_t *len);
+bool wire_decode_trace(const uint8_t *p, size_t n, struct wire_trace *m);
+/* WIRE_RUN's flags, without decoding the rest (the supervisor reads them
+ * on their way to the agent); 0 for a payload too short to hold them. */
+uint32_t wire_run_flags(const uint8_t *p, size_t n);
+
 /* The payloads that are one u32: WIRE_CREDIT, WIRE_SIGNAL, WIRE_GEN_RELEASED,
  * WIRE_OUTPUT_CLOSED. */
 size_t wire_encode_u32(uint8_t buf[4], uint32_t v);

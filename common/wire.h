@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_VERSION 2
+#define WIRE_VERSION 3
 #define WIRE_HEADER_SIZE 12
 #define WIRE_MAX_PAYLOAD (1024 * 1024)
 
@@ -101,11 +101,21 @@ enum wire_type {
    * pool and reseeds it, then answers WIRE_RESUME with an empty payload;
    * the host forwards no run before that answer. */
   WIRE_RESUME = 21,
+  /* agent -> host and supervisor -> caller, for a WIRE_RUN_TRACE run, before
+   * WIRE_EXIT: where the run's time went (VMEXEC_TRACE=1). u32 n, then n
+   * times str phase, u64 nanoseconds, u32 flags (WIRE_PHASE_*), in the order
+   * the phases happened. The sender's own clock: durations only, never
+   * points in time. */
+  WIRE_TRACE = 22,
 };
 #define WIRE_SEED_MIN 16
 #define WIRE_SEED_MAX 256
 
 enum { WIRE_ROOT_WRITABLE = 1 };
+/* A WIRE_TRACE phase that did not happen between the caller's WIRE_RUN and
+ * the run's WIRE_EXIT (the previous run's teardown): shown, but not part of
+ * the time the caller waited. */
+enum { WIRE_PHASE_ASIDE = 1 };
 enum {
   WIRE_WB_FILE = 1,    /* create or replace a regular file */
   WIRE_WB_DIR = 2,     /* create a directory (or set its mode) */
@@ -139,6 +149,8 @@ enum {
    * the host, rather than succeeding into a pipe. */
   WIRE_RUN_STDOUT_FULL = 8,
   WIRE_RUN_STDERR_FULL = 16,
+  /* The caller wants WIRE_TRACE frames for the run (VMEXEC_TRACE=1). */
+  WIRE_RUN_TRACE = 32,
 };
 #define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };

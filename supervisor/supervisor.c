@@ -68,6 +68,8 @@ struct run {
   uint32_t client_run;    /* the run id the caller uses */
   bool refused;           /* told the caller it failed: drop its frames */
   uint64_t unacked;       /* output sent to the caller that it has not credited yet */
+  long long share_ns;     /* VMEXEC_TRACE: time to pick or make its share generation */
+  bool share_new;         /* ... and whether that was a new one */
   struct run *next;
 };
 
@@ -98,6 +100,7 @@ struct supervisor {
   long long idle_ms;
   char kernel[256], machine[64]; /* as in struct wire_hello */
   struct share_host *share; /* NULL: no share (share_why says why) */
+  uint32_t last_gen;        /* the share generation the last run got (for VMEXEC_TRACE) */
   char share_why[512];
   struct qemu_options qo;   /* how qemu was started, to boot again */
   int boots;
@@ -109,11 +112,30 @@ struct supervisor {
 /* A restored guest answers WIRE_RESUME within this, or it boots instead. */
 #define RESTORE_TIMEOUT_MS 30000
 
-static long long now_ms(void)
+static long long now_ns(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long now_ms(void)
+{
+  return now_ns() / 1000000;
+}
+
+/* A WIRE_RUN_TRACE run is on its way to the agent: the caller hears what
+ * the supervisor did for it (the agent's phases come later, forwarded). */
+static void send_trace(struct run *r)
+{
+  struct wire_trace m = { .n = 1 };
+  snprintf(m.phase[0].name, sizeof m.phase[0].name, "supervisor: share generation (%s)",
+           r->share_new ? "new" : "reused");
+  m.phase[0].ns = (uint64_t)r->share_ns;
+  uint8_t b[256];
+  size_t len;
+  if (wire_encode_trace(&m, b, sizeof b, &len))
+    frame_conn_queue(&r->client->conn, WIRE_TRACE, r->client_run, b, len);
 }
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -581,7 +603,12 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     if (!s->share)
       snprintf(err, sizeof err, "the %s guest cannot share the host's trees: %s; run with --copy", s->t->name,
                s->share_why);
+    long long t0 = now_ns();
     bool ok = s->share && share_host_request(s->share, p, h->length, &reply, err, sizeof err);
+    r->share_ns = now_ns() - t0;
+    r->share_new = ok && reply.gen != s->last_gen;
+    if (ok)
+      s->last_gen = reply.gen;
     if (ok && !wire_encode_share(&reply, buf, sizeof buf, &len)) {
       snprintf(err, sizeof err, "the share request is larger than a frame; share fewer directories");
       ok = false;
@@ -594,6 +621,8 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     queue_to_agent(s, WIRE_SHARE, r->id, buf, len);
     return true;
   }
+  if (h->type == WIRE_RUN && (wire_run_flags(p, h->length) & WIRE_RUN_TRACE))
+    send_trace(r);
   queue_to_agent(s, h->type, r->id, p, h->length);
   return true;
 }
@@ -807,6 +836,7 @@ static struct supervisor *supervisor_new(const struct target *t, const char *nam
   s->agent_fd = -1;
   s->qemu_pid = -1;
   s->unpack_pid = -1;
+  s->last_gen = UINT32_MAX;
   s->idle_ms = (long long)(env_number("VMEXEC_IDLE_TIMEOUT", 300, 0, 1000000) * 1000);
   s->started_ms = s->idle_since_ms = now_ms();
   if (frame_conn_init(&s->agent, -1) == -1)

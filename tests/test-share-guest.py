@@ -114,6 +114,35 @@ def test_mtime():
           f"a written-back file has the guest's mtime: guest {guest!r}, host {host} ({r.stderr[-200:]!r})")
 
 
+def test_trace():
+    """VMEXEC_TRACE=1: the program's output and status as without it, and one
+    block on stderr naming the client's, the supervisor's and the guest's
+    phases. Then calls in a row (the guest may keep a namespace whose
+    overlay nothing wrote to): each sees what the one before wrote back,
+    and only that."""
+    path = os.path.join(BUILD, "traced.txt")
+    env = dict(ENV, VMEXEC_TRACE="1")
+    r = subprocess.run([VMEXEC, os.path.join(BUILD, "sharetest"), "write", path, "traced\n"], cwd=BUILD, env=env,
+                       capture_output=True, timeout=900)
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 0 and os.path.exists(path) and read(path) == "traced\n",
+          f"a traced call writes back as any other: {r.returncode} {err[-300:]!r}")
+    want = ["vmexec trace (ms", "client: start", "supervisor: share generation", "guest: namespace and overlay",
+            "guest: the program's run", "guest: write-back scan", "host <-> guest", "total"]
+    check(all(w in err for w in want), f"the trace names every phase: {err!r}")
+    check(subprocess.run([VMEXEC, os.path.join(BUILD, "sharetest"), "cat", path], cwd=BUILD, env=ENV,
+                         capture_output=True, timeout=900).stderr == b"",
+          "no trace without VMEXEC_TRACE")
+    for i in range(3):
+        r = st("cat", path)
+        check(r.returncode == 0 and r.stdout == f"traced{'+' * i}\n".encode(),
+              f"call {i}: sees the last write-back: {r.stdout!r} {r.stderr[-200:]!r}")
+        st("cat", os.path.join(SRC, "data", "input.txt"))  # writes nothing
+        r = st("write", path, f"traced{'+' * (i + 1)}\n")
+        check(r.returncode == 0 and read(path) == f"traced{'+' * (i + 1)}\n",
+              f"call {i}: its write came back: {r.returncode} {read(path)!r} {r.stderr[-200:]!r}")
+
+
 def guest_sh(script):
     return subprocess.run([VMEXEC, "--target", "s390x", "--", "sh", "-c", script],
                           cwd=BUILD, env=ENV, capture_output=True, timeout=900)
@@ -326,7 +355,7 @@ def main():
     os.umask(0o022)
     return guest_main([test_reads, test_mmap_locks, test_mutations, test_mtime, test_replace_dir, test_modes,
                        test_readonly_source,
-                       test_concurrent_writes,
+                       test_concurrent_writes, test_trace,
                        test_hostile_writeback, test_slot_reuse, test_nbdkit_killed], VMEXEC, ENV, top,
                       setup=make_project)
 

@@ -609,6 +609,71 @@ static void winsize_and_u32_msg(void)
   check_prefixes(decode_u32, buf, 4);
 }
 
+static struct wire_trace trace_out;
+static bool decode_trace(const uint8_t *p, size_t n)
+{
+  return wire_decode_trace(p, n, &trace_out);
+}
+
+/* WIRE_TRACE against bytes written field by field; every prefix refused; a
+ * count over WIRE_TRACE_MAX or a name too long for its field refused. The
+ * flags of a WIRE_RUN read alone. */
+static void trace_msg(void)
+{
+  struct wire_trace m = { .n = 2 };
+  snprintf(m.phase[0].name, sizeof m.phase[0].name, "fork");
+  m.phase[0].ns = 0x123456789aULL;
+  snprintf(m.phase[1].name, sizeof m.phase[1].name, "run");
+  m.phase[1].ns = 7;
+  m.phase[1].flags = WIRE_PHASE_ASIDE;
+  uint8_t buf[256], ref[256];
+  size_t len;
+  CHECK(wire_encode_trace(&m, buf, sizeof buf, &len));
+  struct wire_writer w;
+  wire_writer_init(&w, ref, sizeof ref);
+  wire_put_u32(&w, 2);
+  wire_put_str(&w, "fork");
+  wire_put_u32(&w, 0x12);
+  wire_put_u32(&w, 0x3456789a);
+  wire_put_u32(&w, 0);
+  wire_put_str(&w, "run");
+  wire_put_u32(&w, 0);
+  wire_put_u32(&w, 7);
+  wire_put_u32(&w, WIRE_PHASE_ASIDE);
+  CHECK(w.ok && len == w.len && memcmp(buf, ref, len) == 0);
+  CHECK(decode_trace(buf, len) && trace_out.n == 2 && strcmp(trace_out.phase[0].name, "fork") == 0 &&
+        trace_out.phase[0].ns == 0x123456789aULL && strcmp(trace_out.phase[1].name, "run") == 0 &&
+        trace_out.phase[1].ns == 7 && trace_out.phase[0].flags == 0 && trace_out.phase[1].flags == WIRE_PHASE_ASIDE);
+  check_prefixes(decode_trace, buf, len);
+  CHECK(!wire_encode_trace(&m, buf, 20, &len));
+
+  wire_writer_init(&w, ref, sizeof ref);
+  wire_put_u32(&w, WIRE_TRACE_MAX + 1);
+  CHECK(!decode_trace(ref, w.len));
+  m.n = WIRE_TRACE_MAX + 1;
+  CHECK(!wire_encode_trace(&m, buf, sizeof buf, &len));
+  m.n = 1;
+  memset(m.phase[0].name, 'n', sizeof m.phase[0].name); /* no terminator */
+  CHECK(!wire_encode_trace(&m, buf, sizeof buf, &len));
+  char long_name[100];
+  memset(long_name, 'n', sizeof long_name - 1);
+  long_name[sizeof long_name - 1] = '\0';
+  wire_writer_init(&w, ref, sizeof ref);
+  wire_put_u32(&w, 1);
+  wire_put_str(&w, long_name);
+  wire_put_u64(&w, 1);
+  wire_put_u32(&w, 0);
+  CHECK(!decode_trace(ref, w.len));
+
+  wire_writer_init(&w, ref, sizeof ref);
+  wire_put_u32(&w, 1000);
+  wire_put_u32(&w, 1000);
+  wire_put_u32(&w, 022);
+  wire_put_u32(&w, WIRE_RUN_TRACE | WIRE_RUN_COPY);
+  CHECK(wire_run_flags(ref, w.len) == (WIRE_RUN_TRACE | WIRE_RUN_COPY));
+  CHECK(wire_run_flags(ref, w.len - 1) == 0);
+}
+
 /* WIRE_OUTPUT_CLOSED: a whole frame, header and u32 fd, by hand and back; a
  * run request the supervisor forwards. The /dev/full flags of WIRE_RUN are
  * bits of their own. */
@@ -685,6 +750,7 @@ int main(void)
   wb_msg();
   winsize_and_u32_msg();
   output_closed_msg();
+  trace_msg();
   encoders_refuse();
   if (failures) {
     fprintf(stderr, "%d checks failed\n", failures);

@@ -157,6 +157,22 @@ static void fuzz_wb(const uint8_t *p, size_t n)
   REQUIRE(m.mtime_nsec == m2.mtime_nsec);
 }
 
+static void fuzz_trace(const uint8_t *p, size_t n)
+{
+  static struct wire_trace m, m2;
+  size_t len;
+  if (!wire_decode_trace(p, n, &m))
+    return;
+  REQUIRE(m.n <= WIRE_TRACE_MAX);
+  REQUIRE(wire_encode_trace(&m, enc, sizeof enc, &len));
+  same_prefix(p, n, len);
+  REQUIRE(wire_decode_trace(enc, len, &m2) && m.n == m2.n);
+  for (uint32_t i = 0; i < m.n; i++)
+    REQUIRE(strcmp(m.phase[i].name, m2.phase[i].name) == 0 && m.phase[i].ns == m2.phase[i].ns &&
+            m.phase[i].flags == m2.phase[i].flags);
+  (void)wire_run_flags(p, n);
+}
+
 static void fuzz_small(const uint8_t *p, size_t n)
 {
   struct wire_winsize w, w2;
@@ -187,6 +203,7 @@ static void fuzz_payload(const struct wire_header *h, const uint8_t *payload)
   fuzz_share(p, h->length, h->run % 9);
   fuzz_exit(p, h->length);
   fuzz_wb(p, h->length);
+  fuzz_trace(p, h->length);
   fuzz_small(p, h->length);
   free(p);
 }
