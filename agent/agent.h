@@ -110,6 +110,8 @@ struct share {
   struct share_gen *g;    /* the generation held, once prepared */
   char rw[96];            /* the run's tmpfs: upper/I and work/I per writable root I */
   bool rw_mounted;
+  char run_dir[64];       /* the directory of the run that prepared it, which holds rw */
+  int ns_fd, mounts_fd;   /* its mount namespace and mountinfo (share-spare.c), or -1 */
 };
 /* Make /run a shared mount (runs' namespaces are its slaves). */
 void share_init(void);
@@ -127,6 +129,26 @@ int share_enter(const struct share *s, char *err, size_t cap);
 /* The run is over: drop its tmpfs and its hold on the generation (which is
  * released, with WIRE_GEN_RELEASED, when unused and no longer the newest). */
 void share_free(struct share *s);
+
+/* share-spare.c: a run's mount namespace kept for the next run with the
+ * same share when nothing was written in it (the overlay's upper layers are
+ * as share_prepare made them): that run joins it (setns) instead of
+ * mounting the tmpfs, unsharing and mounting the overlays again. */
+/* The spare if it serves WANT (same generation and roots): WANT is freed
+ * and the spare returned, taken. Else NULL (and a spare of an older
+ * generation is dropped). */
+struct share *share_take_spare(struct share *want);
+/* In the child, after share_enter: send its namespace (fds of
+ * /proc/self/ns/mnt and mountinfo) on SOCK for share_receive_ns. */
+void share_send_ns(int sock);
+/* The namespace the run's child sent on SOCK, if it did, into s->ns_fd. */
+void share_receive_ns(struct share *s, int sock);
+/* The run that used S ended, its write-back sent: keep S as the spare if its
+ * namespace is known and untouched and there is no spare yet (true: the
+ * spare owns S now), else false (the caller frees S). */
+bool share_keep(struct share *s);
+/* A new generation was mounted: a spare of an older one will never serve. */
+void share_spare_outdated(uint32_t newest_gen);
 
 /* disks.c: the /dev/vdX whose serial is SERIAL (a WIRE_*_SERIAL), into DEV. */
 bool find_disk_by_serial(const char *serial, char *dev, size_t cap);

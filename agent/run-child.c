@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,6 +62,7 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
   setsid();
   if (r->cgroup && run_cgroup_write(r, "cgroup.procs", "0") == -1)
     child_fail(exec_w, STAGE_CGROUP, errno, NULL);
+  run_trace_child(r, CHILD_T_CGROUP);
   if (slave[0]) {
     if (pty_attach(slave, q->uid, q->gid) == -1)
       child_fail(exec_w, STAGE_PTY, errno, NULL);
@@ -73,10 +75,16 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
     if (q->flags & WIRE_RUN_STDERR_FULL)
       use_dev_full(2);
   }
-  if (r->share || root_present()) {
+  if (r->share && r->share->ns_fd >= 0) {
+    /* The spare namespace of an earlier run (share-spare.c); the cwd and root go to its / */
+    if (setns(r->share->ns_fd, CLONE_NEWNS) == -1)
+      child_fail(exec_w, STAGE_SHARE, errno, "cannot join the run's mount namespace");
+  } else if (r->share || root_present()) {
     char why[512];
     if (share_enter(r->share, why, sizeof why) == -1)
       child_fail(exec_w, STAGE_SHARE, errno, why);
+    if (r->ns_sock_child >= 0)
+      share_send_ns(r->ns_sock_child);
   }
   run_trace_child(r, CHILD_T_ENTERED);
   if (chdir(q->cwd) == -1) {

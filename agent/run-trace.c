@@ -71,8 +71,10 @@ void run_trace_send(struct run *r)
   uint64_t execd = r->t_execd && r->t_reaped && r->t_execd > r->t_reaped ? r->t_reaped : r->t_execd;
   struct wire_trace m = { 0 };
   add(&m, "guest: share mount and the run's tmpfs", r->t_run, r->t_prepared);
-  add(&m, "guest: cgroup, pipes, fork", r->t_prepared, c[CHILD_T_FORKED]);
-  add(&m, "guest: namespace and overlay (child)", c[CHILD_T_FORKED], c[CHILD_T_ENTERED]);
+  add(&m, "guest: make the run's cgroup", r->t_prepared, r->t_cgroup);
+  add(&m, "guest: pipes, fork", r->t_cgroup, c[CHILD_T_FORKED]);
+  add(&m, "guest: join the cgroup (child)", c[CHILD_T_FORKED], c[CHILD_T_CGROUP]);
+  add(&m, "guest: namespace and overlay (child)", c[CHILD_T_CGROUP], c[CHILD_T_ENTERED]);
   add(&m, "guest: cwd, credentials (child)", c[CHILD_T_ENTERED], c[CHILD_T_EXEC]);
   add(&m, "guest: exec", c[CHILD_T_EXEC], execd);
   add(&m, "guest: the program's run", execd, r->t_reaped);

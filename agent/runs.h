@@ -33,13 +33,15 @@ struct run {
   char share_err[512];   /* why the WIRE_SHARE was refused: the run fails at WIRE_RUN */
   struct writeback *wb;  /* the write-back in progress, once the program ended */
   bool cancelled;        /* WIRE_CANCEL or the host went away: no write-back */
+  bool keep_ns;          /* its namespace may become the spare (share-spare.c) */
+  int ns_sock, ns_sock_child; /* the child sends its namespace on these, or -1 */
   bool pty;              /* WIRE_RUN_PTY: out_fd is the terminal's master */
   bool eof_in_canon;     /* its EOF key went in while in line mode (see end_stdin) */
   bool line_open;        /* the last byte of stdin was not the end of a line */
   /* WIRE_RUN_TRACE (run-trace.c): moments on the guest's monotonic clock, in
    * ns, 0 until reached; the child's in a page shared with it. */
   bool trace;
-  uint64_t t_run, t_prepared, t_execd, t_reaped, t_drained;
+  uint64_t t_run, t_prepared, t_cgroup, t_execd, t_reaped, t_drained;
   uint64_t *child_t;     /* CHILD_T_N moments, or NULL */
   struct run *next;
 };
@@ -79,7 +81,7 @@ void run_pump_stdin(struct run *r);
 void run_retype_eof(struct run *r);
 
 /* run-trace.c: VMEXEC_TRACE's guest side. */
-enum { CHILD_T_FORKED, CHILD_T_ENTERED, CHILD_T_EXEC, CHILD_T_N };
+enum { CHILD_T_FORKED, CHILD_T_CGROUP, CHILD_T_ENTERED, CHILD_T_EXEC, CHILD_T_N };
 uint64_t run_now_ns(void);
 /* The run asked for a trace: map the page its child writes into. */
 void run_trace_start(struct run *r);

@@ -117,6 +117,7 @@ struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap)
     snprintf(err, cap, "out of memory in the guest");
     return NULL;
   }
+  s->ns_fd = s->mounts_fd = -1;
   if (!wire_decode_share(p, n, &m, roots, MAX_ROOTS) || m.nroots == 0 ||
       !(s->roots = calloc(m.nroots, sizeof *s->roots))) {
     snprintf(err, cap, "malformed share request from the host");
@@ -302,6 +303,7 @@ static struct share_gen *gen_get(const struct share *s, char *err, size_t cap)
   if (!mounted_any || g->n > newest)
     newest = g->n;
   mounted_any = true;
+  share_spare_outdated(newest);
   gen_sweep();
   return g;
 }
@@ -334,6 +336,7 @@ int share_prepare(struct share *s, const char *run_dir, char *err, size_t cap)
   }
   /* The upper layers (writable roots, the scratch /tmp and /var/tmp) live
    * in guest memory: half of it at most, like a tmpfs /tmp. */
+  snprintf(s->run_dir, sizeof s->run_dir, "%s", run_dir);
   snprintf(s->rw, sizeof s->rw, "%s/rw", run_dir);
   if (mkdir_or_fail(run_dir, 0755, err, cap) || mkdir_or_fail(s->rw, 0755, err, cap))
     goto fail;
@@ -535,6 +538,12 @@ void share_free(struct share *s)
   }
   if (s->rw[0])
     rmdir(s->rw);
+  if (s->run_dir[0])
+    rmdir(s->run_dir);
+  if (s->ns_fd >= 0)
+    close(s->ns_fd);
+  if (s->mounts_fd >= 0)
+    close(s->mounts_fd);
   if (s->g) {
     s->g->refs--;
     gen_sweep();
