@@ -132,7 +132,7 @@ int cmd_run(int argc, char **argv)
     } else if (strcmp(argv[i], "--persist") == 0)
       persist = true;
     else if (strcmp(argv[i], "--gdbserver") == 0)
-      o.gdbserver = true;
+      o.gdbserver = &gdbserver_steps;
     else if (strcmp(argv[i], "--gdb") == 0)
       gdb = true;
     else if (strcmp(argv[i], "--args") == 0) {

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "config.h"
 #include "fail.h"
+#include "guest-connect.h"
 #include "trace.h"
 
 static const char usage[] =
@@ -77,6 +78,7 @@ static const struct command {
 int main(int argc, char **argv)
 {
   trace_begin(); /* VMEXEC_TRACE: a call's phases count from here */
+  guest_starter = guest_start;
   /* Started by the kernel as the binfmt_misc interpreter (vmexec binfmt install). */
   const char *self = argc > 0 ? strrchr(argv[0], '/') : NULL;
   if (argc > 0 && strcmp(self ? self + 1 : argv[0], BINFMT_INTERP_NAME) == 0)

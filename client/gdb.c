@@ -138,3 +138,5 @@ noreturn void client_run_gdb(const char *path, int argc, char **argv)
   fail(EXIT_TOOL_FAILED, "cannot run %s: %s; install gdb-multiarch "
        "(apt-get install gdb-multiarch) or set VMEXEC_GDB to a gdb for %s", g.v[0], strerror(errno), info.target->name);
 }
+
+const struct gdbserver_steps gdbserver_steps = { gdbserver_prepare, gdbserver_wrap };

@@ -14,6 +14,9 @@ void gdbserver_prepare(struct run_options *o, const struct target *t);
  * speaking the remote protocol on the run's stdin and stdout. */
 void gdbserver_wrap(const struct run_options *o, const char **file, int *argc, char ***argv);
 
+/* Both, for run_options.gdbserver. */
+extern const struct gdbserver_steps gdbserver_steps;
+
 /* --gdb: gdb-multiarch (or $VMEXEC_GDB) for the program PATH with ARGV,
  * attached through 'vmexec --gdbserver'. With a terminal it runs gdb;
  * without one it prints that gdb command line on stdout and exits 0. */

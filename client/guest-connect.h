@@ -20,10 +20,19 @@ int image_kind_parse(const char *name);
 /* The guest's name: the target's, with "-full" for the full image. */
 void guest_name(const struct target *t, enum image_kind kind, char *buf, size_t cap);
 
-/* Connect to the supervisor of T's guest of KIND, starting it (and building
- * the image on first use) if none runs; no race when many calls start at
- * once. Returns a blocking socket. Fails (125) with the cause and the fix. */
+/* Connect to the supervisor of T's guest of KIND, starting it with
+ * guest_starter if none runs. Returns a blocking socket. Fails (125) with
+ * the cause and the fix. */
 int guest_connect(const struct target *t, enum image_kind kind);
+
+/* How guest_connect starts a guest: guest_start in vmexec-tools; the light
+ * vmexec's hands the whole call to vmexec-tools instead. Never returns
+ * without a connected socket. */
+extern int (*guest_starter)(const struct target *t, enum image_kind kind);
+
+/* guest-start.c: take the guest's lock, build the image if needed (no race
+ * when many calls start at once), start its supervisor and connect. */
+int guest_start(const struct target *t, enum image_kind kind);
 
 /* Connect only if a supervisor runs: the socket, or -1. */
 int guest_connect_existing(const char *name);

@@ -31,7 +31,6 @@
 #include "elf-detect.h"
 #include "fail.h"
 #include "frame-conn.h"
-#include "gdb.h"
 #include "run.h"
 #include "terminal.h"
 #include "trace.h"
@@ -388,7 +387,7 @@ noreturn void client_run_program(struct run_options *o, const char *path, int ar
     fail(status, "%s", err);
 
   if (o->gdbserver)
-    gdbserver_prepare(o, info.target);
+    o->gdbserver->prepare(o, info.target);
   static struct share_roots roots;
   char real[PATH_MAX];
   if (!o->copy) {
@@ -399,7 +398,7 @@ noreturn void client_run_program(struct run_options *o, const char *path, int ar
   }
   const char *file = o->copy ? "program" : real;
   if (o->gdbserver)
-    gdbserver_wrap(o, &file, &argc, &argv);
+    o->gdbserver->wrap(o, &file, &argc, &argv);
   trace_mark("client: start (ELF detection, share roots)");
   run_in_guest(o, info.target, &roots, path, file, argc, argv);
 }

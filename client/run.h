@@ -11,6 +11,14 @@
 #include "guest-connect.h"
 #include "share-roots.h"
 
+struct run_options;
+/* --gdbserver's two steps (gdb.c's gdbserver_steps): a hook, so that the
+ * light vmexec does not link the image code that fetches gdbserver. */
+struct gdbserver_steps {
+  void (*prepare)(struct run_options *o, const struct target *t);
+  void (*wrap)(const struct run_options *o, const char **file, int *argc, char ***argv);
+};
+
 struct run_options {
   bool copy;          /* send the program into guest memory instead of sharing trees */
   bool root;
@@ -20,7 +28,8 @@ struct run_options {
   bool pty;           /* --shell: on a pseudo-terminal in the guest */
   uint32_t run_flags; /* WIRE_RUN_* besides WIRE_RUN_COPY */
   enum image_kind kind; /* --image: the guest's image */
-  bool gdbserver;      /* --gdbserver: under the target's gdbserver, the protocol on stdin/stdout */
+  /* --gdbserver: under the target's gdbserver, the protocol on stdin/stdout */
+  const struct gdbserver_steps *gdbserver;
   char *gdbserver_file; /* its path, shared with the guest (gdb.c) */
 };
 

@@ -92,6 +92,14 @@ char *share_plugin_path(void)
   return path;
 }
 
+char *tools_path(void)
+{
+  char *path;
+  if (asprintf(&path, "%s/vmexec-tools", own_dir(NULL, VMEXEC_BUILD_DIR, VMEXEC_TOOLS_INSTALL_DIR)) == -1)
+    fail(EXIT_TOOL_FAILED, "out of memory");
+  return path;
+}
+
 char *kernel_config_path(const char *name)
 {
   const char *dir = own_dir("VMEXEC_KERNEL_CONFIG_DIR", VMEXEC_KERNEL_CONFIG_BUILD_DIR, VMEXEC_KERNEL_CONFIG_INSTALL_DIR);
