@@ -94,8 +94,16 @@ char *share_plugin_path(void)
 
 char *tools_path(void)
 {
-  char *path;
-  if (asprintf(&path, "%s/vmexec-tools", own_dir(NULL, VMEXEC_BUILD_DIR, VMEXEC_TOOLS_INSTALL_DIR)) == -1)
+  /* Beside this vmexec first: the build tree, or a copy of both (a test's). */
+  char self[PATH_MAX], *path;
+  if (self_dir(self, sizeof self) == 0) {
+    if (asprintf(&path, "%s/vmexec-tools", self) == -1)
+      fail(EXIT_TOOL_FAILED, "out of memory");
+    if (access(path, X_OK) == 0)
+      return path;
+    free(path);
+  }
+  if (asprintf(&path, "%s/vmexec-tools", VMEXEC_TOOLS_INSTALL_DIR) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
   return path;
 }

@@ -27,8 +27,9 @@ char *kernel_config_path(const char *name);
  * Returns a malloc'd string. */
 char *share_plugin_path(void);
 
-/* vmexec-tools, the executable with every command: beside vmexec in the
- * build tree, else the installed one. Returns a malloc'd string. */
+/* vmexec-tools, the executable with every command: beside the running
+ * vmexec (the build tree, or a copy of both), else the installed one.
+ * Returns a malloc'd string. */
 char *tools_path(void);
 
 #endif

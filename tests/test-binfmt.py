@@ -110,10 +110,11 @@ def test_print_and_refusals():
         check(r.returncode == 125 and len(r.stderr.splitlines()) == 1 and "natively" in r.stderr,
               f"install {HOST_TARGET} (this machine's own) is refused in one line: {r.returncode} {r.stderr!r}")
     if shutil.which("setpriv"):
-        # A copy of vmexec: the build tree may sit where only root can read.
+        # A copy of vmexec and vmexec-tools: the build tree may sit where only root can read.
         copy = tempfile.mkdtemp(prefix="vmexec-test-copy-")
         os.chmod(copy, 0o755)
         shutil.copy2(VMEXEC, copy)
+        shutil.copy2(os.path.join(os.path.dirname(VMEXEC), "vmexec-tools"), copy)
         r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                             os.path.join(copy, os.path.basename(VMEXEC)), "binfmt", "install", "s390x"],
                            capture_output=True, text=True, env=ENV, cwd=copy)

@@ -90,6 +90,7 @@ bindir = os.path.join(top, "bin")
 os.mkdir(bindir, 0o755)
 VMEXEC = os.path.join(bindir, "vmexec")
 shutil.copy2(VMEXEC_BUILD, VMEXEC)
+shutil.copy2(os.path.join(os.path.dirname(VMEXEC_BUILD), "vmexec-tools"), bindir)  # all but warm calls
 os.mkdir(os.path.join(bindir, "agents"), 0o755)
 shutil.copy2(os.path.join(BUILDDIR, "agent", f"vmexec-agent-{TARGET}"), os.path.join(bindir, "agents"))
 PLUGIN = os.path.join(BUILDDIR, "nbd-share", "nbdkit-vmexec-share-plugin.so")

@@ -78,16 +78,18 @@ def guest_main(tests, vmexec, env, workdir, setup=None, needs=("qemu-system-s390
 
 
 def world_readable_copy(vmexec, target="s390x", files=()):
-    """A copy of vmexec, the target's agent, the share plugin, the current
-    image and FILES in a new directory everybody can read, so that another
-    user can run vmexec even when the build tree sits in a private home.
-    Returns (directory, environment additions). The caller removes it."""
+    """A copy of vmexec (and vmexec-tools beside it), the target's agent, the
+    share plugin, the current image and FILES in a new directory everybody
+    can read, so that another user can run vmexec even when the build tree
+    sits in a private home. Returns (directory, environment additions). The
+    caller removes it."""
     import shutil
     import tempfile
     build = os.environ["BUILDDIR"]
     top = tempfile.mkdtemp(prefix="vmexec-test-copy-")
     os.chmod(top, 0o755)
-    for path in (vmexec, *files):
+    tools = os.path.join(os.path.dirname(vmexec), "vmexec-tools")
+    for path in (vmexec, *([tools] if os.path.exists(tools) else []), *files):
         shutil.copy2(path, top)
     agents = os.path.join(top, "agents")
     os.mkdir(agents)
