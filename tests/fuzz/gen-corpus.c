@@ -108,6 +108,9 @@ static void frames(void)
   frame(WIRE_WB_DATA, 1, "abc", 3);
   wb(WIRE_WB_SYMLINK, 0777, "/home/u/build/l", "d/f", 0);
   wb(WIRE_WB_DELETE, 0, "/home/u/build/old", "", 0);
+  struct wire_trace tr = { .n = 2, .phase = { { "guest: fork", 3000000, 0 },
+                                              { "guest: teardown of the previous run", 900000, WIRE_PHASE_ASIDE } } };
+  ENCODE(wire_encode_trace, &tr, WIRE_TRACE, 1);
   struct wire_exit ex = { .how = WIRE_FAILED, .value = 127, .msg = "prog: not found in the s390x guest" };
   ENCODE(wire_encode_exit, &ex, WIRE_EXIT, 1);
   u32_frame(WIRE_GEN_RELEASED, 0, 2);
