@@ -141,6 +141,15 @@ def test_trace():
         r = st("write", path, f"traced{'+' * (i + 1)}\n")
         check(r.returncode == 0 and read(path) == f"traced{'+' * (i + 1)}\n",
               f"call {i}: its write came back: {r.returncode} {read(path)!r} {r.stderr[-200:]!r}")
+    # The scratch /tmp (not named in the arguments, so not shared writable):
+    # what one call wrote there is gone for the next, and never on the host.
+    scratch = f"/tmp/vmexec-scratch-{os.getpid()}"
+    r = guest_sh(f"echo gone > {scratch} && cat {scratch}")
+    check(r.returncode == 0 and r.stdout == b"gone\n", f"a call writes in the scratch /tmp: {r.returncode} {r.stderr[-200:]!r}")
+    for i in range(2):
+        r = guest_sh(f"test -e {scratch} && echo present || echo missing")
+        check(r.stdout == b"missing\n" and not os.path.exists(scratch),
+              f"call {i} after it does not see that file: {r.stdout!r} {r.stderr[-200:]!r}")
 
 
 def guest_sh(script):
