@@ -36,8 +36,8 @@
 #define DIRENT_SIZE ((uint64_t)sizeof(struct erofs_dirent))
 #define ROOT_POS ((uint64_t)EROFS_SUPER_OFFSET + sizeof(struct erofs_super_block))
 
-/* What changes a directory's listing or an entry's inode (as share-watch.c
- * in the supervisor did for whole trees). */
+/* What changes a directory's listing, the directory itself or an entry's
+ * inode (stale_event sorts them out). */
 #define WATCH_EVENTS                                                                                         \
   (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |           \
    IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
