@@ -76,6 +76,13 @@ bool snapshot_path(const struct qemu_options *o, char *path, size_t cap, char *w
     snprintf(why, why_cap, "VMEXEC_SNAPSHOT=0");
     return false;
   }
+  /* qemu 7.2's pseries machine: a ppc64 guest restored from its snapshot ran
+   * a few calls, then hung (test-run.py, one vCPU or two); the cause, likely
+   * its timebase or decrementer across the restore, is not found yet. */
+  if (strncmp(o->target->machine, "pseries", 7) == 0) {
+    snprintf(why, why_cap, "restored pseries guests hang (qemu 7.2): %s boots every time", o->target->name);
+    return false;
+  }
   if (o->root_socket || o->layer_socket) {
     snprintf(why, why_cap, "a full image's guest boots every time (its disks are not in a snapshot)");
     return false;
