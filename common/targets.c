@@ -24,8 +24,10 @@ const struct target targets[] = {
 #define DEBIAN_USERLAND false, NULL
 #define CROSS_USERLAND true, "libc6 libgcc-s1 libstdc++6"
 #define CROSS_USERLAND_LIBS(libs) true, libs
-#define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, tcg, console, transport, extra, page, gdb, kernel, userland) \
-  { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, tcg, console, transport, extra, page, gdb, kernel, userland },
+#define SNAPSHOT NULL
+#define NO_SNAPSHOT(why) why
+#define TARGET(name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, tcg, console, transport, extra, page, gdb, kernel, userland, snapshot) \
+  { name, triplet, deb, cls, data, mach, fmask, fval, interp, kpkg, qbin, qpkg, machine, cpu, tcg, console, transport, extra, page, gdb, kernel, userland, snapshot },
 #include "targets.def"
 #undef TARGET
 };

@@ -38,6 +38,7 @@ struct target {
   const char *kernel_file;     /* that build's file qemu boots ("vmlinux") */
   bool cross_userland;         /* libraries from libc6-DEBIAN_ARCH-cross (image-cross.c) */
   const char *cross_libs;      /* those packages, without "-DEBIAN_ARCH-cross", space separated */
+  const char *no_snapshot;     /* NULL: cold starts restore a memory snapshot; else why they boot */
 };
 
 extern const struct target targets[];

@@ -76,11 +76,8 @@ bool snapshot_path(const struct qemu_options *o, char *path, size_t cap, char *w
     snprintf(why, why_cap, "VMEXEC_SNAPSHOT=0");
     return false;
   }
-  /* qemu 7.2's pseries machine: a ppc64 guest restored from its snapshot ran
-   * a few calls, then hung (test-run.py, one vCPU or two); the cause, likely
-   * its timebase or decrementer across the restore, is not found yet. */
-  if (strncmp(o->target->machine, "pseries", 7) == 0) {
-    snprintf(why, why_cap, "restored pseries guests hang (qemu 7.2): %s boots every time", o->target->name);
+  if (o->target->no_snapshot) { /* the targets table's NO_SNAPSHOT column */
+    snprintf(why, why_cap, "%s boots every time (%s)", o->target->name, o->target->no_snapshot);
     return false;
   }
   if (o->root_socket || o->layer_socket) {
