@@ -33,14 +33,14 @@ int port_open(int timeout_ms);
 /* True while the host side of the port is connected. */
 bool port_host_connected(int fd);
 
-/* busybox.c: start "/bin/busybox --install -s /bin" if /bin/busybox exists;
- * returns its pid, or 0 when there is nothing to do. */
-pid_t busybox_install_start(void);
-/* Tell busybox.c that PID exited (it logs how long the install took). */
-void busybox_install_reaped(pid_t pid, int status);
-/* Wait until the install started at boot is done (commands are looked up
- * in /bin: vmexec --target TARGET -- COMMAND). */
-void busybox_install_wait(void);
+/* boot-jobs.c: start the work done once per boot (busybox's applet links,
+ * the dynamic loader's cache) as children of PID 1. */
+void boot_jobs_start(void);
+/* PID exited: true if it was a boot job (its time is logged). */
+bool boot_jobs_reaped(pid_t pid, int status);
+/* Wait until the boot jobs are done: before the hello, and before a command
+ * is looked up in /bin (vmexec --target TARGET -- COMMAND). */
+void boot_jobs_wait(void);
 
 /* pty.c: pseudo-terminals for WIRE_RUN_PTY runs. */
 /* A new pseudo-terminal: returns its master (non-blocking, close-on-exec)
@@ -112,6 +112,8 @@ struct share {
   bool rw_mounted;
   char run_dir[64];       /* the directory of the run that prepared it, which holds rw */
   int ns_fd, mounts_fd;   /* its mount namespace and mountinfo (share-spare.c), or -1 */
+  struct upper_seen *seen; /* its upper layers' ctimes when it was last kept (share-spare.c) */
+  size_t nseen;
 };
 /* Make /run a shared mount (runs' namespaces are its slaves). */
 void share_init(void);
@@ -143,10 +145,14 @@ struct share *share_take_spare(struct share *want);
 void share_send_ns(int sock);
 /* The namespace the run's child sent on SOCK, if it did, into s->ns_fd. */
 void share_receive_ns(struct share *s, int sock);
+/* S was kept before and its upper layers' ctimes are as they were then:
+ * the run that used it wrote nothing (no write-back walk is needed). */
+bool share_unchanged(const struct share *s);
 /* The run that used S ended, its write-back sent: keep S as the spare if its
- * namespace is known and untouched and there is no spare yet (true: the
- * spare owns S now), else false (the caller frees S). */
-bool share_keep(struct share *s);
+ * namespace is known and untouched (UNCHANGED: share_unchanged said so) and
+ * there is no spare yet (true: the spare owns S now), else false (the caller
+ * frees S). */
+bool share_keep(struct share *s, bool unchanged);
 /* A new generation was mounted: a spare of an older one will never serve. */
 void share_spare_outdated(uint32_t newest_gen);
 

@@ -26,7 +26,7 @@ static void reap_children(void)
     if (pid <= 0)
       return;
     if (!runs_reaped(pid, status))
-      busybox_install_reaped(pid, status);
+      boot_jobs_reaped(pid, status);
   }
 }
 
@@ -64,13 +64,11 @@ int main(void)
   if (setpriority(PRIO_PROCESS, 0, -20) == -1)
     agent_log("cannot raise the agent's priority: %s", strerror(errno));
   runs_init();
-  busybox_install_start();
+  boot_jobs_start();
   load_modules();
   root_init();
-  /* The applet links before the hello: the host may save the guest as it is
-   * at its hello (a memory snapshot, supervisor/snapshot.c), and every guest
-   * restored from one would otherwise finish the install at its start. */
-  busybox_install_wait();
+  /* Before the hello, which the host may save as a snapshot (boot-jobs.c). */
+  boot_jobs_wait();
   struct conn *conn = conn_start();
   conn_tick(conn, 0); /* the host may already be there */
 

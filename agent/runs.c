@@ -173,7 +173,12 @@ void run_maybe_finish(struct run *r)
     return;
   if (!r->t_drained)
     r->t_drained = run_now_ns();
-  if (r->share && !r->cancelled) {
+  /* A kept namespace whose upper layers show no change has nothing to write back. */
+  if (r->share && !r->cancelled && !r->wb && !r->unchanged_known) {
+    r->unchanged_known = true;
+    r->unchanged = share_unchanged(r->share);
+  }
+  if (r->share && !r->cancelled && !r->unchanged) {
     if (!r->wb && !(r->wb = writeback_start(r->share, r->id)))
       agent_log("run %u: out of memory: its changes are not written back", r->id);
     if (r->wb && !writeback_step(r->wb, &r->credit))
@@ -181,7 +186,7 @@ void run_maybe_finish(struct run *r)
   }
   if (r->share && r->keep_ns && !r->cancelled) {
     share_receive_ns(r->share, r->ns_sock);
-    if (share_keep(r->share)) {
+    if (share_keep(r->share, r->unchanged)) {
       r->share = NULL;
       r->dir[0] = '\0'; /* it holds the spare's tmpfs now */
     }
@@ -276,7 +281,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
   }
   r->t_cgroup = run_now_ns();
   if (q->flags & WIRE_RUN_SEARCH_PATH)
-    busybox_install_wait(); /* the applets in /bin are commands too */
+    boot_jobs_wait(); /* the applets in /bin are commands too */
   int fds[3] = { -1, -1, -1 }, ex[2];
   char slave[64] = "";
   if (run_open_streams(r, q->flags & WIRE_RUN_PTY, fds, slave, sizeof slave) == -1) {

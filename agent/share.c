@@ -551,5 +551,6 @@ void share_free(struct share *s)
   for (size_t i = 0; i < s->nroots; i++)
     free(s->roots[i].path);
   free(s->roots);
+  free(s->seen);
   free(s);
 }

@@ -97,6 +97,20 @@ def test_hello():
     check(r.returncode == 0 and r.stdout == BITS, f"the probe is {BITS.decode().strip()}: {r.stdout!r} {r.stderr!r}")
 
 
+def test_loader_cache():
+    # The image's libraries are found through /etc/ld.so.cache, made at boot
+    # (agent/boot-jobs.c) when the image has the target's ldconfig: without
+    # it ld.so tries some 250 hwcaps directories per library, each a system
+    # call under TCG. Images of -cross libraries have no ldconfig.
+    if vm("--target", TARGET, "--", "test", "-x", "/sbin/ldconfig").returncode != 0:
+        return
+    r = vm("--target", TARGET, "--", "env", "LD_DEBUG=libs", PROBE, "hello")
+    log = r.stderr.decode(errors="replace")
+    check(r.returncode == 0 and r.stdout == HELLO, f"the probe with LD_DEBUG=libs: {r.returncode} {log[-300:]!r}")
+    check("search cache=/etc/ld.so.cache" in log and "search path=" not in log,
+          f"libc.so.6 comes from the loader's cache, not a search: {log[:600]!r}")
+
+
 def test_exit_codes():
     for code in (0, 1, 42, 77, 99, 255):
         r = probe("exit", str(code))
@@ -356,6 +370,7 @@ def main():
     try:
         test_first_calls_boot_one_guest()
         test_hello()
+        test_loader_cache()
         test_exit_codes()
         test_signals()
         test_argv_env()
