@@ -60,7 +60,7 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
   sigprocmask(SIG_SETMASK, &empty, NULL);
   setpriority(PRIO_PROCESS, 0, 0); /* the agent runs at -20 */
   setsid();
-  if (r->cgroup && !r->born_in_cgroup && run_cgroup_write(r, "cgroup.procs", "0") == -1)
+  if (r->cgroup && run_cgroup_write(r, "cgroup.procs", "0") == -1)
     child_fail(exec_w, STAGE_CGROUP, errno, NULL);
   run_trace_child(r, CHILD_T_CGROUP);
   if (slave[0]) {

@@ -25,7 +25,6 @@ struct run {
   bool stdin_eof;        /* the host's stdin ended: close in_fd once drained */
   uint32_t credit;       /* output bytes the host will still take */
   bool started, reaped, cgroup;
-  bool born_in_cgroup;   /* made by clone3 into its cgroup: the child need not join it */
   int status;            /* wait status of the main process */
   int file_fd;           /* the file being received (--copy), or -1 */
   uint64_t file_left;
