@@ -114,6 +114,7 @@ struct share {
   int ns_fd, mounts_fd;   /* its mount namespace and mountinfo (share-spare.c), or -1 */
   struct upper_seen *seen; /* its upper layers' ctimes when it was last kept (share-spare.c) */
   size_t nseen;
+  char *mounts_seen;      /* its mount table when first kept, less the runs' tmpfs (share-spare.c) */
 };
 /* Make /run a shared mount (runs' namespaces are its slaves). */
 void share_init(void);
@@ -132,12 +133,12 @@ int share_enter(const struct share *s, char *err, size_t cap);
  * released, with WIRE_GEN_RELEASED, when unused and no longer the newest). */
 void share_free(struct share *s);
 
-/* share-spare.c: a run's mount namespace kept for the next run with the
- * same share when nothing was written in it (the overlay's upper layers are
+/* share-spare.c: runs' mount namespaces kept for later runs with the
+ * same share when nothing was written in them (the overlay's upper layers are
  * as share_prepare made them): that run joins it (setns) instead of
  * mounting the tmpfs, unsharing and mounting the overlays again. */
-/* The spare if it serves WANT (same generation and roots): WANT is freed
- * and the spare returned, taken. Else NULL (and a spare of an older
+/* A spare that serves WANT (same generation and roots): WANT is freed
+ * and the spare returned, taken. Else NULL (and spares of an older
  * generation is dropped). */
 struct share *share_take_spare(struct share *want);
 /* In the child, after share_enter: send its namespace (fds of
@@ -148,12 +149,12 @@ void share_receive_ns(struct share *s, int sock);
 /* S was kept before and its upper layers' ctimes are as they were then:
  * the run that used it wrote nothing (no write-back walk is needed). */
 bool share_unchanged(const struct share *s);
-/* The run that used S ended, its write-back sent: keep S as the spare if its
- * namespace is known and untouched (UNCHANGED: share_unchanged said so) and
- * there is no spare yet (true: the spare owns S now), else false (the caller
- * frees S). */
+/* The run that used S ended, its write-back sent: keep S as a spare if its
+ * namespace is known and untouched (UNCHANGED: share_unchanged said so;
+ * the least recently kept spare goes if there are too many). True: the
+ * spares own S now; false: the caller frees S. */
 bool share_keep(struct share *s, bool unchanged);
-/* A new generation was mounted: a spare of an older one will never serve. */
+/* A new generation was mounted: spares of older ones will never serve. */
 void share_spare_outdated(uint32_t newest_gen);
 
 /* disks.c: the /dev/vdX whose serial is SERIAL (a WIRE_*_SERIAL), into DEV. */

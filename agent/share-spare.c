@@ -1,4 +1,4 @@
-/* The spare namespace: under TCG, a run's mount namespace costs more than a
+/* Spare namespaces: under TCG, a run's mount namespace costs more than a
  * small program's whole run (the tmpfs, unshare, the overlay of each
  * writable root: about 20 ms of the guest's time). Calls in a row mostly
  * share the same trees of the same generation and write nothing, so the
@@ -6,7 +6,10 @@
  * and its hold on the generation, and the next run with the same share
  * joins it with setns: what it sees is what a fresh namespace would show.
  *
- * Only one is kept. A run that wrote anything (an upper layer, of a
+ * Up to MAX_SPARES are kept, one per run at most, so that concurrent runs
+ * (meson test -j N, ctest -j N) each find one: with a single spare, of two
+ * runs at once one always made a fresh namespace (about 10 ms each of the
+ * example projects' tests at -j2). A run that wrote anything (an upper layer, of a
  * writable root or of the scratch /tmp and /var/tmp, is not empty, or its
  * root changed mode or owner), that mounted or unmounted
  * anything in the namespace (as root it may: its mountinfo, opened when the
@@ -38,7 +41,9 @@
 
 #include "agent.h"
 
-static struct share *spare;
+enum { MAX_SPARES = 8 };
+static struct share *spares[MAX_SPARES]; /* the oldest first; NULLs at the end */
+static size_t nspares;
 
 struct upper_seen {
   char name[16]; /* "" for the upper directory itself, else "I" or "vI" */
@@ -59,32 +64,40 @@ static bool same_roots(const struct share *a, const struct share *b)
   return true;
 }
 
-static void drop_spare(void)
+/* Free spare I and close the gap. */
+static void drop_spare(size_t i)
 {
-  struct share *s = spare;
-  spare = NULL;
+  struct share *s = spares[i];
+  memmove(&spares[i], &spares[i + 1], (nspares - i - 1) * sizeof *spares);
+  spares[--nspares] = NULL;
   share_free(s);
 }
 
 struct share *share_take_spare(struct share *want)
 {
-  if (!spare)
-    return NULL;
-  if (!same_roots(spare, want)) {
-    if (spare->gen != want->gen)
-      drop_spare(); /* the host moved on to another generation */
-    return NULL;
+  for (size_t i = 0; i < nspares;) {
+    if (same_roots(spares[i], want)) {
+      struct share *s = spares[i];
+      memmove(&spares[i], &spares[i + 1], (nspares - i - 1) * sizeof *spares);
+      spares[--nspares] = NULL;
+      share_free(want);
+      return s;
+    }
+    if (spares[i]->gen < want->gen)
+      drop_spare(i); /* the host moved on to a newer generation */
+    else
+      i++;
   }
-  struct share *s = spare;
-  spare = NULL;
-  share_free(want);
-  return s;
+  return NULL;
 }
 
 void share_spare_outdated(uint32_t newest_gen)
 {
-  if (spare && spare->gen < newest_gen)
-    drop_spare();
+  for (size_t i = 0; i < nspares;)
+    if (spares[i]->gen < newest_gen)
+      drop_spare(i);
+    else
+      i++;
 }
 
 void share_send_ns(int sock)
@@ -128,11 +141,83 @@ void share_receive_ns(struct share *s, int sock)
   }
 }
 
-/* The namespace's mounts changed since it was made (or since the last look). */
-static bool mounts_changed(const struct share *s)
+/* Is LINE of a mountinfo the tmpfs of a run, RUN_DIR/ID/rw (its fifth field)? */
+static bool run_tmpfs_line(const char *line)
 {
+  const char *p = line;
+  for (int field = 0; field < 4 && p; field++)
+    if ((p = strchr(p, ' ')))
+      p++;
+  if (!p || strncmp(p, RUN_DIR "/", sizeof RUN_DIR) != 0)
+    return false;
+  p += sizeof RUN_DIR;
+  if (*p < '0' || *p > '9')
+    return false;
+  while (*p >= '0' && *p <= '9')
+    p++;
+  return strncmp(p, "/rw ", 4) == 0;
+}
+
+/* The mount table of the namespace behind FD (its mountinfo) without the
+ * runs' tmpfs, as a string to free; NULL if it cannot be read. */
+static char *own_mounts(int fd)
+{
+  size_t cap = 16384, len = 0;
+  char *all = malloc(cap);
+  if (!all || lseek(fd, 0, SEEK_SET) == -1) {
+    free(all);
+    return NULL;
+  }
+  for (ssize_t n; (n = read(fd, all + len, cap - len - 1)) != 0;) {
+    if (n < 0) {
+      free(all);
+      return NULL;
+    }
+    len += (size_t)n;
+    if (cap - len - 1 == 0) {
+      char *more = realloc(all, cap * 2);
+      if (!more) {
+        free(all);
+        return NULL;
+      }
+      all = more;
+      cap *= 2;
+    }
+  }
+  all[len] = '\0';
+  char *out = all, *w = all;
+  for (char *line = all, *end; *line; line = end) {
+    end = strchr(line, '\n');
+    end = end ? end + 1 : line + strlen(line);
+    if (!run_tmpfs_line(line)) {
+      memmove(w, line, (size_t)(end - line));
+      w += end - line;
+    }
+  }
+  *w = '\0';
+  return out;
+}
+
+/* The namespace's mounts changed since it was made (or since the last look)
+ * in a way its runs could see. The agent mounts and unmounts each run's
+ * tmpfs under /run, which is shared: those reach every namespace, and with
+ * runs at once (meson test -j2) no namespace would stay unchanged. So once
+ * a namespace was kept, its mount table less those tmpfs is noted
+ * (mounts_seen), and a change the poll reports later counts only if that
+ * table differs. */
+static bool mounts_changed(struct share *s)
+{
+  if (s->mounts_fd < 0)
+    return true;
   struct pollfd p = { .fd = s->mounts_fd, .events = POLLPRI };
-  return s->mounts_fd < 0 || poll(&p, 1, 0) != 0;
+  if (poll(&p, 1, 0) == 0)
+    return false;
+  if (!s->mounts_seen)
+    return true;
+  char *now = own_mounts(s->mounts_fd);
+  bool changed = !now || strcmp(now, s->mounts_seen) != 0;
+  free(now);
+  return changed;
 }
 
 /* DIR is an empty directory whose owner and mode are LOWER's. */
@@ -257,13 +342,17 @@ bool share_unchanged(const struct share *s)
 
 bool share_keep(struct share *s, bool unchanged)
 {
-  if (spare || s->ns_fd < 0 || mounts_changed(s))
+  if (s->ns_fd < 0 || mounts_changed(s))
     return false;
   if (!unchanged) {
     if (!untouched(s))
       return false;
     note_ctimes(s);
   }
-  spare = s;
+  if (!s->mounts_seen)
+    s->mounts_seen = own_mounts(s->mounts_fd); /* NULL: any later change drops it */
+  if (nspares == MAX_SPARES)
+    drop_spare(0); /* the least recently kept */
+  spares[nspares++] = s;
   return true;
 }

@@ -552,5 +552,6 @@ void share_free(struct share *s)
     free(s->roots[i].path);
   free(s->roots);
   free(s->seen);
+  free(s->mounts_seen);
   free(s);
 }

@@ -157,6 +157,29 @@ def guest_sh(script):
                           cwd=BUILD, env=ENV, capture_output=True, timeout=900)
 
 
+def test_mount_not_kept():
+    """The guest keeps the namespace of a run that changed nothing for the
+    next runs with the same trees (agent/share-spare.c), also when runs go
+    at once (their tmpfs, mounted under the shared /run, reach every
+    namespace). One that mounted something (as root it may) is not kept:
+    no later run sees its mount."""
+    if os.geteuid() != 0:
+        return  # only root mounts in the guest
+    data = os.path.join(SRC, "data")
+    for _ in range(2):  # runs at once: namespaces kept while others' tmpfs come and go
+        pair = [threading.Thread(target=guest_sh, args=("sleep 1",)) for _ in range(2)]
+        for t in pair:
+            t.start()
+        for t in pair:
+            t.join()
+    r = guest_sh(f"mount -t tmpfs none {data} && test ! -e {data}/input.txt && echo mounted")
+    check(r.returncode == 0 and r.stdout == b"mounted\n", f"a run mounts a tmpfs over {data}: {r.stdout!r} {r.stderr[-200:]!r}")
+    for i in range(4):
+        r = guest_sh(f"cat {data}/input.txt")
+        check(r.returncode == 0 and r.stdout == b"data from the source tree\n",
+              f"run {i} after it does not see that mount: {r.stdout!r} {r.stderr[-200:]!r}")
+
+
 def test_replace_dir():
     """A directory the program removed and made again comes back whole: the
     old tree's files are gone, the new ones are there, and no temporary is
@@ -364,7 +387,7 @@ def main():
     os.umask(0o022)
     return guest_main([test_reads, test_mmap_locks, test_mutations, test_mtime, test_replace_dir, test_modes,
                        test_readonly_source,
-                       test_concurrent_writes, test_trace,
+                       test_concurrent_writes, test_trace, test_mount_not_kept,
                        test_hostile_writeback, test_slot_reuse, test_nbdkit_killed], VMEXEC, ENV, top,
                       setup=make_project)
 
