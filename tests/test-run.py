@@ -111,6 +111,14 @@ def test_loader_cache():
           f"libc.so.6 comes from the loader's cache, not a search: {log[:600]!r}")
 
 
+def test_fixed_addresses():
+    # Guests boot with norandmaps (supervisor/qemu-cmdline.c): a program and
+    # its libraries at the same addresses in every process, so that TCG
+    # reuses what it translated for the processes before.
+    r = probe("copy", "/proc/sys/kernel/randomize_va_space", "/dev/stdout")
+    check(r.returncode == 0 and r.stdout == b"0\n", f"no address space randomization in the guest: {r.stdout!r} {r.stderr[-200:]!r}")
+
+
 def test_exit_codes():
     for code in (0, 1, 42, 77, 99, 255):
         r = probe("exit", str(code))
@@ -371,6 +379,7 @@ def main():
         test_first_calls_boot_one_guest()
         test_hello()
         test_loader_cache()
+        test_fixed_addresses()
         test_exit_codes()
         test_signals()
         test_argv_env()
