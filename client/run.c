@@ -6,6 +6,10 @@
  * agent grants, writes stdout and stderr as they come and grants credit for
  * what it wrote, and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT. If the call
  * itself is killed, the supervisor sees the socket close and cancels the run.
+ * A harness's SIGTERM must end the call even when the program ignores it or
+ * the guest hangs: a second SIGINT, SIGTERM or SIGHUP, or VMEXEC_KILL_GRACE
+ * seconds after the first, cancels the run and vmexec dies of that signal
+ * (see forward_signals).
  *
  * vmexec --target TARGET [--shell] -- COMMAND [ARGS...] runs a command of the
  * guest instead (client_run_command): looked up on the guest's PATH, the trees
@@ -19,16 +23,19 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "elf-detect.h"
+#include "env.h"
 #include "fail.h"
 #include "frame-conn.h"
 #include "run.h"
@@ -58,15 +65,29 @@ static void on_signal(int sig)
   errno = saved;
 }
 
+static void catch_signal(int sig)
+{
+  struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: a blocked write returns */
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, NULL);
+}
+
 static void install_forwarding(void)
 {
   if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
     fail(EXIT_TOOL_FAILED, "pipe: %s", strerror(errno));
-  struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: a blocked write returns */
-  sigemptyset(&sa.sa_mask);
-  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-    sigaction(forwarded[i], &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+}
+
+/* From the run's frame on, the forwarded signals are caught for the program
+ * (a guest still booting gets them with the run). Before it there is no
+ * program to give them to: while vmexec builds an image or waits for another
+ * call that starts the guest, SIGTERM or Ctrl-C ends it at once, as a killed
+ * call (the supervisor drops a run whose caller went). */
+static void catch_forwarded(void)
+{
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    catch_signal(forwarded[i]);
 }
 
 /* One frame of this call's run before the relay starts; a lost connection
@@ -203,6 +224,20 @@ static void make_printable(char *s)
       c[0] = c[1] = '?';
 }
 
+/* Die of SIG, without a core file of vmexec. */
+static noreturn void die_of_signal(int sig)
+{
+  struct rlimit no_core = { 0, 0 };
+  setrlimit(RLIMIT_CORE, &no_core);
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  raise(sig);
+  exit(128 + sig);
+}
+
 static noreturn void die_like(int how, uint32_t value, char *msg)
 {
   terminal_restore(); /* --shell: before dying of a signal too */
@@ -212,16 +247,7 @@ static noreturn void die_like(int how, uint32_t value, char *msg)
     int sig = wire_signal_to_native(value);
     if (sig <= 0)
       exit(128 + (int)(value & 0x7f));
-    /* Die of the same signal, without a core file of vmexec. */
-    struct rlimit no_core = { 0, 0 };
-    setrlimit(RLIMIT_CORE, &no_core);
-    signal(sig, SIG_DFL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, sig);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
-    raise(sig);
-    exit(128 + sig);
+    die_of_signal(sig);
   }
   make_printable(msg);
   fail(value >= 125 && value <= 127 ? (int)value : EXIT_TOOL_FAILED, "%s", msg);
@@ -237,8 +263,123 @@ struct relay {
   bool out_broken[3];
 };
 
+/* How a terminating signal ends the call. The first SIGINT, SIGTERM or
+ * SIGHUP goes to the program, which may clean up and exit as it likes (its
+ * status is then the call's). If the call has not ended VMEXEC_KILL_GRACE
+ * seconds later, or a second one comes, the run is cancelled (WIRE_CANCEL:
+ * the agent kills its whole cgroup and writes nothing back) and vmexec dies
+ * of that signal, as timeout(1) or a test harness that sent it expects; a
+ * guest that does not confirm the cancel within CANCEL_WAIT seconds does not
+ * hold the call either. The clock is the SIGALRM of an interval timer, which
+ * also interrupts a write to a caller that stopped reading our output.
+ * SIGQUIT is only forwarded: a program may answer it and go on (a JVM's
+ * thread dump). */
+#define DEFAULT_KILL_GRACE 5
+#define CANCEL_WAIT 3
+
+static struct {
+  int first;      /* the first SIGINT, SIGTERM or SIGHUP forwarded; 0 */
+  double grace;   /* VMEXEC_KILL_GRACE, read then */
+  bool cancelled; /* WIRE_CANCEL is sent: no more write-back */
+  int sig;        /* the signal the call then dies of */
+  char why[256];  /* the line that says why */
+} ending;
+
+static bool ends_call(int sig)
+{
+  return sig == SIGINT || sig == SIGTERM || sig == SIGHUP;
+}
+
+static const char *signal_name(int sig)
+{
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+}
+
+/* A SIGALRM in SECONDS. It is caught from the first timer on; before, one
+ * sent by someone else ends vmexec as it always did. */
+static void arm_timer(double seconds)
+{
+  catch_signal(SIGALRM);
+  struct itimerval t = { .it_value = { .tv_sec = (time_t)seconds,
+                                       .tv_usec = (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6) } };
+  if (t.it_value.tv_sec == 0 && t.it_value.tv_usec == 0)
+    t.it_value.tv_usec = 1; /* zero would disarm it */
+  setitimer(ITIMER_REAL, &t, NULL);
+}
+
+/* Our timer went off (a SIGALRM from elsewhere while it runs does nothing). */
+static bool timer_expired(void)
+{
+  struct itimerval t;
+  return getitimer(ITIMER_REAL, &t) == 0 && t.it_value.tv_sec == 0 && t.it_value.tv_usec == 0;
+}
+
+/* Cancel the run on account of SIG; the call ends when the guest confirms it
+ * (its WIRE_EXIT or the connection's end) or CANCEL_WAIT seconds later.
+ * A write-back in progress stops here: its temporary files go, and files it
+ * already renamed into place stay whole (writeback.c). */
+static void cancel_run(struct relay *r, int sig, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cancel_run(struct relay *r, int sig, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ending.why, sizeof ending.why, fmt, ap);
+  va_end(ap);
+  ending.cancelled = true;
+  ending.sig = sig;
+  frame_conn_queue(&r->conn, WIRE_CANCEL, RUN_ID, NULL, 0);
+  writeback_abort(r->wb);
+  arm_timer(CANCEL_WAIT);
+}
+
+/* The end of a cancelled call: the line saying why, on the caller's own
+ * terminal again, then death by the signal. */
+static noreturn void die_cancelled(void)
+{
+  terminal_restore();
+  warning("%s", ending.why);
+  die_of_signal(ending.sig);
+}
+
+/* A SIGINT, SIGTERM or SIGHUP: the first goes to the program and starts the
+ * grace period, a second cancels the run, a third (the guest is slow to
+ * confirm the cancel) ends the call now. */
+static void terminating_signal(struct relay *r, int sig)
+{
+  if (ending.cancelled)
+    die_cancelled();
+  if (ending.first) {
+    char what[64];
+    if (sig == ending.first)
+      snprintf(what, sizeof what, "a second %s", signal_name(sig));
+    else
+      snprintf(what, sizeof what, "%s after %s", signal_name(sig), signal_name(ending.first));
+    cancel_run(r, sig, "%s before the program ended; cancelled it (the first signal goes to the program, a second "
+               "one ends the call at once)", what);
+    return;
+  }
+  frame_conn_queue_u32(&r->conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(sig));
+  ending.first = sig;
+  ending.grace = env_number("VMEXEC_KILL_GRACE", DEFAULT_KILL_GRACE, 0, 86400);
+  arm_timer(ending.grace);
+}
+
+/* The timer went off: the grace period is over (cancel the run), or the
+ * guest did not confirm the cancel (end the call without it; its supervisor
+ * cancels the run again when our connection closes). */
+static void timer_signal(struct relay *r)
+{
+  if (!ending.first || !timer_expired())
+    return;
+  if (ending.cancelled)
+    die_cancelled();
+  cancel_run(r, ending.first, "the program did not end within %g s of %s; cancelled it (VMEXEC_KILL_GRACE sets the "
+             "wait)", ending.grace, signal_name(ending.first));
+}
+
 /* Signals caught since the last turn go to the guest: the forwarded ones as
- * WIRE_SIGNAL, SIGWINCH (--shell only) as the new window size. */
+ * WIRE_SIGNAL (the terminating ones as above), SIGWINCH (--shell only) as
+ * the new window size; SIGALRM is the grace period's clock. */
 static void forward_signals(struct relay *r)
 {
   char drain[64];
@@ -247,12 +388,19 @@ static void forward_signals(struct relay *r)
   for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
     if (pending_signals[forwarded[i]]) {
       pending_signals[forwarded[i]] = 0;
-      frame_conn_queue_u32(&r->conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(forwarded[i]));
+      if (ends_call(forwarded[i]))
+        terminating_signal(r, forwarded[i]);
+      else
+        frame_conn_queue_u32(&r->conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(forwarded[i]));
     }
   if (pending_signals[SIGWINCH]) {
     pending_signals[SIGWINCH] = 0;
     uint8_t b[8];
     frame_conn_queue(&r->conn, WIRE_WINSIZE, RUN_ID, b, winsize_payload(b));
+  }
+  if (pending_signals[SIGALRM]) {
+    pending_signals[SIGALRM] = 0;
+    timer_signal(r);
   }
 }
 
@@ -284,7 +432,15 @@ static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len)
     ssize_t n = write(fd, p + done, len - done);
     if (n > 0)
       done += (size_t)n;
-    else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+    else if (n < 0 && errno == EINTR) {
+      /* A signal while our reader does not read: it is handled now, or
+       * the call could not end before the reader went on. A cancelled call
+       * drops the rest. */
+      forward_signals(r);
+      frame_conn_flush(&r->conn);
+      if (ending.cancelled)
+        break;
+    } else if (n == 0 || errno != EAGAIN) {
       r->out_broken[fd] = true;
       /* A caller's closed fd (>&-) fails the program's writes with EBADF
        * natively, no signal: its output is only dropped. */
@@ -302,7 +458,8 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
   if (h->type == WIRE_STDOUT || h->type == WIRE_STDERR) {
     write_output(r, h->type == WIRE_STDOUT ? 1 : 2, p, h->length);
   } else if (h->type == WIRE_WB || h->type == WIRE_WB_DATA) {
-    writeback_frame(r->wb, h->type, p, h->length);
+    if (!ending.cancelled) /* a cancelled run writes nothing back */
+      writeback_frame(r->wb, h->type, p, h->length);
     if (h->type == WIRE_WB_DATA) /* counted against the output window */
       frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, h->length);
   } else if (h->type == WIRE_CREDIT) {
@@ -312,6 +469,8 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
   } else if (h->type == WIRE_TRACE) {
     trace_remote(p, h->length);
   } else if (h->type == WIRE_EXIT) {
+    if (ending.cancelled) /* the guest confirms the cancel */
+      die_cancelled();
     trace_wait_end();
     static struct wire_exit m;
     if (!wire_decode_exit(p, h->length, &m))
@@ -360,6 +519,8 @@ static void relay(int sock, struct writeback *wb)
       if (got == -1)
         fail(EXIT_TOOL_FAILED, "malformed frame from the guest's supervisor; stop it with 'vmexec stop --all'");
       if (rc <= 0) {
+        if (ending.cancelled) /* the supervisor cancels the run of a connection that ends */
+          die_cancelled();
         if (!r.got_any) {
           frame_conn_free(&r.conn);
           return;
@@ -369,6 +530,8 @@ static void relay(int sock, struct writeback *wb)
       }
     }
     if (frame_conn_flush(&r.conn) == -1) {
+      if (ending.cancelled)
+        die_cancelled();
       if (!r.got_any) {
         frame_conn_free(&r.conn);
         return;
@@ -419,6 +582,7 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
       send_program(sock, path);
     else
       send_share(sock, roots);
+    catch_forwarded();
     send_run(sock, o, file, argc, argv);
     trace_mark("client: send the share and the run");
     trace_wait_start();
