@@ -3,6 +3,7 @@
 args` on the target. A real guest (qemu-system, TCG; s390x, or TARGET) runs the probe
 program (tests/guest/probe.c). Checks exit codes, signals, streams, stdin,
 argv and environment bytes, uid/gid, killing of the whole process tree,
+a SIGTERM the program ignores (cancelled after the grace period or a second one),
 concurrency, one guest for simultaneous first calls, idle stop, `vmexec stop`
 and a guest that dies under a run.
 
@@ -283,6 +284,56 @@ def test_kill_tree():
               f"({'gone after %.2f s' % detail if gone else detail})")
 
 
+def ignoring_call(grace):
+    """vmexec PROBE ignore (SIGINT, SIGTERM and SIGHUP ignored), once the
+    program runs."""
+    p = subprocess.Popen([VMEXEC, PROBE, "ignore"], env=dict(ENV, VMEXEC_KILL_GRACE=grace),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = p.stdout.readline()
+    check(line == b"ready\n", f"a program that ignores SIGTERM started ({line!r})")
+    return p
+
+
+def end_of(p, deadline_s):
+    """The call's status and stderr, or None when it did not end in time."""
+    try:
+        _, err = p.communicate(timeout=deadline_s)
+        return p.returncode, err.decode()
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        return None, ""
+
+
+def test_ignored_sigterm():
+    """A harness's SIGTERM ends the call even when the program ignores it:
+    VMEXEC_KILL_GRACE seconds after it, or at a second SIGTERM, vmexec cancels
+    the run and dies of SIGTERM, with one line saying why, and nothing of the
+    run is left in the guest."""
+    p = ignoring_call("2")
+    p.send_signal(signal.SIGTERM)
+    status, msg = end_of(p, 60)
+    check(status == -signal.SIGTERM and msg.count("\n") == 1 and "within 2 s of SIGTERM" in msg
+          and "VMEXEC_KILL_GRACE" in msg,
+          f"a program that ignores SIGTERM is cancelled after the grace period, vmexec dies of SIGTERM: "
+          f"{status} {msg!r}")
+    gone, detail = wait_no_procs(30)
+    check(gone, f"no process of the cancelled run is left in the guest "
+          f"({'gone after %.2f s' % detail if gone else detail})")
+
+    p = ignoring_call("600")
+    p.send_signal(signal.SIGTERM)
+    time.sleep(1)  # the first one goes to the program (a second sent at once could merge with it)
+    check(p.poll() is None, f"the first SIGTERM only goes to the program, which ignores it: {p.returncode}")
+    p.send_signal(signal.SIGTERM)
+    status, msg = end_of(p, 60)
+    check(status == -signal.SIGTERM and msg.count("\n") == 1 and "a second SIGTERM" in msg,
+          f"a second SIGTERM cancels the run at once, long before the grace period: {status} {msg!r}")
+    gone, detail = wait_no_procs(30)
+    check(gone, f"no process of the run ended by a second SIGTERM is left in the guest "
+          f"({'gone after %.2f s' % detail if gone else detail})")
+
+
 def test_concurrent():
     procs = [subprocess.Popen([VMEXEC, PROBE, "say", f"concurrent {i}", str(i)], env=ENV,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(16)]
@@ -388,6 +439,7 @@ def main():
         test_concurrent()
         test_malformed_frames()
         test_kill_tree()
+        test_ignored_sigterm()
         test_streams()
         test_guest_death()
         test_death_while_booting()

@@ -12,6 +12,8 @@
  *   tree N            fork N sleeping children (one of them in its own session),
  *                     print "ready", then sleep
  *   procs             print the pids of user processes other than init and itself
+ *   ignore            ignore SIGINT, SIGTERM and SIGHUP, print "ready", then sleep
+ *                     (a program that a harness's SIGTERM does not end)
  *   hello             print "hello from <machine> <byte order>"
  *   bits              print "<byte order>-endian <N>-bit" (N: the width of a pointer)
  *   say TEXT N        print TEXT and exit with status N
@@ -186,6 +188,15 @@ int main(int argc, char **argv)
     tree(atoi(argv[2]));
   if (!strcmp(what, "procs"))
     return procs();
+  if (!strcmp(what, "ignore")) {
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    printf("ready\n");
+    fflush(stdout);
+    for (;;)
+      pause();
+  }
   if (!strcmp(what, "hello")) {
     struct utsname u;
     uname(&u);
