@@ -57,6 +57,8 @@ static const char usage[] =
   "guest that later cold starts restore instead of booting (VMEXEC_SNAPSHOT=0: boot).\n"
   "VMEXEC_TRACE=1 prints where a call's time went (client, supervisor and guest phases,\n"
   "in ms) on stderr when it ends.\n"
+  "SIGINT, SIGTERM and SIGHUP go to PROGRAM; if it has not ended VMEXEC_KILL_GRACE seconds\n"
+  "later (5), or at a second one, its run is cancelled and vmexec dies of that signal.\n"
   "Exit status: that of PROGRAM; 125 if vmexec failed, 126 if PROGRAM cannot be\n"
   "executed, 127 if it does not exist. See vmexec(1).\n";
 
