@@ -144,6 +144,9 @@ struct share *share_take_spare(struct share *want);
 /* In the child, after share_enter: send its namespace (fds of
  * /proc/self/ns/mnt and mountinfo) on SOCK for share_receive_ns. */
 void share_send_ns(int sock);
+/* In the child, after share_enter: note its mount table in S (which the
+ * agent sees: the child shares its memory until the exec, runs.c). */
+void share_note_mounts(struct share *s);
 /* The namespace the run's child sent on SOCK, if it did, into s->ns_fd. */
 void share_receive_ns(struct share *s, int sock);
 /* S was kept before and its upper layers' ctimes are as they were then:

@@ -83,8 +83,10 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
     char why[512];
     if (share_enter(r->share, why, sizeof why) == -1)
       child_fail(exec_w, STAGE_SHARE, errno, why);
-    if (r->ns_sock_child >= 0)
+    if (r->ns_sock_child >= 0) {
       share_send_ns(r->ns_sock_child);
+      share_note_mounts(r->share);
+    }
   }
   run_trace_child(r, CHILD_T_ENTERED);
   if (chdir(q->cwd) == -1) {

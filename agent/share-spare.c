@@ -141,26 +141,38 @@ void share_receive_ns(struct share *s, int sock)
   }
 }
 
-/* Is LINE of a mountinfo the tmpfs of a run, RUN_DIR/ID/rw (its fifth field)? */
-static bool run_tmpfs_line(const char *line)
+/* P at "DIGITS" then END: their number, else -1. */
+static long number_then(const char *p, const char *end)
+{
+  if (*p < '0' || *p > '9')
+    return -1;
+  char *after;
+  long n = strtol(p, &after, 10);
+  return strncmp(after, end, strlen(end)) == 0 ? n : -1;
+}
+
+/* Is LINE of a mountinfo one the agent made for others: the tmpfs of a run
+ * (RUN_DIR/ID/rw) or a share generation other than GEN (SHARE_DIR/N)? Its
+ * fifth field is the mount point. */
+static bool others_line(const char *line, uint32_t gen)
 {
   const char *p = line;
   for (int field = 0; field < 4 && p; field++)
     if ((p = strchr(p, ' ')))
       p++;
-  if (!p || strncmp(p, RUN_DIR "/", sizeof RUN_DIR) != 0)
+  if (!p)
     return false;
-  p += sizeof RUN_DIR;
-  if (*p < '0' || *p > '9')
-    return false;
-  while (*p >= '0' && *p <= '9')
-    p++;
-  return strncmp(p, "/rw ", 4) == 0;
+  if (strncmp(p, SHARE_DIR "/", sizeof SHARE_DIR) == 0) {
+    long n = number_then(p + sizeof SHARE_DIR, " ");
+    return n >= 0 && (uint32_t)n != gen;
+  }
+  return strncmp(p, RUN_DIR "/", sizeof RUN_DIR) == 0 && number_then(p + sizeof RUN_DIR, "/rw ") >= 0;
 }
 
 /* The mount table of the namespace behind FD (its mountinfo) without the
- * runs' tmpfs, as a string to free; NULL if it cannot be read. */
-static char *own_mounts(int fd)
+ * runs' tmpfs and the other generations, as a string to free; NULL if it
+ * cannot be read. */
+static char *own_mounts(int fd, uint32_t gen)
 {
   size_t cap = 16384, len = 0;
   char *all = malloc(cap);
@@ -189,7 +201,7 @@ static char *own_mounts(int fd)
   for (char *line = all, *end; *line; line = end) {
     end = strchr(line, '\n');
     end = end ? end + 1 : line + strlen(line);
-    if (!run_tmpfs_line(line)) {
+    if (!others_line(line, gen)) {
       memmove(w, line, (size_t)(end - line));
       w += end - line;
     }
@@ -200,11 +212,12 @@ static char *own_mounts(int fd)
 
 /* The namespace's mounts changed since it was made (or since the last look)
  * in a way its runs could see. The agent mounts and unmounts each run's
- * tmpfs under /run, which is shared: those reach every namespace, and with
- * runs at once (meson test -j2) no namespace would stay unchanged. So once
- * a namespace was kept, its mount table less those tmpfs is noted
- * (mounts_seen), and a change the poll reports later counts only if that
- * table differs. */
+ * tmpfs and each share generation under /run, which is shared: those reach
+ * every namespace, and with runs at once (meson test -j2), or an old
+ * generation released as the runs that held it end, no namespace would stay
+ * unchanged. So the run's child notes the new namespace's mount table less
+ * those (mounts_seen, share_note_mounts) before the program starts, and a
+ * change the poll reports later counts only if that table differs. */
 static bool mounts_changed(struct share *s)
 {
   if (s->mounts_fd < 0)
@@ -214,7 +227,7 @@ static bool mounts_changed(struct share *s)
     return false;
   if (!s->mounts_seen)
     return true;
-  char *now = own_mounts(s->mounts_fd);
+  char *now = own_mounts(s->mounts_fd, s->gen);
   bool changed = !now || strcmp(now, s->mounts_seen) != 0;
   free(now);
   return changed;
@@ -340,6 +353,16 @@ bool share_unchanged(const struct share *s)
   return true;
 }
 
+void share_note_mounts(struct share *s)
+{
+  int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    free(s->mounts_seen);
+    s->mounts_seen = own_mounts(fd, s->gen); /* NULL: any change drops the namespace */
+    close(fd);
+  }
+}
+
 bool share_keep(struct share *s, bool unchanged)
 {
   if (s->ns_fd < 0 || mounts_changed(s))
@@ -349,8 +372,6 @@ bool share_keep(struct share *s, bool unchanged)
       return false;
     note_ctimes(s);
   }
-  if (!s->mounts_seen)
-    s->mounts_seen = own_mounts(s->mounts_fd); /* NULL: any later change drops it */
   if (nspares == MAX_SPARES)
     drop_spare(0); /* the least recently kept */
   spares[nspares++] = s;
