@@ -25,6 +25,7 @@ struct run {
   bool stdin_eof;        /* the host's stdin ended: close in_fd once drained */
   uint32_t credit;       /* output bytes the host will still take */
   bool started, reaped, cgroup;
+  char cgroup_name[24];  /* under CGROUP_ROOT, when cgroup */
   int status;            /* wait status of the main process */
   int file_fd;           /* the file being received (--copy), or -1 */
   uint64_t file_left;
