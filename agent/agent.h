@@ -132,6 +132,9 @@ int share_enter(const struct share *s, char *err, size_t cap);
 /* The run is over: drop its tmpfs and its hold on the generation (which is
  * released, with WIRE_GEN_RELEASED, when unused and no longer the newest). */
 void share_free(struct share *s);
+/* Release the generations no run holds and no run will use (older than the
+ * newest): after a run's end, off the way of the next run's start. */
+void share_sweep(void);
 
 /* share-spare.c: runs' mount namespaces kept for later runs with the
  * same share when nothing was written in them (the overlay's upper layers are

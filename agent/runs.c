@@ -197,6 +197,7 @@ static void destroy(struct run *gone)
   run_trace_free(gone);
   free(gone);
   make_spare_cgroup();
+  share_sweep();
   if (traced)
     run_trace_teardown(run_now_ns() - t0);
 }

@@ -242,8 +242,22 @@ static void gen_release(struct share_gen *g)
 }
 
 /* Let go of every generation that no run uses and that a newer one replaced. */
+/* Releasing a generation (unmount, loop detach, WIRE_GEN_RELEASED) took
+ * 11-15 ms under TCG; done where a generation stopped being used, that was
+ * in the start of the first run of the next generation. So it is only noted
+ * there, and done by share_sweep once a run has ended and its exit is sent. */
+static bool sweep_due;
+
 static void gen_sweep(void)
 {
+  sweep_due = true;
+}
+
+void share_sweep(void)
+{
+  if (!sweep_due)
+    return;
+  sweep_due = false;
   for (struct share_gen *g = gens, *next; g; g = next) {
     next = g->next;
     if (g->refs == 0 && g->n < newest)

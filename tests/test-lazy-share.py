@@ -125,12 +125,14 @@ def test_changes():
         r = guest("true")
         r2 = guest(f"cat {unnamed}/added")
         churn = watch.changed()
-        if generations() == before or not churn:
+        if set(generations()) <= set(before) or not churn:
             break
-    if churn and generations() != before:
+    # (An older generation may be released meanwhile: the guest does that
+    # after a run's end, agent/share.c share_sweep.)
+    if churn and not set(generations()) <= set(before):
         print("     (reuse not checked: another process changed a directory at the top of / during every try)")
     else:
-        check(r.returncode == 0 and r2.returncode == 0 and generations() == before,
+        check(r.returncode == 0 and r2.returncode == 0 and set(generations()) <= set(before),
               f"calls that change nothing reuse the generation: {before} then {generations()}")
 
 
