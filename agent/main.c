@@ -41,7 +41,7 @@ int main(void)
 
   /* The signals PID 1 handles, all through the signalfd. The kernel never
    * delivers a signal to PID 1 that it has no handler for, so blocking them
-   * loses nothing; children get an empty mask back (see busybox.c). */
+   * loses nothing; children get an empty mask back (see boot-jobs.c). */
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);

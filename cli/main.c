@@ -55,6 +55,8 @@ static const char usage[] =
   "working directory, its build tree, --share and the paths its arguments name (if you can).\n"
   "Images are cached under $XDG_CACHE_HOME/vmexec, with a memory snapshot of each booted\n"
   "guest that later cold starts restore instead of booting (VMEXEC_SNAPSHOT=0: boot).\n"
+  "Guests run without address space randomization, which makes programs start faster\n"
+  "under emulation (VMEXEC_ASLR=1 keeps it).\n"
   "VMEXEC_TRACE=1 prints where a call's time went (client, supervisor and guest phases,\n"
   "in ms) on stderr when it ends.\n"
   "SIGINT, SIGTERM and SIGHUP go to PROGRAM; if it has not ended VMEXEC_KILL_GRACE seconds\n"
