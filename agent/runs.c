@@ -97,6 +97,7 @@ static struct run *create(uint32_t id)
   r->id = id;
   r->in_fd = r->out_fd = r->err_fd = r->exec_fd = r->file_fd = -1;
   r->ns_sock = r->ns_sock_child = -1;
+  r->cgroup_procs_fd = r->cgroup_kill_fd = -1;
   r->credit = WIRE_WINDOW;
   snprintf(r->dir, sizeof r->dir, RUN_DIR "/%u", id);
   r->next = runs;
@@ -110,19 +111,35 @@ static void cgroup_path(const struct run *r, const char *file, char *buf, size_t
 }
 
 /* The next run's cgroup, made while the agent has nothing else to do (at
- * boot, after a run's teardown): its mkdir cost a warm call 0.2-0.3 ms. */
-static char spare_cgroup[sizeof ((struct run *)0)->cgroup_name];
+ * boot, after a run's teardown): its mkdir cost a warm call 0.2-0.3 ms.
+ * Its cgroup.procs and cgroup.kill are opened then too, so that the child
+ * joins with one write and the reap kills the rest with one (an open in
+ * cgroupfs walks its path each time). */
+static struct {
+  char name[sizeof ((struct run *)0)->cgroup_name]; /* "" when there is none */
+  int procs_fd, kill_fd;
+} spare_cgroup = { "", -1, -1 };
 static unsigned cgroups_made;
+
+static int open_cgroup_file(const char *name, const char *file)
+{
+  char path[128];
+  snprintf(path, sizeof path, CGROUP_ROOT "/%s/%s", name, file);
+  return open(path, O_WRONLY | O_CLOEXEC);
+}
 
 static void make_spare_cgroup(void)
 {
-  if (!have_cgroups || spare_cgroup[0])
+  if (!have_cgroups || spare_cgroup.name[0])
     return;
-  char name[sizeof spare_cgroup], path[128];
+  char name[sizeof spare_cgroup.name], path[128];
   snprintf(name, sizeof name, "vmexec-%u", ++cgroups_made);
   snprintf(path, sizeof path, CGROUP_ROOT "/%s", name);
-  if (mkdir(path, 0755) == 0)
-    memcpy(spare_cgroup, name, sizeof name);
+  if (mkdir(path, 0755) == 0) {
+    memcpy(spare_cgroup.name, name, sizeof name);
+    spare_cgroup.procs_fd = open_cgroup_file(name, "cgroup.procs");
+    spare_cgroup.kill_fd = open_cgroup_file(name, "cgroup.kill");
+  }
 }
 
 /* Give R a cgroup: the spare, or a new one. */
@@ -130,9 +147,12 @@ static void take_cgroup(struct run *r)
 {
   if (!have_cgroups)
     return;
-  if (spare_cgroup[0]) {
-    memcpy(r->cgroup_name, spare_cgroup, sizeof spare_cgroup);
-    spare_cgroup[0] = '\0';
+  if (spare_cgroup.name[0]) {
+    memcpy(r->cgroup_name, spare_cgroup.name, sizeof spare_cgroup.name);
+    r->cgroup_procs_fd = spare_cgroup.procs_fd;
+    r->cgroup_kill_fd = spare_cgroup.kill_fd;
+    spare_cgroup.name[0] = '\0';
+    spare_cgroup.procs_fd = spare_cgroup.kill_fd = -1;
     r->cgroup = true;
     return;
   }
@@ -144,12 +164,15 @@ static void take_cgroup(struct run *r)
 
 int run_cgroup_write(const struct run *r, const char *file, const char *value)
 {
+  size_t len = strlen(value);
+  int open_fd = !strcmp(file, "cgroup.procs") ? r->cgroup_procs_fd : !strcmp(file, "cgroup.kill") ? r->cgroup_kill_fd : -1;
+  if (open_fd >= 0)
+    return write(open_fd, value, len) == (ssize_t)len ? 0 : -1;
   char path[128];
   cgroup_path(r, file, path, sizeof path);
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0)
     return -1;
-  size_t len = strlen(value);
   int rc = write(fd, value, len) == (ssize_t)len ? 0 : -1;
   int saved = errno;
   close(fd);
@@ -181,6 +204,8 @@ static void destroy(struct run *gone)
   close_fd(&gone->file_fd);
   close_fd(&gone->ns_sock);
   close_fd(&gone->ns_sock_child);
+  close_fd(&gone->cgroup_procs_fd);
+  close_fd(&gone->cgroup_kill_fd);
   writeback_free(gone->wb);
   share_free(gone->share); /* before the run's directory, which holds its tmpfs */
   if (gone->cgroup) {
@@ -371,6 +396,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     for (int i = 0; i < 3; i++)
       close_fd(&fds[i]);
     close_fd(&r->ns_sock_child);
+    close_fd(&r->cgroup_procs_fd); /* the child has joined, or failed to */
     close(ex[1]);
     r->exec_fd = ex[0];
     if (pid < 0)

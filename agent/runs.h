@@ -26,6 +26,7 @@ struct run {
   uint32_t credit;       /* output bytes the host will still take */
   bool started, reaped, cgroup;
   char cgroup_name[24];  /* under CGROUP_ROOT, when cgroup */
+  int cgroup_procs_fd, cgroup_kill_fd; /* its cgroup.procs and cgroup.kill, opened ahead, or -1 */
   int status;            /* wait status of the main process */
   int file_fd;           /* the file being received (--copy), or -1 */
   uint64_t file_left;
