@@ -1,8 +1,15 @@
-/* The child of a run, between fork and exec: its own session and cgroup, its
- * stdin, stdout and stderr, the share's mount namespace (share.c), its cwd,
- * the caller's credentials, then the program. A failure before the exec is
- * written on the exec pipe, which the agent reads (run_exec_result) to refuse
- * the run with the right status. */
+/* The child of a run, between its start and exec: its own session and
+ * cgroup, its stdin, stdout and stderr, the share's mount namespace
+ * (share.c), its cwd, the caller's credentials, then the program. A failure
+ * before the exec is written on the exec pipe, which the agent reads
+ * (run_exec_result) to refuse the run with the right status.
+ *
+ * The child runs in the agent's memory, like a vfork() child (runs.c
+ * spawn_child), while the agent waits for its exec: what it writes, the
+ * agent sees. So it changes nothing of the agent's but its trace page
+ * (run_trace_child), the namespace's mount table it notes for the agent
+ * (share_note_mounts) and errno; its fds, namespace, cwd and credentials
+ * are its own. Code added here must keep to that. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
