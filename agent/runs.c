@@ -379,6 +379,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     boot_jobs_wait(); /* the applets in /bin are commands too */
   int fds[3] = { -1, -1, -1 }, ex[2];
   char slave[64] = "";
+  bool spawned = false;
   if (run_open_streams(r, q->flags & WIRE_RUN_PTY, fds, slave, sizeof slave) == -1) {
     run_refuse(r, 125, "cannot create the run's %s in the guest: %s", q->flags & WIRE_RUN_PTY ? "pseudo-terminal" : "pipes",
                strerror(errno));
@@ -404,9 +405,15 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     else {
       r->pid = pid;
       r->started = true;
+      spawned = true;
     }
   }
   free_request(rq);
+  /* The child has exec'd or given up by now (the agent waited for it,
+   * spawn_child): its end of the exec pipe is closed or about to be, so
+   * the outcome is read here rather than in another round of the loop. */
+  if (spawned)
+    run_exec_result(r); /* may end R */
 }
 
 static void receive_file(struct run *r, const uint8_t *p, size_t n)
