@@ -142,14 +142,12 @@ void share_sweep(void);
  * mounting the tmpfs, unsharing and mounting the overlays again. */
 /* A spare that serves WANT (same generation and roots): WANT is freed
  * and the spare returned, taken. Else NULL (and spares of an older
- * generation is dropped). */
+ * generation are dropped). */
 struct share *share_take_spare(struct share *want);
 /* In the child, after share_enter: send its namespace (fds of
- * /proc/self/ns/mnt and mountinfo) on SOCK for share_receive_ns. */
-void share_send_ns(int sock);
-/* In the child, after share_enter: note its mount table in S (which the
- * agent sees: the child shares its memory until the exec, runs.c). */
-void share_note_mounts(struct share *s);
+ * /proc/self/ns/mnt and mountinfo) on SOCK for share_receive_ns, with its
+ * mount table as made (less the runs' tmpfs and generations other than GEN). */
+void share_send_ns(int sock, uint32_t gen);
 /* The namespace the run's child sent on SOCK, if it did, into s->ns_fd. */
 void share_receive_ns(struct share *s, int sock);
 /* S was kept before and its upper layers' ctimes are as they were then:

@@ -4,12 +4,12 @@
  * before the exec is written on the exec pipe, which the agent reads
  * (run_exec_result) to refuse the run with the right status.
  *
- * The child runs in the agent's memory, like a vfork() child (runs.c
+ * The child may run in the agent's memory, like a vfork() child (runs.c
  * spawn_child), while the agent waits for its exec: what it writes, the
  * agent sees. So it changes nothing of the agent's but its trace page
- * (run_trace_child), the namespace's mount table it notes for the agent
- * (share_note_mounts) and errno; its fds, namespace, cwd and credentials
- * are its own. Code added here must keep to that. */
+ * (run_trace_child, shared either way) and errno; its fds, namespace, cwd
+ * and credentials are its own, and what the agent must learn it sends
+ * (share_send_ns). Code added here must keep to that. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -90,10 +90,8 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
     char why[512];
     if (share_enter(r->share, why, sizeof why) == -1)
       child_fail(exec_w, STAGE_SHARE, errno, why);
-    if (r->ns_sock_child >= 0) {
-      share_send_ns(r->ns_sock_child);
-      share_note_mounts(r->share);
-    }
+    if (r->ns_sock_child >= 0)
+      share_send_ns(r->ns_sock_child, r->share->gen);
   }
   run_trace_child(r, CHILD_T_ENTERED);
   if (chdir(q->cwd) == -1) {

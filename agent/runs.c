@@ -321,7 +321,11 @@ static struct run_request *parse_run(const uint8_t *p, size_t n)
  * errno (it shares the agent's thread storage; the agent reads errno only
  * after its own failed calls). Its fd table, mount namespace, cwd and
  * credentials are its own (no CLONE_FILES, CLONE_FS). One stack serves
- * every run: the agent is stopped while a child uses it. */
+ * every run: the agent is stopped while a child uses it.
+ *
+ * But a child that must build a fresh mount namespace (no spare fits:
+ * share_enter, 10-20 ms under TCG) is forked: the agent keeps serving the
+ * other runs meanwhile. *VFORKED says which it was. */
 struct child_args {
   struct run *r;
   const struct wire_run *q;
@@ -338,11 +342,18 @@ static int child_main(void *p)
 
 enum { CHILD_STACK = 256 * 1024 };
 
-static pid_t spawn_child(struct run *r, const struct wire_run *q, const int fds[3], const char *slave, int exec_w)
+static pid_t spawn_child(struct run *r, const struct wire_run *q, const int fds[3], const char *slave, int exec_w,
+                         bool *vforked)
 {
+  bool fresh_ns = !(r->share && r->share->ns_fd >= 0) && (r->share || root_present());
   static char *stack;
-  if (!stack && !(stack = malloc(CHILD_STACK)))
-    return -1;
+  *vforked = !fresh_ns && (stack || (stack = malloc(CHILD_STACK)));
+  if (!*vforked) {
+    pid_t pid = fork();
+    if (pid == 0)
+      run_child(r, q, fds, slave, exec_w);
+    return pid;
+  }
   struct child_args a = { r, q, fds, slave, exec_w };
   /* The stack grows down on every target the agent is built for; keep the top 16-byte aligned. */
   return clone(child_main, stack + CHILD_STACK - 64, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
@@ -379,7 +390,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     boot_jobs_wait(); /* the applets in /bin are commands too */
   int fds[3] = { -1, -1, -1 }, ex[2];
   char slave[64] = "";
-  bool spawned = false;
+  bool exec_done = false; /* the child has exec'd or given up */
   if (run_open_streams(r, q->flags & WIRE_RUN_PTY, fds, slave, sizeof slave) == -1) {
     run_refuse(r, 125, "cannot create the run's %s in the guest: %s", q->flags & WIRE_RUN_PTY ? "pseudo-terminal" : "pipes",
                strerror(errno));
@@ -393,7 +404,8 @@ static void start(struct run *r, const uint8_t *p, size_t n)
       r->ns_sock = sv[0];
       r->ns_sock_child = sv[1];
     }
-    pid_t pid = spawn_child(r, q, fds, slave, ex[1]);
+    bool vforked;
+    pid_t pid = spawn_child(r, q, fds, slave, ex[1], &vforked);
     for (int i = 0; i < 3; i++)
       close_fd(&fds[i]);
     close_fd(&r->ns_sock_child);
@@ -405,14 +417,14 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     else {
       r->pid = pid;
       r->started = true;
-      spawned = true;
+      exec_done = vforked;
     }
   }
   free_request(rq);
-  /* The child has exec'd or given up by now (the agent waited for it,
-   * spawn_child): its end of the exec pipe is closed or about to be, so
-   * the outcome is read here rather than in another round of the loop. */
-  if (spawned)
+  /* A vforked child has exec'd or given up by now (the agent waited for
+   * it): its end of the exec pipe is closed or about to be, so the outcome
+   * is read here rather than in another round of the loop. */
+  if (exec_done)
     run_exec_result(r); /* may end R */
 }
 

@@ -100,46 +100,7 @@ void share_spare_outdated(uint32_t newest_gen)
       i++;
 }
 
-void share_send_ns(int sock)
-{
-  int fds[2] = { open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC), open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC) };
-  if (fds[0] >= 0 && fds[1] >= 0) {
-    char cbuf[CMSG_SPACE(sizeof fds)] = { 0 };
-    char byte = 0;
-    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(c), fds, sizeof fds);
-    if (sendmsg(sock, &msg, MSG_DONTWAIT) < 0) {
-      /* Nothing to do: the run goes on, its namespace is not kept. */
-    }
-  }
-  for (int i = 0; i < 2; i++)
-    if (fds[i] >= 0)
-      close(fds[i]);
-}
 
-void share_receive_ns(struct share *s, int sock)
-{
-  if (sock < 0 || s->ns_fd >= 0)
-    return;
-  int fds[2];
-  char cbuf[CMSG_SPACE(sizeof fds)] = { 0 };
-  char byte;
-  struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-  if (recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 1)
-    return;
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof fds)) {
-    memcpy(fds, CMSG_DATA(c), sizeof fds);
-    s->ns_fd = fds[0];
-    s->mounts_fd = fds[1];
-  }
-}
 
 /* P at "DIGITS" then END: their number, else -1. */
 static long number_then(const char *p, const char *end)
@@ -215,9 +176,10 @@ static char *own_mounts(int fd, uint32_t gen)
  * tmpfs and each share generation under /run, which is shared: those reach
  * every namespace, and with runs at once (meson test -j2), or an old
  * generation released as the runs that held it end, no namespace would stay
- * unchanged. So the run's child notes the new namespace's mount table less
- * those (mounts_seen, share_note_mounts) before the program starts, and a
- * change the poll reports later counts only if that table differs. */
+ * unchanged. So the run's child sends the new namespace's mount table less
+ * those with its fds (share_send_ns, kept as mounts_seen) before the program
+ * starts, and a change the poll reports later counts only if that table
+ * differs. */
 static bool mounts_changed(struct share *s)
 {
   if (s->mounts_fd < 0)
@@ -353,14 +315,57 @@ bool share_unchanged(const struct share *s)
   return true;
 }
 
-void share_note_mounts(struct share *s)
+void share_send_ns(int sock, uint32_t gen)
 {
-  int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    free(s->mounts_seen);
-    s->mounts_seen = own_mounts(fd, s->gen); /* NULL: any change drops the namespace */
-    close(fd);
+  int fds[2] = { open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC), open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC) };
+  /* The mount table as made, before the program can change it: what a
+   * later look compares with (mounts_changed). */
+  char *table = fds[1] >= 0 ? own_mounts(fds[1], gen) : NULL;
+  if (fds[0] >= 0 && fds[1] >= 0) {
+    char cbuf[CMSG_SPACE(sizeof fds)] = { 0 };
+    char none = 0;
+    struct iovec iov = { .iov_base = table ? table : &none, .iov_len = table ? strlen(table) + 1 : 1 };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    if (sendmsg(sock, &msg, MSG_DONTWAIT) < 0) {
+      /* Nothing to do: the run goes on, its namespace is not kept. */
+    }
   }
+  free(table);
+  for (int i = 0; i < 2; i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
+}
+
+void share_receive_ns(struct share *s, int sock)
+{
+  if (sock < 0 || s->ns_fd >= 0)
+    return;
+  enum { MAX_TABLE = 256 * 1024 };
+  char *table = malloc(MAX_TABLE);
+  if (!table)
+    return;
+  int fds[2];
+  char cbuf[CMSG_SPACE(sizeof fds)] = { 0 };
+  struct iovec iov = { .iov_base = table, .iov_len = MAX_TABLE };
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+  ssize_t n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  struct cmsghdr *c = n >= 1 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof fds)) {
+    memcpy(fds, CMSG_DATA(c), sizeof fds);
+    s->ns_fd = fds[0];
+    s->mounts_fd = fds[1];
+    /* No table (or a cut one): any change the poll reports drops the namespace. */
+    if (!(msg.msg_flags & MSG_TRUNC) && n > 1 && table[n - 1] == '\0') {
+      free(s->mounts_seen);
+      s->mounts_seen = strdup(table);
+    }
+  }
+  free(table);
 }
 
 bool share_keep(struct share *s, bool unchanged)
