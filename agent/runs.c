@@ -142,24 +142,18 @@ static void make_spare_cgroup(void)
   }
 }
 
-/* Give R a cgroup: the spare, or a new one. */
+/* Give R the spare cgroup (made now if there is none yet). */
 static void take_cgroup(struct run *r)
 {
-  if (!have_cgroups)
-    return;
-  if (spare_cgroup.name[0]) {
-    memcpy(r->cgroup_name, spare_cgroup.name, sizeof spare_cgroup.name);
-    r->cgroup_procs_fd = spare_cgroup.procs_fd;
-    r->cgroup_kill_fd = spare_cgroup.kill_fd;
-    spare_cgroup.name[0] = '\0';
-    spare_cgroup.procs_fd = spare_cgroup.kill_fd = -1;
-    r->cgroup = true;
-    return;
-  }
-  snprintf(r->cgroup_name, sizeof r->cgroup_name, "vmexec-%u", ++cgroups_made);
-  char path[128];
-  cgroup_path(r, NULL, path, sizeof path);
-  r->cgroup = mkdir(path, 0755) == 0;
+  make_spare_cgroup();
+  if (!spare_cgroup.name[0])
+    return; /* no cgroup2, or its mkdir failed: the run is killed by session */
+  memcpy(r->cgroup_name, spare_cgroup.name, sizeof spare_cgroup.name);
+  r->cgroup_procs_fd = spare_cgroup.procs_fd;
+  r->cgroup_kill_fd = spare_cgroup.kill_fd;
+  spare_cgroup.name[0] = '\0';
+  spare_cgroup.procs_fd = spare_cgroup.kill_fd = -1;
+  r->cgroup = true;
 }
 
 int run_cgroup_write(const struct run *r, const char *file, const char *value)

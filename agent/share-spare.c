@@ -64,24 +64,26 @@ static bool same_roots(const struct share *a, const struct share *b)
   return true;
 }
 
-/* Free spare I and close the gap. */
-static void drop_spare(size_t i)
+/* Take spare I out of the list, closing the gap. */
+static struct share *remove_spare(size_t i)
 {
   struct share *s = spares[i];
   memmove(&spares[i], &spares[i + 1], (nspares - i - 1) * sizeof *spares);
   spares[--nspares] = NULL;
-  share_free(s);
+  return s;
+}
+
+static void drop_spare(size_t i)
+{
+  share_free(remove_spare(i));
 }
 
 struct share *share_take_spare(struct share *want)
 {
   for (size_t i = 0; i < nspares;) {
     if (same_roots(spares[i], want)) {
-      struct share *s = spares[i];
-      memmove(&spares[i], &spares[i + 1], (nspares - i - 1) * sizeof *spares);
-      spares[--nspares] = NULL;
       share_free(want);
-      return s;
+      return remove_spare(i);
     }
     if (spares[i]->gen < want->gen)
       drop_spare(i); /* the host moved on to a newer generation */
@@ -99,8 +101,6 @@ void share_spare_outdated(uint32_t newest_gen)
     else
       i++;
 }
-
-
 
 /* P at "DIGITS" then END: their number, else -1. */
 static long number_then(const char *p, const char *end)
