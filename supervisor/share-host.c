@@ -212,14 +212,14 @@ static bool current_stale(const struct share_host *h)
    * cost a warm call 0.3 ms on average. */
   double deadline = now_seconds() + 2;
   while (access(ask, F_OK) == 0) {
-    int left = (int)((deadline - now_seconds()) * 1000) + 1;
-    if (now_seconds() >= deadline) {
+    double now = now_seconds();
+    if (now >= deadline) {
       unlink(ask);
       return true;
     }
     if (h->answers >= 0) {
       struct pollfd p = { .fd = h->answers, .events = POLLIN };
-      if (poll(&p, 1, left) > 0) {
+      if (poll(&p, 1, (int)((deadline - now) * 1000) + 1) > 0) {
         char events[4096];
         while (read(h->answers, events, sizeof events) > 0) {
         }

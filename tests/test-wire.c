@@ -640,7 +640,7 @@ static void trace_msg(void)
   wire_put_u32(&w, 0);
   wire_put_u32(&w, 7);
   wire_put_u32(&w, WIRE_PHASE_ASIDE);
-  CHECK(w.ok && len == w.len && memcmp(buf, ref, len) == 0);
+  check_bytes(buf, len, &w);
   CHECK(decode_trace(buf, len) && trace_out.n == 2 && strcmp(trace_out.phase[0].name, "fork") == 0 &&
         trace_out.phase[0].ns == 0x123456789aULL && strcmp(trace_out.phase[1].name, "run") == 0 &&
         trace_out.phase[1].ns == 7 && trace_out.phase[0].flags == 0 && trace_out.phase[1].flags == WIRE_PHASE_ASIDE);
