@@ -30,6 +30,7 @@
 enum { MAX_ENTRIES = 48, MAX_DEPTH = 5, MAX_FILES = 16 };
 
 static char sandbox[PATH_MAX];
+static char canary_path[PATH_MAX + 8]; /* a directory beside the tree, for symlinks out of it to reach */
 
 struct tree {
   int dir[MAX_DEPTH + 1]; /* the open directories down to the current one */
@@ -151,9 +152,14 @@ static bool add_entry(struct tree *t, struct fuzz_input *in)
     if (t->nfiles > 0)
       linkat(AT_FDCWD, t->files[fuzz_byte(in) % t->nfiles], at, name, 0);
     break;
-  default: /* the last entry's mode (not a symlink's); the owner keeps access, for a run as a user */
-    fchmodat(at, t->last, (fuzz_u16(in) & 07777) | 0700, 0);
+  default: { /* the last entry's mode; the owner keeps access, for a run as a user */
+    /* Never a symlink's: fchmodat follows it, and a symlink to "/dev" made the
+     * fuzzer chmod the host's /dev (as root), which broke every later run as a user. */
+    struct stat st;
+    if (fstatat(at, t->last, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISLNK(st.st_mode))
+      fchmodat(at, t->last, (fuzz_u16(in) & 07777) | 0700, 0);
     return true;
+  }
   }
   snprintf(t->last, sizeof t->last, "%s", name);
   return true;
@@ -314,6 +320,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (!sandbox[0]) {
     fuzz_sandbox("synth", sandbox, sizeof sandbox);
     atexit(cleanup);
+    snprintf(canary_path, sizeof canary_path, "%s/canary", sandbox);
+    REQUIRE(mkdir(canary_path, 0755) == 0 && chmod(canary_path, 0755) == 0);
   }
   static struct tree t;
   memset(&t, 0, sizeof t);
@@ -324,6 +332,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   struct fuzz_input in = { data, size };
   for (int i = 0; i < MAX_ENTRIES && add_entry(&t, &in); i++)
     ;
+  /* Making the tree changed nothing outside it (a symlink is never followed). */
+  struct stat canary;
+  REQUIRE(stat(canary_path, &canary) == 0 && (canary.st_mode & 07777) == 0755);
   while (t.depth >= 0)
     close(t.dir[t.depth--]);
   check_image(&t);

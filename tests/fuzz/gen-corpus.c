@@ -244,6 +244,11 @@ static void synth(void)
   out[len++] = 5, name("up"), out[len++] = 9, bytes("../../../", 9);
   out[len++] = 2, out[len++] = 0xff, out[len++] = 0, out[len++] = 1, out[len++] = 1; /* a 256-byte name */
   save("synth", "tree");
+
+  /* A symlink out of the tree, then a mode change of it: the target's mode must stay. */
+  out[len++] = 5, name("out"), out[len++] = 9, bytes("../canary", 9);
+  out[len++] = 7, out[len++] = 0x0f, out[len++] = 0xff;             /* chmod 07777 */
+  save("synth", "symlink-out");
 }
 
 int main(int argc, char **argv)
