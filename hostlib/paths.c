@@ -108,11 +108,11 @@ char *tools_path(void)
   return path;
 }
 
-char *kernel_config_path(const char *name)
+char *kernel_config_path(const char *file)
 {
   const char *dir = own_dir("VMEXEC_KERNEL_CONFIG_DIR", VMEXEC_KERNEL_CONFIG_BUILD_DIR, VMEXEC_KERNEL_CONFIG_INSTALL_DIR);
   char *path;
-  if (asprintf(&path, "%s/%s.config", dir, name) == -1)
+  if (asprintf(&path, "%s/%s", dir, file) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
   return path;
 }

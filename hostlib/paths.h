@@ -20,7 +20,7 @@ char *cache_subdir(const char *name);
 char *agent_path(const struct target *t);
 
 /* The kernel config fragment NAME.config (image/kernel-configs; malloc'd). */
-char *kernel_config_path(const char *name);
+char *kernel_config_path(const char *file);
 
 /* The nbd-share nbdkit plugin: $VMEXEC_SHARE_PLUGIN, else the build tree when
  * vmexec runs from it, else the installed one. NULL when it does not exist.

@@ -34,7 +34,8 @@ static char *read_fragments(const struct target *t)
   const char *names[] = {"common", t->name};
   struct strv parts = {0};
   for (size_t i = 0; i < 2; i++) {
-    CLEANUP_FREE char *path = kernel_config_path(names[i]);
+    CLEANUP_FREE char *file = xasprintf("%s.config", names[i]);
+    CLEANUP_FREE char *path = kernel_config_path(file);
     char *text;
     if (read_file(path, &text, NULL) == -1)
       fail(EXIT_TOOL_FAILED, "[%s] cannot read the kernel config fragment %s: %s; reinstall vmexec", t->name, path,
@@ -45,6 +46,21 @@ static char *read_fragments(const struct target *t)
   char *all = strv_join(&parts, "\n");
   strv_free(&parts);
   return all;
+}
+
+/* NAME.patch beside the fragments, applied to the source before make (the
+ * target's changes, each explained at its top); "" when there is none. */
+static char *read_patch(const struct target *t)
+{
+  CLEANUP_FREE char *file = xasprintf("%s.patch", t->name);
+  CLEANUP_FREE char *path = kernel_config_path(file);
+  char *text;
+  if (read_file(path, &text, NULL) == 0)
+    return text;
+  if (errno != ENOENT)
+    fail(EXIT_TOOL_FAILED, "[%s] cannot read the kernel patch %s: %s; reinstall vmexec", t->name, path,
+         strerror(errno));
+  return xstrdup("");
 }
 
 /* "powerpc-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0": the first line of --version. */
@@ -196,10 +212,19 @@ static void make_kernel(const struct image_job *j, char *const argv[], const cha
 }
 
 /* Configure and build in the staging directory; the kernel file goes to OUT. */
-static void build(const struct image_job *j, const char *fragments, const char *out, char **release)
+static void build(const struct image_job *j, const char *fragments, const char *patch, const char *out,
+                  char **release)
 {
   const struct target *t = j->t;
   CLEANUP_FREE char *src = extract_source(j, j->staging);
+  if (*patch) {
+    CLEANUP_FREE char *patch_file = xasprintf("%s/vmexec.patch", j->staging);
+    if (write_file_atomic(patch_file, patch, strlen(patch)) == -1)
+      fail(EXIT_TOOL_FAILED, "cannot write %s: %s; check the free space", patch_file, strerror(errno));
+    step(&j->p, "patching the kernel source (image/kernel-configs/%s.patch)", t->name);
+    char *argv[] = {"patch", "-p1", "--forward", "--batch", "--quiet", "-d", src, "-i", patch_file, NULL};
+    run_or_fail(t, argv, "patch", "the patch no longer fits this linux-source: update image/kernel-configs");
+  }
   CLEANUP_FREE char *obj = xasprintf("%s/build", j->staging);
   CLEANUP_FREE char *frag = xasprintf("%s/vmexec.config", j->staging);
   if (write_file_atomic(frag, fragments, strlen(fragments)) == -1)
@@ -239,10 +264,14 @@ static void build(const struct image_job *j, const char *fragments, const char *
 void kernel_build(const struct target *t, bool quiet, char *dir, char key[IMAGE_KEY_LEN + 1])
 {
   CLEANUP_FREE char *fragments = read_fragments(t);
+  CLEANUP_FREE char *patch = read_patch(t);
   CLEANUP_FREE char *cc = compiler_version(t);
-  /* What else makes the kernel: the compiler, the board's ARCH and file. */
-  CLEANUP_FREE char *extra = xasprintf("%s%c%s%c%s%c%s", fragments, 0, cc, 0, t->kernel_arch, 0, t->kernel_file);
-  size_t extra_len = strlen(fragments) + strlen(cc) + strlen(t->kernel_arch) + strlen(t->kernel_file) + 3;
+  /* What else makes the kernel: the compiler, the board's ARCH and file, the
+   * patch (only when there is one: the keys of the kernels without stay). */
+  CLEANUP_FREE char *extra = xasprintf("%s%c%s%c%s%c%s%s%s", fragments, 0, cc, 0, t->kernel_arch, 0, t->kernel_file,
+                                       *patch ? "\npatch\n" : "", patch);
+  size_t extra_len = strlen(fragments) + strlen(cc) + strlen(t->kernel_arch) + 3 + strlen(t->kernel_file) +
+                     (*patch ? 7 + strlen(patch) : 0);
   struct strv none = {0};
   CLEANUP_FREE char *link = xasprintf("%s-kernel", t->name);
   struct image_spec spec = {
@@ -258,7 +287,7 @@ void kernel_build(const struct target *t, bool quiet, char *dir, char key[IMAGE_
   if (mkdir(out, 0755) == -1)
     fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the free space", out, strerror(errno));
   CLEANUP_FREE char *release = NULL;
-  build(&j, fragments, out, &release);
+  build(&j, fragments, patch, out, &release);
   CLEANUP_FREE char *lines = xasprintf("kind kernel\nkernel-version %s\ncompiler %s\n", release, cc);
   image_job_finish(&j, out, lines, dir);
 }
