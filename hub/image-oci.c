@@ -323,11 +323,9 @@ static bool image_ours(const struct target *t, const char *dir, bool full)
   if (full)
     return image_key_matches(t, dir, "full", IMAGE_FULL_FORMAT, dpkg_firstboot_script, strlen(dpkg_firstboot_script));
   CLEANUP_FREE char *agent = agent_path(t);
-  CLEANUP_FREE char *bytes = NULL;
-  size_t len;
-  if (read_file(agent, &bytes, &len) == -1)
+  if (access(agent, R_OK) == -1)
     fail(EXIT_TOOL_FAILED, "cannot read the guest agent %s: %s; rebuild vmexec", agent, strerror(errno));
-  return image_key_matches(t, dir, "image", IMAGE_FORMAT, bytes, len);
+  return image_is_ours(t, dir); /* as image_current judges the cache's: with the kernel key, if any */
 }
 
 /* STAGING/NAME gets its manifest, with where it comes from, and must be

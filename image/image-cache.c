@@ -129,21 +129,26 @@ int image_current(const struct target *t, char *dir)
 {
   if (image_find(t, dir) != 0)
     return -1;
+  return image_is_ours(t, dir) ? 0 : -1;
+}
+
+bool image_is_ours(const struct target *t, const char *dir)
+{
   CLEANUP_FREE char *agent = agent_path(t);
   CLEANUP_FREE char *agent_bytes = NULL;
   size_t agent_len;
   if (read_file(agent, &agent_bytes, &agent_len) == -1)
-    return -1;
+    return false;
   /* A kernel built from source: the image names its key (image-kernel.c). */
   char kernel_key[IMAGE_KEY_LEN + 1] = "";
   CLEANUP_FREE char *manifest_path = xasprintf("%s/manifest", dir);
   CLEANUP_FREE char *manifest = NULL;
   if (t->kernel_arch && (read_file(manifest_path, &manifest, NULL) == -1 ||
                          manifest_value(manifest, "kernel-key", kernel_key, sizeof kernel_key) != 0))
-    return -1;
+    return false;
   size_t extra_len;
   CLEANUP_FREE char *extra = image_extra(agent_bytes, agent_len, kernel_key, &extra_len);
-  return image_key_matches(t, dir, "image", IMAGE_FORMAT, extra, extra_len) ? 0 : -1;
+  return image_key_matches(t, dir, "image", IMAGE_FORMAT, extra, extra_len);
 }
 
 /* ---- the build's discipline ------------------------------------------------ */

@@ -43,4 +43,9 @@ int image_find(const struct target *t, char *dir);
  * users who cannot write the cache can use it. */
 int image_current(const struct target *t, char *dir);
 
+/* Whether the minimal image in DIR is what this vmexec would build: its
+ * manifest's key again from its packages, this vmexec's agent and, for a
+ * kernel built from source, the kernel key the manifest names. */
+bool image_is_ours(const struct target *t, const char *dir);
+
 #endif
