@@ -35,7 +35,7 @@ trap 'rm -rf "$tmp"' EXIT
 status=$?
 cat "$tmp/test.out"
 [ "$status" -eq 0 ] || { cat "$tmp/test.err" >&2; fail "vmexec image test s390x exited with $status"; }
-grep -Eq '^s390x: agent hello after [0-9]+\.[0-9]{2} s \(kernel [^ ,]+-s390x, machine s390x\)$' "$tmp/test.out" ||
+grep -Eq '^s390x: agent hello after [0-9]+\.[0-9]{2} s \(kernel [^ ,]+, machine s390x\)$' "$tmp/test.out" ||
   fail "no hello line in the output of vmexec image test s390x"
 
 # The image just built: images/s390x links to it (image/image-cache.h).

@@ -27,7 +27,7 @@ build s390x --full` and `vmexec --target s390x --image full -- COMMAND`.
 The user runs a world-readable copy of vmexec, its agents and the share
 plugin; the cache is new for every run (packages already downloaded into
 BUILDDIR/test-cache are copied in, and new ones copied back, to spare the
-network). Environment: VMEXEC, BUILDDIR, SRCDIR; VMEXEC_TEST_USER; FULL_PARTS
+network; so is s390x's kernel built from source, to spare minutes). Environment: VMEXEC, BUILDDIR, SRCDIR; VMEXEC_TEST_USER; FULL_PARTS
 (default "meson make cmake shell persist": which of 2-4, 6 and the
 persistent layer run). Under
 CI=true a test that cannot run is a failure, never a skip (77)."""
@@ -96,6 +96,11 @@ shutil.copy2(os.path.join(BUILDDIR, "agent", f"vmexec-agent-{TARGET}"), os.path.
 PLUGIN = os.path.join(BUILDDIR, "nbd-share", "nbdkit-vmexec-share-plugin.so")
 if os.path.exists(PLUGIN):
     shutil.copy2(PLUGIN, bindir)
+# The kernel's config fragments and patch (s390x's kernel is built from
+# linux-source): a copy outside the build tree finds them only through
+# VMEXEC_KERNEL_CONFIG_DIR.
+KERNEL_CONFIGS = os.path.join(bindir, "kernel-configs")
+shutil.copytree(os.path.join(SRCDIR, "image", "kernel-configs"), KERNEL_CONFIGS)
 for dirpath, dirnames, filenames in os.walk(bindir):
     for f in filenames:
         os.chmod(os.path.join(dirpath, f), 0o755)
@@ -122,6 +127,13 @@ def seed_downloads():
         if name.endswith(".deb"):
             shutil.copy2(os.path.join(SEED, name), debs)
             n += 1
+    # s390x's kernel is built from linux-source (targets.def): minutes of
+    # compiling that the other guest tests already did. Its cache entry is
+    # copied like the packages.
+    images = os.path.join(BUILDDIR, "test-cache", "vmexec", "images")
+    if os.path.islink(os.path.join(images, "s390x-kernel")):
+        key = os.readlink(os.path.join(images, "s390x-kernel"))
+        shutil.copytree(os.path.join(images, key), os.path.join(cache, "vmexec", "images", key), symlinks=True)
     for dirpath, dirnames, filenames in os.walk(os.path.join(cache, "vmexec")):
         os.chown(dirpath, USER.pw_uid, USER.pw_gid)
         for f in filenames:
@@ -144,6 +156,7 @@ def keep_downloads():
 
 
 base = dict(os.environ, XDG_CACHE_HOME=cache, VMEXEC_AGENT_DIR=os.path.join(bindir, "agents"),
+            VMEXEC_KERNEL_CONFIG_DIR=KERNEL_CONFIGS,
             VMEXEC_IDLE_TIMEOUT="1800", PATH=bindir + os.pathsep + os.environ["PATH"])
 if os.path.exists(os.path.join(bindir, os.path.basename(PLUGIN))):
     base["VMEXEC_SHARE_PLUGIN"] = os.path.join(bindir, os.path.basename(PLUGIN))
