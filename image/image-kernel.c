@@ -283,6 +283,11 @@ void kernel_build(const struct target *t, bool quiet, char *dir, char key[IMAGE_
   snprintf(key, IMAGE_KEY_LEN + 1, "%s", j.key);
   if (!building)
     return;
+  /* Minutes, on a call's first use too: say so even to a harness that reads
+   * our stderr (as for the full image), rather than seem to hang. */
+  if (quiet)
+    fprintf(stderr, "vmexec: [%s] building the guest kernel from linux-source first (minutes, once; then cached)\n",
+            t->name);
   CLEANUP_FREE char *out = xasprintf("%s/kernel", j.staging);
   if (mkdir(out, 0755) == -1)
     fail(EXIT_TOOL_FAILED, "cannot create %s: %s; check the free space", out, strerror(errno));
