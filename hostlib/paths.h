@@ -19,7 +19,7 @@ char *cache_subdir(const char *name);
  * when it does not exist. Returns a malloc'd string. */
 char *agent_path(const struct target *t);
 
-/* The kernel config fragment NAME.config (image/kernel-configs; malloc'd). */
+/* FILE in image/kernel-configs: a fragment NAME.config or a patch NAME.patch (malloc'd). */
 char *kernel_config_path(const char *file);
 
 /* The nbd-share nbdkit plugin: $VMEXEC_SHARE_PLUGIN, else the build tree when
