@@ -136,6 +136,21 @@ void share_free(struct share *s);
  * newest): after a run's end, off the way of the next run's start. */
 void share_sweep(void);
 
+/* share-dev.c: the block device a generation is mounted from, over its
+ * byte range of the share disk: a partition of the disk, or else a loop
+ * device. */
+struct share_dev {
+  char path[48];  /* the device to mount */
+  char disk[48];  /* the share disk */
+  int part;       /* the partition's number, or 0 */
+  int loop_fd;    /* the loop device, or -1 */
+};
+/* 0, or -1 with a one-line message in err. */
+int share_dev_attach(const char *disk, uint64_t offset, uint64_t size, struct share_dev *d, char *err, size_t cap);
+/* Once the file system on it is unmounted: 0, or -1 with errno (EBUSY:
+ * still in use somewhere; try again later). */
+int share_dev_detach(struct share_dev *d);
+
 /* share-spare.c: runs' mount namespaces kept for later runs with the
  * same share when nothing was written in them (the overlay's upper layers are
  * as share_prepare made them): that run joins it (setns) instead of

@@ -2,10 +2,11 @@
  *
  * The share disk (virtio-blk, serial WIRE_SHARE_SERIAL) is one big read-only
  * export; generation N is a complete EROFS image at some offset of it. The
- * agent mounts a generation once, through a read-only loop device over that
- * byte range, at SHARE_DIR/N, and counts the runs that use it. A generation
- * that no run uses once a newer one was mounted is unmounted, its loop device
- * detached, and the host told (WIRE_GEN_RELEASED) that its slot may go.
+ * agent mounts a generation once, from a partition of the disk over that
+ * byte range (share-dev.c), at SHARE_DIR/N, and counts the runs that use it.
+ * A generation that no run uses once a newer one was mounted is unmounted,
+ * its partition deleted, and the host told (WIRE_GEN_RELEASED) that its slot
+ * may go.
  *
  * A generation is the host's whole / (nbd-share's lazy image). A run with a
  * share gets its own tmpfs (RUN_DIR/ID/rw) for the upper layers of its
@@ -22,13 +23,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <linux/fs.h>
-#include <linux/loop.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,8 +41,8 @@ struct share_gen {
   uint32_t n;
   uint64_t offset;
   int refs;         /* runs holding it */
-  int loop_fd;      /* the loop device, kept open until release */
-  char loop[32];    /* its name, for messages */
+  struct share_dev dev; /* what it is mounted from */
+  bool unmounted;   /* released, but its device still busy */
   struct share_gen *next;
 };
 
@@ -158,81 +156,32 @@ fail:
   return NULL;
 }
 
-/* A read-only loop device over [offset, offset + size) of DISK; its fd, or -1. */
-static int loop_attach(const char *disk, uint64_t offset, uint64_t size, char *name, size_t namecap, char *err,
-                       size_t cap)
-{
-  int disk_fd = open(disk, O_RDONLY | O_CLOEXEC);
-  if (disk_fd == -1) {
-    snprintf(err, cap, "cannot open the share disk %s: %s", disk, strerror(errno));
-    return -1;
-  }
-  int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-  if (ctl == -1) {
-    snprintf(err, cap, "cannot open /dev/loop-control: %s (the image lacks the loop module)", strerror(errno));
-    close(disk_fd);
-    return -1;
-  }
-  int fd = -1;
-  for (int attempt = 0; attempt < 5 && fd == -1; attempt++) {
-    int n = ioctl(ctl, LOOP_CTL_GET_FREE);
-    if (n < 0) {
-      snprintf(err, cap, "no free loop device: %s", strerror(errno));
-      break;
-    }
-    snprintf(name, namecap, "/dev/loop%d", n);
-    for (int i = 0; i < 100 && (fd = open(name, O_RDWR | O_CLOEXEC)) == -1 && errno == ENOENT; i++)
-      usleep(1000); /* devtmpfs may lag behind a new device */
-    if (fd == -1) {
-      snprintf(err, cap, "cannot open %s: %s", name, strerror(errno));
-      break;
-    }
-    struct loop_config cfg = { .fd = (uint32_t)disk_fd };
-    cfg.info.lo_offset = offset;
-    cfg.info.lo_sizelimit = size;
-    cfg.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO;
-    if (ioctl(fd, LOOP_CONFIGURE, &cfg) == 0)
-      break;
-    if (errno == EINVAL || errno == ENOTTY) {
-      /* Before Linux 5.8: attach, then set the range. */
-      struct loop_info64 info = cfg.info;
-      info.lo_flags &= ~(uint32_t)LO_FLAGS_DIRECT_IO;
-      if (ioctl(fd, LOOP_SET_FD, disk_fd) == 0) {
-        if (ioctl(fd, LOOP_SET_STATUS64, &info) == 0)
-          break;
-        int e = errno;
-        ioctl(fd, LOOP_CLR_FD, 0);
-        errno = e;
-      }
-    }
-    snprintf(err, cap, "cannot set up %s over the share disk: %s", name, strerror(errno));
-    close(fd);
-    fd = -1;
-    if (errno != EBUSY)
-      break; /* EBUSY: someone took it first; try the next free one */
-  }
-  close(ctl);
-  close(disk_fd); /* the loop device holds the disk */
-  return fd;
-}
-
 static void gen_dir(uint32_t n, char *buf, size_t cap)
 {
   snprintf(buf, cap, SHARE_DIR "/%u", n);
 }
 
+static bool sweep_due; /* share_sweep has generations to release */
+
 static void gen_release(struct share_gen *g)
 {
-  char dir[64];
-  gen_dir(g->n, dir, sizeof dir);
-  if (umount2(dir, MNT_DETACH) == -1)
-    agent_log("cannot unmount share generation %u: %s", g->n, strerror(errno));
-  /* The loop device was attached with LO_FLAGS_AUTOCLEAR: closing its last
-   * fd detaches it, without LOOP_CLR_FD's freeze of the request queue, which
-   * waits for an RCU grace period: 11-15 ms under TCG with Debian's kernel,
-   * 40-50 ms with a 100 Hz one. */
-  close(g->loop_fd);
-  rmdir(dir);
+  if (!g->unmounted) {
+    char dir[64];
+    gen_dir(g->n, dir, sizeof dir);
+    if (umount2(dir, MNT_DETACH) == -1)
+      agent_log("cannot unmount share generation %u: %s", g->n, strerror(errno));
+    rmdir(dir);
+    g->unmounted = true;
+  }
+  if (share_dev_detach(&g->dev) == -1) {
+    if (errno == EBUSY) {
+      /* Still mounted where a process holds it: the host must not reuse
+       * the slot yet. Try again after a later run. */
+      sweep_due = true;
+      return;
+    }
+    agent_log("cannot remove %s of share generation %u: %s", g->dev.path, g->n, strerror(errno));
+  }
   for (struct share_gen **p = &gens; *p; p = &(*p)->next)
     if (*p == g) {
       *p = g->next;
@@ -247,8 +196,8 @@ static void gen_release(struct share_gen *g)
 /* Releasing a generation (unmount, loop detach, WIRE_GEN_RELEASED) took
  * 11-15 ms under TCG; done where a generation stopped being used, that was
  * in the start of the first run of the next generation. So it is only noted
- * there, and done by share_sweep once a run has ended and its exit is sent. */
-static bool sweep_due;
+ * there, and done by share_sweep once a run has ended and its exit is sent
+ * (sweep_due, above). */
 
 static void gen_sweep(void)
 {
@@ -290,25 +239,18 @@ static struct share_gen *gen_get(const struct share *s, char *err, size_t cap)
   }
   g->n = s->gen;
   g->offset = s->offset;
-  g->loop_fd = loop_attach(disk, s->offset, s->size, g->loop, sizeof g->loop, err, cap);
-  if (g->loop_fd == -1) {
+  if (share_dev_attach(disk, s->offset, s->size, &g->dev, err, cap) == -1) {
     free(g);
     return NULL;
   }
-  /* Read ahead 1 MiB instead of the default 128 KiB: under emulation each
-   * request costs much, and a 256 MiB file then reads at 270 MB/s instead of
-   * 116 (measured on s390x; virtio-9p: 221). */
-  if (ioctl(g->loop_fd, BLKRASET, 2048UL) == -1)
-    agent_log("cannot set the read-ahead of %s: %s", g->loop, strerror(errno));
   char dir[64];
   gen_dir(g->n, dir, sizeof dir);
   mkdir(SHARE_DIR, 0755);
-  if ((mkdir(dir, 0755) == -1 && errno != EEXIST) || mount(g->loop, dir, "erofs", MS_RDONLY | MS_NODEV, NULL) == -1) {
-    snprintf(err, cap, "cannot mount share generation %u (%s at offset %llu): %s%s", g->n, g->loop,
+  if ((mkdir(dir, 0755) == -1 && errno != EEXIST) || mount(g->dev.path, dir, "erofs", MS_RDONLY | MS_NODEV, NULL) == -1) {
+    snprintf(err, cap, "cannot mount share generation %u (%s at offset %llu): %s%s", g->n, g->dev.path,
              (unsigned long long)s->offset, strerror(errno),
              errno == ENODEV ? " (the image lacks the erofs module)" : "");
-    ioctl(g->loop_fd, LOOP_CLR_FD, 0);
-    close(g->loop_fd);
+    share_dev_detach(&g->dev);
     rmdir(dir);
     free(g);
     return NULL;

@@ -19,8 +19,9 @@
  * roots file reads as zeroes. When the plugin has freed a retired slot, it
  * removes the slot's files, gen-N.retired last: from then on the supervisor
  * may write a new gen-N.roots, which is built afresh (slots are reused; the
- * guest reads a released slot's range no more, and its loop devices use
- * direct I/O, so no page cache of the old image survives in the guest).
+ * guest reads a released slot's range no more, and it reads each generation
+ * through a partition of its own, whose page cache dies with it, or a loop
+ * device with direct I/O: no cache of the old image survives in the guest).
  * No nbdkit here: tests drive it directly. */
 #ifndef NBD_SHARE_GENS_H
 #define NBD_SHARE_GENS_H
