@@ -120,6 +120,14 @@ def test_fixed_addresses():
     check(r.returncode == 0 and r.stdout == b"0\n", f"no address space randomization in the guest: {r.stdout!r} {r.stderr[-200:]!r}")
 
 
+def test_pages_zeroed_on_free():
+    # Guests boot with init_on_free=1 (supervisor/qemu-cmdline.c): a freed
+    # page is zeroed, so that TCG drops what it translated from it before
+    # the page holds another program's data.
+    r = probe("copy", "/proc/cmdline", "/dev/stdout")
+    check(r.returncode == 0 and b"init_on_free=1" in r.stdout.split(), f"the guest zeroes freed pages: {r.stdout!r} {r.stderr[-200:]!r}")
+
+
 def test_exit_codes():
     for code in (0, 1, 42, 77, 99, 255):
         r = probe("exit", str(code))
@@ -431,6 +439,7 @@ def main():
         test_hello()
         test_loader_cache()
         test_fixed_addresses()
+        test_pages_zeroed_on_free()
         test_exit_codes()
         test_signals()
         test_argv_env()
