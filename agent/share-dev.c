@@ -3,9 +3,10 @@
  *
  * A partition (BLKPG_ADD_PARTITION, no table on the disk) remaps each
  * request in place. A loop device hands each one to a worker thread and
- * submits it again: under TCG a 4 KiB read of the share cost 600 us through
- * the loop device and 430 us through the disk (s390x), and a walk through
- * small files pays that once per file. A partition's page cache also ends
+ * submits it again: under TCG a 4 KiB read of the share cost 390-415 us
+ * through the loop device and 200-250 us through the partition (s390x, the
+ * same guest, alternating), and a walk through small files pays that once
+ * per file. A partition's page cache also ends
  * at its end and dies with it (delete_partition invalidates it and unhashes
  * its inode), so a slot the host reuses for a newer generation is never
  * read from a cache of the old one; that is why the loop device had to use

@@ -193,7 +193,7 @@ static void gen_release(struct share_gen *g)
 }
 
 /* Let go of every generation that no run uses and that a newer one replaced. */
-/* Releasing a generation (unmount, loop detach, WIRE_GEN_RELEASED) took
+/* Releasing a generation (unmount, device detach, WIRE_GEN_RELEASED) took
  * 11-15 ms under TCG; done where a generation stopped being used, that was
  * in the start of the first run of the next generation. So it is only noted
  * there, and done by share_sweep once a run has ended and its exit is sent
