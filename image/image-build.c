@@ -104,7 +104,7 @@ static void add_parents(struct initramfs *ir, const char *path)
 }
 
 static void write_initramfs(const struct progress *p, const char *root, const char *version, const char *agent,
-                            const struct strv *modules, const char *out)
+                            size_t agent_len, const struct strv *modules, const char *out)
 {
   struct initramfs *ir = initramfs_new();
   initramfs_add_tree(ir, root, pruned);
@@ -114,7 +114,9 @@ static void write_initramfs(const struct progress *p, const char *root, const ch
   initramfs_add_dir(ir, "tmp", 01777);
   /* /init writes to the console before it can mount devtmpfs. */
   initramfs_add_chardev(ir, "dev/console", 0600, 5, 1);
-  initramfs_add_file(ir, "init", agent, 0755);
+  /* The bytes the image key was made from, not the file again: a rebuild of
+   * the agent meanwhile would give the image a key that is not its agent's. */
+  initramfs_add_bytes(ir, "init", agent, agent_len, 0755);
   if (initramfs_has(ir, "bin/busybox") && !initramfs_has(ir, "bin/sh"))
     initramfs_add_symlink(ir, "bin/sh", "busybox");
 
@@ -211,7 +213,7 @@ int image_build(const struct target *t, const struct image_options *opt, char *d
   CLEANUP_FREE char *version = t->kernel_arch ? link_kernel(kdir, kernel) : kernel_version(t, root);
   if (!t->kernel_arch)
     resolve_modules(&j, root, version, &modules);
-  write_initramfs(&j.p, root, version, agent, &modules, initrd);
+  write_initramfs(&j.p, root, version, agent_bytes, agent_len, &modules, initrd);
   strv_free(&modules);
   if (!t->kernel_arch)
     take_kernel(t, root, version, kernel);

@@ -20,7 +20,7 @@
 struct entry {
   char *path;      /* in the archive, no leading '/' */
   char *host_path; /* file data or symlink target source; NULL for none */
-  char *data;      /* literal contents (add_data) or symlink target */
+  char *data;      /* literal contents (add_bytes, NUL-terminated) or symlink target */
   mode_t mode;     /* type and permissions */
   unsigned major, minor;
   int is_module;
@@ -99,12 +99,19 @@ void initramfs_add_file(struct initramfs *ir, const char *path, const char *host
   ir->data_size += e->size;
 }
 
-void initramfs_add_data(struct initramfs *ir, const char *path, const char *data, mode_t mode)
+void initramfs_add_bytes(struct initramfs *ir, const char *path, const void *data, size_t len, mode_t mode)
 {
   struct entry *e = add(ir, path, S_IFREG | (mode & 07777));
-  e->data = xstrdup(data);
-  e->size = strlen(data);
+  e->data = xrealloc(NULL, len + 1);
+  memcpy(e->data, data, len);
+  e->data[len] = '\0';
+  e->size = len;
   ir->data_size += e->size;
+}
+
+void initramfs_add_data(struct initramfs *ir, const char *path, const char *data, mode_t mode)
+{
+  initramfs_add_bytes(ir, path, data, strlen(data), mode);
 }
 
 void initramfs_add_module(struct initramfs *ir, const char *path, const char *host_path)
@@ -211,8 +218,10 @@ uint64_t initramfs_data_size(const struct initramfs *ir)
 static char *entry_bytes(struct entry *e, size_t *len)
 {
   if (e->data) {
-    *len = strlen(e->data);
-    return xstrdup(e->data);
+    *len = (size_t)e->size;
+    char *copy = xrealloc(NULL, *len + 1);
+    memcpy(copy, e->data, *len + 1);
+    return copy;
   }
   char *buf;
   if (read_file(e->host_path, &buf, len) == -1) {

@@ -26,6 +26,9 @@ void initramfs_add_chardev(struct initramfs *ir, const char *path, mode_t mode, 
 void initramfs_add_symlink(struct initramfs *ir, const char *path, const char *target);
 void initramfs_add_file(struct initramfs *ir, const char *path, const char *host_path, mode_t mode);
 void initramfs_add_data(struct initramfs *ir, const char *path, const char *data, mode_t mode);
+/* LEN bytes from memory: what the caller has already read (and hashed), so the
+ * archive holds the same bytes even if the file changes meanwhile. */
+void initramfs_add_bytes(struct initramfs *ir, const char *path, const void *data, size_t len, mode_t mode);
 /* A kernel module, written without its signature. */
 void initramfs_add_module(struct initramfs *ir, const char *path, const char *host_path);
 
