@@ -124,6 +124,9 @@ struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap);
 /* Before the fork: mount the generation (or take another hold of it) and
  * create the run's tmpfs in RUN_DIR. -1 with a message. */
 int share_prepare(struct share *s, const char *run_dir, char *err, size_t cap);
+/* WIRE_GEN_PREPARE (payload P, N bytes): mount that generation ahead of the
+ * run that will use it, and warm the lookups that run's namespace needs. */
+void share_gen_prepare(const uint8_t *p, size_t n);
 /* In the child, before exec: a private mount namespace with every root of S
  * (NULL: none) at its path, inside the run's own root when the guest has a
  * full image (root.c). -1 with a message (the caller adds errno). Leaves the

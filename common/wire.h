@@ -107,6 +107,12 @@ enum wire_type {
    * the phases happened. The sender's own clock: durations only, never
    * points in time. */
   WIRE_TRACE = 22,
+  /* host -> agent, run 0: WIRE_SHARE's payload. A caller applied write-back
+   * and the current generation no longer shows the host, so the next run
+   * will get generation GEN: the agent mounts it now and looks up the roots
+   * (the last run's) in it, while the caller's harness starts the next
+   * test. No answer. An agent that does not know the frame ignores it. */
+  WIRE_GEN_PREPARE = 23,
 };
 #define WIRE_SEED_MIN 16
 #define WIRE_SEED_MAX 256

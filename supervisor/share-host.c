@@ -232,55 +232,78 @@ static bool current_stale(const struct share_host *h)
   return access(path, F_OK) == 0;
 }
 
+/* The next generation in a free slot; the current one stays until the
+ * guest releases it. False with ERR when no slot is free. */
+static bool new_generation(struct share_host *h, char *err, size_t cap)
+{
+  uint32_t gen = h->have_gen ? h->gen + 1 : 0;
+  char failed[PATH_MAX + 64];
+  if (h->have_gen) {
+    /* A generation the plugin could not build was never mounted, so the
+     * guest will not release it: its slot goes now. */
+    slot_file(h, h->cur_slot, "error", failed, sizeof failed);
+    if (access(failed, F_OK) == 0)
+      retire_slot(h, h->cur_slot);
+  }
+  uint64_t slot = free_slot(h);
+  if (slot == UINT64_MAX) {
+    snprintf(err, cap, "all %llu share generations are in use by running programs; retry when some ended",
+             (unsigned long long)h->nslots);
+    return false;
+  }
+  if (write_roots(h, slot, err, cap) != 0)
+    return false;
+  h->gen = gen;
+  h->cur_slot = slot;
+  h->slot_gen[slot] = gen;
+  h->slot_state[slot] = SLOT_USED;
+  h->have_gen = true;
+  return true;
+}
+
+/* The roots of the last request, which share_host_prepare hands on. */
+static struct wire_root last_roots[MAX_ROOTS];
+static uint32_t last_nroots;
+
 bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply, char *err,
                         size_t cap)
 {
-  static struct wire_root roots[MAX_ROOTS];
-  if (!wire_decode_share(p, n, reply, roots, MAX_ROOTS) || reply->nroots == 0) {
+  if (!wire_decode_share(p, n, reply, last_roots, MAX_ROOTS) || reply->nroots == 0) {
     snprintf(err, cap, "malformed share request");
+    last_nroots = 0;
     return false;
   }
+  last_nroots = reply->nroots;
   for (uint32_t i = 0; i < reply->nroots; i++) {
-    if (roots[i].path[0] != '/') {
+    if (last_roots[i].path[0] != '/') {
       snprintf(err, cap, "malformed share request");
+      last_nroots = 0;
       return false;
     }
     /* The guest keeps its own system: "/" cannot be a root (every host
      * path outside the guest's system is visible anyway). */
-    if (strcmp(roots[i].path, "/") == 0) {
+    if (strcmp(last_roots[i].path, "/") == 0) {
       snprintf(err, cap, "/ cannot be shared (the guest keeps its own); share the directories below it");
+      last_nroots = 0;
       return false;
     }
   }
 
-  if (!h->have_gen || current_stale(h)) {
-    uint32_t gen = h->have_gen ? h->gen + 1 : 0;
-    char failed[PATH_MAX + 64];
-    if (h->have_gen) {
-      /* A generation the plugin could not build was never mounted, so the
-       * guest will not release it: its slot goes now. */
-      slot_file(h, h->cur_slot, "error", failed, sizeof failed);
-      if (access(failed, F_OK) == 0)
-        retire_slot(h, h->cur_slot);
-    }
-    uint64_t slot = free_slot(h);
-    if (slot == UINT64_MAX) {
-      snprintf(err, cap, "all %llu share generations are in use by running programs; retry when some ended",
-               (unsigned long long)h->nslots);
-      return false;
-    }
-    if (write_roots(h, slot, err, cap) != 0)
-      return false;
-    h->gen = gen;
-    h->cur_slot = slot;
-    h->slot_gen[slot] = gen;
-    h->slot_state[slot] = SLOT_USED;
-    h->have_gen = true;
-  }
-
+  if ((!h->have_gen || current_stale(h)) && !new_generation(h, err, cap))
+    return false;
   reply->gen = h->gen;
   reply->offset = h->cur_slot * h->slot_size;
   reply->size = h->slot_size;
+  return true;
+}
+
+bool share_host_prepare(struct share_host *h, struct wire_share *next)
+{
+  char err[256];
+  if (!h->have_gen || last_nroots == 0 || !current_stale(h) || !new_generation(h, err, sizeof err))
+    return false;
+  *next = (struct wire_share){ .gen = h->gen, .offset = h->cur_slot * h->slot_size, .size = h->slot_size,
+                               .nroots = last_nroots, .roots = last_roots };
   return true;
 }
 

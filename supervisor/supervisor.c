@@ -59,6 +59,7 @@
 struct client {
   int fd;
   struct frame_conn conn;
+  bool wrote_back;        /* a run of it sent write-back: the caller applies it before it goes */
   struct client *next;
 };
 
@@ -69,7 +70,8 @@ struct run {
   bool refused;           /* told the caller it failed: drop its frames */
   uint64_t unacked;       /* output sent to the caller that it has not credited yet */
   long long share_ns;     /* VMEXEC_TRACE: time to pick or make its share generation */
-  bool share_new;         /* ... and whether that was a new one */
+  const char *share_how;  /* ... and whether it was new, made ahead or reused */
+  bool wrote_back;        /* the agent sent write-back (WIRE_WB) for it */
   struct run *next;
 };
 
@@ -101,6 +103,7 @@ struct supervisor {
   char kernel[256], machine[64]; /* as in struct wire_hello */
   struct share_host *share; /* NULL: no share (share_why says why) */
   uint32_t last_gen;        /* the share generation the last run got (for VMEXEC_TRACE) */
+  uint32_t prepared_gen;    /* one made ahead (WIRE_GEN_PREPARE) no run got yet, or UINT32_MAX */
   char share_why[512];
   struct qemu_options qo;   /* how qemu was started, to boot again */
   int boots;
@@ -130,7 +133,7 @@ static void send_trace(struct run *r)
 {
   struct wire_trace m = { .n = 1 };
   snprintf(m.phase[0].name, sizeof m.phase[0].name, "supervisor: share generation (%s)",
-           r->share_new ? "new" : "reused");
+           r->share_how ? r->share_how : "none");
   m.phase[0].ns = (uint64_t)r->share_ns;
   uint8_t b[256];
   size_t len;
@@ -199,8 +202,26 @@ static void send_failed(struct frame_conn *c, uint32_t run, uint32_t status, con
     frame_conn_queue(c, WIRE_EXIT, run, b, len);
 }
 
+/* A caller that applied write-back went away: the host changed under the
+ * current generation, most likely in a directory the guest has read. Make
+ * the next generation now and have the agent mount it, while the caller's
+ * harness starts the next test (which would otherwise wait for it: some
+ * 20 ms of the guest's time under TCG). */
+static void prepare_next_generation(struct supervisor *s)
+{
+  static uint8_t buf[WIRE_MAX_PAYLOAD];
+  struct wire_share next;
+  size_t len;
+  if (!s->share || s->agent_fd < 0 || s->restoring || !share_host_prepare(s->share, &next))
+    return;
+  s->last_gen = s->prepared_gen = next.gen;
+  if (wire_encode_share(&next, buf, sizeof buf, &len))
+    queue_to_agent(s, WIRE_GEN_PREPARE, 0, buf, len);
+}
+
 static void client_drop(struct supervisor *s, struct client *gone)
 {
+  bool wrote_back = gone->wrote_back;
   for (struct run *r = s->runs, *next; r; r = next) {
     next = r->next;
     if (r->client != gone)
@@ -221,6 +242,8 @@ static void client_drop(struct supervisor *s, struct client *gone)
   close(gone->fd);
   frame_conn_free(&gone->conn);
   free(gone);
+  if (wrote_back)
+    prepare_next_generation(s);
 }
 
 static void status_text(struct supervisor *s, char *buf, size_t cap)
@@ -533,9 +556,13 @@ static void from_agent(struct supervisor *s, const struct wire_header *h, const 
     logf_("frame type %u for unknown run %u dropped", h->type, h->run);
     return;
   }
+  if (h->type == WIRE_WB)
+    r->wrote_back = true;
   if (h->type == WIRE_EXIT) {
-    if (r->client)
+    if (r->client) {
       frame_conn_queue(&r->client->conn, WIRE_EXIT, r->client_run, p, h->length);
+      r->client->wrote_back |= r->wrote_back;
+    }
     s->runs_served++;
     run_remove(s, r);
     return;
@@ -606,7 +633,8 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     long long t0 = now_ns();
     bool ok = s->share && share_host_request(s->share, p, h->length, &reply, err, sizeof err);
     r->share_ns = now_ns() - t0;
-    r->share_new = ok && reply.gen != s->last_gen;
+    r->share_how = !ok ? NULL : reply.gen == s->prepared_gen ? "made ahead" : reply.gen != s->last_gen ? "new" : "reused";
+    s->prepared_gen = UINT32_MAX;
     if (ok)
       s->last_gen = reply.gen;
     if (ok && !wire_encode_share(&reply, buf, sizeof buf, &len)) {
@@ -837,6 +865,7 @@ static struct supervisor *supervisor_new(const struct target *t, const char *nam
   s->qemu_pid = -1;
   s->unpack_pid = -1;
   s->last_gen = UINT32_MAX;
+  s->prepared_gen = UINT32_MAX;
   s->idle_ms = (long long)(env_number("VMEXEC_IDLE_TIMEOUT", 300, 0, 1000000) * 1000);
   s->started_ms = s->idle_since_ms = now_ms();
   if (frame_conn_init(&s->agent, -1) == -1)
