@@ -332,6 +332,47 @@ fail:
   return -1;
 }
 
+/* Every directory at the top of the host's / that is not the guest's own:
+ * /home, /tmp, /opt, /srv, /root, /work... and /var/tmp, in generation GEN:
+ * FN(path, ARG) for each until it returns nonzero, which is returned. -1 if
+ * the generation's root cannot be read. */
+static int for_each_view(uint32_t gen, int (*fn)(const char *path, void *arg), void *arg)
+{
+  char dir[64];
+  gen_dir(gen, dir, sizeof dir);
+  DIR *d = opendir(dir);
+  if (!d)
+    return -1;
+  int rc = 0;
+  for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+    char path[300];
+    snprintf(path, sizeof path, "/%s", e->d_name);
+    if (e->d_type != DT_DIR || !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || refused_root(path))
+      continue;
+    if (!strcmp(path, "/var")) {
+      struct stat st;
+      snprintf(path, sizeof path, "%s/var/tmp", dir);
+      if (stat(path, &st) == -1 || !S_ISDIR(st.st_mode))
+        continue;
+      snprintf(path, sizeof path, "/var/tmp");
+    }
+    rc = fn(path, arg);
+  }
+  closedir(d);
+  return rc;
+}
+
+/* The host's PATH in generation *GEN, looked up (its inode read). */
+static int look_up(const char *path, void *gen)
+{
+  char dir[64], lower[PATH_MAX + 64];
+  struct stat st;
+  gen_dir(*(const uint32_t *)gen, dir, sizeof dir);
+  snprintf(lower, sizeof lower, "%s%s", dir, path);
+  stat(lower, &st);
+  return 0;
+}
+
 /* WIRE_GEN_PREPARE: mount the generation the next run will get and look up
  * in it what that run's namespace will (mount_views: the top directories of
  * the host's /; the last run's roots). A cold lookup reads the share, a
@@ -353,19 +394,9 @@ void share_gen_prepare(const uint8_t *p, size_t n)
   }
   pid_t pid = fork();
   if (pid == 0) {
-    char dir[64], path[PATH_MAX + 64];
-    gen_dir(s->gen, dir, sizeof dir);
-    struct stat st;
-    DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d));)
-      if (e->d_type == DT_DIR && e->d_name[0] != '.')
-        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW);
-    snprintf(path, sizeof path, "%s/var/tmp", dir);
-    stat(path, &st);
-    for (size_t i = 0; i < s->nroots; i++) {
-      snprintf(path, sizeof path, "%s%s", dir, s->roots[i].path);
-      stat(path, &st);
-    }
+    for_each_view(s->gen, look_up, &s->gen);
+    for (size_t i = 0; i < s->nroots; i++)
+      look_up(s->roots[i].path, &s->gen);
     _exit(0); /* reaped by main.c like any orphan */
   }
   if (pid == -1)
@@ -442,36 +473,27 @@ static int mount_view(const struct share *s, const char *path, size_t i, char *e
   return 0;
 }
 
-/* Every directory at the top of the host's / that is not the guest's own:
- * /home, /tmp, /opt, /srv, /root, /work... and /var/tmp. */
+struct view_mount {
+  const struct share *s;
+  size_t i;
+  char *err;
+  size_t cap;
+};
+
+static int mount_one_view(const char *path, void *arg)
+{
+  struct view_mount *v = arg;
+  v->err[0] = '\0';
+  return mount_view(v->s, path, v->i++, v->err, v->cap) == -1 ? 1 : 0;
+}
+
 static int mount_views(const struct share *s, char *err, size_t cap)
 {
-  char dir[64];
-  gen_dir(s->gen, dir, sizeof dir);
-  DIR *d = opendir(dir);
-  if (!d) {
+  struct view_mount v = { .s = s, .err = err, .cap = cap };
+  int rc = for_each_view(s->gen, mount_one_view, &v);
+  if (rc == -1)
     snprintf(err, cap, "cannot read share generation %u", s->gen);
-    return -1;
-  }
-  size_t i = 0;
-  int rc = 0;
-  for (struct dirent *e; rc == 0 && (e = readdir(d));) {
-    char path[300];
-    snprintf(path, sizeof path, "/%s", e->d_name);
-    if (e->d_type != DT_DIR || !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || refused_root(path))
-      continue;
-    if (!strcmp(path, "/var")) {
-      struct stat st;
-      snprintf(path, sizeof path, "%s/var/tmp", dir);
-      if (stat(path, &st) == -1 || !S_ISDIR(st.st_mode))
-        continue;
-      snprintf(path, sizeof path, "/var/tmp");
-    }
-    err[0] = '\0';
-    rc = mount_view(s, path, i++, err, cap);
-  }
-  closedir(d);
-  return rc;
+  return rc ? -1 : 0;
 }
 
 int share_enter(const struct share *s, char *err, size_t cap)

@@ -268,26 +268,24 @@ static uint32_t last_nroots;
 bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply, char *err,
                         size_t cap)
 {
+  last_nroots = 0;
   if (!wire_decode_share(p, n, reply, last_roots, MAX_ROOTS) || reply->nroots == 0) {
     snprintf(err, cap, "malformed share request");
-    last_nroots = 0;
     return false;
   }
-  last_nroots = reply->nroots;
   for (uint32_t i = 0; i < reply->nroots; i++) {
     if (last_roots[i].path[0] != '/') {
       snprintf(err, cap, "malformed share request");
-      last_nroots = 0;
       return false;
     }
     /* The guest keeps its own system: "/" cannot be a root (every host
      * path outside the guest's system is visible anyway). */
     if (strcmp(last_roots[i].path, "/") == 0) {
       snprintf(err, cap, "/ cannot be shared (the guest keeps its own); share the directories below it");
-      last_nroots = 0;
       return false;
     }
   }
+  last_nroots = reply->nroots;
 
   if ((!h->have_gen || current_stale(h)) && !new_generation(h, err, cap))
     return false;
