@@ -1,7 +1,8 @@
 /* The qemu command line's CPU settings (supervisor/qemu-cmdline.c): each
  * target's TCG options from the targets table, VMEXEC_TCG instead of them,
  * and the default vCPU count: the host's cores where TCG is multi-threaded,
- * else 1. */
+ * else 1; what keeps virtio's notifications from being lost where TCG
+ * drops the guest's memory barriers. */
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,17 @@ int main(void)
     smp = arg_after(t, 3, "-smp");
     CHECK(smp && !strcmp(smp, "3"));
     free(smp);
+    /* One vCPU where TCG is multi-threaded: a second possible one keeps
+     * the guest's memory barriers (qemu 7.2 drops them otherwise). */
+    smp = arg_after(t, 1, "-smp");
+    CHECK(smp && !strcmp(smp, multi_threaded(t) ? "1,maxcpus=2" : "1"));
+    free(smp);
+    /* Single-threaded TCG keeps no barriers at all: the port's queues go
+     * without notification suppression. */
+    char *serial = arg_after(t, 0, "-device");
+    CHECK(serial && !strncmp(serial, "virtio-serial-", 14));
+    CHECK(serial && (strstr(serial, ",event_idx=off") != NULL) == !multi_threaded(t));
+    free(serial);
   }
 
   /* qemu 7.2 has no multi-threaded TCG for 32-bit powerpc and mips. */
