@@ -78,8 +78,12 @@ struct conn *conn_start(void);
  * to connect (the caller then polls with conn_timeout_ms and calls conn_tick). */
 int conn_fd(const struct conn *c, short *events);
 int conn_timeout_ms(const struct conn *c);
-/* Called when the fd is ready (REVENTS) or the timeout passed (REVENTS 0). */
+/* Called when the fd is ready (REVENTS), to flush (REVENTS 0), or while
+ * waiting for the host to connect, when the timeout passed. */
 void conn_tick(struct conn *c, short revents);
+/* The timeout passed with nothing from poll: read and write the port all the
+ * same (see STALL_CHECK_MS in conn.c). */
+void conn_recheck(struct conn *c);
 
 /* Queue a frame for the host (dropped while no host is connected: the runs it
  * belongs to are cancelled then). */
@@ -222,5 +226,7 @@ void runs_events(const struct pollfd *p, size_t n);
 /* Once per round of the event loop: advance write-backs that wait for credit
  * or for the port to drain. */
 void runs_continue(void);
+/* Some run's output or write-back waits for the host's credit. */
+bool runs_wait_for_credit(void);
 
 #endif

@@ -106,7 +106,9 @@ int main(void)
     runs_events(p + 2, nruns);
     if (p[1].fd >= 0 && p[1].revents)
       conn_tick(conn, p[1].revents);
-    else if (n == 0 || port_event)
+    else if (n == 0)
+      conn_recheck(conn);
+    else if (port_event)
       conn_tick(conn, 0);
     /* Write-backs go on as credit came and the port drained; then send
      * what the runs queued (output, exits) without waiting a round. */

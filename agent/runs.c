@@ -546,6 +546,14 @@ void runs_continue(void)
   }
 }
 
+bool runs_wait_for_credit(void)
+{
+  for (struct run *r = runs; r; r = r->next)
+    if (r->credit == 0 && (r->out_fd >= 0 || r->err_fd >= 0 || r->wb))
+      return true;
+  return false;
+}
+
 bool runs_reaped(pid_t pid, int status)
 {
   for (struct run *r = runs; r; r = r->next)
