@@ -151,12 +151,32 @@ def pattern_digest(n):
     return h.hexdigest()
 
 
+def log_tails():
+    """The ends of the supervisor's and the guest console's logs, for a failure's message."""
+    tails = []
+    for name in ("supervisor.log", "console.log"):
+        try:
+            with open(os.path.join(runtime, "vmexec", TARGET, name), "rb") as f:
+                tails.append(f"{name}: {f.read()[-1500:].decode(errors='replace')!r}")
+        except OSError as e:
+            tails.append(f"{name}: {e}")
+    return "; ".join(tails)
+
+
 def test_streams():
     for fd in (1, 2):
         for n in (0, 1, 100 * 1024 * 1024):
             with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-                r = subprocess.run([VMEXEC, PROBE, "write", str(fd), str(n)], env=ENV, stdout=out, stderr=err,
-                                   timeout=1800)
+                # 100 MiB take 1-10 s; a stream that stops (a lost virtio
+                # notification once did) fails here with the logs, not at
+                # the suite's deadline.
+                try:
+                    r = subprocess.run([VMEXEC, PROBE, "write", str(fd), str(n)], env=ENV, stdout=out, stderr=err,
+                                       timeout=600)
+                except subprocess.TimeoutExpired:
+                    check(False, f"{n} bytes on fd {fd} arrive within 600 s (got {os.fstat(out.fileno()).st_size}, {os.fstat(err.fileno()).st_size}); "
+                          f"{log_tails()}")
+                    continue
                 out.seek(0)
                 err.seek(0)
                 got = (out if fd == 1 else err).read()
