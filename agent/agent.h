@@ -183,6 +183,10 @@ bool share_keep(struct share *s, bool unchanged);
 /* A new generation was mounted: spares of older ones will never serve. */
 void share_spare_outdated(uint32_t newest_gen);
 
+/* disk-watch.c: while runs go on, called at least once a second: a disk
+ * whose requests stopped completing gets one more (a lost notification). */
+void disks_watch(void);
+
 /* disks.c: the /dev/vdX whose serial is SERIAL (a WIRE_*_SERIAL), into DEV. */
 bool find_disk_by_serial(const char *serial, char *dev, size_t cap);
 
@@ -226,7 +230,7 @@ void runs_events(const struct pollfd *p, size_t n);
 /* Once per round of the event loop: advance write-backs that wait for credit
  * or for the port to drain. */
 void runs_continue(void);
-/* Some run's output or write-back waits for the host's credit. */
-bool runs_wait_for_credit(void);
+/* Some run goes on (or its output or write-back waits for the host). */
+bool runs_active(void);
 
 #endif

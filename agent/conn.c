@@ -26,9 +26,9 @@
 
 #define PORT_TIMEOUT_MS 30000 /* for the port to appear after virtio_console loads */
 #define WAIT_STEP_MS 100
-/* While something waits on the host (frames not yet written, a run's output
- * waiting for credit), look at the port this often even if poll says
- * nothing. A write or read finds what the host did without its interrupt:
+/* While something may wait on the host (frames not yet written, runs whose
+ * output may wait for credit), look at the port this often even if poll says
+ * nothing (and at the disks: disk-watch.c). A write or read finds what the host did without its interrupt:
  * virtio_console reclaims the used buffers on each write and poll. Where
  * qemu 7.2's TCG drops the guest's memory barriers a notification could be
  * lost (supervisor/qemu-cmdline.c turns suppression off there), and a lost
@@ -112,7 +112,7 @@ int conn_timeout_ms(const struct conn *c)
 {
   if (c->state == WAITING)
     return WAIT_STEP_MS;
-  return frame_conn_pending(&c->fc) > 0 || runs_wait_for_credit() ? STALL_CHECK_MS : -1;
+  return frame_conn_pending(&c->fc) > 0 || runs_active() ? STALL_CHECK_MS : -1;
 }
 
 static void say_hello(struct conn *c)

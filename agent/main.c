@@ -114,5 +114,7 @@ int main(void)
      * what the runs queued (output, exits) without waiting a round. */
     runs_continue();
     conn_tick(conn, 0);
+    if (runs_active())
+      disks_watch();
   }
 }

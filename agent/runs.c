@@ -546,12 +546,9 @@ void runs_continue(void)
   }
 }
 
-bool runs_wait_for_credit(void)
+bool runs_active(void)
 {
-  for (struct run *r = runs; r; r = r->next)
-    if (r->credit == 0 && (r->out_fd >= 0 || r->err_fd >= 0 || r->wb))
-      return true;
-  return false;
+  return runs != NULL;
 }
 
 bool runs_reaped(pid_t pid, int status)

@@ -80,8 +80,9 @@ int qemu_default_cpus(const struct target *t)
   return n < 1 ? 1 : n > QEMU_MAX_CPUS ? QEMU_MAX_CPUS : n;
 }
 
-/* A virtio-blk disk on the NBD server at SOCKET (nothing when NULL); BUS is ",bus=NAME" or "". */
-static void add_nbd_disk(struct strv *a, const char *sfx, const char *bus, const char *socket, const char *id,
+/* A virtio-blk disk on the NBD server at SOCKET (nothing when NULL); OPTS are
+ * the virtio devices' own options (",bus=NAME", ",event_idx=off") or "". */
+static void add_nbd_disk(struct strv *a, const char *sfx, const char *opts, const char *socket, const char *id,
                          const char *serial, bool writable)
 {
   if (!socket)
@@ -91,7 +92,7 @@ static void add_nbd_disk(struct strv *a, const char *sfx, const char *bus, const
   strv_pushf(a, "file.driver=nbd,file.server.type=unix,file.server.path=%s,if=none,id=%s,format=raw,readonly=%s", path,
              id, writable ? "off" : "on");
   strv_push(a, "-device");
-  strv_pushf(a, "virtio-blk-%s,drive=%s,serial=%s%s", sfx, id, serial, bus);
+  strv_pushf(a, "virtio-blk-%s,drive=%s,serial=%s%s", sfx, id, serial, opts);
 }
 
 char **qemu_argv(const struct qemu_options *o)
@@ -145,8 +146,7 @@ char **qemu_argv(const struct qemu_options *o)
    * likely cause of a 100 MiB stream from a mipsel guest that stopped for
    * good in CI, once in some 80 such streams). With thread=multi, a second
    * possible vCPU (maxcpus) keeps the barriers; with thread=single nothing
-   * does, and the port goes without notification suppression (event_idx
-   * off, below). */
+   * does, and the virtio devices go without event_idx (below). */
   strv_push(&a, "-smp");
   if (ordered && cpus < 2)
     strv_pushf(&a, "%d,maxcpus=2", cpus);
@@ -204,14 +204,17 @@ char **qemu_argv(const struct qemu_options *o)
   strv_pushf(&a, "console=%s panic=-1 quiet init_on_free=1%s%s%s%s%s", t->console, randomize ? "" : " norandmaps",
              o->append ? " " : "", o->append ? o->append : "", append ? " " : "", append ? append : "");
 
-  /* ",bus=pciB" where the machine's default bus has no free slot. */
-  CLEANUP_FREE char *bus = t->virtio_bus ? xasprintf(",bus=%s", t->virtio_bus) : xstrdup("");
-  /* Without event_idx the port's queues have no suppression to race on:
-   * qemu's virtio-serial never turns the guest's kicks off, Linux's
-   * virtio_console never turns the device's interrupts off, so neither
-   * side decides from an index the other may not see yet (see -smp). */
+  /* ",bus=pciB" where the machine's default bus has no free slot. Without
+   * barriers (see -smp), no event_idx: then the port's queues have no
+   * suppression to race on (qemu's virtio-serial never turns the guest's
+   * kicks off, Linux's virtio_console never turns the interrupts off), and
+   * on a disk any later kick or interrupt also covers a lost one, which the
+   * agent provides (agent/disk-watch.c); with event_idx a lost kick stays
+   * lost. */
+  CLEANUP_FREE char *dev_opts = xasprintf("%s%s%s", t->virtio_bus ? ",bus=" : "", t->virtio_bus ? t->virtio_bus : "",
+                                          ordered ? "" : ",event_idx=off");
   strv_push(&a, "-device");
-  strv_pushf(&a, "virtio-serial-%s%s%s", sfx, bus, ordered ? "" : ",event_idx=off");
+  strv_pushf(&a, "virtio-serial-%s%s", sfx, dev_opts);
   strv_push(&a, "-chardev");
   strv_pushf(&a, "socket,id=vmexec,path=%s,server=on,wait=off", serial);
   strv_push(&a, "-device");
@@ -220,9 +223,9 @@ char **qemu_argv(const struct qemu_options *o)
   /* The disks, each served by nbdkit and found by the agent by its serial:
    * the host's trees (nbd-share), a full image's root filesystem (writable
    * only on its first boot) and the persistent layer over it. */
-  add_nbd_disk(&a, sfx, bus, o->share_socket, "share", WIRE_SHARE_SERIAL, false);
-  add_nbd_disk(&a, sfx, bus, o->root_socket, "root", WIRE_ROOT_SERIAL, o->root_writable);
-  add_nbd_disk(&a, sfx, bus, o->layer_socket, "layer", WIRE_LAYER_SERIAL, true);
+  add_nbd_disk(&a, sfx, dev_opts, o->share_socket, "share", WIRE_SHARE_SERIAL, false);
+  add_nbd_disk(&a, sfx, dev_opts, o->root_socket, "root", WIRE_ROOT_SERIAL, o->root_writable);
+  add_nbd_disk(&a, sfx, dev_opts, o->layer_socket, "layer", WIRE_LAYER_SERIAL, true);
 
   if (o->incoming) {
     strv_push(&a, "-incoming");
