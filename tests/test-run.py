@@ -4,7 +4,7 @@ args` on the target. A real guest (qemu-system, TCG; s390x, or TARGET) runs the 
 program (tests/guest/probe.c). Checks exit codes, signals, streams, stdin,
 argv and environment bytes, uid/gid, killing of the whole process tree,
 a SIGTERM the program ignores (cancelled after the grace period or a second one),
-concurrency, one guest for simultaneous first calls, idle stop, `vmexec stop`
+concurrency, a share disk whose requests stop completing, one guest for simultaneous first calls, idle stop, `vmexec stop`
 and a guest that dies under a run.
 
 Environment: VMEXEC, PROBE (the probe built for TARGET), TARGET (default
@@ -12,10 +12,12 @@ s390x), BUILDDIR. Under CI=true a
 missing prerequisite is a failure, never a skip (77)."""
 
 import hashlib
+import json
 import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -183,6 +185,61 @@ def test_streams():
                 other = (err if fd == 1 else out).read()
             check(r.returncode == 0 and len(got) == n and hashlib.sha256(got).hexdigest() == pattern_digest(n)
                   and other == b"", f"{n} bytes on fd {fd} arrive complete and separate (got {len(got)}, other {len(other)})")
+
+
+def qmp(command, **arguments):
+    """One command on the guest's QMP socket (the supervisor holds it only
+    while it saves or restores a snapshot); its answer."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(60)
+        s.connect(os.path.join(runtime, "vmexec", TARGET, "qmp.sock"))
+        f = s.makefile("rw")
+        json.loads(f.readline())
+        answer = None
+        for c in ({"execute": "qmp_capabilities"}, {"execute": command, "arguments": arguments}):
+            f.write(json.dumps(c) + "\n")
+            f.flush()
+            while True:
+                answer = json.loads(f.readline())
+                if "return" in answer or "error" in answer:
+                    break
+        return answer
+
+
+def throttle_share(bps_rd):
+    return qmp("block_set_io_throttle", device="share", bps=0, bps_rd=bps_rd, bps_wr=0, iops=0, iops_rd=0, iops_wr=0)
+
+
+def test_disk_stall():
+    """A share read that waits seconds, as a lost virtio notification would
+    leave it (qemu's I/O throttle holds it instead): the agent notices that
+    nothing completed and reads a block of that disk itself
+    (agent/disk-watch.c), and the program still gets its data."""
+    d = tempfile.mkdtemp(prefix="vmexec-stall-")
+    try:
+        for name, size in (("prime", 32 * 1024), ("cold", 48 * 1024)):
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(os.urandom(size))
+        r = probe("say", d, "0")  # the share's generation now has both files, their data not read
+        check(r.returncode == 0, f"a call that names a new directory: {r.returncode} {r.stderr!r}")
+        # qemu's throttle lets a request through while its bucket is empty,
+        # then holds the next ones until the bucket drained: reading the
+        # 32 KiB first makes the 48 KiB wait some 4 s (at 8 KiB/s).
+        answer = throttle_share(8192)
+        check("return" in answer, f"the share disk throttled to 8 KiB/s through QMP: {answer}")
+        try:
+            primed = probe("copy", os.path.join(d, "prime"), "/dev/null")
+            r = probe("copy", os.path.join(d, "cold"), "/dev/null")
+        finally:
+            throttle_share(0)
+        check(primed.returncode == 0 and r.returncode == 0,
+              f"the programs read their files through the throttled share: {primed.returncode} {r.returncode} {r.stderr!r}")
+        with open(os.path.join(runtime, "vmexec", TARGET, "console.log"), "rb") as f:
+            log = f.read().decode(errors="replace")
+        check("requests in flight for over" in log and "reading a block to wake its queue" in log,
+              f"the agent saw the share's requests stop completing and read a block: {log[-600:]!r}")
+    finally:
+        shutil.rmtree(d)
 
 
 def test_stdin():
@@ -470,6 +527,7 @@ def main():
         test_kill_tree()
         test_ignored_sigterm()
         test_streams()
+        test_disk_stall()
         test_guest_death()
         test_death_while_booting()
         test_stop_and_idle()
