@@ -78,12 +78,8 @@ struct conn *conn_start(void);
  * to connect (the caller then polls with conn_timeout_ms and calls conn_tick). */
 int conn_fd(const struct conn *c, short *events);
 int conn_timeout_ms(const struct conn *c);
-/* Called when the fd is ready (REVENTS), to flush (REVENTS 0), or while
- * waiting for the host to connect, when the timeout passed. */
+/* Called when the fd is ready (REVENTS) or the timeout passed (REVENTS 0). */
 void conn_tick(struct conn *c, short revents);
-/* The timeout passed with nothing from poll: read and write the port all the
- * same (see STALL_CHECK_MS in conn.c). */
-void conn_recheck(struct conn *c);
 
 /* Queue a frame for the host (dropped while no host is connected: the runs it
  * belongs to are cancelled then). */
@@ -186,6 +182,10 @@ void share_spare_outdated(uint32_t newest_gen);
 /* disk-watch.c: while runs go on, called at least once a second: a disk
  * whose requests stopped completing gets one more (a lost notification). */
 void disks_watch(void);
+/* A virtio interrupt was lost (WHAT says where it showed): say so, and read
+ * a block of a disk, whose interrupt makes qemu's interrupt controller
+ * deliver again what it believes delivered. */
+void interrupt_lost(const char *what);
 
 /* disks.c: the /dev/vdX whose serial is SERIAL (a WIRE_*_SERIAL), into DEV. */
 bool find_disk_by_serial(const char *serial, char *dev, size_t cap);

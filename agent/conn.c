@@ -26,15 +26,14 @@
 
 #define PORT_TIMEOUT_MS 30000 /* for the port to appear after virtio_console loads */
 #define WAIT_STEP_MS 100
-/* While something may wait on the host (frames not yet written, runs whose
- * output may wait for credit), look at the port this often even if poll says
- * nothing (and at the disks: disk-watch.c). A write or read finds what the host did without its interrupt:
- * virtio_console reclaims the used buffers on each write and poll. Where
- * qemu 7.2's TCG drops the guest's memory barriers a notification could be
- * lost (supervisor/qemu-cmdline.c turns suppression off there), and a lost
- * one left a 100 MiB stream waiting forever; now it would cost this much
- * and say so in the agent's log. */
+/* poll never waits on the port for good: virtio_console reports data and
+ * room by looking at the queues on each poll, but wakes the poller only on
+ * the device's interrupt, and an interrupt can be lost under TCG (main.c
+ * says when one was, and recovers). While something may wait on the host
+ * (frames not yet written, runs whose output may wait for credit) the port
+ * is looked at this often, else once a second. */
 #define STALL_CHECK_MS 250
+#define IDLE_CHECK_MS 1000
 
 enum state { WAITING, CONNECTED };
 
@@ -112,7 +111,7 @@ int conn_timeout_ms(const struct conn *c)
 {
   if (c->state == WAITING)
     return WAIT_STEP_MS;
-  return frame_conn_pending(&c->fc) > 0 || runs_active() ? STALL_CHECK_MS : -1;
+  return frame_conn_pending(&c->fc) > 0 || runs_active() ? STALL_CHECK_MS : IDLE_CHECK_MS;
 }
 
 static void say_hello(struct conn *c)
@@ -156,25 +155,6 @@ static void handle_frame(const struct wire_header *h, const uint8_t *payload)
               (unsigned)h->run);
 }
 
-static unsigned long frames_handled;
-
-void conn_recheck(struct conn *c)
-{
-  static unsigned said;
-  if (c->state != CONNECTED) {
-    conn_tick(c, 0);
-    return;
-  }
-  unsigned long frames = frames_handled;
-  size_t pending = frame_conn_pending(&c->fc);
-  conn_tick(c, POLLIN);
-  if (c->state == CONNECTED && (frames_handled != frames || frame_conn_pending(&c->fc) < pending) && said < 10) {
-    said++;
-    agent_log("the port moved although poll had said nothing for %d ms (a lost virtio notification?)",
-              STALL_CHECK_MS);
-  }
-}
-
 void conn_tick(struct conn *c, short revents)
 {
   if (c->state == WAITING) {
@@ -196,7 +176,6 @@ void conn_tick(struct conn *c, short revents)
       }
       if (f == 0)
         break;
-      frames_handled++;
       handle_frame(&h, payload);
     }
     if (r == 0) {

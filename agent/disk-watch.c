@@ -36,6 +36,7 @@ static struct watched disks[MAX_WATCHED];
 static size_t ndisks;
 static double last_look;
 static pid_t reader;
+static unsigned logged;
 
 /* /sys/block/NAME/stat: reads, writes (fields 1 and 5), discards and
  * flushes (12 and 16, where the kernel has them) completed; in flight (9). */
@@ -73,14 +74,8 @@ static struct watched *slot(const char *name)
 /* One O_DIRECT read of the disk's first block, in a child. */
 static void read_a_block(const char *name)
 {
-  static unsigned logged;
   if (reader > 0 && kill(reader, 0) == 0)
     return; /* the last one still waits: another would only wait beside it */
-  if (logged < MAX_LOGGED) {
-    logged++;
-    agent_log("%s: requests in flight for over %.0f s and none completed; reading a block to wake its queue "
-              "(a lost virtio notification?)", name, LOOK_EVERY_S);
-  }
   reader = fork();
   if (reader == 0) {
     static _Alignas(4096) char buf[4096];
@@ -109,10 +104,42 @@ void disks_watch(void)
     if (strncmp(e->d_name, "vd", 2) || strlen(e->d_name) >= sizeof w->name ||
         !read_stat(e->d_name, &completed, &in_flight) || !(w = slot(e->d_name)))
       continue;
-    if (w->in_flight && in_flight > 0 && completed == w->completed)
+    if (w->in_flight && in_flight > 0 && completed == w->completed) {
+      if (logged < MAX_LOGGED) {
+        logged++;
+        agent_log("%s: requests in flight for over %.0f s and none completed; reading a block to wake its queue "
+                  "(a lost virtio notification?)", w->name, LOOK_EVERY_S);
+      }
       read_a_block(w->name);
+    }
     w->completed = completed;
     w->in_flight = in_flight > 0;
   }
+  closedir(d);
+}
+
+/* qemu 7.2's MIPS CPU keeps its interrupt lines in CP0 Cause, which the
+ * vCPU thread changes without qemu's lock when the guest sets the timer
+ * (cpu_mips_store_compare) while the main loop sets a line there under the
+ * lock: the line of the i8259 can be lost (seen: the port's IRQ 10 pending
+ * in the slave PIC, IRQ 2 in the master, Cause IP2 clear, for 14 minutes).
+ * The PIC raises its line again only when one of its inputs changes, and
+ * virtio's own line stays high until the driver reads its ISR, which it does
+ * only on the interrupt. A disk read's completion is such a change. */
+void interrupt_lost(const char *what)
+{
+  if (logged < MAX_LOGGED) {
+    logged++;
+    agent_log("%s: a lost virtio interrupt; reading a disk block so that qemu raises it again", what);
+  }
+  DIR *d = opendir("/sys/block");
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (!strncmp(e->d_name, "vd", 2) && strlen(e->d_name) < 32) {
+      read_a_block(e->d_name);
+      break;
+    }
   closedir(d);
 }

@@ -80,7 +80,12 @@ int main(void)
     p[1] = (struct pollfd){ .fd = -1 };
     p[1].fd = conn_fd(conn, &p[1].events);
     size_t nruns = runs_pollfds(p + 2, MAX_POLL - 2);
-    int n = poll(p, 2 + nruns, conn_timeout_ms(conn));
+    int timeout = conn_timeout_ms(conn);
+    long long before = now_ms();
+    int n = poll(p, 2 + nruns, timeout);
+    /* Ready, yet only when poll looked again at its timeout: the port's
+     * interrupt never came (conn.c, disk-watch.c). */
+    bool at_timeout = timeout > 0 && now_ms() - before >= timeout;
     if (n == -1) {
       if (errno == EINTR)
         continue;
@@ -104,12 +109,13 @@ int main(void)
       }
     }
     runs_events(p + 2, nruns);
-    if (p[1].fd >= 0 && p[1].revents)
+    if (p[1].fd >= 0 && p[1].revents) {
+      if (at_timeout && !(p[1].revents & (POLLHUP | POLLERR)))
+        interrupt_lost("the port was ready but poll saw it only at its timeout");
       conn_tick(conn, p[1].revents);
-    else if (n == 0)
-      conn_recheck(conn);
-    else if (port_event)
+    } else if (n == 0 || port_event) {
       conn_tick(conn, 0);
+    }
     /* Write-backs go on as credit came and the port drained; then send
      * what the runs queued (output, exits) without waiting a round. */
     runs_continue();

@@ -143,8 +143,8 @@ char **qemu_argv(const struct qemu_options *o)
    * Yet qemu's main loop runs virtio devices beside the vCPU: the guest's
    * "publish an index, barrier, read the other side's event index" races
    * with the device's mirror image, and a notification can be lost (the
-   * likely cause of a 100 MiB stream from a mipsel guest that stopped for
-   * good in CI, once in some 80 such streams). With thread=multi, a second
+   * agent recovers from lost ones, HACKING.md; on MIPS qemu loses
+   * interrupts another way too). With thread=multi, a second
    * possible vCPU (maxcpus) keeps the barriers; with thread=single nothing
    * does, and the virtio devices go without event_idx (below). */
   strv_push(&a, "-smp");
