@@ -71,6 +71,15 @@ static struct watched *slot(const char *name)
   return w;
 }
 
+/* The next virtio disk (vdX) of the listing of /sys/block, or NULL. */
+static const char *next_disk(DIR *d)
+{
+  for (struct dirent *e; (e = readdir(d));)
+    if (!strncmp(e->d_name, "vd", 2) && strlen(e->d_name) < sizeof disks[0].name)
+      return e->d_name;
+  return NULL;
+}
+
 /* One O_DIRECT read of the disk's first block, in a child. */
 static void read_a_block(const char *name)
 {
@@ -97,12 +106,10 @@ void disks_watch(void)
   DIR *d = opendir("/sys/block");
   if (!d)
     return;
-  struct dirent *e;
-  while ((e = readdir(d))) {
+  for (const char *name; (name = next_disk(d));) {
     unsigned long long completed, in_flight;
     struct watched *w;
-    if (strncmp(e->d_name, "vd", 2) || strlen(e->d_name) >= sizeof w->name ||
-        !read_stat(e->d_name, &completed, &in_flight) || !(w = slot(e->d_name)))
+    if (!read_stat(name, &completed, &in_flight) || !(w = slot(name)))
       continue;
     if (w->in_flight && in_flight > 0 && completed == w->completed) {
       if (logged < MAX_LOGGED) {
@@ -135,11 +142,8 @@ void interrupt_lost(const char *what)
   DIR *d = opendir("/sys/block");
   if (!d)
     return;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (!strncmp(e->d_name, "vd", 2) && strlen(e->d_name) < 32) {
-      read_a_block(e->d_name);
-      break;
-    }
+  const char *name = next_disk(d);
+  if (name)
+    read_a_block(name);
   closedir(d);
 }
