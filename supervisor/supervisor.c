@@ -59,7 +59,7 @@
 struct client {
   int fd;
   struct frame_conn conn;
-  bool wrote_back;        /* a run of it sent write-back: the caller applies it before it goes */
+  bool shared;            /* a run of it used the share: the host may have changed under it */
   struct client *next;
 };
 
@@ -71,7 +71,6 @@ struct run {
   uint64_t unacked;       /* output sent to the caller that it has not credited yet */
   long long share_ns;     /* VMEXEC_TRACE: time to pick or make its share generation */
   const char *share_how;  /* ... and whether it was new, made ahead or reused */
-  bool wrote_back;        /* the agent sent write-back (WIRE_WB) for it */
   struct run *next;
 };
 
@@ -202,11 +201,12 @@ static void send_failed(struct frame_conn *c, uint32_t run, uint32_t status, con
     frame_conn_queue(c, WIRE_EXIT, run, b, len);
 }
 
-/* A caller that applied write-back went away: the host changed under the
- * current generation, most likely in a directory the guest has read. Make
- * the next generation now and have the agent mount it, while the caller's
- * harness starts the next test (which would otherwise wait for it: some
- * 20 ms of the guest's time under TCG). */
+/* A caller whose run used the share went away: if the host changed under
+ * the current generation meanwhile (its write-back applied, or its output
+ * written to a file in a shared tree: `./test > test.log` in a test
+ * script), make the next generation now and have the agent mount it, while
+ * the caller's harness starts the next test (which would otherwise wait for
+ * it: some 20 ms of the guest's time under TCG). */
 static void prepare_next_generation(struct supervisor *s)
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
@@ -221,7 +221,7 @@ static void prepare_next_generation(struct supervisor *s)
 
 static void client_drop(struct supervisor *s, struct client *gone)
 {
-  bool wrote_back = gone->wrote_back;
+  bool shared = gone->shared;
   for (struct run *r = s->runs, *next; r; r = next) {
     next = r->next;
     if (r->client != gone)
@@ -242,7 +242,7 @@ static void client_drop(struct supervisor *s, struct client *gone)
   close(gone->fd);
   frame_conn_free(&gone->conn);
   free(gone);
-  if (wrote_back)
+  if (shared)
     prepare_next_generation(s);
 }
 
@@ -556,12 +556,9 @@ static void from_agent(struct supervisor *s, const struct wire_header *h, const 
     logf_("frame type %u for unknown run %u dropped", h->type, h->run);
     return;
   }
-  if (h->type == WIRE_WB)
-    r->wrote_back = true;
   if (h->type == WIRE_EXIT) {
     if (r->client) {
       frame_conn_queue(&r->client->conn, WIRE_EXIT, r->client_run, p, h->length);
-      r->client->wrote_back |= r->wrote_back;
     }
     s->runs_served++;
     run_remove(s, r);
@@ -635,8 +632,10 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     r->share_ns = now_ns() - t0;
     r->share_how = !ok ? NULL : reply.gen == s->prepared_gen ? "made ahead" : reply.gen != s->last_gen ? "new" : "reused";
     s->prepared_gen = UINT32_MAX;
-    if (ok)
+    if (ok) {
       s->last_gen = reply.gen;
+      c->shared = true;
+    }
     if (ok && !wire_encode_share(&reply, buf, sizeof buf, &len)) {
       snprintf(err, sizeof err, "the share request is larger than a frame; share fewer directories");
       ok = false;
