@@ -178,6 +178,15 @@ bool share_unchanged(const struct share *s);
 bool share_keep(struct share *s, bool unchanged);
 /* A new generation was mounted: spares of older ones will never serve. */
 void share_spare_outdated(uint32_t newest_gen);
+/* S (prepared, its tmpfs mounted) is a generation made ahead whose
+ * namespace a child is making: it comes on SOCK (share_send_ns). Replaces
+ * the one made ahead before. */
+void share_ahead(struct share *s, int sock);
+/* Its tmpfs is in RUN_DIR/AHEAD_PREFIX<generation>. */
+#define AHEAD_PREFIX "ahead-"
+/* Before a run with share WANT looks for a spare: if the namespace made
+ * ahead serves it, wait for it (briefly) and keep it as a spare. */
+void share_ahead_collect(const struct share *want);
 
 /* disk-watch.c: while runs go on, called at least once a second: a disk
  * whose requests stopped completing gets one more (a lost notification). */

@@ -368,6 +368,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
   /* Not with a full image's per-run root. */
   r->keep_ns = r->share && !r->share_err[0] && !root_present();
   if (r->keep_ns) {
+    share_ahead_collect(r->share);
     struct share *spare = share_take_spare(r->share);
     if (spare)
       r->share = spare;

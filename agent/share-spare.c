@@ -45,6 +45,22 @@ enum { MAX_SPARES = 8 };
 static struct share *spares[MAX_SPARES]; /* the oldest first; NULLs at the end */
 static size_t nspares;
 
+/* The namespace a child makes for a generation made ahead (share_ahead):
+ * its share and the socket its namespace comes on. */
+static struct {
+  struct share *s;
+  int sock;
+} ahead = { NULL, -1 };
+
+static void ahead_drop(void)
+{
+  if (ahead.sock >= 0)
+    close(ahead.sock);
+  ahead.sock = -1;
+  share_free(ahead.s);
+  ahead.s = NULL;
+}
+
 struct upper_seen {
   char name[16]; /* "" for the upper directory itself, else "I" or "vI" */
   struct timespec ctime;
@@ -95,6 +111,8 @@ struct share *share_take_spare(struct share *want)
 
 void share_spare_outdated(uint32_t newest_gen)
 {
+  if (ahead.s && ahead.s->gen < newest_gen)
+    ahead_drop();
   for (size_t i = 0; i < nspares;)
     if (spares[i]->gen < newest_gen)
       drop_spare(i);
@@ -113,8 +131,9 @@ static long number_then(const char *p, const char *end)
 }
 
 /* Is LINE of a mountinfo one the agent made for others: the tmpfs of a run
- * (RUN_DIR/ID/rw) or a share generation other than GEN (SHARE_DIR/N)? Its
- * fifth field is the mount point. */
+ * (RUN_DIR/ID/rw) or of a namespace made ahead (RUN_DIR/ahead-N/rw), or a
+ * share generation other than GEN (SHARE_DIR/N)? Its fifth field is the
+ * mount point. */
 static bool others_line(const char *line, uint32_t gen)
 {
   const char *p = line;
@@ -127,7 +146,12 @@ static bool others_line(const char *line, uint32_t gen)
     long n = number_then(p + sizeof SHARE_DIR, " ");
     return n >= 0 && (uint32_t)n != gen;
   }
-  return strncmp(p, RUN_DIR "/", sizeof RUN_DIR) == 0 && number_then(p + sizeof RUN_DIR, "/rw ") >= 0;
+  if (strncmp(p, RUN_DIR "/", sizeof RUN_DIR) != 0)
+    return false;
+  p += sizeof RUN_DIR;
+  if (strncmp(p, AHEAD_PREFIX, strlen(AHEAD_PREFIX)) == 0)
+    p += strlen(AHEAD_PREFIX);
+  return number_then(p, "/rw ") >= 0;
 }
 
 /* The mount table of the namespace behind FD (its mountinfo) without the
@@ -381,4 +405,31 @@ bool share_keep(struct share *s, bool unchanged)
     drop_spare(0); /* the least recently kept */
   spares[nspares++] = s;
   return true;
+}
+
+void share_ahead(struct share *s, int sock)
+{
+  ahead_drop();
+  ahead.s = s;
+  ahead.sock = sock;
+}
+
+/* How long a run waits for the namespace being made ahead: the child sends
+ * it within 5-10 ms of the prepare under TCG; making another would cost as
+ * much. */
+enum { AHEAD_WAIT_MS = 500 };
+
+void share_ahead_collect(const struct share *want)
+{
+  if (!ahead.s || !same_roots(ahead.s, want))
+    return;
+  struct pollfd p = { .fd = ahead.sock, .events = POLLIN };
+  if (poll(&p, 1, AHEAD_WAIT_MS) == 1)
+    share_receive_ns(ahead.s, ahead.sock);
+  close(ahead.sock);
+  ahead.sock = -1;
+  struct share *s = ahead.s;
+  ahead.s = NULL;
+  if (!share_keep(s, false))
+    share_free(s);
 }

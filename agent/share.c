@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -373,12 +375,24 @@ static int look_up(const char *path, void *gen)
   return 0;
 }
 
-/* WIRE_GEN_PREPARE: mount the generation the next run will get and look up
- * in it what that run's namespace will (mount_views: the top directories of
- * the host's /; the last run's roots). A cold lookup reads the share, a
- * round trip to the plugin each, which builds what it shows on first read:
- * 7-10 ms in all under TCG. A child does them, so that the agent can serve
- * the next run meanwhile (the mount took 2-5 ms). */
+/* Warm what the next run's namespace will look up in generation S->gen
+ * (mount_views: the top directories of the host's /; the roots). */
+static void warm_lookups(const struct share *s)
+{
+  uint32_t gen = s->gen;
+  for_each_view(gen, look_up, &gen);
+  for (size_t i = 0; i < s->nroots; i++)
+    look_up(s->roots[i].path, &gen);
+}
+
+/* WIRE_GEN_PREPARE: mount the generation the next run will get, and make
+ * that run's mount namespace: its tmpfs here, the rest (unshare, the views,
+ * the overlays) in a child, which sends the namespace back (share_ahead)
+ * and then warms the lookups. A cold lookup reads the share, a round trip
+ * to the plugin each, which builds what it shows on first read: 7-10 ms in
+ * all under TCG, and the namespace as much again; the agent serves other
+ * runs meanwhile (the mount and the tmpfs take 2-5 ms here). With a full
+ * image (a root of its own per run) only the mount and the lookups. */
 void share_gen_prepare(const uint8_t *p, size_t n)
 {
   char err[512];
@@ -387,21 +401,42 @@ void share_gen_prepare(const uint8_t *p, size_t n)
     agent_log("ignoring WIRE_GEN_PREPARE: %s", err);
     return;
   }
-  if (!(s->g = gen_get(s, err, sizeof err))) {
+  char dir[64];
+  snprintf(dir, sizeof dir, RUN_DIR "/" AHEAD_PREFIX "%u", s->gen);
+  bool with_ns = !root_present();
+  if (with_ns ? share_prepare(s, dir, err, sizeof err) == -1 : !(s->g = gen_get(s, err, sizeof err))) {
     agent_log("cannot prepare share generation %u: %s", s->gen, err);
     share_free(s);
     return;
   }
+  /* A sequenced socket: the run waiting for the namespace hears of the
+   * child's end if it could not make one (a datagram socket would not say). */
+  int sv[2] = { -1, -1 };
+  if (with_ns && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+    with_ns = false;
   pid_t pid = fork();
   if (pid == 0) {
-    for_each_view(s->gen, look_up, &s->gen);
-    for (size_t i = 0; i < s->nroots; i++)
-      look_up(s->roots[i].path, &s->gen);
+    setpriority(PRIO_PROCESS, 0, 0); /* the agent runs at -20: runs go first */
+    if (sv[0] >= 0)
+      close(sv[0]);
+    if (with_ns && share_enter(s, err, sizeof err) == 0)
+      share_send_ns(sv[1], s->gen);
+    else if (with_ns)
+      agent_log("cannot make the namespace of share generation %u ahead: %s (%s)", s->gen, err, strerror(errno));
+    warm_lookups(s);
     _exit(0); /* reaped by main.c like any orphan */
   }
   if (pid == -1)
     agent_log("cannot fork to warm share generation %u: %s", s->gen, strerror(errno));
-  share_free(s); /* the generation stays mounted: it is the newest */
+  if (sv[1] >= 0)
+    close(sv[1]);
+  if (with_ns && pid != -1)
+    share_ahead(s, sv[0]); /* the generation stays mounted: it is the newest */
+  else {
+    if (sv[0] >= 0)
+      close(sv[0]);
+    share_free(s);
+  }
 }
 
 /* The host's directories that are scratch in the guest: the host's files
