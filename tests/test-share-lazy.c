@@ -6,9 +6,13 @@
  *     directories is one inode until the root's entries are read, and
  *     reading those places the children without taking them from the host;
  *   - a block the guest read while it was unused is never handed out;
- *   - lazy_stale: a new name in a directory the image read, or a changed
- *     entry whose inode it gave out, says so; a change in a directory it did
- *     not read, or of an entry whose inode it did not give out, does not. */
+ *   - lazy_stale: a new name in a directory the guest read a block of, or a
+ *     changed entry whose inode it gave out, says so; a change in a directory
+ *     the image never read, or of an entry whose inode it did not give out,
+ *     does not; nor does a new name (a new subdirectory too) in a directory
+ *     whose inode the guest has but none of its blocks: its first block
+ *     read shows the name (its size, whole blocks, and its link count, 1,
+ *     unchanged), unless the listing outgrew its blocks, which is stale. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -19,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "erofs-format.h"
 #include "lazy.h"
 #include "unit-check.h"
 
@@ -140,6 +145,17 @@ static void test_fsck(const char *dir, unsigned bits)
   free(tree), free(image), free(out);
 }
 
+/* The inode of child I of a directory whose inodes start at block BLK. */
+static struct erofs_inode_extended child_inode(struct lazy_image *img, uint64_t blk, unsigned i)
+{
+  uint8_t b[4096];
+  struct erofs_inode_extended ie;
+  if (lazy_read(img, b, sizeof b, blk * 4096) == -1)
+    die("lazy_read");
+  erofs_get_inode(b + i * sizeof(struct erofs_inode_extended), &ie);
+  return ie;
+}
+
 static void test_lazy(const char *dir)
 {
   char *big = fmt("%s/big", dir), *p;
@@ -173,20 +189,61 @@ static void test_lazy(const char *dir)
    * the guest does not have: still fresh (it will be taken as it is). */
   put(p = fmt("%s/d000/f00", big), "changed", 1), free(p);
   CHECK(!lazy_stale(img));
-  /* A new name there: stale. */
+  /* A new name there: d000's blocks unread, so still fresh, and its first
+   * block read shows it, in a listing of the same size (whole blocks). */
   put(p = fmt("%s/d000/new", big), "", 0), free(p);
+  CHECK(!lazy_stale(img));
+  struct erofs_inode_extended d000 = child_inode(img, 101, 0);
+  CHECK(d000.i_size == 4096);
+  CHECK(lazy_read(img, buf, sizeof buf, (uint64_t)d000.i_u * 4096) == 0);
+  CHECK(memmem(buf, sizeof buf, "new", 3) != NULL);
+  CHECK(!lazy_stale(img));
+  /* Once a block of it was read, a new name there: stale. */
+  put(p = fmt("%s/d000/newer", big), "", 0), free(p);
   CHECK(lazy_stale(img));
+  lazy_free(img);
+  /* A listing that outgrew its block before the guest read it: stale at
+   * once (the next call would miss names it may look for), and the guest
+   * gets the old one. */
+  img = open_lazy(big, 12);
+  CHECK(lazy_read(img, buf, sizeof buf, 4096) == 0);
+  struct erofs_inode_extended d001 = child_inode(img, 2, 1); /* no block read before: its inodes follow the root's entries */
+  CHECK(!lazy_stale(img));
+  for (int j = 0; j < 300; j++)
+    put(p = fmt("%s/d001/a-name-long-enough-to-fill-a-block-%03d", big, j), "", 0), free(p);
+  CHECK(lazy_stale(img));
+  CHECK(lazy_read(img, buf, sizeof buf, (uint64_t)d001.i_u * 4096) == 0);
+  CHECK(memmem(buf, sizeof buf, "a-name-long", 11) == NULL);
+  lazy_free(img);
+  /* A new subdirectory where the guest has only the parent's inode (a
+   * test's working directory made in the tree the last call ran in): still
+   * fresh, and it is there when the guest looks. */
+  img = open_lazy(big, 12);
+  CHECK(lazy_read(img, buf, sizeof buf, 4096) == 0);
+  struct erofs_inode_extended d003 = child_inode(img, 2, 3);
+  CHECK(d003.i_nlink == 1);
+  CHECK(!lazy_stale(img));
+  mkdir(p = fmt("%s/d003/cwd", big), 0755), free(p);
+  CHECK(!lazy_stale(img));
+  CHECK(lazy_read(img, buf, sizeof buf, (uint64_t)d003.i_u * 4096) == 0);
+  CHECK(memmem(buf, sizeof buf, "cwd", 3) != NULL);
+  CHECK(!lazy_stale(img));
   lazy_free(img);
   /* An entry whose inode the guest has, its attributes changed: stale. */
   img = open_lazy(big, 12);
   CHECK(lazy_read(img, buf, sizeof buf, 4096) == 0 && lazy_read(img, buf, sizeof buf, 2 * 4096) == 0);
   CHECK(!lazy_stale(img));
-  chmod(p = fmt("%s/d001", big), 0700), free(p);
+  chmod(p = fmt("%s/d002", big), 0700), free(p);
   CHECK(lazy_stale(img));
   lazy_free(img);
+  /* The root's listing, read when the image is made: a new name before the
+   * guest read its block is shown; one after makes the image stale. */
   img = open_lazy(big, 12);
-  CHECK(!lazy_stale(img));
   put(p = fmt("%s/new", big), "", 0), free(p);
+  CHECK(!lazy_stale(img));
+  CHECK(lazy_read(img, buf, sizeof buf, 4096) == 0);
+  CHECK(memmem(buf, sizeof buf, "new", 3) != NULL);
+  put(p = fmt("%s/newest", big), "", 0), free(p);
   CHECK(lazy_stale(img));
   lazy_free(img);
   free(big);

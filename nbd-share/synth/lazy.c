@@ -75,7 +75,8 @@ struct ldir {
   uint32_t first_blk, nblk;   /* the index of the first entry of each block, in bstarts */
   uint64_t dev;
   uint32_t first_child, nchildren; /* nodes made for it when placed */
-  bool placed;
+  bool placed;                /* the guest read one of its blocks: its listing is fixed */
+  bool relist;                /* its names changed before that: read it again then */
 };
 
 struct lext {
@@ -119,6 +120,8 @@ struct lazy_image {
   uint32_t *wd_dir;           /* watch descriptor -> the directory it watches */
   size_t capwd;
   bool stale;
+  size_t relists_pending;     /* directories whose relist flag is set */
+  size_t relist_garbage;      /* bytes of tables the relists left behind (about) */
   int64_t now;
   synth_log_fn log;
   void *log_opaque;
@@ -282,32 +285,12 @@ static int ent_cmp(const void *a, const void *b, void *ctx)
   return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-/* Read the directory open at FD (-1: show it empty) for node N: its entries
- * sorted with "." and "..", packed into blocks, and those blocks handed out.
- * The watch comes first, so that a change during the read is not missed.
- * 0, or -1 when memory ran out. */
-static int read_dir(struct lazy_image *img, uint32_t n, int fd, uint64_t dev)
+/* The entries of the directory open at FD (-1: none) for node N, "." and
+ * ".." first, appended to ents and sorted: their first index in *FIRST,
+ * their number in *COUNT. 0, or -1 when memory ran out. */
+static int list_dir(struct lazy_image *img, uint32_t n, int fd, size_t *first, uint32_t *count)
 {
-  if (fd >= 0 && !img->stale) {
-    char self[64];
-    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-    int wd = inotify_add_watch(img->inotify_fd, self, WATCH_EVENTS);
-    size_t old = img->capwd;
-    uint32_t *map = wd >= 0 ? grow(img->wd_dir, &img->capwd, (size_t)wd + 1, sizeof *map, 64) : NULL;
-    if (!map) {
-      img->log(img->log_opaque, "cannot watch a directory (%s): every call gets a new generation", strerror(errno));
-      img->stale = true;
-    } else {
-      img->wd_dir = map;
-      for (size_t i = old; i < img->capwd; i++)
-        map[i] = NONE;
-      /* The same directory twice (a bind mount): the events cannot tell
-       * which listing they are about. */
-      map[wd] = map[wd] == NONE ? (uint32_t)img->ndirs : NONE - 1;
-    }
-  }
-  size_t first = img->nents;
-  uint32_t subdirs = 0;
+  *first = img->nents;
   static const char *const dots[] = { ".", ".." };
   for (int i = 0; i < 2; i++) {
     uint64_t off = arena_add(img, dots[i], (size_t)i + 1);
@@ -336,44 +319,136 @@ static int read_dir(struct lazy_image *img, uint32_t n, int fd, uint64_t dev)
     }
     img->ents[img->nents++] = (struct lent){ .name = off, .len = (uint16_t)len, .ftype = ft, .node = NONE,
                                              .ino = de->d_ino };
-    subdirs += ft == EROFS_FT_DIR;
   }
   if (d)
     closedir(d);
-  qsort_r(img->ents + first, img->nents - first, sizeof *img->ents, ent_cmp, img->arena);
+  *count = (uint32_t)(img->nents - *first);
+  qsort_r(img->ents + *first, *count, sizeof *img->ents, ent_cmp, img->arena);
+  return 0;
+}
 
-  /* Pack as layout.c's pack_dir: a block takes entries while they fit; the
-   * last block is not padded. */
+/* Pack COUNT entries from ents[FIRST] into blocks as layout.c's pack_dir: a
+ * block takes entries while they fit. Their block starts are appended to
+ * bstarts: the first in *FIRST_BLK, the number of blocks in *NBLK. 0, or -1
+ * when memory ran out. */
+static int pack_dir(struct lazy_image *img, size_t first, uint32_t count, uint32_t *first_blk, uint32_t *nblk)
+{
+  *first_blk = (uint32_t)img->nbstarts;
+  *nblk = 0;
+  for (uint32_t i = 0; i < count;) {
+    uint32_t *b = grow(img->bstarts, &img->capbstarts, img->nbstarts + 1, sizeof *b, 64);
+    if (!b)
+      return -1;
+    img->bstarts = b;
+    img->bstarts[img->nbstarts++] = i;
+    ++*nblk;
+    uint64_t used = 0;
+    while (i < count && used + DIRENT_SIZE + img->ents[first + i].len <= img->bs)
+      used += DIRENT_SIZE + img->ents[first + i++].len;
+  }
+  return 0;
+}
+
+/* Read the directory open at FD (-1: show it empty) for node N: its entries
+ * sorted with "." and "..", packed into blocks, and those blocks handed out.
+ * The watch comes first, so that a change during the read is not missed.
+ *
+ * Its size is its blocks, the last one padded with zeroes (names end at a
+ * NUL or at the block's end): a name added or removed before the guest read
+ * any of its blocks leaves the size as the guest may have it in the inode,
+ * and the listing is then read again when the guest first reads a block
+ * (relist). 0, or -1 when memory ran out. */
+static int read_dir(struct lazy_image *img, uint32_t n, int fd, uint64_t dev)
+{
+  if (fd >= 0 && !img->stale) {
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    int wd = inotify_add_watch(img->inotify_fd, self, WATCH_EVENTS);
+    size_t old = img->capwd;
+    uint32_t *map = wd >= 0 ? grow(img->wd_dir, &img->capwd, (size_t)wd + 1, sizeof *map, 64) : NULL;
+    if (!map) {
+      img->log(img->log_opaque, "cannot watch a directory (%s): every call gets a new generation", strerror(errno));
+      img->stale = true;
+    } else {
+      img->wd_dir = map;
+      for (size_t i = old; i < img->capwd; i++)
+        map[i] = NONE;
+      /* The same directory twice (a bind mount): the events cannot tell
+       * which listing they are about. */
+      map[wd] = map[wd] == NONE ? (uint32_t)img->ndirs : NONE - 1;
+    }
+  }
+  size_t first;
+  uint32_t count, first_blk, nblk;
+  if (list_dir(img, n, fd, &first, &count) == -1 || pack_dir(img, first, count, &first_blk, &nblk) == -1)
+    return -1;
   struct ldir *dirs = grow(img->dirs, &img->capdirs, img->ndirs + 1, sizeof *dirs, 64);
   if (!dirs)
     return -1;
   img->dirs = dirs;
   struct ldir *ld = &img->dirs[img->ndirs];
-  *ld = (struct ldir){ .node = n, .first = (uint32_t)first, .n = (uint32_t)(img->nents - first),
-                       .first_blk = (uint32_t)img->nbstarts, .dev = dev };
-  uint64_t size = 0;
-  for (size_t i = 0; i < ld->n;) {
-    uint32_t *b = grow(img->bstarts, &img->capbstarts, img->nbstarts + 1, sizeof *b, 64);
-    if (!b)
-      return -1;
-    img->bstarts = b;
-    img->bstarts[img->nbstarts++] = (uint32_t)i;
-    ld->nblk++;
-    uint64_t used = 0;
-    while (i < ld->n && used + DIRENT_SIZE + img->ents[first + i].len <= img->bs)
-      used += DIRENT_SIZE + img->ents[first + i++].len;
-    size = (uint64_t)(ld->nblk - 1) * img->bs + used;
-  }
+  *ld = (struct ldir){ .node = n, .first = (uint32_t)first, .n = count, .first_blk = first_blk, .nblk = nblk,
+                       .dev = dev };
   struct lnode *node = &img->nodes[n];
   node->dir = (uint32_t)img->ndirs++;
-  node->size = size;
-  node->nlink = 2 + subdirs;
-  uint32_t blk = alloc_ext(img, ld->nblk, EXT_DIR, node->dir);
+  node->size = (uint64_t)nblk * img->bs;
+  /* 1, "not counted" (as overlayfs shows merged directories): a count of
+   * subdirectories would tie the inode to the listing, which may be read
+   * again (relist), and find(1) trusts it to stop looking for more. */
+  node->nlink = 1;
+  uint32_t blk = alloc_ext(img, nblk, EXT_DIR, node->dir);
   if (blk == NONE) { /* no room: an empty directory, which needs no block of its own */
     node->size = 0;
     blk = 0;
   }
   node->blkaddr = blk;
+  return 0;
+}
+
+/* Relisting leaves the old entries and names behind in the tables: past
+ * this many bytes of them the image is called stale instead (a new one
+ * starts empty), so that a directory that keeps changing (a busy /tmp)
+ * cannot grow a long-lived image without end. */
+#define RELIST_GARBAGE_MAX (8u << 20)
+
+/* Directory D's names changed on the host before the guest read any of its
+ * blocks: read it again, as long as the new listing fills as many blocks
+ * (its size, which the guest may have in the inode); else keep the
+ * listing as it was and say the image is stale. 0, or -1 when memory ran
+ * out. */
+static int relist(struct lazy_image *img, uint32_t d)
+{
+  img->dirs[d].relist = false;
+  img->relists_pending--;
+  if (img->relist_garbage > RELIST_GARBAGE_MAX) {
+    img->stale = true;
+    return 0;
+  }
+  char path[8192];
+  uint32_t node = img->dirs[d].node;
+  int fd = node_path(img, node, path, sizeof path) ? hostfiles_open_path(path, O_RDONLY | O_DIRECTORY) : -1;
+  if (fd < 0) {
+    img->stale = true; /* gone: its old listing stays, and its entries show empty */
+    return 0;
+  }
+  size_t first, nbstarts = img->nbstarts, alen = img->alen;
+  uint32_t count, first_blk, nblk;
+  int r = list_dir(img, node, fd, &first, &count);
+  close(fd);
+  if (r == -1 || pack_dir(img, first, count, &first_blk, &nblk) == -1)
+    return -1;
+  struct ldir *ld = &img->dirs[d];
+  if (nblk != ld->nblk) {
+    img->nents = first; /* the new entries and names go */
+    img->nbstarts = nbstarts;
+    img->alen = alen;
+    img->stale = true;
+    return 0;
+  }
+  img->relist_garbage += ld->n * (sizeof *img->ents + 16) + ld->nblk * sizeof *img->bstarts;
+  ld->first = (uint32_t)first;
+  ld->n = count;
+  ld->first_blk = first_blk;
   return 0;
 }
 
@@ -418,9 +493,11 @@ static uint32_t link_fold(struct lazy_image *img, uint64_t dev, uint64_t ino, ui
  * hard link of that node. 0, or -1 when memory ran out. */
 static int place_children(struct lazy_image *img, uint32_t d)
 {
-  struct ldir *ld = &img->dirs[d];
-  if (ld->placed)
+  if (img->dirs[d].placed)
     return 0;
+  if (img->dirs[d].relist && relist(img, d) == -1)
+    return -1;
+  struct ldir *ld = &img->dirs[d];
   uint32_t first = (uint32_t)img->nnodes, count = 0;
   for (uint32_t i = 0; i < ld->n; i++) {
     struct lent *e = &img->ents[ld->first + i];
@@ -747,17 +824,27 @@ int lazy_read(struct lazy_image *img, void *buf, size_t len, uint64_t offset)
 }
 
 /* Under the lock: does EV make the image stale? A changed listing (an entry
- * created, deleted, renamed), a change of the watched directory itself or a
- * lost event does. A changed entry (written, its attributes) does only if
- * the guest has its inode: one not yet taken from the host will be taken as
- * it is then. A name the listing lacks was left out (a fifo) or is a new
- * one, whose creation event says stale already. */
-static bool stale_event(const struct lazy_image *img, const struct inotify_event *ev)
+ * created, deleted, renamed) of a directory the guest read a block of, a
+ * change of the watched directory itself or a lost event does; the listing
+ * of one it did not read is read again when it does (relist). A changed
+ * entry (written, its attributes) does only if the guest has its inode: one
+ * not yet taken from the host will be taken as it is then. A name the
+ * listing lacks was left out (a fifo) or is a new one, whose creation
+ * event was counted already. */
+static bool stale_event(struct lazy_image *img, const struct inotify_event *ev)
 {
-  if (!(ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) || ev->len == 0 || ev->wd < 0 ||
-      (size_t)ev->wd >= img->capwd || img->wd_dir[ev->wd] >= img->ndirs)
+  if (ev->len == 0 || ev->wd < 0 || (size_t)ev->wd >= img->capwd || img->wd_dir[ev->wd] >= img->ndirs)
     return true;
-  const struct ldir *ld = &img->dirs[img->wd_dir[ev->wd]];
+  struct ldir *ld = &img->dirs[img->wd_dir[ev->wd]];
+  if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) {
+    if (ld->placed)
+      return true;
+    img->relists_pending += !ld->relist;
+    ld->relist = true;
+    return false;
+  }
+  if (!(ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)))
+    return true;
   size_t len = strnlen(ev->name, ev->len), lo = 0, hi = ld->n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -782,6 +869,13 @@ bool lazy_stale(struct lazy_image *img)
   while (img->inotify_fd >= 0 && (len = read(img->inotify_fd, buf, sizeof buf)) > 0)
     for (char *p = buf; p < buf + len && !img->stale; p += sizeof(struct inotify_event) + ((struct inotify_event *)p)->len)
       img->stale = stale_event(img, (const struct inotify_event *)p);
+  /* Directories whose names changed before the guest read them are read
+   * now, when the next call is to start: one whose new listing does not
+   * fit makes the image stale now, rather than miss a name that call may
+   * look for (a working directory just made there). */
+  for (size_t d = 0; d < img->ndirs && img->relists_pending && !img->stale; d++)
+    if (img->dirs[d].relist && relist(img, (uint32_t)d) == -1)
+      img->stale = true; /* out of memory: a new image */
   bool stale = img->stale;
   pthread_mutex_unlock(&img->lock);
   return stale;

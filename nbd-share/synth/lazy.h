@@ -18,9 +18,13 @@
  *
  * Change detection: each directory read is watched (inotify) before it is
  * read. lazy_stale() answers whether anything the image has shown changed
- * since (a listing, or an inode it gave out): a new image is then needed
- * for the next call, and an unchanged image is reused whatever happened
- * elsewhere on the host. */
+ * since (a listing the guest read a block of, or an inode it gave out): a
+ * new image is then needed for the next call, and an unchanged image is
+ * reused whatever happened elsewhere on the host. A directory whose names
+ * changed while the guest had at most its inode is read again (at the next
+ * lazy_stale, or when the guest first reads it); its size is whole blocks
+ * and its link count 1, so the inode still holds as long as the listing
+ * fills as many blocks (else the image is stale). */
 #ifndef NBD_SHARE_LAZY_H
 #define NBD_SHARE_LAZY_H
 
