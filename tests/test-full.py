@@ -370,7 +370,7 @@ def test_userland():
     path = os.path.join(d, "from-guest.txt")
     got = open(path).read() if os.path.exists(path) else None
     check(rc == 0 and out == d + "\n" and got == "written-in-the-full-image\n",
-          f"the cwd is the caller's and writes come back: {rc} {out!r} {got!r}")
+          f"the cwd is the caller's and writes come back: {rc} {out!r} {got!r} {tail(err, 300)!r}")
 
     # A per-run root: what a run writes outside the shared trees is gone after it.
     host_had = os.path.exists("/etc/x")
