@@ -7,6 +7,11 @@
   fresh VM per call  boot a guest, run the program, stop the guest
   vmexec (cold)      the first call: starts the supervisor and boots the guest
 
+and, as a test script calls programs, the static one with its output
+written to a file in a shared tree (`./t > out`), against qemu-user: a new
+file in the working directory each call (json-c's test scripts), and one
+file next to the program, rewritten each call.
+
 The cold and fresh-VM rows boot (VMEXEC_SNAPSHOT=0); bench/coldstart.py
 measures cold starts from the image's memory snapshot against boots.
 
@@ -34,6 +39,16 @@ top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def timed(cmd, env):
     t = time.perf_counter()
     r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed with {r.returncode}: {r.stderr.decode()[-300:]}")
+    return time.perf_counter() - t
+
+
+def timed_to(cmd, env, cwd, out):
+    """One call from CWD with its stdout written to the file OUT."""
+    t = time.perf_counter()
+    with open(out, "wb") as f:
+        r = subprocess.run(cmd, env=env, cwd=cwd, stdout=f, stderr=subprocess.PIPE)
     if r.returncode != 0:
         sys.exit(f"bench: {' '.join(cmd)} failed with {r.returncode}: {r.stderr.decode()[-300:]}")
     return time.perf_counter() - t
@@ -75,6 +90,7 @@ def main():
     user_dyn = ["qemu-s390x", "-L", "/usr/s390x-linux-gnu", dyn, "exit", "0"]
     try:
         cold, fresh = [], []
+        new_out = user_new_out = next_out = user_next_out = []
         for _ in range(a.cold):
             subprocess.run(stop, env=env, capture_output=True)
             t = time.perf_counter()
@@ -89,6 +105,17 @@ def main():
             user.append(timed(user_static, env))
             warm_dyn.append(timed([a.vmexec, dyn, "exit", "0"], env))
             user_dyn_t.append(timed(user_dyn, env))
+        # Output into the shared trees, as a test script writes it.
+        cases = os.path.join(work, "cases")
+        os.mkdir(cases)
+        say = [prog, "puts", "a line"]
+        new_out, user_new_out, next_out, user_next_out = [], [], [], []
+        for i in range(a.calls):  # apart: a write next to the program makes every call's generation new
+            new_out.append(timed_to([a.vmexec, *say], env, cases, os.path.join(cases, f"v{i}.out")))
+            user_new_out.append(timed_to(["qemu-s390x", *say], env, cases, os.path.join(cases, f"u{i}.out")))
+        for i in range(a.calls):
+            next_out.append(timed_to([a.vmexec, *say], env, cases, prog + ".out"))
+            user_next_out.append(timed_to(["qemu-s390x", *say], env, cases, prog + ".out"))
         traces = [traced(call, env) for _ in range(a.trace)]
         status = subprocess.run([a.vmexec, "status"], env=env, capture_output=True).stdout.decode().strip()
     finally:
@@ -104,6 +131,10 @@ def main():
         ("qemu-user (qemu-s390x), static", user, user),
         ("vmexec, warm guest, dynamic", warm_dyn, user_dyn_t),
         ("qemu-user -L /usr/s390x-linux-gnu, dynamic", user_dyn_t, user_dyn_t),
+        ("vmexec, static, > a new file in the cwd", new_out, user_new_out),
+        ("qemu-user, static, > a new file in the cwd", user_new_out, user_new_out),
+        ("vmexec, static, > a file by the program", next_out, user_next_out),
+        ("qemu-user, static, > a file by the program", user_next_out, user_next_out),
         ("fresh VM per call (boot, run, stop)", fresh, user),
         ("vmexec, cold (first call, boots)", cold, user),
     ]
