@@ -162,6 +162,38 @@ def test_trace():
               f"call {i} after it does not see that file: {r.stdout!r} {r.stderr[-200:]!r}")
 
 
+def test_script_outputs():
+    """A test script's pattern: each call's output written by the host into a
+    new file in the working directory (`./t > case-N.out`), which the guest
+    never lists. The generation is kept (nbd-share's relist), and what the
+    host makes there between calls, a file or a subdirectory to run in, is
+    what the next call finds."""
+    d = os.path.join(BUILD, "script-cwd")
+    os.mkdir(d)
+    env = dict(ENV, VMEXEC_TRACE="1")
+    gens = []
+    for i in range(3):
+        with open(os.path.join(d, f"case-{i}.out"), "wb") as out:
+            r = subprocess.run([VMEXEC, os.path.join(BUILD, "sharetest"), "cat", os.path.join(SRC, "data", "input.txt")],
+                               cwd=d, env=env, stdout=out, stderr=subprocess.PIPE, timeout=900)
+        err = r.stderr.decode(errors="replace")
+        how = [line.split("(")[-1].rstrip(")") for line in err.splitlines() if "share generation (" in line]
+        gens.append(how[0] if how else err[-300:])
+        check(r.returncode == 0 and read(os.path.join(d, f"case-{i}.out")) == "data from the source tree\n",
+              f"call {i} writes its output into the working directory: {r.returncode} {err[-300:]!r}")
+    check(gens[1:] == ["reused", "reused"], f"the calls after the first keep its generation: {gens!r}")
+    write(os.path.join(d, "made-between.txt"), "made by the host between calls\n")
+    r = st("cat", os.path.join(d, "made-between.txt"), cwd=d)
+    check(r.returncode == 0 and r.stdout == b"made by the host between calls\n",
+          f"a file the host made there is read by the next call: {r.returncode} {r.stdout!r} {r.stderr[-300:]!r}")
+    sub = os.path.join(d, "sub")
+    os.mkdir(sub)
+    write(os.path.join(sub, "in-sub.txt"), "in a new subdirectory\n")
+    r = st("cat", "in-sub.txt", cwd=sub)
+    check(r.returncode == 0 and r.stdout == b"in a new subdirectory\n",
+          f"a call runs in a subdirectory the host just made there: {r.returncode} {r.stdout!r} {r.stderr[-300:]!r}")
+
+
 def guest_sh(script):
     return subprocess.run([VMEXEC, "--target", "s390x", "--", "sh", "-c", script],
                           cwd=BUILD, env=ENV, capture_output=True, timeout=900)
@@ -397,7 +429,7 @@ def main():
     os.umask(0o022)
     return guest_main([test_reads, test_mmap_locks, test_mutations, test_mtime, test_replace_dir, test_modes,
                        test_readonly_source,
-                       test_concurrent_writes, test_trace, test_mount_not_kept,
+                       test_concurrent_writes, test_trace, test_script_outputs, test_mount_not_kept,
                        test_hostile_writeback, test_slot_reuse, test_nbdkit_killed], VMEXEC, ENV, top,
                       setup=make_project)
 
