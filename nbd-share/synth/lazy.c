@@ -247,6 +247,13 @@ static bool node_path(const struct lazy_image *img, uint32_t n, char *buf, size_
   return true;
 }
 
+/* The host directory of node N, opened (following no symlink), or -1. */
+static int open_host_dir(const struct lazy_image *img, uint32_t n)
+{
+  char path[8192];
+  return node_path(img, n, path, sizeof path) ? hostfiles_open_path(path, O_RDONLY | O_DIRECTORY) : -1;
+}
+
 /* ---- directories ---- */
 
 static uint8_t ftype_of_mode(mode_t m)
@@ -424,9 +431,8 @@ static int relist(struct lazy_image *img, uint32_t d)
     img->stale = true;
     return 0;
   }
-  char path[8192];
   uint32_t node = img->dirs[d].node;
-  int fd = node_path(img, node, path, sizeof path) ? hostfiles_open_path(path, O_RDONLY | O_DIRECTORY) : -1;
+  int fd = open_host_dir(img, node);
   if (fd < 0) {
     img->stale = true; /* gone: its old listing stays, and its entries show empty */
     return 0;
@@ -626,12 +632,8 @@ static int inode_block(struct lazy_image *img, uint32_t d, uint64_t k, uint8_t *
   int dfd = -2;
   for (uint64_t i = from; i < from + per && i < count; i++) {
     if (!img->nodes[first + i].done) {
-      if (dfd == -2) {
-        char path[8192];
-        dfd = node_path(img, img->dirs[d].node, path, sizeof path)
-                  ? hostfiles_open_path(path, O_RDONLY | O_DIRECTORY)
-                  : -1;
-      }
+      if (dfd == -2)
+        dfd = open_host_dir(img, img->dirs[d].node);
       if (materialise(img, first + (uint32_t)i, dfd) == -1) {
         if (dfd >= 0)
           close(dfd);
