@@ -387,8 +387,8 @@ static void warm_lookups(const struct share *s)
 
 /* WIRE_GEN_PREPARE: mount the generation the next run will get, and make
  * that run's mount namespace: its tmpfs here, the rest (unshare, the views,
- * the overlays) in a child, which sends the namespace back (share_ahead)
- * and then warms the lookups. A cold lookup reads the share, a round trip
+ * the overlays, which look up what the run will) in a child, which sends
+ * the namespace back (share_ahead); without one, the child only looks up. A cold lookup reads the share, a round trip
  * to the plugin each, which builds what it shows on first read: 7-10 ms in
  * all under TCG, and the namespace as much again; the agent serves other
  * runs meanwhile (the mount and the tmpfs take 2-5 ms here). With a full
@@ -419,11 +419,14 @@ void share_gen_prepare(const uint8_t *p, size_t n)
     setpriority(PRIO_PROCESS, 0, 0); /* the agent runs at -20: runs go first */
     if (sv[0] >= 0)
       close(sv[0]);
+    /* share_enter looks up every view and root itself (enter_lower). */
     if (with_ns && share_enter(s, err, sizeof err) == 0)
       share_send_ns(sv[1], s->gen);
-    else if (with_ns)
-      agent_log("cannot make the namespace of share generation %u ahead: %s (%s)", s->gen, err, strerror(errno));
-    warm_lookups(s);
+    else {
+      if (with_ns)
+        agent_log("cannot make the namespace of share generation %u ahead: %s (%s)", s->gen, err, strerror(errno));
+      warm_lookups(s);
+    }
     _exit(0); /* reaped by main.c like any orphan */
   }
   if (pid == -1)
