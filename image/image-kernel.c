@@ -48,19 +48,29 @@ static char *read_fragments(const struct target *t)
   return all;
 }
 
-/* NAME.patch beside the fragments, applied to the source before make (the
- * target's changes, each explained at its top); "" when there is none. */
+/* common.patch and NAME.patch beside the fragments, concatenated (patch(1)
+ * applies one diff after the other), applied to the source before make: the
+ * changes every kernel vmexec builds carries, then the target's, each
+ * explained at its top; "" when there is neither. */
 static char *read_patch(const struct target *t)
 {
-  CLEANUP_FREE char *file = xasprintf("%s.patch", t->name);
-  CLEANUP_FREE char *path = kernel_config_path(file);
-  char *text;
-  if (read_file(path, &text, NULL) == 0)
-    return text;
-  if (errno != ENOENT)
-    fail(EXIT_TOOL_FAILED, "[%s] cannot read the kernel patch %s: %s; reinstall vmexec", t->name, path,
-         strerror(errno));
-  return xstrdup("");
+  const char *names[] = {"common", t->name};
+  struct strv parts = {0};
+  for (size_t i = 0; i < 2; i++) {
+    CLEANUP_FREE char *file = xasprintf("%s.patch", names[i]);
+    CLEANUP_FREE char *path = kernel_config_path(file);
+    char *text;
+    if (read_file(path, &text, NULL) == 0) {
+      strv_push(&parts, text);
+      free(text);
+    } else if (errno != ENOENT) {
+      fail(EXIT_TOOL_FAILED, "[%s] cannot read the kernel patch %s: %s; reinstall vmexec", t->name, path,
+           strerror(errno));
+    }
+  }
+  char *all = strv_join(&parts, "\n");
+  strv_free(&parts);
+  return all;
 }
 
 /* "powerpc-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0": the first line of --version. */
