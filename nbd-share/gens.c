@@ -289,6 +289,7 @@ static void build_lazy(struct gens *g, uint64_t n)
 {
   char err[512];
   struct lazy_options opt = { .root = "/", .blkszbits = g->c.blkszbits, .size = g->c.slot_size,
+                              .inline_data = g->c.inline_data,
                               .log = g->c.log, .log_opaque = g->c.log_opaque };
   struct lazy_image *lazy;
   if (lazy_new(&opt, &lazy, err, sizeof err) == -1) {

@@ -27,6 +27,7 @@
 #define NBD_SHARE_GENS_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "synth-log.h"
@@ -35,6 +36,7 @@ struct gens_config {
   const char *control_dir;
   uint64_t export_size, slot_size;  /* slot_size divides export_size */
   unsigned blkszbits;
+  bool inline_data;          /* lazy images: small files' data after their inodes (lazy.h) */
   synth_log_fn log;                 /* debug lines */
   synth_log_fn error;               /* failures worth the operator's attention */
   void *log_opaque;

@@ -17,6 +17,7 @@ static char *control_dir;
 static int64_t export_size = (int64_t)16 << 40; /* 16 TiB: the most a 32-bit guest's page cache indexes */
 static int64_t slot_size = (int64_t)256 << 30;  /* 256 GiB: 64 generations */
 static unsigned blkszbits = 12;
+static bool inline_data;    /* inline=: see lazy.h */
 static struct gens *gens;
 
 static void log_debug(void *opaque, const char *fmt, ...)
@@ -83,6 +84,13 @@ static int share_config(const char *key, const char *value)
     blkszbits = (unsigned)__builtin_ctzll((unsigned long long)v);
     return 0;
   }
+  if (strcmp(key, "inline") == 0) {
+    int v = nbdkit_parse_bool(value);
+    if (v == -1)
+      return -1;
+    inline_data = v;
+    return 0;
+  }
   nbdkit_error("unknown parameter '%s'", key);
   return -1;
 }
@@ -96,7 +104,7 @@ static int share_config_complete(void)
   char err[512];
   struct gens_config c = {
     .control_dir = control_dir, .export_size = (uint64_t)export_size, .slot_size = (uint64_t)slot_size,
-    .blkszbits = blkszbits, .log = log_debug, .error = log_error,
+    .blkszbits = blkszbits, .inline_data = inline_data, .log = log_debug, .error = log_error,
   };
   gens = gens_new(&c, err, sizeof err);
   if (!gens) {
@@ -122,7 +130,8 @@ static int share_after_fork(void)
   "control=DIR     (required) directory of gen-N.roots requests\n" \
   "size=SIZE       export size (default 16T)\n" \
   "slot=SIZE       bytes per generation (default 256G)\n" \
-  "blocksize=SIZE  EROFS block size = guest page size (default 4K)"
+  "blocksize=SIZE  EROFS block size = guest page size (default 4K)\n" \
+  "inline=BOOL     small files' data after their inodes (default false)"
 
 static void *share_open(int readonly)
 {

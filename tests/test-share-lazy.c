@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,9 +65,9 @@ static void sh(const char *cmd)
   }
 }
 
-static struct lazy_image *open_lazy(const char *root, unsigned bits)
+static struct lazy_image *open_lazy_inline(const char *root, unsigned bits, bool inline_data)
 {
-  struct lazy_options o = { .root = root, .blkszbits = bits, .size = 1ULL << 34 };
+  struct lazy_options o = { .root = root, .blkszbits = bits, .size = 1ULL << 34, .inline_data = inline_data };
   struct lazy_image *img = NULL;
   char err[512];
   if (lazy_new(&o, &img, err, sizeof err) == -1) {
@@ -74,6 +75,11 @@ static struct lazy_image *open_lazy(const char *root, unsigned bits)
     exit(2);
   }
   return img;
+}
+
+static struct lazy_image *open_lazy(const char *root, unsigned bits)
+{
+  return open_lazy_inline(root, bits, false);
 }
 
 /* Read the image from its first block on, as far as it grows while read:
@@ -123,10 +129,11 @@ static void make_tree(const char *t)
   free(p);
 }
 
-static void test_fsck(const char *dir, unsigned bits)
+static void test_fsck(const char *dir, unsigned bits, bool inline_data)
 {
-  char *tree = fmt("%s/tree", dir), *image = fmt("%s/image-%u", dir, bits), *out = fmt("%s/out-%u", dir, bits);
-  struct lazy_image *img = open_lazy(tree, bits);
+  char *tree = fmt("%s/tree", dir), *image = fmt("%s/image-%u-%d", dir, bits, inline_data),
+       *out = fmt("%s/out-%u-%d", dir, bits, inline_data);
+  struct lazy_image *img = open_lazy_inline(tree, bits, inline_data);
   dump(img, bits, image);
   if (bits != 12) {
     lazy_free(img);
@@ -249,6 +256,69 @@ static void test_lazy(const char *dir)
   free(big);
 }
 
+/* Inline data (inline=on): a small file's data and a symlink's target
+ * follow the inode, in its block; a file that grew past its slot's room
+ * after its directory was placed gets flat blocks instead, one that shrank
+ * stays inline; 128 KiB after a directory's inodes stay free; what one
+ * read lays out goes past the read's end. */
+static void test_inline(const char *dir)
+{
+  char *t = fmt("%s/inl", dir), *p;
+  mkdir(t, 0755);
+  put(p = fmt("%s/a-grows", t), "0123456789", 10), free(p);
+  put(p = fmt("%s/b-small", t), "small\n", 1), free(p);
+  put(p = fmt("%s/c-shrinks", t), "0123456789", 20), free(p);
+  if (symlink("b-small", p = fmt("%s/d-link", t)))
+    die("symlink");
+  free(p);
+  mkdir(p = fmt("%s/e-dir", t), 0755), free(p);
+  struct lazy_image *img = open_lazy_inline(t, 12, true);
+  static uint8_t buf[4096 * 48];
+  /* The root's entries (block 1) place the children: slots from their sizes now. */
+  CHECK(lazy_read(img, buf, 4096, 4096) == 0);
+  /* Their inodes in block 2, and the 128 KiB after them left free: what
+   * the guest's kernel reads ahead of a miss there. */
+  CHECK(lazy_stats(img).blocks == 3 + 32);
+  put(p = fmt("%s/a-grows", t), "0123456789", 500), free(p); /* 5000 bytes: past its room */
+  put(p = fmt("%s/c-shrinks", t), "short", 1), free(p);
+  CHECK(!lazy_stale(img)); /* their inodes not given out yet */
+  /* Their inodes: block 2, and 47 blocks after it in the same read (past
+   * the 32 left free after the inodes). */
+  CHECK(lazy_read(img, buf, sizeof buf, 2 * 4096) == 0);
+  struct erofs_inode_extended a, b, c, d, e;
+  uint64_t off = 0;
+  erofs_get_inode(buf + off, &a); /* a-grows: 64 + 128 bytes (100, rounded to 32) */
+  off += 64 + 128;
+  erofs_get_inode(buf + off, &b); /* b-small: 64 + 32 */
+  off += 64 + 32;
+  erofs_get_inode(buf + off, &c); /* c-shrinks: 64 + 224 */
+  const uint8_t *c_data = buf + off + 64;
+  off += 64 + 224;
+  erofs_get_inode(buf + off, &d); /* d-link: 64 + 32 */
+  const uint8_t *d_data = buf + off + 64;
+  off += 64 + 32;
+  erofs_get_inode(buf + off, &e); /* e-dir: 64 */
+  unsigned layout_a = (a.i_format >> EROFS_I_DATALAYOUT_BIT) & 7, layout_b = (b.i_format >> EROFS_I_DATALAYOUT_BIT) & 7,
+           layout_c = (c.i_format >> EROFS_I_DATALAYOUT_BIT) & 7, layout_d = (d.i_format >> EROFS_I_DATALAYOUT_BIT) & 7,
+           layout_e = (e.i_format >> EROFS_I_DATALAYOUT_BIT) & 7;
+  CHECK(a.i_size == 5000 && layout_a == EROFS_INODE_FLAT_PLAIN);
+  CHECK(b.i_size == 6 && layout_b == EROFS_INODE_FLAT_INLINE && !memcmp(buf + 64 + 128 + 64, "small\n", 6));
+  CHECK(c.i_size == 5 && layout_c == EROFS_INODE_FLAT_INLINE && !memcmp(c_data, "short", 5));
+  CHECK(d.i_size == 7 && layout_d == EROFS_INODE_FLAT_INLINE && !memcmp(d_data, "b-small", 7));
+  CHECK(S_ISDIR(e.i_mode) && layout_e == EROFS_INODE_FLAT_PLAIN);
+  /* What that read laid out (a-grows' data, e-dir's block) is past its end:
+   * blocks 3-49 were unused when it came, and read as zeroes. */
+  CHECK(a.i_u >= 50 && e.i_u >= 50);
+  static const uint8_t zero[4096];
+  for (int k = 1; k < 48; k++)
+    CHECK(!memcmp(buf + k * 4096, zero, 4096));
+  CHECK(lazy_read(img, buf, 4096, (uint64_t)a.i_u * 4096) == 0);
+  CHECK(!memcmp(buf, "0123456789", 10));
+  CHECK(!lazy_stale(img));
+  lazy_free(img);
+  free(t);
+}
+
 int main(void)
 {
   char tmpl[] = "/tmp/test-share-lazy.XXXXXX";
@@ -257,10 +327,13 @@ int main(void)
     die("mkdtemp");
   char *tree = fmt("%s/tree", dir);
   make_tree(tree);
-  test_fsck(dir, 12);
-  test_fsck(dir, 9);
-  test_fsck(dir, 16); /* ppc64el's 64 KiB pages */
+  for (int inline_data = 0; inline_data < 2; inline_data++) {
+    test_fsck(dir, 12, inline_data);
+    test_fsck(dir, 9, inline_data);
+    test_fsck(dir, 16, inline_data); /* ppc64el's 64 KiB pages */
+  }
   test_lazy(dir);
+  test_inline(dir);
   if (failures == 0) {
     char *cmd = fmt("rm -rf '%s'", dir);
     sh(cmd), free(cmd);

@@ -3,8 +3,10 @@
  * The image is a run of extents, handed out in increasing block order:
  *   block 0          the superblock, and the root inode right after it (its
  *                    nid must fit the superblock's 16 bits)
- *   inode blocks     the children of one directory, 64 bytes each, in the
- *                    directory's order (made when its entries are first read)
+ *   inode blocks     the children of one directory, in the directory's order
+ *                    (made when its entries are first read): 64 bytes each,
+ *                    or with inline=on a small file's data (a symlink's
+ *                    target) after its inode, within the inode's block
  *   directory blocks one directory's entries (made when its inode is)
  *   file data        one host file, read when the guest reads it
  *   symlink target   one symlink's target
@@ -35,6 +37,12 @@
 #define INODE_SIZE ((uint64_t)sizeof(struct erofs_inode_extended))
 #define DIRENT_SIZE ((uint64_t)sizeof(struct erofs_dirent))
 #define ROOT_POS ((uint64_t)EROFS_SUPER_OFFSET + sizeof(struct erofs_super_block))
+/* With inline data: the guest's kernel reads metadata this far ahead of a
+ * miss (image/kernel-configs/common.patch). After a directory's inode
+ * blocks this much is left unused, so that a read ahead from them takes
+ * only that directory's inodes from the host, never another file's data
+ * or a directory's entries (which would place its children). */
+#define RA_GAP ((uint64_t)128 << 10)
 
 /* What changes a directory's listing, the directory itself or an entry's
  * inode (stale_event sorts them out). */
@@ -51,6 +59,8 @@ struct lnode {
   uint16_t namelen;
   uint8_t ftype;        /* EROFS_FT_* of its directory entry */
   bool done;            /* taken from the host: the fields below are set */
+  bool inline_data;     /* its data follows its inode (size <= room) */
+  uint16_t room;        /* bytes for inline data after its inode in its slot */
   uint32_t mode, uid, gid, nlink;
   uint64_t size;
   int64_t mtime;
@@ -98,6 +108,7 @@ struct lazy_image {
   uint64_t bs, total_blocks;
   char *root;
   bool hide_system;
+  bool inline_data;           /* small files' data after their inodes */
   struct lnode *nodes;
   size_t nnodes, capnodes;
   struct lent *ents;
@@ -494,9 +505,33 @@ static uint32_t link_fold(struct lazy_image *img, uint64_t dev, uint64_t ino, ui
   return NONE;
 }
 
+/* With inline data, the room for a child's data after its inode: its size
+ * now, rounded to the inode slot (the next inode is 32-byte aligned), when
+ * the inode and all its data fit in one block (a file of a block or more
+ * keeps flat blocks); 0 otherwise. Fixed at placement, as the nids after
+ * it depend on it; a file that grew by the time its inode is taken gets
+ * flat blocks instead, in the same slot. */
+static uint16_t inline_room(const struct lazy_image *img, int dfd, const struct lnode *c)
+{
+  if (dfd < 0 || (c->ftype != EROFS_FT_REG_FILE && c->ftype != EROFS_FT_SYMLINK))
+    return 0;
+  char name[EROFS_NAME_LEN + 1];
+  memcpy(name, img->arena + c->name, c->namelen);
+  name[c->namelen] = '\0';
+  struct stat st;
+  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 || st.st_size <= 0 ||
+      (uint64_t)st.st_size + INODE_SIZE > img->bs)
+    return 0;
+  uint64_t room = ((uint64_t)st.st_size + EROFS_INODE_SLOT - 1) & ~(uint64_t)(EROFS_INODE_SLOT - 1);
+  return (uint16_t)(room + INODE_SIZE > img->bs ? img->bs - INODE_SIZE : room);
+}
+
 /* The first read of directory D's entries: its children get nodes and inode
  * slots, in fresh blocks. A name whose (dev, ino) was placed already is a
- * hard link of that node. 0, or -1 when memory ran out. */
+ * hard link of that node. A slot is the inode and, with inline data, room
+ * for the child's data; one never crosses a block (the kernel reads an
+ * inode's inline data from the inode's block). 0, or -1 when memory ran
+ * out. */
 static int place_children(struct lazy_image *img, uint32_t d)
 {
   if (img->dirs[d].placed)
@@ -505,6 +540,8 @@ static int place_children(struct lazy_image *img, uint32_t d)
     return -1;
   struct ldir *ld = &img->dirs[d];
   uint32_t first = (uint32_t)img->nnodes, count = 0;
+  int dfd = img->inline_data ? open_host_dir(img, ld->node) : -1;
+  uint64_t pos = 0; /* the next slot's offset in the extent */
   for (uint32_t i = 0; i < ld->n; i++) {
     struct lent *e = &img->ents[ld->first + i];
     if (e->node != NONE)
@@ -516,17 +553,37 @@ static int place_children(struct lazy_image *img, uint32_t d)
         continue;
       }
     }
-    if (!reserve_nodes(img, img->nnodes + 1))
+    if (!reserve_nodes(img, img->nnodes + 1)) {
+      if (dfd >= 0)
+        close(dfd);
       return -1;
+    }
     ld = &img->dirs[d];
-    img->nodes[img->nnodes++] = (struct lnode){ .name = e->name, .namelen = e->len, .ftype = e->ftype,
-                                                .parent = ld->node, .dir = NONE, .file = NONE };
+    struct lnode *c = &img->nodes[img->nnodes++];
+    *c = (struct lnode){ .name = e->name, .namelen = e->len, .ftype = e->ftype, .parent = ld->node, .dir = NONE,
+                         .file = NONE };
+    c->room = inline_room(img, dfd, c);
+    uint64_t slot = INODE_SIZE + c->room;
+    if (pos / img->bs != (pos + slot - 1) / img->bs)
+      pos = (pos + img->bs - 1) & ~(img->bs - 1);
+    c->nid = pos; /* the offset until the extent is handed out */
+    pos += slot;
     e->node = first + count++;
   }
-  uint32_t blk = count ? alloc_ext(img, (count * INODE_SIZE + img->bs - 1) / img->bs, EXT_INODES, d) : 0;
-  for (uint32_t k = 0; k < count; k++)
-    img->nodes[first + k].nid = blk == NONE ? img->nodes[0].nid
-                                            : ((uint64_t)blk * img->bs + k * INODE_SIZE) / EROFS_INODE_SLOT;
+  if (dfd >= 0)
+    close(dfd);
+  uint32_t blk = count ? alloc_ext(img, (pos + img->bs - 1) / img->bs, EXT_INODES, d) : 0;
+  if (img->inline_data && blk != NONE && count) {
+    /* Keep the guest's metadata readahead (RA_GAP) to these inodes. */
+    uint64_t gap = (RA_GAP + img->bs - 1) / img->bs;
+    img->next_blk = img->next_blk + gap < img->total_blocks ? img->next_blk + gap : img->total_blocks;
+  }
+  for (uint32_t k = 0; k < count; k++) {
+    struct lnode *c = &img->nodes[first + k];
+    c->nid = blk == NONE ? img->nodes[0].nid : ((uint64_t)blk * img->bs + c->nid) / EROFS_INODE_SLOT;
+    if (blk == NONE)
+      c->room = 0;
+  }
   ld->first_child = first;
   ld->nchildren = count;
   ld->placed = true;
@@ -585,16 +642,20 @@ static int materialise(struct lazy_image *img, uint32_t n, int dfd)
       return -1;
     c = &img->nodes[n];
     c->size = (uint64_t)len;
+    c->inline_data = c->size <= c->room;
   } else {
     c->size = (uint64_t)st.st_size;
+    c->inline_data = c->size > 0 && c->size <= c->room; /* read beneath its directory (inline_data) */
     char path[8192];
-    if (c->size && node_path(img, n, path, sizeof path)) {
+    if (c->size && !c->inline_data && node_path(img, n, path, sizeof path)) {
       int64_t id = hostfiles_add(img->files, path, strlen(path), st.st_dev, st.st_ino);
       if (id < 0)
         return -1;
       c->file = (uint32_t)id;
     }
   }
+  if (c->inline_data)
+    return 0; /* its data is in its inode's block */
   uint32_t blk = alloc_ext(img, (c->size + img->bs - 1) / img->bs, S_ISLNK(c->mode) ? EXT_LINK : EXT_FILE, n);
   if (blk == NONE) {
     fill_missing(img, n); /* no room left in the slot */
@@ -608,10 +669,11 @@ static void encode_inode(const struct lazy_image *img, uint32_t n, uint8_t *out)
 {
   const struct lnode *c = &img->nodes[n];
   struct erofs_inode_extended ie = {
-    .i_format = EROFS_INODE_LAYOUT_EXTENDED | EROFS_INODE_FLAT_PLAIN << EROFS_I_DATALAYOUT_BIT,
+    .i_format = EROFS_INODE_LAYOUT_EXTENDED |
+                (c->inline_data ? EROFS_INODE_FLAT_INLINE : EROFS_INODE_FLAT_PLAIN) << EROFS_I_DATALAYOUT_BIT,
     .i_mode = (uint16_t)c->mode,
     .i_size = c->size,
-    .i_u = c->blkaddr,
+    .i_u = c->inline_data ? EROFS_NULL_ADDR : c->blkaddr, /* no whole blocks: all of it inline */
     .i_ino = n + 1,
     .i_uid = c->uid,
     .i_gid = c->gid,
@@ -622,25 +684,62 @@ static void encode_inode(const struct lazy_image *img, uint32_t n, uint8_t *out)
   erofs_put_inode(out, &ie);
 }
 
-/* Block K of the inode extent of directory D into OUT: its nodes taken from
- * the host first if they were not. */
-static int inode_block(struct lazy_image *img, uint32_t d, uint64_t k, uint8_t *out)
+/* Node N's inline data into OUT (its size): a symlink's target, or the
+ * file read beneath its directory, open at DFD (-1: cannot be read). A file
+ * that cannot be read any more, or is shorter now, changed since its inode
+ * was taken: what is missing reads as zeroes, and the image is stale. */
+static void inline_data(struct lazy_image *img, uint32_t n, int dfd, uint8_t *out)
+{
+  const struct lnode *c = &img->nodes[n];
+  if (S_ISLNK(c->mode)) {
+    memcpy(out, img->arena + c->target, c->size);
+    return;
+  }
+  char name[EROFS_NAME_LEN + 1];
+  memcpy(name, img->arena + c->name, c->namelen);
+  name[c->namelen] = '\0';
+  int fd = dfd < 0 ? -1 : openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  ssize_t got = fd < 0 ? -1 : pread(fd, out, c->size, 0);
+  if (fd >= 0)
+    close(fd);
+  if (got < (ssize_t)c->size) {
+    memset(out + (got > 0 ? got : 0), 0, c->size - (size_t)(got > 0 ? got : 0));
+    img->stale = true;
+  }
+}
+
+/* Block BLK, of the inode extent of directory D, into OUT: the nodes whose
+ * slots are in it, taken from the host first if they were not. */
+static int inode_block(struct lazy_image *img, uint32_t d, uint64_t blk, uint8_t *out)
 {
   memset(out, 0, img->bs);
-  uint64_t per = img->bs / INODE_SIZE, from = k * per;
+  uint64_t from = blk * img->bs / EROFS_INODE_SLOT, to = (blk + 1) * img->bs / EROFS_INODE_SLOT;
   uint32_t first = img->dirs[d].first_child, count = img->dirs[d].nchildren;
+  /* The first child whose nid is in the block: nids grow with the index. */
+  uint32_t lo = 0, hi = count;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (img->nodes[first + mid].nid < from)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
   int dfd = -2;
-  for (uint64_t i = from; i < from + per && i < count; i++) {
-    if (!img->nodes[first + i].done) {
-      if (dfd == -2)
-        dfd = open_host_dir(img, img->dirs[d].node);
-      if (materialise(img, first + (uint32_t)i, dfd) == -1) {
+  for (uint32_t i = lo; i < count && img->nodes[first + i].nid < to; i++) {
+    uint32_t n = first + i;
+    if (dfd == -2 && (!img->nodes[n].done || img->nodes[n].inline_data))
+      dfd = open_host_dir(img, img->dirs[d].node);
+    if (!img->nodes[n].done) {
+      if (materialise(img, n, dfd) == -1) {
         if (dfd >= 0)
           close(dfd);
         return -1;
       }
     }
-    encode_inode(img, first + (uint32_t)i, out + (i - from) * INODE_SIZE);
+    uint8_t *at = out + (img->nodes[n].nid - from) * EROFS_INODE_SLOT;
+    encode_inode(img, n, at);
+    if (img->nodes[n].inline_data)
+      inline_data(img, n, dfd, at + INODE_SIZE);
   }
   if (dfd >= 0)
     close(dfd);
@@ -691,6 +790,7 @@ int lazy_new(const struct lazy_options *opt, struct lazy_image **out, char *err,
   img->log_opaque = opt->log_opaque;
   img->root = strdup(opt->root ? opt->root : "/");
   img->hide_system = img->root && !strcmp(img->root, "/");
+  img->inline_data = opt->inline_data;
   /* With 512-byte blocks the superblock and the root inode are in block 2. */
   uint64_t head = (ROOT_POS + INODE_SIZE + img->bs - 1) / img->bs;
   img->block0 = calloc(head, img->bs);
@@ -791,7 +891,8 @@ static int64_t read_locked(struct lazy_image *img, uint8_t *buf, size_t len, uin
   const uint8_t *src = img->scratch;
   if (e->kind == EXT_SUPER)
     src = img->block0 + k * img->bs;
-  else if ((e->kind == EXT_INODES ? inode_block : dir_block)(img, e->ref, k, img->scratch) == -1)
+  else if ((e->kind == EXT_INODES ? inode_block(img, e->ref, blk, img->scratch)
+                                   : dir_block(img, e->ref, k, img->scratch)) == -1)
     return -1;
   memcpy(buf, src + within, n);
   return (int64_t)n;
@@ -800,6 +901,17 @@ static int64_t read_locked(struct lazy_image *img, uint8_t *buf, size_t len, uin
 int lazy_read(struct lazy_image *img, void *buf, size_t len, uint64_t offset)
 {
   uint8_t *p = buf;
+  if (len == 0)
+    return 0;
+  /* What this read lays out (a directory's blocks when its inode is taken,
+   * children's inode blocks) goes past its end: the blocks it covers are
+   * what they are now, even for a guest that reads far ahead (its kernel
+   * reads 128 KiB of metadata at a time). */
+  pthread_mutex_lock(&img->lock);
+  uint64_t end = ((offset + len - 1) >> img->bits) + 1;
+  if (end > img->seen_blk)
+    img->seen_blk = end < img->total_blocks ? end : img->total_blocks;
+  pthread_mutex_unlock(&img->lock);
   while (len > 0) {
     uint32_t file;
     uint64_t foff = 0, fsize = 0;

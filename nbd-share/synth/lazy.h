@@ -13,8 +13,10 @@
  * Blocks are handed out in increasing order and never below one the guest
  * has read, so what the guest has read never changes under it: the image
  * only grows into blocks nobody has seen. Every inode is a 64-byte extended
- * one with flat data (no inline data, no chunks), which keeps the slots
- * fixed; a sparse file costs address space (not memory) for its holes.
+ * one with flat data (no chunks), which keeps the slots fixed; a sparse
+ * file costs address space (not memory) for its holes. With inline_data a
+ * file smaller than a block, or a symlink's target, follows its inode
+ * instead (its slot sized from an lstat when its directory is placed).
  *
  * Change detection: each directory read is watched (inotify) before it is
  * read. lazy_stale() answers whether anything the image has shown changed
@@ -39,6 +41,8 @@ struct lazy_options {
   unsigned blkszbits;     /* 12 by default: the guest's PAGE_SHIFT */
   uint64_t size;          /* bytes the image may grow to (the slot), at most 2^32 blocks */
   unsigned cache_fds;     /* host descriptors kept open (0: 64) */
+  bool inline_data;       /* a small file's data, a symlink's target, after its inode (for a
+                             guest kernel that reads metadata ahead: common.patch) */
   synth_log_fn log;       /* may be NULL */
   void *log_opaque;
 };
