@@ -101,12 +101,18 @@ struct share_host *share_host_start(const struct target *t, const char *dir, cha
     snprintf(why, cap, "out of memory");
     return NULL;
   }
-  char a_control[PATH_MAX + 16], a_size[32], a_slot[32], a_block[32];
+  char a_control[PATH_MAX + 16], a_size[32], a_slot[32], a_block[32], a_inline[32];
   snprintf(a_control, sizeof a_control, "control=%s", h->control);
   snprintf(a_size, sizeof a_size, "size=%llu", (unsigned long long)size);
   snprintf(a_slot, sizeof a_slot, "slot=%llu", (unsigned long long)h->slot_size);
   snprintf(a_block, sizeof a_block, "blocksize=%u", t->page_kib * 1024);
-  char *const args[] = { plugin, a_control, a_size, a_slot, a_block, NULL };
+  /* Small files' data inline after their inodes, for the kernels vmexec
+   * builds: they read EROFS metadata 128 KiB ahead (common.patch), so a
+   * directory's small files come in one request. Debian's kernels read it a
+   * page at a time, and there a block per small file would make a walk
+   * that only stats them cost a request per file. */
+  snprintf(a_inline, sizeof a_inline, "inline=%s", t->kernel_arch ? "true" : "false");
+  char *const args[] = { plugin, a_control, a_size, a_slot, a_block, a_inline, NULL };
   h->nbdkit_pid = nbdkit_start(h->socket, h->log, args, why, cap);
   free(plugin);
   if (h->nbdkit_pid == -1) {
