@@ -256,11 +256,33 @@ static void test_lazy(const char *dir)
   free(big);
 }
 
-/* Inline data (inline=on): a small file's data and a symlink's target
+/* The nid of NAME in the directory block BLOCK (4 KiB), or 0. */
+static uint64_t child_nid(const uint8_t *block, const char *name)
+{
+  struct erofs_dirent de;
+  erofs_get_dirent(block, &de);
+  unsigned n = de.nameoff / sizeof de;
+  for (unsigned i = 0; i < n; i++) {
+    struct erofs_dirent e, next;
+    erofs_get_dirent(block + i * sizeof e, &e);
+    size_t end = 4096;
+    if (i + 1 < n) {
+      erofs_get_dirent(block + (i + 1) * sizeof next, &next);
+      end = next.nameoff;
+    }
+    size_t len = strnlen((const char *)block + e.nameoff, end - e.nameoff);
+    if (len == strlen(name) && !memcmp(block + e.nameoff, name, len))
+      return e.nid;
+  }
+  return 0;
+}
+
+/* Inline data (inline=true): a small file's data and a symlink's target
  * follow the inode, in its block; a file that grew past its slot's room
  * after its directory was placed gets flat blocks instead, one that shrank
  * stays inline; 128 KiB after a directory's inodes stay free; what one
- * read lays out goes past the read's end. */
+ * read lays out goes past the read's end; a directory of more than 4096
+ * names keeps 64-byte slots. */
 static void test_inline(const char *dir)
 {
   char *t = fmt("%s/inl", dir), *p;
@@ -316,6 +338,30 @@ static void test_inline(const char *dir)
   CHECK(!memcmp(buf, "0123456789", 10));
   CHECK(!lazy_stale(img));
   lazy_free(img);
+  /* A directory of more than 4096 names keeps 64-byte slots: no lstat of
+   * each name when it is placed. */
+  char *wide = fmt("%s/wide", t);
+  mkdir(wide, 0755);
+  for (int i = 0; i < 4100; i++)
+    put(p = fmt("%s/f%04d", wide, i), "tiny", 1), free(p);
+  img = open_lazy_inline(t, 12, true);
+  CHECK(lazy_read(img, buf, 4096, 4096) == 0); /* the root's entries */
+  uint64_t wide_nid = child_nid(buf, "wide");
+  CHECK(lazy_read(img, buf, 4096, wide_nid * 32 / 4096 * 4096) == 0);
+  struct erofs_inode_extended w;
+  erofs_get_inode(buf + wide_nid * 32 % 4096, &w);
+  CHECK(S_ISDIR(w.i_mode));
+  CHECK(lazy_read(img, buf, 4096, (uint64_t)w.i_u * 4096) == 0); /* its entries: its children placed */
+  struct erofs_dirent de;
+  erofs_get_dirent(buf + 2 * sizeof de, &de); /* after "." and "..": f0000 */
+  CHECK(lazy_read(img, buf, 4096, de.nid * 32 / 4096 * 4096) == 0);
+  struct erofs_inode_extended f0, f1;
+  erofs_get_inode(buf + de.nid * 32 % 4096, &f0);
+  erofs_get_inode(buf + de.nid * 32 % 4096 + 64, &f1);
+  CHECK(f0.i_size == 4 && ((f0.i_format >> EROFS_I_DATALAYOUT_BIT) & 7) == EROFS_INODE_FLAT_PLAIN);
+  CHECK(f1.i_size == 4 && S_ISREG(f1.i_mode)); /* the next slot: 64 bytes on */
+  lazy_free(img);
+  free(wide);
   free(t);
 }
 

@@ -43,6 +43,11 @@
  * only that directory's inodes from the host, never another file's data
  * or a directory's entries (which would place its children). */
 #define RA_GAP ((uint64_t)128 << 10)
+/* Sizing the inline slots costs an lstat per child when a directory is
+ * placed: a bigger directory keeps 64-byte slots (2048 inodes in one read
+ * ahead), so that listing a directory of a million names costs no million
+ * lstats on the host. */
+#define INLINE_DIR_MAX 4096
 
 /* What changes a directory's listing, the directory itself or an entry's
  * inode (stale_event sorts them out). */
@@ -540,7 +545,7 @@ static int place_children(struct lazy_image *img, uint32_t d)
     return -1;
   struct ldir *ld = &img->dirs[d];
   uint32_t first = (uint32_t)img->nnodes, count = 0;
-  int dfd = img->inline_data ? open_host_dir(img, ld->node) : -1;
+  int dfd = img->inline_data && ld->n <= INLINE_DIR_MAX ? open_host_dir(img, ld->node) : -1;
   uint64_t pos = 0; /* the next slot's offset in the extent */
   for (uint32_t i = 0; i < ld->n; i++) {
     struct lent *e = &img->ents[ld->first + i];
