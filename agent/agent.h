@@ -138,6 +138,8 @@ void share_free(struct share *s);
 /* Release the generations no run holds and no run will use (older than the
  * newest): after a run's end, off the way of the next run's start. */
 void share_sweep(void);
+/* A child of share_sweep's ended (reap_children): true if it was one. */
+bool share_reaped(pid_t pid, int status);
 
 /* share-dev.c: the block device a generation is mounted from, over its
  * byte range of the share disk: a partition of the disk, or else a loop
@@ -153,6 +155,9 @@ int share_dev_attach(const char *disk, uint64_t offset, uint64_t size, struct sh
 /* Once the file system on it is unmounted: 0, or -1 with errno (EBUSY:
  * still in use somewhere; try again later). */
 int share_dev_detach(struct share_dev *d);
+/* A partition another process deleted (share_dev_detach in a child): its
+ * number is free again. */
+void share_dev_forget(struct share_dev *d);
 
 /* share-spare.c: runs' mount namespaces kept for later runs with the
  * same share when nothing was written in them (the overlay's upper layers are

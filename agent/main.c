@@ -25,7 +25,7 @@ static void reap_children(void)
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0)
       return;
-    if (!runs_reaped(pid, status))
+    if (!runs_reaped(pid, status) && !share_reaped(pid, status))
       boot_jobs_reaped(pid, status);
   }
 }

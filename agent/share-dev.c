@@ -159,6 +159,13 @@ int share_dev_attach(const char *disk, uint64_t offset, uint64_t size, struct sh
   return d->part > 0 || d->loop_fd != -1 ? 0 : -1;
 }
 
+void share_dev_forget(struct share_dev *d)
+{
+  if (d->part > 0)
+    part_used[d->part] = false;
+  d->part = 0;
+}
+
 int share_dev_detach(struct share_dev *d)
 {
   if (d->loop_fd != -1) {
