@@ -258,8 +258,8 @@ bool share_reaped(pid_t pid, int status)
 /* Releasing a generation (unmount, device detach, WIRE_GEN_RELEASED) took
  * 11-15 ms under TCG; done where a generation stopped being used, that was
  * in the start of the first run of the next generation. So it is only noted
- * there, and done by share_sweep once a run has ended and its exit is sent
- * (sweep_due, above). */
+ * there, and started by share_sweep once a run has ended and its exit is
+ * sent (sweep_due, above), in a child (gen_release). */
 
 static void gen_sweep(void)
 {
