@@ -27,50 +27,42 @@
 /* Bump when the way the kernel is built changes. */
 #define KERNEL_FORMAT 1
 
-/* The fragments: common.config (what the agent needs) and NAME.config (the
- * board), concatenated. */
-static char *read_fragments(const struct target *t)
+/* common.EXT and NAME.EXT beside each other (kernel-configs), concatenated;
+ * a missing one is an error if REQUIRED, else left out ("" when both are). */
+static char *read_common_and_own(const struct target *t, const char *ext, const char *what, bool required)
 {
   const char *names[] = {"common", t->name};
   struct strv parts = {0};
   for (size_t i = 0; i < 2; i++) {
-    CLEANUP_FREE char *file = xasprintf("%s.config", names[i]);
-    CLEANUP_FREE char *path = kernel_config_path(file);
-    char *text;
-    if (read_file(path, &text, NULL) == -1)
-      fail(EXIT_TOOL_FAILED, "[%s] cannot read the kernel config fragment %s: %s; reinstall vmexec", t->name, path,
-           strerror(errno));
-    strv_push(&parts, text);
-    free(text);
-  }
-  char *all = strv_join(&parts, "\n");
-  strv_free(&parts);
-  return all;
-}
-
-/* common.patch and NAME.patch beside the fragments, concatenated (patch(1)
- * applies one diff after the other), applied to the source before make: the
- * changes every kernel vmexec builds carries, then the target's, each
- * explained at its top; "" when there is neither. */
-static char *read_patch(const struct target *t)
-{
-  const char *names[] = {"common", t->name};
-  struct strv parts = {0};
-  for (size_t i = 0; i < 2; i++) {
-    CLEANUP_FREE char *file = xasprintf("%s.patch", names[i]);
+    CLEANUP_FREE char *file = xasprintf("%s.%s", names[i], ext);
     CLEANUP_FREE char *path = kernel_config_path(file);
     char *text;
     if (read_file(path, &text, NULL) == 0) {
       strv_push(&parts, text);
       free(text);
-    } else if (errno != ENOENT) {
-      fail(EXIT_TOOL_FAILED, "[%s] cannot read the kernel patch %s: %s; reinstall vmexec", t->name, path,
+    } else if (required || errno != ENOENT) {
+      fail(EXIT_TOOL_FAILED, "[%s] cannot read the kernel %s %s: %s; reinstall vmexec", t->name, what, path,
            strerror(errno));
     }
   }
   char *all = strv_join(&parts, "\n");
   strv_free(&parts);
   return all;
+}
+
+/* The fragments: common.config (what the agent needs) and NAME.config (the
+ * board). */
+static char *read_fragments(const struct target *t)
+{
+  return read_common_and_own(t, "config", "config fragment", true);
+}
+
+/* common.patch and NAME.patch (patch(1) applies one diff after the other),
+ * applied to the source before make: the changes every kernel vmexec builds
+ * carries, then the target's, each explained at its top. */
+static char *read_patch(const struct target *t)
+{
+  return read_common_and_own(t, "patch", "patch", false);
 }
 
 /* "powerpc-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0": the first line of --version. */
