@@ -5,7 +5,7 @@
  *                    nid must fit the superblock's 16 bits)
  *   inode blocks     the children of one directory, in the directory's order
  *                    (made when its entries are first read): 64 bytes each,
- *                    or with inline=on a small file's data (a symlink's
+ *                    or with inline=true a small file's data (a symlink's
  *                    target) after its inode, within the inode's block
  *   directory blocks one directory's entries (made when its inode is)
  *   file data        one host file, read when the guest reads it
@@ -691,8 +691,9 @@ static void encode_inode(const struct lazy_image *img, uint32_t n, uint8_t *out)
 
 /* Node N's inline data into OUT (its size): a symlink's target, or the
  * file read beneath its directory, open at DFD (-1: cannot be read). A file
- * that cannot be read any more, or is shorter now, changed since its inode
- * was taken: what is missing reads as zeroes, and the image is stale. */
+ * that cannot be read any more, is no regular file now or is shorter, changed
+ * since its inode was taken: what is missing reads as zeroes, and the image
+ * is stale. */
 static void inline_data(struct lazy_image *img, uint32_t n, int dfd, uint8_t *out)
 {
   const struct lnode *c = &img->nodes[n];
@@ -704,7 +705,8 @@ static void inline_data(struct lazy_image *img, uint32_t n, int dfd, uint8_t *ou
   memcpy(name, img->arena + c->name, c->namelen);
   name[c->namelen] = '\0';
   int fd = dfd < 0 ? -1 : openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  ssize_t got = fd < 0 ? -1 : pread(fd, out, c->size, 0);
+  struct stat st;
+  ssize_t got = fd < 0 || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ? -1 : pread(fd, out, c->size, 0);
   if (fd >= 0)
     close(fd);
   if (got < (ssize_t)c->size) {
