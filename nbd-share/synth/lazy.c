@@ -263,6 +263,13 @@ static bool node_path(const struct lazy_image *img, uint32_t n, char *buf, size_
   return true;
 }
 
+/* Node C's name, NUL-terminated, into NAME (EROFS_NAME_LEN + 1 bytes). */
+static void node_name(const struct lazy_image *img, const struct lnode *c, char *name)
+{
+  memcpy(name, img->arena + c->name, c->namelen);
+  name[c->namelen] = '\0';
+}
+
 /* The host directory of node N, opened (following no symlink), or -1. */
 static int open_host_dir(const struct lazy_image *img, uint32_t n)
 {
@@ -521,8 +528,7 @@ static uint16_t inline_room(const struct lazy_image *img, int dfd, const struct 
   if (dfd < 0 || (c->ftype != EROFS_FT_REG_FILE && c->ftype != EROFS_FT_SYMLINK))
     return 0;
   char name[EROFS_NAME_LEN + 1];
-  memcpy(name, img->arena + c->name, c->namelen);
-  name[c->namelen] = '\0';
+  node_name(img, c, name);
   struct stat st;
   if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 || st.st_size <= 0 ||
       (uint64_t)st.st_size + INODE_SIZE > img->bs)
@@ -615,8 +621,7 @@ static int materialise(struct lazy_image *img, uint32_t n, int dfd)
 {
   struct lnode *c = &img->nodes[n];
   char name[EROFS_NAME_LEN + 1];
-  memcpy(name, img->arena + c->name, c->namelen);
-  name[c->namelen] = '\0';
+  node_name(img, c, name);
   c->done = true;
   struct stat st;
   if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 || ftype_of_mode(st.st_mode) == EROFS_FT_UNKNOWN) {
@@ -702,8 +707,7 @@ static void inline_data(struct lazy_image *img, uint32_t n, int dfd, uint8_t *ou
     return;
   }
   char name[EROFS_NAME_LEN + 1];
-  memcpy(name, img->arena + c->name, c->namelen);
-  name[c->namelen] = '\0';
+  node_name(img, c, name);
   int fd = dfd < 0 ? -1 : openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   struct stat st;
   ssize_t got = fd < 0 || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ? -1 : pread(fd, out, c->size, 0);
@@ -734,7 +738,8 @@ static int inode_block(struct lazy_image *img, uint32_t d, uint64_t blk, uint8_t
   int dfd = -2;
   for (uint32_t i = lo; i < count && img->nodes[first + i].nid < to; i++) {
     uint32_t n = first + i;
-    if (dfd == -2 && (!img->nodes[n].done || img->nodes[n].inline_data))
+    /* The directory: to take a node from the host, or to read a file's inline data. */
+    if (dfd == -2 && (!img->nodes[n].done || (img->nodes[n].inline_data && !S_ISLNK(img->nodes[n].mode))))
       dfd = open_host_dir(img, img->dirs[d].node);
     if (!img->nodes[n].done) {
       if (materialise(img, n, dfd) == -1) {
