@@ -183,6 +183,28 @@ static void gen_released(struct share_gen *g)
 /* What a release child says in its exit status. */
 enum { RELEASE_DONE, RELEASE_BUSY, RELEASE_FAILED };
 
+/* Unmount G (unless it was) and delete its device: RELEASE_*. */
+static int gen_unmount_detach(struct share_gen *g)
+{
+  if (!g->unmounted) {
+    char dir[64];
+    gen_dir(g->n, dir, sizeof dir);
+    if (umount2(dir, MNT_DETACH) == -1)
+      agent_log("cannot unmount share generation %u: %s", g->n, strerror(errno));
+    rmdir(dir);
+    g->unmounted = true;
+  }
+  if (share_dev_detach(&g->dev) == -1) {
+    /* EBUSY: still mounted where a process holds it; the host must not
+     * reuse the slot yet. Tried again after a later run. */
+    if (errno == EBUSY)
+      return RELEASE_BUSY;
+    agent_log("cannot remove %s of share generation %u: %s", g->dev.path, g->n, strerror(errno));
+    return RELEASE_FAILED;
+  }
+  return RELEASE_DONE;
+}
+
 /* Unmount G and delete its partition: in a child, so that the agent serves
  * the next run meanwhile (the unmount frees the generation's inodes and page
  * cache, every page cleared under init_on_free: 9-15 ms under TCG, right
@@ -193,43 +215,21 @@ static void gen_release(struct share_gen *g)
 {
   if (g->releasing)
     return;
-  char dir[64];
-  gen_dir(g->n, dir, sizeof dir);
   if (g->dev.loop_fd == -1) {
     pid_t pid = fork();
     if (pid == 0) {
       setpriority(PRIO_PROCESS, 0, 0); /* the agent runs at -20: runs go first */
-      if (!g->unmounted && umount2(dir, MNT_DETACH) == -1)
-        agent_log("cannot unmount share generation %u: %s", g->n, strerror(errno));
-      rmdir(dir);
-      if (share_dev_detach(&g->dev) == -1) {
-        if (errno != EBUSY)
-          agent_log("cannot remove %s of share generation %u: %s", g->dev.path, g->n, strerror(errno));
-        _exit(errno == EBUSY ? RELEASE_BUSY : RELEASE_FAILED);
-      }
-      _exit(RELEASE_DONE);
+      _exit(gen_unmount_detach(g));
     }
     if (pid > 0) {
       g->releasing = pid;
       return;
     }
   }
-  if (!g->unmounted) {
-    if (umount2(dir, MNT_DETACH) == -1)
-      agent_log("cannot unmount share generation %u: %s", g->n, strerror(errno));
-    rmdir(dir);
-    g->unmounted = true;
-  }
-  if (share_dev_detach(&g->dev) == -1) {
-    if (errno == EBUSY) {
-      /* Still mounted where a process holds it: the host must not reuse
-       * the slot yet. Try again after a later run. */
-      sweep_due = true;
-      return;
-    }
-    agent_log("cannot remove %s of share generation %u: %s", g->dev.path, g->n, strerror(errno));
-  }
-  gen_released(g);
+  if (gen_unmount_detach(g) == RELEASE_BUSY)
+    sweep_due = true;
+  else
+    gen_released(g);
 }
 
 bool share_reaped(pid_t pid, int status)
