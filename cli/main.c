@@ -58,7 +58,7 @@ static const char usage[] =
   "Guests run without address space randomization, which makes programs start faster\n"
   "under emulation (VMEXEC_ASLR=1 keeps it).\n"
   "VMEXEC_TRACE=1 prints where a call's time went (client, supervisor and guest phases,\n"
-  "in ms) on stderr when it ends.\n"
+  "in ms) on stderr when it ends; VMEXEC_TRACE=/abs/path appends it to that file.\n"
   "SIGINT, SIGTERM and SIGHUP go to PROGRAM; if it has not ended VMEXEC_KILL_GRACE seconds\n"
   "later (5), or at a second one, its run is cancelled and vmexec dies of that signal.\n"
   "Exit status: that of PROGRAM; 125 if vmexec failed, 126 if PROGRAM cannot be\n"
