@@ -6,9 +6,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "wire.h"
+
 /* Temporary names start with this, then "PID.N": a name whose PID is dead is
  * a leftover of a vmexec that was killed. */
-#define WB_TEMP_PREFIX ".vmexec-wb."
+#define WB_TEMP_PREFIX WIRE_WB_TEMP_PREFIX
 
 /* Open PATH (absolute) following no symlink at all: a root of the call. */
 int wb_open_root(const char *path);

@@ -247,20 +247,40 @@ bool wire_decode_exit(const uint8_t *p, size_t n, struct wire_exit *m)
   return r.ok;
 }
 
+static void put_wb(struct wire_writer *w, const struct wire_wb *m)
+{
+  wire_put_u32(w, m->kind);
+  wire_put_u32(w, m->mode);
+  put_field(w, m->path, sizeof m->path);
+  if (m->kind == WIRE_WB_SYMLINK)
+    put_field(w, m->target, sizeof m->target);
+  if (m->kind == WIRE_WB_FILE) {
+    wire_put_u64(w, m->size);
+    wire_put_u64(w, m->mtime_sec);
+    wire_put_u32(w, m->mtime_nsec);
+  }
+}
+
+static void get_wb(struct wire_reader *r, struct wire_wb *m)
+{
+  memset(m, 0, sizeof *m);
+  m->kind = wire_get_u32(r);
+  m->mode = wire_get_u32(r);
+  wire_get_str(r, m->path, sizeof m->path);
+  if (m->kind == WIRE_WB_SYMLINK)
+    wire_get_str(r, m->target, sizeof m->target);
+  if (m->kind == WIRE_WB_FILE) {
+    m->size = wire_get_u64(r);
+    m->mtime_sec = wire_get_u64(r);
+    m->mtime_nsec = wire_get_u32(r);
+  }
+}
+
 bool wire_encode_wb(const struct wire_wb *m, uint8_t *buf, size_t cap, size_t *len)
 {
   struct wire_writer w;
   start(&w, buf, cap);
-  wire_put_u32(&w, m->kind);
-  wire_put_u32(&w, m->mode);
-  put_field(&w, m->path, sizeof m->path);
-  if (m->kind == WIRE_WB_SYMLINK)
-    put_field(&w, m->target, sizeof m->target);
-  if (m->kind == WIRE_WB_FILE) {
-    wire_put_u64(&w, m->size);
-    wire_put_u64(&w, m->mtime_sec);
-    wire_put_u32(&w, m->mtime_nsec);
-  }
+  put_wb(&w, m);
   return finish(&w, len);
 }
 
@@ -268,18 +288,30 @@ bool wire_decode_wb(const uint8_t *p, size_t n, struct wire_wb *m)
 {
   struct wire_reader r;
   wire_reader_init(&r, p, n);
-  memset(m, 0, sizeof *m);
-  m->kind = wire_get_u32(&r);
-  m->mode = wire_get_u32(&r);
-  wire_get_str(&r, m->path, sizeof m->path);
-  if (m->kind == WIRE_WB_SYMLINK)
-    wire_get_str(&r, m->target, sizeof m->target);
-  if (m->kind == WIRE_WB_FILE) {
-    m->size = wire_get_u64(&r);
-    m->mtime_sec = wire_get_u64(&r);
-    m->mtime_nsec = wire_get_u32(&r);
-  }
+  get_wb(&r, m);
   return r.ok;
+}
+
+bool wire_encode_patch(const struct wire_patch *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->gen);
+  wire_put_u32(&w, m->uid);
+  wire_put_u32(&w, m->gid);
+  put_wb(&w, &m->file);
+  return finish(&w, len);
+}
+
+bool wire_decode_patch(const uint8_t *p, size_t n, struct wire_patch *m)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  m->gen = wire_get_u32(&r);
+  m->uid = wire_get_u32(&r);
+  m->gid = wire_get_u32(&r);
+  get_wb(&r, &m->file);
+  return r.ok && m->file.kind == WIRE_WB_FILE;
 }
 
 bool wire_encode_winsize(const struct wire_winsize *m, uint8_t *buf, size_t cap, size_t *len)

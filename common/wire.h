@@ -113,6 +113,16 @@ enum wire_type {
    * (the last run's) in it, while the caller's harness starts the next
    * test. No answer. An agent that does not know the frame ignores it. */
   WIRE_GEN_PREPARE = 23,
+  /* host -> agent, run 0, before the WIRE_SHARE of the run that needs it: a
+   * regular file of generation GEN changed on the host in place (or was
+   * replaced under the same name) after the guest had read it. u32 gen, u32
+   * uid, u32 gid, then WIRE_WB's fields (kind WIRE_WB_FILE, mode, path,
+   * size, mtime); its bytes follow in WIRE_PATCH_DATA frames. The agent
+   * keeps it in the generation's patch layer, which overlays the generation
+   * in every later run: no new generation for a file a test harness
+   * rewrites between two calls (nbd-share/README.md). */
+  WIRE_PATCH = 24,
+  WIRE_PATCH_DATA = 25,
 };
 #define WIRE_SEED_MIN 16
 #define WIRE_SEED_MAX 256
@@ -128,6 +138,16 @@ enum {
   WIRE_WB_SYMLINK = 3, /* create or replace a symlink */
   WIRE_WB_DELETE = 4,  /* remove the path (a directory with its contents) */
 };
+/* The host's write-back (client/writeback.c) writes a file under a name
+ * starting with this ("PID.N" follows), then renames it into place; the
+ * share plugin does not count such a name as a change of its directory. */
+#define WIRE_WB_TEMP_PREFIX ".vmexec-wb."
+/* A changed file bigger than this, or changes of more than WIRE_PATCH_MAX
+ * bytes at once or WIRE_PATCH_GEN_MAX in one generation, get a new
+ * generation rather than WIRE_PATCH frames. */
+#define WIRE_PATCH_FILE_MAX (4u << 20)
+#define WIRE_PATCH_MAX (8u << 20)
+#define WIRE_PATCH_GEN_MAX (64u << 20)
 #define WIRE_SHARE_SERIAL "vmexec-share"
 /* The serial of a full image's root filesystem disk (ext4). */
 #define WIRE_ROOT_SERIAL "vmexec-root"

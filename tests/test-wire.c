@@ -580,6 +580,41 @@ static void wb_msg(void)
   CHECK(!decode_wb(ref, w.len) && strcmp(wb_out.path, "/src/link") == 0);
 }
 
+static struct wire_patch patch_out;
+static bool decode_patch(const uint8_t *p, size_t n)
+{
+  return wire_decode_patch(p, n, &patch_out);
+}
+
+/* WIRE_PATCH: gen, uid, gid, then a WIRE_WB of a file; any other kind is
+ * refused. */
+static void patch_msg(void)
+{
+  static struct wire_patch m;
+  static uint8_t buf[3 * PATH_MAX], ref[3 * PATH_MAX];
+  size_t len;
+  m = (struct wire_patch){ .gen = 7, .uid = 1000, .gid = 0x12345678 };
+  m.file = (struct wire_wb){ .kind = WIRE_WB_FILE, .mode = 0100640, .path = "/src/build/tmp_comp", .size = 3,
+                             .mtime_sec = 0x1700000000u, .mtime_nsec = 5 };
+  struct wire_writer w;
+  wire_writer_init(&w, ref, sizeof ref);
+  const uint32_t head[] = { 7, 1000, 0x12345678, WIRE_WB_FILE, 0100640 };
+  for (size_t i = 0; i < 5; i++)
+    wire_put_u32(&w, head[i]);
+  wire_put_str(&w, "/src/build/tmp_comp");
+  const uint32_t tail[] = { 0, 3, 0x17, 0, 5 };
+  for (size_t i = 0; i < 5; i++)
+    wire_put_u32(&w, tail[i]);
+  CHECK(wire_encode_patch(&m, buf, sizeof buf, &len));
+  check_bytes(buf, len, &w);
+  CHECK(decode_patch(buf, len) && patch_out.gen == 7 && patch_out.uid == 1000 && patch_out.gid == 0x12345678 &&
+        patch_out.file.mode == 0100640 && patch_out.file.size == 3 && patch_out.file.mtime_sec == 0x1700000000u &&
+        patch_out.file.mtime_nsec == 5 && strcmp(patch_out.file.path, "/src/build/tmp_comp") == 0);
+  check_prefixes(decode_patch, buf, len);
+  m.file = (struct wire_wb){ .kind = WIRE_WB_DELETE, .path = "/src/build/tmp_comp" };
+  CHECK(wire_encode_patch(&m, buf, sizeof buf, &len) && !decode_patch(buf, len));
+}
+
 static struct wire_winsize winsize_out;
 static bool decode_winsize(const uint8_t *p, size_t n)
 {
@@ -748,6 +783,7 @@ int main(void)
   share_rejects();
   exit_msg();
   wb_msg();
+  patch_msg();
   winsize_and_u32_msg();
   output_closed_msg();
   trace_msg();
