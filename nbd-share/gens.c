@@ -148,7 +148,7 @@ static void control_write(struct gens *g, uint64_t n, const char *what, const ch
  * last: that removal tells the supervisor it may put a new generation there. */
 static void free_slot(struct gens *g, uint64_t n)
 {
-  static const char *const files[] = { "info", "error", "stale", "ask", "roots", "retired" };
+  static const char *const files[] = { "info", "error", "stale", "changed", "ask", "roots", "retired" };
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     char p[4096];
     control_path(g, p, sizeof p, n, files[i]);
@@ -195,8 +195,40 @@ int gens_stale(struct gens *g, uint64_t n)
   return stale;
 }
 
+char *gens_take_changed(struct gens *g, uint64_t n, size_t *len)
+{
+  *len = 0;
+  if (n >= g->nslots)
+    return NULL;
+  pthread_rwlock_rdlock(&g->table);
+  const struct gen *s = &g->slots[n];
+  char *p = s->lazy ? lazy_take_changed(s->lazy, len) : NULL;
+  pthread_rwlock_unlock(&g->table);
+  return p;
+}
+
+/* Append the changed files' paths to gen-N.changed, which the supervisor
+ * reads and removes when it next hands out N (the asks after a write-back
+ * may come before that). */
+static void append_changed(struct gens *g, uint64_t n)
+{
+  size_t len;
+  char *paths = gens_take_changed(g, n, &len);
+  if (!paths)
+    return;
+  char p[4096];
+  control_path(g, p, sizeof p, n, "changed");
+  int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd == -1 || write(fd, paths, len) != (ssize_t)len || close(fd) == -1) {
+    g->c.error(g->c.log_opaque, "%s: %s", p, strerror(errno));
+    control_write(g, n, "stale", "1\n"); /* the guest would not learn of the change */
+  }
+  free(paths);
+}
+
 /* gen-N.ask: the supervisor wants to know whether N is still true to the
- * host. The answer is gen-N.stale, created before gen-N.ask is removed.
+ * host. The answer is gen-N.stale, or else the files to patch appended to
+ * gen-N.changed, written before gen-N.ask is removed.
  * Every change that happened before the ask is in the image's inotify
  * queue by then (inotify queues events in the changing system call). */
 static void answer(struct gens *g, uint64_t n)
@@ -205,6 +237,8 @@ static void answer(struct gens *g, uint64_t n)
     return;
   if (gens_stale(g, n))
     control_write(g, n, "stale", "1\n");
+  else
+    append_changed(g, n);
   char p[4096];
   control_path(g, p, sizeof p, n, "ask");
   unlink(p);

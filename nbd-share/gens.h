@@ -13,6 +13,10 @@
  *   gen-N.error    one line, if N could not be built (its slot reads as zeroes)
  *   gen-N.stale    N no longer shows the host as it is (written before
  *                  gen-N.ask is removed)
+ *   gen-N.changed  else, appended before gen-N.ask is removed: the host
+ *                  paths of regular files N showed that changed since (each
+ *                  ending with a NUL; lazy_take_changed); the supervisor
+ *                  removes it when it sends them to the guest
  * A roots file of the one line "/" asks for the lazy image of the whole
  * host (lazy.h); any other, for an image of the roots scanned whole.
  * Generation N is built on the first read of its slot; a slot without a
@@ -56,6 +60,10 @@ int gens_read(struct gens *g, void *buf, size_t len, uint64_t offset);
  * change in what it has read; a failed build), else 0. The supervisor asks
  * through gen-N.ask (see gens.c); tests call it directly. */
 int gens_stale(struct gens *g, uint64_t n);
+
+/* After gens_stale(N) said 0: what lazy_take_changed says of N (NULL: no
+ * changed file, or not a lazy generation). */
+char *gens_take_changed(struct gens *g, uint64_t n, size_t *len);
 
 /* Free retired generations now (gens_read also does it about once a second). */
 void gens_sweep(struct gens *g);

@@ -12,7 +12,12 @@
  *     does not; nor does a new name (a new subdirectory too) in a directory
  *     whose inode the guest has but none of its blocks: its first block
  *     read shows the name (its size, whole blocks, and its link count, 1,
- *     unchanged), unless the listing outgrew its blocks, which is stale. */
+ *     unchanged), unless the listing outgrew its blocks, which is stale;
+ *   - lazy_take_changed: a regular file of one name whose inode the guest
+ *     has, rewritten in place or renamed over (the write-back's temporary
+ *     names not counting), is listed, once, and the image is not stale; a
+ *     hard-linked file, one grown past WIRE_PATCH_FILE_MAX, or a new name
+ *     make it stale. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -26,6 +31,7 @@
 
 #include "erofs-format.h"
 #include "lazy.h"
+#include "wire.h"
 #include "unit-check.h"
 
 static void die(const char *what)
@@ -365,6 +371,93 @@ static void test_inline(const char *dir)
   free(t);
 }
 
+/* The changed files lazy_take_changed hands out, as one string with the
+ * NULs made '|'; "" for none. */
+static char *changed(struct lazy_image *img)
+{
+  size_t len;
+  char *p = lazy_take_changed(img, &len);
+  char *out = calloc(1, len + 1);
+  if (!out)
+    die("calloc");
+  for (size_t i = 0; i < len; i++)
+    out[i] = p[i] ? p[i] : '|';
+  free(p);
+  return out;
+}
+
+static void check_changed(struct lazy_image *img, const char *want)
+{
+  char *got = changed(img);
+  if (strcmp(got, want) != 0) {
+    fprintf(stderr, "changed: got \"%s\", want \"%s\"\n", got, want);
+    failures++;
+  }
+  free(got);
+}
+
+/* A lazy image of a fresh copy of the tree for test_changed whose every
+ * inode the guest has (the root's entries and their inodes read). */
+static struct lazy_image *changed_image(const char *t)
+{
+  char *p, *q;
+  sh(p = fmt("rm -rf '%s' && mkdir -p '%s/sub'", t, t)), free(p);
+  put(p = fmt("%s/a", t), "one\n", 1), free(p);
+  put(p = fmt("%s/b", t), "two\n", 1), free(p);
+  put(p = fmt("%s/h1", t), "linked\n", 1), free(p);
+  if (link(p = fmt("%s/h1", t), q = fmt("%s/h2", t)))
+    die("link");
+  free(p), free(q);
+  struct lazy_image *img = open_lazy(t, 12);
+  uint8_t buf[4096];
+  CHECK(lazy_read(img, buf, sizeof buf, 4096) == 0 && lazy_read(img, buf, sizeof buf, 2 * 4096) == 0);
+  CHECK(lazy_stats(img).inodes == 5); /* the root, a, b, sub, and h1 and h2's one inode */
+  CHECK(!lazy_stale(img));
+  check_changed(img, "");
+  return img;
+}
+
+static void test_changed(const char *dir)
+{
+  char *t = fmt("%s/chg", dir), *p, *q, *want;
+  struct lazy_image *img = changed_image(t);
+  /* Rewritten in place, twice before the ask: listed once. */
+  put(p = fmt("%s/a", t), "one, longer now\n", 1), free(p);
+  put(p = fmt("%s/a", t), "one, longer still\n", 1), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/a|", t)), free(want);
+  check_changed(img, ""); /* taken */
+  CHECK(!lazy_stale(img));
+  check_changed(img, "");
+  /* The write-back's way: a temporary name, renamed over the file. A
+   * temporary name left behind (a killed vmexec) is no change either. */
+  put(p = fmt("%s/" WIRE_WB_TEMP_PREFIX "1.1", t), "two, by the guest\n", 1);
+  if (rename(p, q = fmt("%s/b", t)))
+    die("rename");
+  free(p), free(q);
+  put(p = fmt("%s/" WIRE_WB_TEMP_PREFIX "1.2", t), "left", 1), free(p);
+  put(p = fmt("%s/a", t), "one again\n", 1), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/b|%s/a|", t, t)), free(want);
+  /* A file of two names: the guest would see the other one unchanged. */
+  put(p = fmt("%s/h2", t), "changed\n", 1), free(p);
+  CHECK(lazy_stale(img));
+  lazy_free(img);
+  /* Too big to patch. */
+  img = changed_image(t);
+  put(p = fmt("%s/a", t), "0123456789abcdef", WIRE_PATCH_FILE_MAX / 16 + 1), free(p);
+  CHECK(lazy_stale(img));
+  lazy_free(img);
+  /* A new name in a listing the guest read. */
+  img = changed_image(t);
+  put(p = fmt("%s/a", t), "one again\n", 1), free(p);
+  put(p = fmt("%s/c", t), "three\n", 1), free(p);
+  CHECK(lazy_stale(img));
+  check_changed(img, "");
+  lazy_free(img);
+  free(t);
+}
+
 int main(void)
 {
   char tmpl[] = "/tmp/test-share-lazy.XXXXXX";
@@ -380,6 +473,7 @@ int main(void)
   }
   test_lazy(dir);
   test_inline(dir);
+  test_changed(dir);
   if (failures == 0) {
     char *cmd = fmt("rm -rf '%s'", dir);
     sh(cmd), free(cmd);

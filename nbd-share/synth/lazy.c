@@ -32,6 +32,7 @@
 #include "erofs-format.h"
 #include "grow.h"
 #include "hostfiles.h"
+#include "wire.h"
 
 #define NONE UINT32_MAX
 #define INODE_SIZE ((uint64_t)sizeof(struct erofs_inode_extended))
@@ -65,6 +66,7 @@ struct lnode {
   uint8_t ftype;        /* EROFS_FT_* of its directory entry */
   bool done;            /* taken from the host: the fields below are set */
   bool inline_data;     /* its data follows its inode (size <= room) */
+  bool changed;         /* in the image's changed list (note_changed) */
   uint16_t room;        /* bytes for inline data after its inode in its slot */
   uint32_t mode, uid, gid, nlink;
   uint64_t size;
@@ -136,6 +138,10 @@ struct lazy_image {
   uint32_t *wd_dir;           /* watch descriptor -> the directory it watches */
   size_t capwd;
   bool stale;
+  uint32_t *changed;          /* regular files changed in place since the last ask (note_changed) */
+  size_t nchanged, capchanged;
+  char *patch_paths;          /* their host paths, each NUL-terminated, for lazy_take_changed */
+  size_t patch_len;
   size_t relists_pending;     /* directories whose relist flag is set */
   size_t relist_garbage;      /* bytes of tables the relists left behind (about) */
   int64_t now;
@@ -949,42 +955,120 @@ int lazy_read(struct lazy_image *img, void *buf, size_t len, uint64_t offset)
   return 0;
 }
 
-/* Under the lock: does EV make the image stale? A changed listing (an entry
- * created, deleted, renamed) of a directory the guest read a block of, a
- * change of the watched directory itself or a lost event does; the listing
- * of one it did not read is read again when it does (relist). A changed
- * entry (written, its attributes) does only if the guest has its inode: one
- * not yet taken from the host will be taken as it is then. A name the
- * listing lacks was left out (a fifo) or is a new one, whose creation
- * event was counted already. */
-static bool stale_event(struct lazy_image *img, const struct inotify_event *ev)
+/* The entry NAME (LEN bytes) of directory LD's listing, or NULL. */
+static const struct lent *find_ent(const struct lazy_image *img, const struct ldir *ld, const char *name,
+                                   size_t len)
 {
-  if (ev->len == 0 || ev->wd < 0 || (size_t)ev->wd >= img->capwd || img->wd_dir[ev->wd] >= img->ndirs)
-    return true;
-  struct ldir *ld = &img->dirs[img->wd_dir[ev->wd]];
-  if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) {
-    if (ld->placed)
-      return true;
-    img->relists_pending += !ld->relist;
-    ld->relist = true;
-    return false;
-  }
-  if (!(ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)))
-    return true;
-  size_t len = strnlen(ev->name, ev->len), lo = 0, hi = ld->n;
+  size_t lo = 0, hi = ld->n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     const struct lent *e = &img->ents[ld->first + mid];
-    int c = memcmp(ev->name, img->arena + e->name, len < e->len ? len : e->len);
+    int c = memcmp(name, img->arena + e->name, len < e->len ? len : e->len);
     c = c ? c : (len > e->len) - (len < e->len);
     if (c == 0)
-      return e->node != NONE && img->nodes[e->node].done;
+      return e;
     if (c < 0)
       hi = mid;
     else
       lo = mid + 1;
   }
-  return false;
+  return NULL;
+}
+
+/* Node N, a regular file the guest may have read, changed on the host in
+ * place or was replaced under its name: noted for lazy_take_changed (the
+ * guest gets the new bytes in its patch layer) instead of a new image.
+ * False when that cannot show it: not a regular file, one of several names
+ * of an inode, or no memory for the note. */
+static bool note_changed(struct lazy_image *img, uint32_t n)
+{
+  struct lnode *c = &img->nodes[n];
+  if (c->done ? !S_ISREG(c->mode) || c->nlink != 1 : c->ftype != EROFS_FT_REG_FILE)
+    return false;
+  if (c->changed)
+    return true;
+  if (img->nchanged == img->capchanged) {
+    size_t cap = img->capchanged ? 2 * img->capchanged : 16;
+    uint32_t *p = realloc(img->changed, cap * sizeof *p);
+    if (!p)
+      return false;
+    img->changed = p;
+    img->capchanged = cap;
+  }
+  img->changed[img->nchanged++] = n;
+  c->changed = true;
+  return true;
+}
+
+/* Under the lock: does EV make the image stale? A changed listing (an entry
+ * created, deleted, renamed) of a directory the guest read a block of, a
+ * change of the watched directory itself or a lost event does; the listing
+ * of one it did not read is read again when it does (relist). A changed
+ * entry (written, its attributes) whose inode the guest has does unless it
+ * is a regular file of one name (note_changed), and so does a name of the
+ * listing renamed over; one not yet taken from the host will be taken as it
+ * is then. A name the listing lacks was left out (a fifo) or is a new one,
+ * whose creation event was counted already. */
+static bool stale_event(struct lazy_image *img, const struct inotify_event *ev)
+{
+  if (ev->len == 0 || ev->wd < 0 || (size_t)ev->wd >= img->capwd || img->wd_dir[ev->wd] >= img->ndirs)
+    return true;
+  struct ldir *ld = &img->dirs[img->wd_dir[ev->wd]];
+  size_t len = strnlen(ev->name, ev->len);
+  if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) {
+    /* vmexec's write-back makes a file under a temporary name, then renames
+     * it over the file's: neither the temporary name's coming nor its going
+     * is a change of the listing. */
+    if (len > strlen(WIRE_WB_TEMP_PREFIX) && !memcmp(ev->name, WIRE_WB_TEMP_PREFIX, strlen(WIRE_WB_TEMP_PREFIX)))
+      return false;
+    if (!ld->placed) {
+      img->relists_pending += !ld->relist;
+      ld->relist = true;
+      return false;
+    }
+    /* A name the guest has, renamed over (write-back, an editor's save):
+     * the listing holds; the file is new. */
+    const struct lent *e = ev->mask & IN_MOVED_TO ? find_ent(img, ld, ev->name, len) : NULL;
+    return !e || e->node == NONE || !note_changed(img, e->node);
+  }
+  if (!(ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)))
+    return true;
+  const struct lent *e = find_ent(img, ld, ev->name, len);
+  if (!e || e->node == NONE || !img->nodes[e->node].done)
+    return false; /* its inode is taken from the host when the guest reads it */
+  return !note_changed(img, e->node);
+}
+
+/* The changed files as they are now, their paths into patch_paths: false
+ * (a new image is needed) unless each is a regular file of one name, at
+ * most WIRE_PATCH_FILE_MAX bytes, WIRE_PATCH_MAX in all (wire.h). */
+static bool take_changed(struct lazy_image *img)
+{
+  bool ok = true;
+  uint64_t total = 0;
+  for (size_t i = 0; i < img->nchanged; i++) {
+    uint32_t n = img->changed[i];
+    img->nodes[n].changed = false;
+    char path[8192];
+    struct stat st;
+    if (!ok || !node_path(img, n, path, sizeof path) || lstat(path, &st) == -1 || !S_ISREG(st.st_mode) ||
+        st.st_nlink != 1 || (uint64_t)st.st_size > WIRE_PATCH_FILE_MAX ||
+        (total += (uint64_t)st.st_size) > WIRE_PATCH_MAX) {
+      ok = false;
+      continue;
+    }
+    size_t len = strlen(path) + 1;
+    char *p = realloc(img->patch_paths, img->patch_len + len);
+    if (!p) {
+      ok = false;
+      continue;
+    }
+    memcpy(p + img->patch_len, path, len);
+    img->patch_paths = p;
+    img->patch_len += len;
+  }
+  img->nchanged = 0;
+  return ok;
 }
 
 bool lazy_stale(struct lazy_image *img)
@@ -1002,9 +1086,24 @@ bool lazy_stale(struct lazy_image *img)
   for (size_t d = 0; d < img->ndirs && img->relists_pending && !img->stale; d++)
     if (img->dirs[d].relist && relist(img, (uint32_t)d) == -1)
       img->stale = true; /* out of memory: a new image */
+  if (img->nchanged && !take_changed(img))
+    img->stale = true;
   bool stale = img->stale;
   pthread_mutex_unlock(&img->lock);
   return stale;
+}
+
+char *lazy_take_changed(struct lazy_image *img, size_t *len)
+{
+  pthread_mutex_lock(&img->lock);
+  char *p = img->stale ? NULL : img->patch_paths;
+  *len = p ? img->patch_len : 0;
+  if (!p)
+    free(img->patch_paths);
+  img->patch_paths = NULL;
+  img->patch_len = 0;
+  pthread_mutex_unlock(&img->lock);
+  return p;
 }
 
 struct lazy_stats lazy_stats(struct lazy_image *img)
@@ -1033,6 +1132,8 @@ void lazy_free(struct lazy_image *img)
   free(img->arena);
   free(img->links);
   free(img->wd_dir);
+  free(img->changed);
+  free(img->patch_paths);
   free(img->block0);
   free(img->scratch);
   free(img->root);

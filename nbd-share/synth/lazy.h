@@ -26,7 +26,11 @@
  * changed while the guest had at most its inode is read again (at the next
  * lazy_stale, or when the guest first reads it); its size is whole blocks
  * and its link count 1, so the inode still holds as long as the listing
- * fills as many blocks (else the image is stale). */
+ * fills as many blocks (else the image is stale). A regular file of one name
+ * whose inode the image gave out and that changed in place, or was renamed
+ * over (vmexec's write-back), does not make it stale: lazy_take_changed
+ * hands out its path, and the guest gets its new bytes another way (the
+ * agent's patch layer over the generation, nbd-share/README.md). */
 #ifndef NBD_SHARE_LAZY_H
 #define NBD_SHARE_LAZY_H
 
@@ -66,6 +70,12 @@ int lazy_read(struct lazy_image *img, void *buf, size_t len, uint64_t offset);
 /* True once a directory the image has read changed its names, or an entry
  * whose inode it gave out changed, on the host (or could not be watched). */
 bool lazy_stale(struct lazy_image *img);
+
+/* After lazy_stale said false: the host paths of the regular files changed
+ * since the ask before (see above), each ending with a NUL, in a malloc'ed
+ * buffer of *LEN bytes, or NULL (none). Taken once: the next ask starts an
+ * empty list. */
+char *lazy_take_changed(struct lazy_image *img, size_t *len);
 
 struct lazy_stats lazy_stats(struct lazy_image *img);
 void lazy_free(struct lazy_image *img);
