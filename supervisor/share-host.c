@@ -8,7 +8,10 @@
  * the current generation unless the plugin says it is stale: something it
  * has shown (a directory it read, an entry in one) changed on the host
  * since. What the guest has read of a generation never changes: a changed
- * host gets a new generation for the next call. */
+ * host gets a new generation for the next call, unless all that changed is
+ * regular files rewritten in place (or renamed over, as the write-back
+ * does), up to WIRE_PATCH_MAX bytes: those go to the agent as patches of
+ * the current generation (share-patch.c). */
 #include "share-host.h"
 
 #include <dirent.h>
@@ -30,6 +33,7 @@
 #include "nbdkit.h"
 #include "paths.h"
 #include "rundir.h"
+#include "share-patch.h"
 #include "sockets.h"
 #include "util.h"
 #include "wire.h"
@@ -50,6 +54,7 @@ struct share_host {
   bool have_gen;
   uint32_t gen;       /* the current generation, in slot cur_slot */
   uint64_t cur_slot;
+  uint64_t patched;   /* bytes of patches sent for the current generation */
   int answers;        /* inotify on the control directory: the plugin removing gen-N.ask, or -1 */
 };
 
@@ -250,6 +255,9 @@ static bool new_generation(struct share_host *h, char *err, size_t cap)
     slot_file(h, h->cur_slot, "error", failed, sizeof failed);
     if (access(failed, F_OK) == 0)
       retire_slot(h, h->cur_slot);
+    /* Its changed files need no patches: the new one shows them. */
+    slot_file(h, h->cur_slot, "changed", failed, sizeof failed);
+    unlink(failed);
   }
   uint64_t slot = free_slot(h);
   if (slot == UINT64_MAX) {
@@ -264,6 +272,21 @@ static bool new_generation(struct share_host *h, char *err, size_t cap)
   h->slot_gen[slot] = gen;
   h->slot_state[slot] = SLOT_USED;
   h->have_gen = true;
+  h->patched = 0;
+  return true;
+}
+
+/* The files the plugin listed as changed in the current generation, sent
+ * as its patches; false if they cannot be (then a new generation). */
+static bool send_patches(struct share_host *h, share_patch_emit *emit, void *arg)
+{
+  char list[PATH_MAX + 64];
+  slot_file(h, h->cur_slot, "changed", list, sizeof list);
+  uint64_t room = WIRE_PATCH_GEN_MAX - h->patched; /* the guest keeps them until the generation goes */
+  long long sent = share_patch_send(list, h->gen, room < WIRE_PATCH_MAX ? room : WIRE_PATCH_MAX, emit, arg);
+  if (sent < 0)
+    return false;
+  h->patched += (uint64_t)sent;
   return true;
 }
 
@@ -271,8 +294,8 @@ static bool new_generation(struct share_host *h, char *err, size_t cap)
 static struct wire_root last_roots[MAX_ROOTS];
 static uint32_t last_nroots;
 
-bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply, char *err,
-                        size_t cap)
+bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply,
+                        share_patch_emit *emit, void *arg, char *err, size_t cap)
 {
   last_nroots = 0;
   if (!wire_decode_share(p, n, reply, last_roots, MAX_ROOTS) || reply->nroots == 0) {
@@ -293,7 +316,8 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
   }
   last_nroots = reply->nroots;
 
-  if ((!h->have_gen || current_stale(h)) && !new_generation(h, err, cap))
+  bool fresh = !h->have_gen || current_stale(h) || !send_patches(h, emit, arg);
+  if (fresh && !new_generation(h, err, cap))
     return false;
   reply->gen = h->gen;
   reply->offset = h->cur_slot * h->slot_size;

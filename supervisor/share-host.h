@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "share-patch.h"
 #include "targets.h"
 #include "wire-msg.h"
 
@@ -22,10 +23,12 @@ const char *share_host_socket(const struct share_host *h);
 
 /* A caller's WIRE_SHARE payload P of N bytes (generation fields unset) to
  * the agent's, in REPLY (its roots are valid until the next call): picks the
- * generation, making a new one when the roots are not covered or changed.
+ * generation, making a new one when what the current one showed changed
+ * on the host, except for changed regular files it can patch: their
+ * WIRE_PATCH frames go through EMIT (ARG), to be queued before REPLY.
  * False with a one-line ERR when it cannot. */
-bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply, char *err,
-                        size_t cap);
+bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply,
+                        share_patch_emit *emit, void *arg, char *err, size_t cap);
 
 /* The host changed since the current generation was made (a caller applied
  * write-back): if the plugin says the current generation is stale, make the

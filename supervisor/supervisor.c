@@ -70,7 +70,7 @@ struct run {
   bool refused;           /* told the caller it failed: drop its frames */
   uint64_t unacked;       /* output sent to the caller that it has not credited yet */
   long long share_ns;     /* VMEXEC_TRACE: time to pick or make its share generation */
-  const char *share_how;  /* ... and whether it was new, made ahead or reused */
+  const char *share_how;  /* ... and whether it was new, made ahead, patched or reused */
   struct run *next;
 };
 
@@ -103,6 +103,7 @@ struct supervisor {
   struct share_host *share; /* NULL: no share (share_why says why) */
   uint32_t last_gen;        /* the share generation the last run got (for VMEXEC_TRACE) */
   uint32_t prepared_gen;    /* one made ahead (WIRE_GEN_PREPARE) no run got yet, or UINT32_MAX */
+  unsigned patches_queued;  /* WIRE_PATCH frames of the share request at hand (VMEXEC_TRACE) */
   char share_why[512];
   struct qemu_options qo;   /* how qemu was started, to boot again */
   int boots;
@@ -584,6 +585,14 @@ static void from_agent(struct supervisor *s, const struct wire_header *h, const 
   frame_conn_queue(&r->client->conn, h->type, r->client_run, p, h->length);
 }
 
+/* A share generation's patch frame (share-patch.h), for the agent. */
+static void queue_patch(void *arg, uint16_t type, const uint8_t *p, size_t n)
+{
+  struct supervisor *s = arg;
+  queue_to_agent(s, type, 0, p, n);
+  s->patches_queued += type == WIRE_PATCH;
+}
+
 /* A frame from a caller. Returns false when the caller broke the protocol. */
 static bool from_client(struct supervisor *s, struct client *c, const struct wire_header *h, const uint8_t *p)
 {
@@ -628,9 +637,14 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
       snprintf(err, sizeof err, "the %s guest cannot share the host's trees: %s; run with --copy", s->t->name,
                s->share_why);
     long long t0 = now_ns();
-    bool ok = s->share && share_host_request(s->share, p, h->length, &reply, err, sizeof err);
+    s->patches_queued = 0;
+    bool ok = s->share && share_host_request(s->share, p, h->length, &reply, queue_patch, s, err, sizeof err);
     r->share_ns = now_ns() - t0;
-    r->share_how = !ok ? NULL : reply.gen == s->prepared_gen ? "made ahead" : reply.gen != s->last_gen ? "new" : "reused";
+    r->share_how = !ok                            ? NULL
+                   : reply.gen == s->prepared_gen ? "made ahead"
+                   : reply.gen != s->last_gen     ? "new"
+                   : s->patches_queued            ? "patched"
+                                                  : "reused";
     s->prepared_gen = UINT32_MAX;
     if (ok) {
       s->last_gen = reply.gen;
