@@ -115,6 +115,7 @@ struct share {
   struct upper_seen *seen; /* its upper layers' ctimes when it was last kept (share-spare.c) */
   size_t nseen;
   char *mounts_seen;      /* its mount table when first kept, less the runs' tmpfs (share-spare.c) */
+  unsigned patch_serial;  /* share_patch_serial() when it was made */
 };
 /* Make /run a shared mount (runs' namespaces are its slaves). */
 void share_init(void);
@@ -140,6 +141,19 @@ void share_free(struct share *s);
 void share_sweep(void);
 /* A child of share_sweep's ended (reap_children): true if it was one. */
 bool share_reaped(pid_t pid, int status);
+
+/* share-patch.c: files of a generation that changed on the host after the
+ * guest read them (WIRE_PATCH, WIRE_PATCH_DATA), in a layer over it. */
+void share_patch_begin(const uint8_t *p, size_t n);
+void share_patch_data(const uint8_t *p, size_t n);
+/* How many patches were completed so far: a namespace made before the
+ * latest one may show a file as it was. */
+unsigned share_patch_serial(void);
+/* The layer's directory for PATH in generation GEN into BUF: true if it
+ * exists (something beneath PATH is patched). */
+bool share_patch_dir(uint32_t gen, const char *path, char *buf, size_t cap);
+/* Remove GEN's layer (its release). */
+void share_patch_drop(uint32_t gen);
 
 /* share-dev.c: the block device a generation is mounted from, over its
  * byte range of the share disk: a partition of the disk, or else a loop
@@ -183,6 +197,9 @@ bool share_unchanged(const struct share *s);
 bool share_keep(struct share *s, bool unchanged);
 /* A new generation was mounted: spares of older ones will never serve. */
 void share_spare_outdated(uint32_t newest_gen);
+/* A patch was completed: namespaces made before it may show the file as it
+ * was, in their overlays' caches; they are not kept. */
+void share_spare_patched(void);
 /* S (prepared, its tmpfs mounted) is a generation made ahead whose
  * namespace a child is making: it comes on SOCK (share_send_ns). Replaces
  * the one made ahead before. */

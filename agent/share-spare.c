@@ -120,6 +120,18 @@ void share_spare_outdated(uint32_t newest_gen)
       i++;
 }
 
+void share_spare_patched(void)
+{
+  unsigned now = share_patch_serial();
+  if (ahead.s && ahead.s->patch_serial != now)
+    ahead_drop();
+  for (size_t i = 0; i < nspares;)
+    if (spares[i]->patch_serial != now)
+      drop_spare(i);
+    else
+      i++;
+}
+
 /* P at "DIGITS" then END: their number, else -1. */
 static long number_then(const char *p, const char *end)
 {
@@ -394,7 +406,7 @@ void share_receive_ns(struct share *s, int sock)
 
 bool share_keep(struct share *s, bool unchanged)
 {
-  if (s->ns_fd < 0 || mounts_changed(s))
+  if (s->ns_fd < 0 || s->patch_serial != share_patch_serial() || mounts_changed(s))
     return false;
   if (!unchanged) {
     if (!untouched(s))

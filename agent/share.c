@@ -120,6 +120,7 @@ struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap)
     return NULL;
   }
   s->ns_fd = s->mounts_fd = -1;
+  s->patch_serial = share_patch_serial(); /* its namespace shows the patches so far */
   if (!wire_decode_share(p, n, &m, roots, MAX_ROOTS) || m.nroots == 0 ||
       !(s->roots = calloc(m.nroots, sizeof *s->roots))) {
     snprintf(err, cap, "malformed share request from the host");
@@ -192,6 +193,7 @@ static int gen_unmount_detach(struct share_gen *g)
     if (umount2(dir, MNT_DETACH) == -1)
       agent_log("cannot unmount share generation %u: %s", g->n, strerror(errno));
     rmdir(dir);
+    share_patch_drop(g->n);
     g->unmounted = true;
   }
   if (share_dev_detach(&g->dev) == -1) {
@@ -531,18 +533,68 @@ static int enter_lower(const struct share *s, const char *root)
   return chdir(root + 1) == -1 && root[1] ? -1 : 0;
 }
 
-/* An overlay on TARGET over the current directory, its upper and work
- * directories NAME in the run's tmpfs. */
-static int mount_overlay(const struct share *s, const char *target, const char *name)
+/* The lower layers of an overlay on host PATH, whose directory in the
+ * generation is the current one (enter_lower): "." alone, or under the
+ * generation's patch layer when something beneath PATH is patched
+ * (share-patch.c), named by a descriptor (*FD, to close after the mount)
+ * so that no path length or ':' in it matters. */
+static void lower_layers(const struct share *s, const char *path, char *buf, size_t cap, int *fd)
+{
+  char dir[PATH_MAX + 64];
+  *fd = share_patch_dir(s->gen, path, dir, sizeof dir) ? open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+  if (*fd >= 0)
+    snprintf(buf, cap, "/proc/self/fd/%d:.", *fd);
+  else
+    snprintf(buf, cap, ".");
+}
+
+/* An overlay on TARGET over LOWERS (lower_layers), its upper and work
+ * directories NAME in the run's tmpfs; without NAME, read-only. */
+static int mount_overlay(const struct share *s, const char *target, const char *lowers, const char *name)
 {
   char opts[512];
-  snprintf(opts, sizeof opts, "lowerdir=.,upperdir=%s/upper/%s,workdir=%s/work/%s,redirect_dir=off,metacopy=off",
-           s->rw, name, s->rw, name);
-  int rc = mount("overlay", target, "overlay", 0, opts);
+  if (name)
+    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s/upper/%s,workdir=%s/work/%s,redirect_dir=off,metacopy=off",
+             lowers, s->rw, name, s->rw, name);
+  else
+    snprintf(opts, sizeof opts, "lowerdir=%s,redirect_dir=off,metacopy=off", lowers);
+  unsigned long flags = name ? 0 : MS_RDONLY;
+  int rc = mount("overlay", target, "overlay", flags, opts);
   if (rc == -1 && errno == EINVAL) {
     /* A kernel that knows neither option keeps both off anyway. */
     *strstr(opts, ",redirect_dir") = '\0';
-    rc = mount("overlay", target, "overlay", 0, opts);
+    rc = mount("overlay", target, "overlay", flags, opts);
+  }
+  return rc;
+}
+
+/* Host PATH read-only at TARGET, from the generation's directory (the
+ * current one): a bind mount, read-only as the generation's mount whose
+ * flags it copies (no remount: two mount calls per view cost 4-6 ms a
+ * namespace under TCG); a read-only overlay when PATH has patches. */
+static int mount_read_only(const struct share *s, const char *path, const char *target)
+{
+  char lowers[64];
+  int fd;
+  lower_layers(s, path, lowers, sizeof lowers, &fd);
+  int rc = fd >= 0 ? mount_overlay(s, target, lowers, NULL) : mount(".", target, NULL, MS_BIND | MS_REC, NULL);
+  if (fd >= 0)
+    close(fd);
+  return rc;
+}
+
+/* A writable overlay of host PATH on TARGET (lower: the current directory,
+ * and PATH's patches), its layers NAME in the run's tmpfs. */
+static int mount_writable(const struct share *s, const char *path, const char *target, const char *name)
+{
+  char lowers[64];
+  int fd;
+  lower_layers(s, path, lowers, sizeof lowers, &fd);
+  int rc = mount_overlay(s, target, lowers, name);
+  if (fd >= 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
   }
   return rc;
 }
@@ -566,16 +618,14 @@ static int mount_view(const struct share *s, const char *path, size_t i, char *e
     /* The overlay's root takes its owner and mode (1777) from the upper dir. */
     if (mkdir_or_fail(upper, 0755, err, cap) || mkdir_or_fail(work, 0700, err, cap) ||
         chown(upper, st.st_uid, st.st_gid) == -1 || chmod(upper, st.st_mode & 07777) == -1 ||
-        mount_overlay(s, target, name) == -1) {
+        mount_writable(s, path, target, name) == -1) {
       if (!*err)
         snprintf(err, cap, "cannot mount the scratch overlay on %s", path);
       return -1;
     }
     return 0;
   }
-  /* Read-only as the generation's mount, whose flags a bind mount copies:
-   * no remount (two mount calls per view cost 4-6 ms a namespace under TCG). */
-  if (mount(".", target, NULL, MS_BIND | MS_REC, NULL) == -1) {
+  if (mount_read_only(s, path, target) == -1) {
     snprintf(err, cap, "cannot mount %s read-only", path);
     return -1;
   }
@@ -637,12 +687,12 @@ int share_enter(const struct share *s, char *err, size_t cap)
     if (r->writable) {
       char name[32];
       snprintf(name, sizeof name, "%zu", i);
-      if (mount_overlay(s, target, name) == -1) {
+      if (mount_writable(s, r->path, target, name) == -1) {
         snprintf(err, cap, "cannot mount the writable overlay on %s%s", r->path,
                  errno == ENODEV ? " (the image lacks the overlay module)" : "");
         return -1;
       }
-    } else if (mount(".", target, NULL, MS_BIND, NULL) == -1) { /* read-only as the generation (mount_view) */
+    } else if (mount_read_only(s, r->path, target) == -1) {
       snprintf(err, cap, "cannot mount %s read-only", r->path);
       return -1;
     }

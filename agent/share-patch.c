@@ -1,0 +1,200 @@
+/* The patch layer of a share generation: host files that changed in place
+ * after the guest had read them (WIRE_PATCH from the supervisor's
+ * share-patch.c), kept at their host paths under PATCH_DIR/GEN. The
+ * generation's image never changes under the guest, so without this a
+ * file that a test harness rewrites between two calls (xz's test_compress:
+ * compress to a file, decompress it in the next call) cost a new
+ * generation: a mount, a namespace made anew, every program read and
+ * translated by qemu again, the old one's pages cleared, about 50 ms of
+ * the guest's time under TCG. share.c mounts a root or view with patches
+ * beneath it as an overlay over the patch directory and the generation's;
+ * a namespace made before the latest patch is not kept as a spare.
+ *
+ * A file is written to a temporary name outside the tree and renamed into
+ * place when whole, so a run (of another caller, at once) sees the old file
+ * or the new one. The directories of the layer take the owner, mode and
+ * times of the generation's, since an overlay shows the top layer's. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "wire-msg.h"
+
+#define PATCH_DIR RUN_DIR "/patch"
+
+static struct {
+  int fd;               /* the file being received, or -1 */
+  uint64_t left;        /* its bytes still to come */
+  struct wire_patch m;
+  char tmp[64];
+} cur = { .fd = -1 };
+
+static unsigned serial; /* patches completed */
+
+unsigned share_patch_serial(void)
+{
+  return serial;
+}
+
+static void patch_path(uint32_t gen, const char *path, char *buf, size_t cap)
+{
+  snprintf(buf, cap, PATCH_DIR "/%u%s", gen, path);
+}
+
+/* DIR of the layer (PATCH_DIR/GEN + REL) takes the generation's REL's
+ * owner, mode and times. */
+static void dir_as_generation(uint32_t gen, const char *dir, const char *rel)
+{
+  char lower[PATH_MAX + 64];
+  struct stat st;
+  snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, rel);
+  if (stat(lower, &st) == -1)
+    return;
+  if (chown(dir, st.st_uid, st.st_gid) == -1 || chmod(dir, st.st_mode & 07777) == -1)
+    agent_log("cannot set the owner of %s: %s", dir, strerror(errno));
+  struct timespec t[2] = { st.st_atim, st.st_mtim };
+  utimensat(AT_FDCWD, dir, t, 0);
+}
+
+/* The directories above PATH in GEN's layer, made as the generation's. */
+static int make_parents(uint32_t gen, const char *path)
+{
+  char dir[PATH_MAX + 64];
+  patch_path(gen, "", dir, sizeof dir);
+  mkdir(PATCH_DIR, 0755);
+  if (mkdir(dir, 0755) == 0)
+    dir_as_generation(gen, dir, "/");
+  size_t base = strlen(dir);
+  for (const char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+    if (base + (size_t)(slash - path) >= sizeof dir)
+      return -1;
+    memcpy(dir + base, path, (size_t)(slash - path));
+    dir[base + (size_t)(slash - path)] = '\0';
+    if (mkdir(dir, 0755) == 0)
+      dir_as_generation(gen, dir, dir + base);
+    else if (errno != EEXIST)
+      return -1;
+  }
+  return 0;
+}
+
+static void abandon(void)
+{
+  if (cur.fd >= 0) {
+    close(cur.fd);
+    unlink(cur.tmp);
+  }
+  cur.fd = -1;
+}
+
+/* The file is whole: into place, as the host has it. */
+static void finish(void)
+{
+  const struct wire_wb *f = &cur.m.file;
+  struct timespec t[2] = { { .tv_sec = (time_t)f->mtime_sec, .tv_nsec = f->mtime_nsec },
+                           { .tv_sec = (time_t)f->mtime_sec, .tv_nsec = f->mtime_nsec } };
+  char final[PATH_MAX + 64];
+  patch_path(cur.m.gen, f->path, final, sizeof final);
+  if (fchown(cur.fd, cur.m.uid, cur.m.gid) == -1 || fchmod(cur.fd, f->mode & 07777) == -1 ||
+      futimens(cur.fd, t) == -1 || close(cur.fd) == -1 || rename(cur.tmp, final) == -1) {
+    agent_log("cannot patch %s in share generation %u: %s", f->path, cur.m.gen, strerror(errno));
+    cur.fd = -1;
+    unlink(cur.tmp);
+    return;
+  }
+  cur.fd = -1;
+  /* The rename changed the directory's times: the generation's again. */
+  char *slash = strrchr(final, '/');
+  *slash = '\0';
+  char rel[PATH_MAX];
+  snprintf(rel, sizeof rel, "%.*s", (int)(strrchr(f->path, '/') - f->path), f->path);
+  dir_as_generation(cur.m.gen, final, rel[0] ? rel : "/");
+  serial++;
+  share_spare_patched();
+}
+
+/* An absolute path of plain names: no "", ".", ".." component. */
+static bool plain_path(const char *p)
+{
+  if (p[0] != '/')
+    return false;
+  for (const char *c = p + 1;; c = strchr(c, '/') + 1) {
+    size_t len = strcspn(c, "/");
+    if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+      return false;
+    if (!c[len])
+      return true;
+  }
+}
+
+void share_patch_begin(const uint8_t *p, size_t n)
+{
+  abandon();
+  if (!wire_decode_patch(p, n, &cur.m) || !plain_path(cur.m.file.path)) {
+    agent_log("ignoring a malformed WIRE_PATCH");
+    return;
+  }
+  snprintf(cur.tmp, sizeof cur.tmp, PATCH_DIR "/%u.tmp", cur.m.gen);
+  if (make_parents(cur.m.gen, cur.m.file.path) == -1 ||
+      (cur.fd = open(cur.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
+    agent_log("cannot patch %s in share generation %u: %s", cur.m.file.path, cur.m.gen, strerror(errno));
+    return;
+  }
+  cur.left = cur.m.file.size;
+  if (cur.left == 0)
+    finish();
+}
+
+void share_patch_data(const uint8_t *p, size_t n)
+{
+  if (cur.fd < 0)
+    return;
+  if (n > cur.left) {
+    agent_log("WIRE_PATCH_DATA beyond the size of %s", cur.m.file.path);
+    abandon();
+    return;
+  }
+  for (size_t done = 0; done < n;) {
+    ssize_t w = write(cur.fd, p + done, n - done);
+    if (w == -1 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      agent_log("cannot patch %s in share generation %u: %s", cur.m.file.path, cur.m.gen, strerror(errno));
+      abandon();
+      return;
+    }
+    done += (size_t)w;
+  }
+  if ((cur.left -= n) == 0)
+    finish();
+}
+
+bool share_patch_dir(uint32_t gen, const char *path, char *buf, size_t cap)
+{
+  struct stat st;
+  patch_path(gen, path, buf, cap);
+  return lstat(buf, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+  (void)st;
+  (void)ftw;
+  if ((type == FTW_DP ? rmdir(path) : unlink(path)) == -1)
+    agent_log("cannot remove %s: %s", path, strerror(errno));
+  return 0;
+}
+
+void share_patch_drop(uint32_t gen)
+{
+  char dir[64];
+  patch_path(gen, "", dir, sizeof dir);
+  if (access(dir, F_OK) == 0)
+    nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
