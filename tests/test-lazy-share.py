@@ -9,7 +9,13 @@ outside the guest's system is visible in the guest without being named.
   host's files do not change); a directory under another host directory
   (the build tree when it is not under /tmp) refuses writes with EROFS;
 - the next call sees what the host changed in between (a new generation),
-  and one that changed nothing reuses the generation.
+  and one that changed nothing reuses the generation;
+- a file the guest read, then rewritten in place on the host or replaced by
+  the write-back (a program's output), is seen new by the next call through
+  the generation's patch layer, not a new generation ("patched" in
+  VMEXEC_TRACE): in a writable root, a read-only one (--share DIR:ro) and a
+  directory named by no call (under /tmp), with the host's mode and mtime,
+  and its directory keeping its own.
 
 Environment: VMEXEC, BUILDDIR."""
 
@@ -136,6 +142,70 @@ def test_changes():
               f"calls that change nothing reuse the generation: {before} then {generations()}")
 
 
+def traced(script, *share):
+    """SCRIPT as guest() runs it, with VMEXEC_TRACE=1: (completed process,
+    how the supervisor got its share generation)."""
+    args = [VMEXEC, "--target", "s390x"] + [a for d in share for a in ("--share", d)]
+    r = subprocess.run(args + ["--", "/bin/sh", "-c", script], cwd=cwd, env=dict(ENV, VMEXEC_TRACE="1"),
+                       capture_output=True, timeout=900)
+    err = r.stderr.decode(errors="replace")
+    how = err.split("share generation (")[1].split(")")[0] if "share generation (" in err else "?"
+    r.stderr = err.split("vmexec trace")[0].encode()
+    return r, how
+
+
+def rewrite(path, text, mode, mtime):
+    with open(path, "w") as f:  # in place: the same inode, truncated
+        f.write(text)
+    os.chmod(path, mode)
+    os.utime(path, (mtime, mtime))
+
+
+def test_patched():
+    ro = os.path.join(top, "ro")
+    os.mkdir(ro)
+    files = {"cwd": os.path.join(cwd, "out.txt"), "ro": os.path.join(ro, "in.txt"),
+             "unnamed": os.path.join(unnamed, "patched.txt")}
+    for path in files.values():
+        rewrite(path, "first\n", 0o644, 1_600_000_000)
+    for d in (ro, unnamed):
+        os.utime(d, (1_500_000_000, 1_500_000_000))
+    show = "; ".join(f"cat {p}; stat -c '%a %Y' {p}" for p in files.values())
+    # (Not the working directory's: a writable root shows the run's upper
+    # directory, made with the run.)
+    dirs = f"stat -c '%a %Y' {ro} {unnamed}"
+    r, _ = traced(f"{show}; {dirs}", ro + ":ro")
+    check(r.returncode == 0 and out(r).startswith("first\n644 1600000000\n" * 3),
+          f"the files as first read: {out(r)!r}")
+    dirs_before = out(r).split("\n")[6:8]
+    # Another process may change a directory at the top of / meanwhile (a
+    # new generation then, rightly): try again.
+    for attempt in range(5):
+        for i, path in enumerate(files.values()):
+            rewrite(path, f"rewritten {attempt} {i}, longer\n", 0o600, 1_700_000_000 + i)
+        r, how = traced(f"{show}; {dirs}", ro + ":ro")
+        if how == "patched":
+            break
+    want = "".join(f"rewritten {attempt} {i}, longer\n600 {1_700_000_000 + i}\n" for i in range(3))
+    check(r.returncode == 0 and out(r).startswith(want),
+          f"files rewritten in place on the host, read in the next call: {out(r)!r}")
+    check(how == "patched", f"... from the generation's patch layer, not a new generation: {how}")
+    check(out(r).split("\n")[6:8] == dirs_before,
+          f"... their directories' modes and times as before: {dirs_before} then {out(r).split(chr(10))[6:8]}")
+    # The write-back's way: the program replaces a file the guest read (its
+    # output), the next call reads it.
+    for attempt in range(5):
+        r1, _ = traced(f"echo 'by the guest {attempt}' > {files['cwd']}")
+        r, how = traced(f"cat {files['cwd']}")
+        if how == "patched":
+            break
+    check(r1.returncode == 0 and r.returncode == 0 and out(r) == f"by the guest {attempt}\n",
+          f"a file the guest wrote back, read by the next call: {out(r)!r}")
+    check(how == "patched", f"... from the patch layer: {how}")
+    with open(files["cwd"]) as f:
+        check(f.read() == f"by the guest {attempt}\n", "... and on the host")
+
+
 def cleanup_then(tests):
     def run():
         try:
@@ -148,5 +218,5 @@ def cleanup_then(tests):
     return run
 
 
-sys.exit(guest_main([cleanup_then([test_visible, test_writes, test_changes])], VMEXEC, ENV,
+sys.exit(guest_main([cleanup_then([test_visible, test_writes, test_changes, test_patched])], VMEXEC, ENV,
                     top, setup=setup))
