@@ -195,6 +195,8 @@ bool share_unchanged(const struct share *s);
  * the least recently kept spare goes if there are too many). True: the
  * spares own S now; false: the caller frees S. */
 bool share_keep(struct share *s, bool unchanged);
+/* Let go of the namespace being made ahead, if any (share_ahead). */
+void share_ahead_drop(void);
 /* A new generation was mounted: spares of older ones will never serve. */
 void share_spare_outdated(uint32_t newest_gen);
 /* A patch was completed: namespaces made before it may show the file as it

@@ -52,7 +52,7 @@ static struct {
   int sock;
 } ahead = { NULL, -1 };
 
-static void ahead_drop(void)
+void share_ahead_drop(void)
 {
   if (ahead.sock >= 0)
     close(ahead.sock);
@@ -112,7 +112,7 @@ struct share *share_take_spare(struct share *want)
 void share_spare_outdated(uint32_t newest_gen)
 {
   if (ahead.s && ahead.s->gen < newest_gen)
-    ahead_drop();
+    share_ahead_drop();
   for (size_t i = 0; i < nspares;)
     if (spares[i]->gen < newest_gen)
       drop_spare(i);
@@ -124,7 +124,7 @@ void share_spare_patched(void)
 {
   unsigned now = share_patch_serial();
   if (ahead.s && ahead.s->patch_serial != now)
-    ahead_drop();
+    share_ahead_drop();
   for (size_t i = 0; i < nspares;)
     if (spares[i]->patch_serial != now)
       drop_spare(i);
@@ -421,7 +421,7 @@ bool share_keep(struct share *s, bool unchanged)
 
 void share_ahead(struct share *s, int sock)
 {
-  ahead_drop();
+  share_ahead_drop();
   ahead.s = s;
   ahead.sock = sock;
 }

@@ -457,8 +457,9 @@ static void warm_lookups(const struct share *s)
     look_up(s->roots[i].path, &gen);
 }
 
-/* WIRE_GEN_PREPARE: mount the generation the next run will get, and make
- * that run's mount namespace: its tmpfs here, the rest (unshare, the views,
+/* WIRE_GEN_PREPARE: mount the generation the next run will get (or hold
+ * the current one again: patches came for it), and make that run's mount
+ * namespace: its tmpfs here, the rest (unshare, the views,
  * the overlays, which look up what the run will) in a child, which sends
  * the namespace back (share_ahead); without one, the child only looks up. A cold lookup reads the share, a round trip
  * to the plugin each, which builds what it shows on first read: 7-10 ms in
@@ -475,6 +476,8 @@ void share_gen_prepare(const uint8_t *p, size_t n)
   }
   char dir[64];
   snprintf(dir, sizeof dir, RUN_DIR "/" AHEAD_PREFIX "%u", s->gen);
+  /* One made before for this generation (patches came since) uses DIR. */
+  share_ahead_drop();
   bool with_ns = !root_present();
   if (with_ns ? share_prepare(s, dir, err, sizeof err) == -1 : !(s->g = gen_get(s, err, sizeof err))) {
     agent_log("cannot prepare share generation %u: %s", s->gen, err);

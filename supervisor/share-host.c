@@ -325,10 +325,21 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
   return true;
 }
 
-bool share_host_prepare(struct share_host *h, struct wire_share *next)
+bool share_host_prepare(struct share_host *h, share_patch_emit *emit, void *arg, struct wire_share *next)
 {
-  char err[256];
-  if (!h->have_gen || last_nroots == 0 || !current_stale(h) || !new_generation(h, err, sizeof err))
+  char err[256], list[PATH_MAX + 64];
+  if (!h->have_gen || last_nroots == 0)
+    return false;
+  bool stale = current_stale(h);
+  if (!stale) {
+    /* Changed files only: their patches now, and the next run's namespace
+     * made ahead over them, in the current generation. */
+    slot_file(h, h->cur_slot, "changed", list, sizeof list);
+    if (access(list, F_OK) == -1)
+      return false;
+    stale = !send_patches(h, emit, arg);
+  }
+  if (stale && !new_generation(h, err, sizeof err))
     return false;
   *next = (struct wire_share){ .gen = h->gen, .offset = h->cur_slot * h->slot_size, .size = h->slot_size,
                                .nroots = last_nroots, .roots = last_roots };

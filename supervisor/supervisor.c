@@ -70,7 +70,7 @@ struct run {
   bool refused;           /* told the caller it failed: drop its frames */
   uint64_t unacked;       /* output sent to the caller that it has not credited yet */
   long long share_ns;     /* VMEXEC_TRACE: time to pick or make its share generation */
-  const char *share_how;  /* ... and whether it was new, made ahead, patched or reused */
+  const char *share_how;  /* ... and whether it was new, made ahead, patched (ahead) or reused */
   struct run *next;
 };
 
@@ -103,6 +103,7 @@ struct supervisor {
   struct share_host *share; /* NULL: no share (share_why says why) */
   uint32_t last_gen;        /* the share generation the last run got (for VMEXEC_TRACE) */
   uint32_t prepared_gen;    /* one made ahead (WIRE_GEN_PREPARE) no run got yet, or UINT32_MAX */
+  bool prepared_patched;    /* ... of the same generation, over its new patches */
   unsigned patches_queued;  /* WIRE_PATCH frames of the share request at hand (VMEXEC_TRACE) */
   char share_why[512];
   struct qemu_options qo;   /* how qemu was started, to boot again */
@@ -205,16 +206,21 @@ static void send_failed(struct frame_conn *c, uint32_t run, uint32_t status, con
 /* A caller whose run used the share went away: if the host changed under
  * the current generation meanwhile (its write-back applied, or its output
  * written to a file in a shared tree: `./test > test.log` in a test
- * script), make the next generation now and have the agent mount it, while
- * the caller's harness starts the next test (which would otherwise wait for
- * it: some 20 ms of the guest's time under TCG). */
+ * script), make the next generation now, or send the changed files as
+ * patches of the current one, and have the agent mount it and make the
+ * next run's namespace, while the caller's harness starts the next test
+ * (which would otherwise wait for it: some 20 ms of the guest's time under
+ * TCG). */
+static void queue_patch(void *arg, uint16_t type, const uint8_t *p, size_t n);
+
 static void prepare_next_generation(struct supervisor *s)
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
   struct wire_share next;
   size_t len;
-  if (!s->share || s->agent_fd < 0 || s->restoring || !share_host_prepare(s->share, &next))
+  if (!s->share || s->agent_fd < 0 || s->restoring || !share_host_prepare(s->share, queue_patch, s, &next))
     return;
+  s->prepared_patched = next.gen == s->last_gen;
   s->last_gen = s->prepared_gen = next.gen;
   if (wire_encode_share(&next, buf, sizeof buf, &len))
     queue_to_agent(s, WIRE_GEN_PREPARE, 0, buf, len);
@@ -641,7 +647,7 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     bool ok = s->share && share_host_request(s->share, p, h->length, &reply, queue_patch, s, err, sizeof err);
     r->share_ns = now_ns() - t0;
     r->share_how = !ok                            ? NULL
-                   : reply.gen == s->prepared_gen ? "made ahead"
+                   : reply.gen == s->prepared_gen ? (s->prepared_patched ? "patched ahead" : "made ahead")
                    : reply.gen != s->last_gen     ? "new"
                    : s->patches_queued            ? "patched"
                                                   : "reused";

@@ -141,15 +141,16 @@ def test_trace():
         r = st("write", path, f"traced{'+' * (i + 1)}\n")
         check(r.returncode == 0 and read(path) == f"traced{'+' * (i + 1)}\n",
               f"call {i}: its write came back: {r.returncode} {read(path)!r} {r.stderr[-200:]!r}")
-    # A call that wrote back: the supervisor makes the next generation when
-    # that caller is gone and the agent mounts it then (WIRE_GEN_PREPARE);
-    # the next call gets it, and sees the write.
+    # A call that wrote back: when that caller is gone the supervisor sends
+    # the written file as a patch of the current generation (the guest had
+    # read it) and has the agent make the next run's namespace over it
+    # (WIRE_GEN_PREPARE); the next call gets that, and sees the write.
     r = st("write", path, "ahead\n")
     check(r.returncode == 0, f"a write before a prepared generation: {r.returncode} {r.stderr[-200:]!r}")
     r = subprocess.run([VMEXEC, os.path.join(BUILD, "sharetest"), "cat", path], cwd=BUILD, env=env,
                        capture_output=True, timeout=900)
     err = r.stderr.decode(errors="replace")
-    check(r.returncode == 0 and r.stdout == b"ahead\n" and "share generation (made ahead)" in err,
+    check(r.returncode == 0 and r.stdout == b"ahead\n" and "share generation (patched ahead)" in err,
           f"the call after a write-back gets the generation made ahead, with the write: {r.stdout!r} {err!r}")
     # The scratch /tmp (not named in the arguments, so not shared writable):
     # what one call wrote there is gone for the next, and never on the host.
