@@ -138,6 +138,9 @@ static void autotools(void)
   }
   share_roots_find(&roots, NULL, t, NULL, 0);
   CHECK(root_at(at("bld")) == 1 && root_at(at("src")) == 0);
+  /* The working directory, under the writable build root, is no root of
+   * its own: the build root's overlay serves it. */
+  CHECK(root_at(at("bld/tests")) == -1);
   /* automake's Makefile wins: abs_top_srcdir. */
   make_dir("src2", 0755);
   char mk[PATH_MAX + 64];
