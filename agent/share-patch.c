@@ -62,7 +62,8 @@ static void dir_as_generation(uint32_t gen, const char *dir, const char *rel)
   utimensat(AT_FDCWD, dir, t, 0);
 }
 
-/* The directories above PATH in GEN's layer, made as the generation's. */
+/* The directories above PATH in GEN's layer, made as the generation's (a
+ * directory made in one changes its times: the generation's again). */
 static int make_parents(uint32_t gen, const char *path)
 {
   char dir[PATH_MAX + 64];
@@ -70,16 +71,22 @@ static int make_parents(uint32_t gen, const char *path)
   mkdir(PATCH_DIR, 0755);
   if (mkdir(dir, 0755) == 0)
     dir_as_generation(gen, dir, "/");
-  size_t base = strlen(dir);
+  size_t base = strlen(dir), parent = base;
   for (const char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-    if (base + (size_t)(slash - path) >= sizeof dir)
+    size_t len = base + (size_t)(slash - path);
+    if (len >= sizeof dir)
       return -1;
     memcpy(dir + base, path, (size_t)(slash - path));
-    dir[base + (size_t)(slash - path)] = '\0';
-    if (mkdir(dir, 0755) == 0)
+    dir[len] = '\0';
+    if (mkdir(dir, 0755) == 0) {
       dir_as_generation(gen, dir, dir + base);
-    else if (errno != EEXIST)
+      dir[parent] = '\0';
+      dir_as_generation(gen, dir, parent > base ? dir + base : "/");
+      dir[parent] = '/';
+    } else if (errno != EEXIST) {
       return -1;
+    }
+    parent = len;
   }
   return 0;
 }

@@ -164,20 +164,22 @@ def rewrite(path, text, mode, mtime):
 def test_patched():
     ro = os.path.join(top, "ro")
     os.mkdir(ro)
+    sub = os.path.join(unnamed, "sub")
+    os.mkdir(sub)
     files = {"cwd": os.path.join(cwd, "out.txt"), "ro": os.path.join(ro, "in.txt"),
-             "unnamed": os.path.join(unnamed, "patched.txt")}
+             "unnamed": os.path.join(sub, "patched.txt")}
     for path in files.values():
         rewrite(path, "first\n", 0o644, 1_600_000_000)
-    for d in (ro, unnamed):
+    for d in (ro, unnamed, sub):
         os.utime(d, (1_500_000_000, 1_500_000_000))
     show = "; ".join(f"cat {p}; stat -c '%a %Y' {p}" for p in files.values())
     # (Not the working directory's: a writable root shows the run's upper
     # directory, made with the run.)
-    dirs = f"stat -c '%a %Y' {ro} {unnamed}"
+    dirs = f"stat -c '%a %Y' {ro} {unnamed} {sub}"
     r, _ = traced(f"{show}; {dirs}", ro + ":ro")
     check(r.returncode == 0 and out(r).startswith("first\n644 1600000000\n" * 3),
           f"the files as first read: {out(r)!r}")
-    dirs_before = out(r).split("\n")[6:8]
+    dirs_before = out(r).split("\n")[6:9]
     # Another process may change a directory at the top of / meanwhile (a
     # new generation then, rightly): try again.
     for attempt in range(5):
@@ -190,8 +192,8 @@ def test_patched():
     check(r.returncode == 0 and out(r).startswith(want),
           f"files rewritten in place on the host, read in the next call: {out(r)!r}")
     check(how == "patched", f"... from the generation's patch layer, not a new generation: {how}")
-    check(out(r).split("\n")[6:8] == dirs_before,
-          f"... their directories' modes and times as before: {dirs_before} then {out(r).split(chr(10))[6:8]}")
+    check(out(r).split("\n")[6:9] == dirs_before,
+          f"... their directories' modes and times as before: {dirs_before} then {out(r).split(chr(10))[6:9]}")
     # The write-back's way: the program replaces a file the guest read (its
     # output), the next call reads it.
     for attempt in range(5):
