@@ -157,6 +157,21 @@ static void fuzz_wb(const uint8_t *p, size_t n)
   REQUIRE(m.mtime_nsec == m2.mtime_nsec);
 }
 
+static void fuzz_patch(const uint8_t *p, size_t n)
+{
+  static struct wire_patch m, m2;
+  size_t len;
+  if (!wire_decode_patch(p, n, &m))
+    return;
+  REQUIRE(m.file.kind == WIRE_WB_FILE);
+  REQUIRE(wire_encode_patch(&m, enc, sizeof enc, &len));
+  same_prefix(p, n, len);
+  REQUIRE(wire_decode_patch(enc, len, &m2));
+  REQUIRE(m.gen == m2.gen && m.uid == m2.uid && m.gid == m2.gid && m.file.mode == m2.file.mode);
+  REQUIRE(strcmp(m.file.path, m2.file.path) == 0 && m.file.size == m2.file.size);
+  REQUIRE(m.file.mtime_sec == m2.file.mtime_sec && m.file.mtime_nsec == m2.file.mtime_nsec);
+}
+
 static void fuzz_trace(const uint8_t *p, size_t n)
 {
   static struct wire_trace m, m2;
@@ -203,6 +218,7 @@ static void fuzz_payload(const struct wire_header *h, const uint8_t *payload)
   fuzz_share(p, h->length, h->run % 9);
   fuzz_exit(p, h->length);
   fuzz_wb(p, h->length);
+  fuzz_patch(p, h->length);
   fuzz_trace(p, h->length);
   fuzz_small(p, h->length);
   free(p);

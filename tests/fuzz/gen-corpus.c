@@ -116,6 +116,13 @@ static void frames(void)
   u32_frame(WIRE_GEN_RELEASED, 0, 2);
   save("frame", "exit");
 
+  static struct wire_patch patch = { .gen = 3, .uid = 1000, .gid = 1000 };
+  patch.file = (struct wire_wb){ .kind = WIRE_WB_FILE, .mode = 0100644, .path = "/home/u/build/tests/tmp_comp",
+                                 .size = 3, .mtime_sec = 1700000000, .mtime_nsec = 5 };
+  ENCODE(wire_encode_patch, &patch, WIRE_PATCH, 0);
+  frame(WIRE_PATCH_DATA, 0, "xz!", 3);
+  save("frame", "patch");
+
   frame(WIRE_STATUS, 0, "", 0);
   frame(WIRE_ERROR, 0, "\0\0\0\4oops", 8);
   frame(WIRE_STOP, 0, "", 0);
