@@ -1,5 +1,5 @@
 /* The patch layer of a share generation: host files that changed in place
- * after the guest had read them (WIRE_PATCH from the supervisor's
+ * (or were made, or are gone: whiteouts) after the guest had read them (WIRE_PATCH from the supervisor's
  * share-patch.c), kept at their host paths under PATCH_DIR/GEN. The
  * generation's image never changes under the guest, so without this a
  * file that a test harness rewrites between two calls (xz's test_compress:
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -100,6 +101,19 @@ static void abandon(void)
   cur.fd = -1;
 }
 
+/* PATH of GEN, at IN_LAYER in the layer, was patched: the directory the
+ * change was made in gets the generation's times again, and namespaces
+ * made before are not kept. */
+static void patched(uint32_t gen, char *in_layer, const char *path)
+{
+  *strrchr(in_layer, '/') = '\0';
+  char rel[PATH_MAX];
+  snprintf(rel, sizeof rel, "%.*s", (int)(strrchr(path, '/') - path), path);
+  dir_as_generation(gen, in_layer, rel[0] ? rel : "/");
+  serial++;
+  share_spare_patched();
+}
+
 /* The file is whole: into place, as the host has it. */
 static void finish(void)
 {
@@ -116,14 +130,7 @@ static void finish(void)
     return;
   }
   cur.fd = -1;
-  /* The rename changed the directory's times: the generation's again. */
-  char *slash = strrchr(final, '/');
-  *slash = '\0';
-  char rel[PATH_MAX];
-  snprintf(rel, sizeof rel, "%.*s", (int)(strrchr(f->path, '/') - f->path), f->path);
-  dir_as_generation(cur.m.gen, final, rel[0] ? rel : "/");
-  serial++;
-  share_spare_patched();
+  patched(cur.m.gen, final, f->path);
 }
 
 /* An absolute path of plain names: no "", ".", ".." component. */
@@ -140,11 +147,38 @@ static bool plain_path(const char *p)
   }
 }
 
+/* The host's PATH is gone: its file in the layer goes, and a whiteout (a
+ * character device 0:0, which an overlay's lower layer may hold too) hides
+ * the generation's, if it has one. */
+static void patch_delete(uint32_t gen, const char *path)
+{
+  char in_layer[PATH_MAX + 64], lower[PATH_MAX + 64];
+  struct stat st;
+  patch_path(gen, path, in_layer, sizeof in_layer);
+  snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, path);
+  bool had = lstat(in_layer, &st) == 0, hide = lstat(lower, &st) == 0;
+  if (!had && !hide)
+    return; /* a name made and removed between two calls */
+  if (had && unlink(in_layer) == -1 && errno != ENOENT) {
+    agent_log("cannot remove %s from share generation %u's patches: %s", path, gen, strerror(errno));
+    return;
+  }
+  if (hide && (make_parents(gen, path) == -1 || mknod(in_layer, S_IFCHR | 0600, makedev(0, 0)) == -1)) {
+    agent_log("cannot hide %s in share generation %u: %s", path, gen, strerror(errno));
+    return;
+  }
+  patched(gen, in_layer, path);
+}
+
 void share_patch_begin(const uint8_t *p, size_t n)
 {
   abandon();
   if (!wire_decode_patch(p, n, &cur.m) || !plain_path(cur.m.file.path)) {
     agent_log("ignoring a malformed WIRE_PATCH");
+    return;
+  }
+  if (cur.m.file.kind == WIRE_WB_DELETE) {
+    patch_delete(cur.m.gen, cur.m.file.path);
     return;
   }
   snprintf(cur.tmp, sizeof cur.tmp, PATCH_DIR "/%u.tmp", cur.m.gen);

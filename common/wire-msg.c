@@ -311,7 +311,7 @@ bool wire_decode_patch(const uint8_t *p, size_t n, struct wire_patch *m)
   m->uid = wire_get_u32(&r);
   m->gid = wire_get_u32(&r);
   get_wb(&r, &m->file);
-  return r.ok && m->file.kind == WIRE_WB_FILE;
+  return r.ok && (m->file.kind == WIRE_WB_FILE || m->file.kind == WIRE_WB_DELETE);
 }
 
 bool wire_encode_winsize(const struct wire_winsize *m, uint8_t *buf, size_t cap, size_t *len)

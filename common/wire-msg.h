@@ -113,10 +113,10 @@ bool wire_encode_wb(const struct wire_wb *m, uint8_t *buf, size_t cap, size_t *l
 bool wire_decode_wb(const uint8_t *p, size_t n, struct wire_wb *m);
 
 /* WIRE_PATCH, host -> agent: a changed file of generation GEN (its bytes in
- * WIRE_PATCH_DATA frames). */
+ * WIRE_PATCH_DATA frames), or a name gone. */
 struct wire_patch {
   uint32_t gen, uid, gid;
-  struct wire_wb file; /* kind WIRE_WB_FILE */
+  struct wire_wb file; /* kind WIRE_WB_FILE or WIRE_WB_DELETE */
 };
 bool wire_encode_patch(const struct wire_patch *m, uint8_t *buf, size_t cap, size_t *len);
 bool wire_decode_patch(const uint8_t *p, size_t n, struct wire_patch *m);

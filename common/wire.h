@@ -115,12 +115,13 @@ enum wire_type {
   WIRE_GEN_PREPARE = 23,
   /* host -> agent, run 0, before the WIRE_SHARE of the run that needs it: a
    * regular file of generation GEN changed on the host in place (or was
-   * replaced under the same name) after the guest had read it. u32 gen, u32
-   * uid, u32 gid, then WIRE_WB's fields (kind WIRE_WB_FILE, mode, path,
-   * size, mtime); its bytes follow in WIRE_PATCH_DATA frames. The agent
-   * keeps it in the generation's patch layer, which overlays the generation
-   * in every later run: no new generation for a file a test harness
-   * rewrites between two calls (nbd-share/README.md). */
+   * replaced under the same name, or made) after the guest had read it or
+   * its directory's listing, or a name there is gone. u32 gen, u32 uid, u32
+   * gid, then WIRE_WB's fields: kind WIRE_WB_FILE (mode, path, size, mtime;
+   * its bytes follow in WIRE_PATCH_DATA frames) or WIRE_WB_DELETE (path).
+   * The agent keeps it in the generation's patch layer, which overlays the
+   * generation in every later run: no new generation for a file a test
+   * harness writes between two calls (nbd-share/README.md). */
   WIRE_PATCH = 24,
   WIRE_PATCH_DATA = 25,
 };
@@ -148,6 +149,8 @@ enum {
 #define WIRE_PATCH_FILE_MAX (4u << 20)
 #define WIRE_PATCH_MAX (8u << 20)
 #define WIRE_PATCH_GEN_MAX (64u << 20)
+/* Nor more than this many names made or removed at once. */
+#define WIRE_PATCH_COUNT_MAX 256
 #define WIRE_SHARE_SERIAL "vmexec-share"
 /* The serial of a full image's root filesystem disk (ext4). */
 #define WIRE_ROOT_SERIAL "vmexec-root"

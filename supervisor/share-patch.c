@@ -17,16 +17,23 @@ struct patch_file {
   char *data;
 };
 
-/* PATH read whole into F, as it is now. */
+/* PATH read whole into F, as it is now (or, gone, a deletion). */
 static int read_patch(const char *path, uint32_t gen, struct patch_file *f)
 {
   if (strlen(path) >= sizeof f->m.file.path)
     return -1;
   /* O_NONBLOCK: a FIFO put there meanwhile must not block the supervisor. */
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd == -1 && errno == ENOENT && lstat(path, &st) == -1 && errno == ENOENT) {
+    /* Gone: the guest's patch layer hides the name. */
+    f->m = (struct wire_patch){ .gen = gen };
+    f->m.file = (struct wire_wb){ .kind = WIRE_WB_DELETE };
+    memcpy(f->m.file.path, path, strlen(path) + 1);
+    return 0;
+  }
   if (fd == -1)
     return -1;
-  struct stat st;
   if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_size > WIRE_PATCH_FILE_MAX ||
       !(f->data = malloc((size_t)st.st_size + 1))) {
     close(fd);

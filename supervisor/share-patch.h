@@ -13,8 +13,9 @@ typedef void share_patch_emit(void *arg, uint16_t type, const uint8_t *p, size_t
 
 /* The files named in LIST (a gen-S.changed: host paths, each ending with a
  * NUL), read now and sent as generation GEN's patches through EMIT; LIST is
- * removed. The bytes sent (0: no list), or -1 when a file cannot be sent
- * whole (gone, no longer a regular file of one name, bigger than
+ * removed; a path that is gone goes as a deletion. The bytes sent (0: no
+ * list), or -1 when a file cannot be sent whole (no longer a regular file
+ * of one name, bigger than
  * WIRE_PATCH_FILE_MAX, or more than MAX bytes in all): nothing is sent
  * then, and the caller makes a new generation. */
 long long share_patch_send(const char *list, uint32_t gen, uint64_t max, share_patch_emit *emit, void *arg);

@@ -15,7 +15,9 @@ outside the guest's system is visible in the guest without being named.
   the generation's patch layer, not a new generation ("patched" in
   VMEXEC_TRACE): in a writable root, a read-only one (--share DIR:ro) and a
   directory named by no call (under /tmp), with the host's mode and mtime,
-  and its directory keeping its own.
+  and its directory keeping its own; so does a file made on the host in a
+  directory the guest listed, and a file or directory removed from one is
+  gone.
 
 Environment: VMEXEC, BUILDDIR."""
 
@@ -206,6 +208,26 @@ def test_patched():
     check(how.startswith("patched"), f"... from the patch layer (sent when the writer's call ended): {how}")
     with open(files["cwd"]) as f:
         check(f.read() == f"by the guest {attempt}\n", "... and on the host")
+    # Names made and removed in directories the guest listed: a new file
+    # shows, a removed one is gone, without a new generation.
+    os.mkdir(os.path.join(cwd, "gone"))
+    r, _ = traced(f"ls {cwd} {ro} {cwd}/gone", ro + ":ro")
+    check(r.returncode == 0 and "out.txt" in out(r) and "in.txt" in out(r) and "gone" in out(r),
+          f"the listings first: {out(r)!r}")
+    for attempt in range(5):
+        with open(os.path.join(cwd, f"made{attempt}.txt"), "w") as f:
+            f.write(f"made {attempt}\n")
+        if attempt == 0:
+            os.unlink(files["ro"])
+            os.rmdir(os.path.join(cwd, "gone"))
+        r, how = traced(f"cat made{attempt}.txt; ls {cwd} {ro}; cat {files['ro']} 2>&1", ro + ":ro")
+        if how.startswith("patched"):
+            break
+    lines = out(r).split("\n")
+    check(r.returncode != 0 and lines[0] == f"made {attempt}" and f"made{attempt}.txt" in lines and
+          "in.txt" not in lines and "gone" not in lines and "No such file" in out(r),
+          f"a file made on the host shows, a file and a directory removed are gone: {out(r)!r}")
+    check(how.startswith("patched"), f"... from the patch layer: {how}")
 
 
 def cleanup_then(tests):

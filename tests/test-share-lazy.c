@@ -15,8 +15,10 @@
  *     unchanged), unless the listing outgrew its blocks, which is stale;
  *   - lazy_take_changed: a regular file of one name whose inode the guest
  *     has, rewritten in place or renamed over (the write-back's temporary
- *     names not counting), is listed, once, and the image is not stale; a
- *     hard-linked file, one grown past WIRE_PATCH_FILE_MAX, or a new name
+ *     names not counting), is listed, once, and the image is not stale; so
+ *     are a file made and a name removed (a directory too) in a listing the guest has (a fifo
+ *     made there is not listed); a hard-linked file, one grown past
+ *     WIRE_PATCH_FILE_MAX, a directory or symlink made, or too many names
  *     make it stale. */
 #include <errno.h>
 #include <fcntl.h>
@@ -211,8 +213,9 @@ static void test_lazy(const char *dir)
   CHECK(lazy_read(img, buf, sizeof buf, (uint64_t)d000.i_u * 4096) == 0);
   CHECK(memmem(buf, sizeof buf, "new", 3) != NULL);
   CHECK(!lazy_stale(img));
-  /* Once a block of it was read, a new name there: stale. */
-  put(p = fmt("%s/d000/newer", big), "", 0), free(p);
+  /* Once a block of it was read, a new file there is a patch (test_changed),
+   * a new directory makes it stale. */
+  mkdir(p = fmt("%s/d000/newer", big), 0755), free(p);
   CHECK(lazy_stale(img));
   lazy_free(img);
   /* A listing that outgrew its block before the guest read it: stale at
@@ -250,13 +253,14 @@ static void test_lazy(const char *dir)
   CHECK(lazy_stale(img));
   lazy_free(img);
   /* The root's listing, read when the image is made: a new name before the
-   * guest read its block is shown; one after makes the image stale. */
+   * guest read its block is shown; a new directory after makes the image
+   * stale. */
   img = open_lazy(big, 12);
   put(p = fmt("%s/new", big), "", 0), free(p);
   CHECK(!lazy_stale(img));
   CHECK(lazy_read(img, buf, sizeof buf, 4096) == 0);
   CHECK(memmem(buf, sizeof buf, "new", 3) != NULL);
-  put(p = fmt("%s/newest", big), "", 0), free(p);
+  mkdir(p = fmt("%s/newest", big), 0755), free(p);
   CHECK(lazy_stale(img));
   lazy_free(img);
   free(big);
@@ -448,12 +452,40 @@ static void test_changed(const char *dir)
   put(p = fmt("%s/a", t), "0123456789abcdef", WIRE_PATCH_FILE_MAX / 16 + 1), free(p);
   CHECK(lazy_stale(img));
   lazy_free(img);
-  /* A new name in a listing the guest read. */
+  /* In a listing the guest read: a file made (and written after the ask),
+   * a file and a directory removed, a fifo made (left out of listings):
+   * listed, or not. */
   img = changed_image(t);
-  put(p = fmt("%s/a", t), "one again\n", 1), free(p);
   put(p = fmt("%s/c", t), "three\n", 1), free(p);
+  if (unlink(p = fmt("%s/b", t)))
+    die("unlink");
+  free(p);
+  if (mkfifo(p = fmt("%s/pipe", t), 0644))
+    die("mkfifo");
+  free(p);
+  if (rmdir(p = fmt("%s/sub", t))) /* read, so watched: its own removal event is no change */
+    die("rmdir");
+  free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/c|%s/b|%s/sub|", t, t, t)), free(want);
+  put(p = fmt("%s/c", t), "three, longer\n", 1), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/c|", t)), free(want);
+  /* A directory or a symlink made there: a new image. */
+  mkdir(p = fmt("%s/newdir", t), 0755), free(p);
   CHECK(lazy_stale(img));
-  check_changed(img, "");
+  lazy_free(img);
+  img = changed_image(t);
+  if (symlink("a", p = fmt("%s/ln", t)))
+    die("symlink");
+  free(p);
+  CHECK(lazy_stale(img));
+  lazy_free(img);
+  /* More names made at once than WIRE_PATCH_COUNT_MAX. */
+  img = changed_image(t);
+  for (int i = 0; i <= WIRE_PATCH_COUNT_MAX; i++)
+    put(p = fmt("%s/many-%03d", t, i), "", 0), free(p);
+  CHECK(lazy_stale(img));
   lazy_free(img);
   free(t);
 }

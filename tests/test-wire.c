@@ -586,8 +586,8 @@ static bool decode_patch(const uint8_t *p, size_t n)
   return wire_decode_patch(p, n, &patch_out);
 }
 
-/* WIRE_PATCH: gen, uid, gid, then a WIRE_WB of a file; any other kind is
- * refused. */
+/* WIRE_PATCH: gen, uid, gid, then a WIRE_WB of a file or a deletion; any
+ * other kind is refused. */
 static void patch_msg(void)
 {
   static struct wire_patch m;
@@ -612,6 +612,9 @@ static void patch_msg(void)
         patch_out.file.mtime_nsec == 5 && strcmp(patch_out.file.path, "/src/build/tmp_comp") == 0);
   check_prefixes(decode_patch, buf, len);
   m.file = (struct wire_wb){ .kind = WIRE_WB_DELETE, .path = "/src/build/tmp_comp" };
+  CHECK(wire_encode_patch(&m, buf, sizeof buf, &len) && decode_patch(buf, len) &&
+        patch_out.file.kind == WIRE_WB_DELETE && strcmp(patch_out.file.path, "/src/build/tmp_comp") == 0);
+  m.file = (struct wire_wb){ .kind = WIRE_WB_SYMLINK, .path = "/src/build/link", .target = "x" };
   CHECK(wire_encode_patch(&m, buf, sizeof buf, &len) && !decode_patch(buf, len));
 }
 

@@ -109,6 +109,14 @@ struct llink {
   uint32_t node;
 };
 
+/* A name made, removed, renamed or written in a directory whose listing
+ * the guest has (its own inode aside): what it is is looked at when the
+ * next call asks (take_changed). */
+struct lname {
+  uint32_t dir;
+  char *name;
+};
+
 struct lazy_image {
   pthread_mutex_t lock;
   unsigned bits;
@@ -140,6 +148,8 @@ struct lazy_image {
   bool stale;
   uint32_t *changed;          /* regular files changed in place since the last ask (note_changed) */
   size_t nchanged, capchanged;
+  struct lname *names;        /* names of placed directories changed since the last ask (note_name) */
+  size_t nnames, capnames;
   char *patch_paths;          /* their host paths, each NUL-terminated, for lazy_take_changed */
   size_t patch_len;
   size_t relists_pending;     /* directories whose relist flag is set */
@@ -1000,74 +1010,153 @@ static bool note_changed(struct lazy_image *img, uint32_t n)
   return true;
 }
 
-/* Under the lock: does EV make the image stale? A changed listing (an entry
- * created, deleted, renamed) of a directory the guest read a block of, a
- * change of the watched directory itself or a lost event does; the listing
- * of one it did not read is read again when it does (relist). A changed
- * entry (written, its attributes) whose inode the guest has does unless it
- * is a regular file of one name (note_changed), and so does a name of the
- * listing renamed over; one not yet taken from the host will be taken as it
- * is then. A name the listing lacks was left out (a fifo) or is a new one,
- * whose creation event was counted already. */
+/* NAME (LEN bytes) of placed directory D changed: noted for take_changed
+ * (once). False when it cannot be: more than WIRE_PATCH_COUNT_MAX names,
+ * or no memory. */
+static bool note_name(struct lazy_image *img, uint32_t d, const char *name, size_t len)
+{
+  for (size_t i = 0; i < img->nnames; i++)
+    if (img->names[i].dir == d && strlen(img->names[i].name) == len && !memcmp(img->names[i].name, name, len))
+      return true;
+  if (img->nnames == WIRE_PATCH_COUNT_MAX)
+    return false;
+  if (img->nnames == img->capnames) {
+    size_t cap = img->capnames ? 2 * img->capnames : 16;
+    struct lname *p = realloc(img->names, cap * sizeof *p);
+    if (!p)
+      return false;
+    img->names = p;
+    img->capnames = cap;
+  }
+  char *copy = strndup(name, len);
+  if (!copy)
+    return false;
+  img->names[img->nnames++] = (struct lname){ d, copy };
+  return true;
+}
+
+/* Under the lock: does EV make the image stale? In a directory the guest
+ * read a block of (placed): a directory made or renamed there does; a
+ * file made, written or renamed there, or a name removed, is noted for a
+ * patch (note_name, decided at the ask: take_changed); a file of the
+ * listing renamed over, or one whose inode the guest has written or
+ * changed, too if it is a regular file of one name (note_changed), else it
+ * does. In one it did not read, the listing is read again when it does
+ * (relist), and an entry whose inode the guest does not have yet will be
+ * taken as it is then. A change of a watched directory itself (but its
+ * removal, which its parent's listing shows) or a lost event does. */
 static bool stale_event(struct lazy_image *img, const struct inotify_event *ev)
 {
+  /* A directory removed: its parent's listing says so (a name gone, below),
+   * and its watch goes with it. */
+  if (ev->mask & (IN_DELETE_SELF | IN_IGNORED))
+    return false;
   if (ev->len == 0 || ev->wd < 0 || (size_t)ev->wd >= img->capwd || img->wd_dir[ev->wd] >= img->ndirs)
     return true;
-  struct ldir *ld = &img->dirs[img->wd_dir[ev->wd]];
+  uint32_t d = img->wd_dir[ev->wd];
+  struct ldir *ld = &img->dirs[d];
   size_t len = strnlen(ev->name, ev->len);
+  /* vmexec's write-back makes a file under a temporary name, then renames
+   * it over the file's: neither the temporary name's coming and writes nor
+   * its going is a change of the listing. */
+  if (len > strlen(WIRE_WB_TEMP_PREFIX) && !memcmp(ev->name, WIRE_WB_TEMP_PREFIX, strlen(WIRE_WB_TEMP_PREFIX)))
+    return false;
   if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) {
-    /* vmexec's write-back makes a file under a temporary name, then renames
-     * it over the file's: neither the temporary name's coming nor its going
-     * is a change of the listing. */
-    if (len > strlen(WIRE_WB_TEMP_PREFIX) && !memcmp(ev->name, WIRE_WB_TEMP_PREFIX, strlen(WIRE_WB_TEMP_PREFIX)))
-      return false;
     if (!ld->placed) {
       img->relists_pending += !ld->relist;
       ld->relist = true;
       return false;
     }
-    /* A name the guest has, renamed over (write-back, an editor's save):
+    if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
+      return true; /* a directory made there (one removed is hidden, below) */
+    /* A file of the listing renamed over (write-back, an editor's save):
      * the listing holds; the file is new. */
-    const struct lent *e = ev->mask & IN_MOVED_TO ? find_ent(img, ld, ev->name, len) : NULL;
-    return !e || e->node == NONE || !note_changed(img, e->node);
+    const struct lent *e = find_ent(img, ld, ev->name, len);
+    if (e && (ev->mask & IN_MOVED_TO) && e->node != NONE && note_changed(img, e->node))
+      return false;
+    /* Else a file made, or a name gone: the patch layer shows the one and
+     * hides the other (take_changed). */
+    return !note_name(img, d, ev->name, len);
   }
   if (!(ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)))
     return true;
   const struct lent *e = find_ent(img, ld, ev->name, len);
-  if (!e || e->node == NONE || !img->nodes[e->node].done)
+  if (!e) /* a file made since the listing: its new bytes, if the guest has the listing */
+    return ld->placed && !note_name(img, d, ev->name, len);
+  if (e->node == NONE || !img->nodes[e->node].done)
     return false; /* its inode is taken from the host when the guest reads it */
   return !note_changed(img, e->node);
 }
 
-/* The changed files as they are now, their paths into patch_paths: false
- * (a new image is needed) unless each is a regular file of one name, at
- * most WIRE_PATCH_FILE_MAX bytes, WIRE_PATCH_MAX in all (wire.h). */
+/* PATH into patch_paths; false if out of memory. */
+static bool add_patch_path(struct lazy_image *img, const char *path)
+{
+  size_t len = strlen(path) + 1;
+  char *p = realloc(img->patch_paths, img->patch_len + len);
+  if (!p)
+    return false;
+  memcpy(p + img->patch_len, path, len);
+  img->patch_paths = p;
+  img->patch_len += len;
+  return true;
+}
+
+/* A regular file of one name, small enough (with what came before, *TOTAL)
+ * to go as a patch. */
+static bool patchable(const struct stat *st, uint64_t *total)
+{
+  return S_ISREG(st->st_mode) && st->st_nlink == 1 && (uint64_t)st->st_size <= WIRE_PATCH_FILE_MAX &&
+         (*total += (uint64_t)st->st_size) <= WIRE_PATCH_MAX;
+}
+
+/* Name C as it is now: its path into patch_paths if it is a file to patch
+ * or gone; false if it cannot be shown so. */
+static bool take_name(struct lazy_image *img, const struct lname *c, uint64_t *total)
+{
+  char path[8192];
+  struct stat st;
+  if (!node_path(img, img->dirs[c->dir].node, path, sizeof path))
+    return false;
+  size_t len = strlen(path);
+  if (snprintf(path + len, sizeof path - len, "%s%s", len && path[len - 1] == '/' ? "" : "/", c->name) >=
+      (int)(sizeof path - len))
+    return false;
+  if (lstat(path, &st) == -1)
+    return errno == ENOENT && add_patch_path(img, path);
+  if (S_ISREG(st.st_mode))
+    return patchable(&st, total) && add_patch_path(img, path);
+  /* A directory or symlink made there needs a new image; a fifo or socket
+   * is left out of listings, unless the name was a file's before. */
+  return !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode) && !find_ent(img, &img->dirs[c->dir], c->name, strlen(c->name));
+}
+
+/* The changed files and names as they are now, their paths into
+ * patch_paths: false (a new image is needed) unless each is a regular file
+ * of one name, at most WIRE_PATCH_FILE_MAX bytes, WIRE_PATCH_MAX in all
+ * (wire.h), or a name that is gone (the patch layer hides it). A name the
+ * listing leaves out (a fifo, a socket) stays out. */
 static bool take_changed(struct lazy_image *img)
 {
   bool ok = true;
   uint64_t total = 0;
+  char path[8192];
+  struct stat st;
   for (size_t i = 0; i < img->nchanged; i++) {
     uint32_t n = img->changed[i];
     img->nodes[n].changed = false;
-    char path[8192];
-    struct stat st;
-    if (!ok || !node_path(img, n, path, sizeof path) || lstat(path, &st) == -1 || !S_ISREG(st.st_mode) ||
-        st.st_nlink != 1 || (uint64_t)st.st_size > WIRE_PATCH_FILE_MAX ||
-        (total += (uint64_t)st.st_size) > WIRE_PATCH_MAX) {
+    if (!ok || !node_path(img, n, path, sizeof path))
       ok = false;
-      continue;
-    }
-    size_t len = strlen(path) + 1;
-    char *p = realloc(img->patch_paths, img->patch_len + len);
-    if (!p) {
-      ok = false;
-      continue;
-    }
-    memcpy(p + img->patch_len, path, len);
-    img->patch_paths = p;
-    img->patch_len += len;
+    else if (lstat(path, &st) == -1)
+      ok = errno == ENOENT && add_patch_path(img, path); /* gone: hidden */
+    else
+      ok = patchable(&st, &total) && add_patch_path(img, path);
   }
   img->nchanged = 0;
+  for (size_t i = 0; i < img->nnames; i++) {
+    ok = ok && take_name(img, &img->names[i], &total);
+    free(img->names[i].name);
+  }
+  img->nnames = 0;
   return ok;
 }
 
@@ -1086,7 +1175,7 @@ bool lazy_stale(struct lazy_image *img)
   for (size_t d = 0; d < img->ndirs && img->relists_pending && !img->stale; d++)
     if (img->dirs[d].relist && relist(img, (uint32_t)d) == -1)
       img->stale = true; /* out of memory: a new image */
-  if (img->nchanged && !take_changed(img))
+  if ((img->nchanged || img->nnames) && !take_changed(img))
     img->stale = true;
   bool stale = img->stale;
   pthread_mutex_unlock(&img->lock);
@@ -1133,6 +1222,9 @@ void lazy_free(struct lazy_image *img)
   free(img->links);
   free(img->wd_dir);
   free(img->changed);
+  for (size_t i = 0; i < img->nnames; i++)
+    free(img->names[i].name);
+  free(img->names);
   free(img->patch_paths);
   free(img->block0);
   free(img->scratch);
