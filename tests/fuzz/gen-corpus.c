@@ -121,6 +121,8 @@ static void frames(void)
                                  .size = 3, .mtime_sec = 1700000000, .mtime_nsec = 5 };
   ENCODE(wire_encode_patch, &patch, WIRE_PATCH, 0);
   frame(WIRE_PATCH_DATA, 0, "xz!", 3);
+  patch.file = (struct wire_wb){ .kind = WIRE_WB_DELETE, .path = "/home/u/build/tests/gone" };
+  ENCODE(wire_encode_patch, &patch, WIRE_PATCH, 0);
   save("frame", "patch");
 
   frame(WIRE_STATUS, 0, "", 0);
