@@ -92,6 +92,30 @@ static int make_parents(uint32_t gen, const char *path)
   return 0;
 }
 
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+  (void)st;
+  (void)ftw;
+  if ((type == FTW_DP ? rmdir(path) : unlink(path)) == -1)
+    agent_log("cannot remove %s: %s", path, strerror(errno));
+  return 0;
+}
+
+/* What the layer has at PATH (a file, or a directory of earlier patches
+ * whose host directory was replaced or removed) goes: true if there was
+ * something. */
+static bool remove_in_layer(const char *path)
+{
+  struct stat st;
+  if (lstat(path, &st) == -1)
+    return false;
+  if (S_ISDIR(st.st_mode))
+    nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+  else if (unlink(path) == -1)
+    agent_log("cannot remove %s: %s", path, strerror(errno));
+  return true;
+}
+
 static void abandon(void)
 {
   if (cur.fd >= 0) {
@@ -122,6 +146,9 @@ static void finish(void)
                            { .tv_sec = (time_t)f->mtime_sec, .tv_nsec = f->mtime_nsec } };
   char final[PATH_MAX + 64];
   patch_path(cur.m.gen, f->path, final, sizeof final);
+  struct stat st;
+  if (lstat(final, &st) == 0 && S_ISDIR(st.st_mode))
+    remove_in_layer(final); /* the host's directory became this file */
   if (fchown(cur.fd, cur.m.uid, cur.m.gid) == -1 || fchmod(cur.fd, f->mode & 07777) == -1 ||
       futimens(cur.fd, t) == -1 || close(cur.fd) == -1 || rename(cur.tmp, final) == -1) {
     agent_log("cannot patch %s in share generation %u: %s", f->path, cur.m.gen, strerror(errno));
@@ -156,13 +183,9 @@ static void patch_delete(uint32_t gen, const char *path)
   struct stat st;
   patch_path(gen, path, in_layer, sizeof in_layer);
   snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, path);
-  bool had = lstat(in_layer, &st) == 0, hide = lstat(lower, &st) == 0;
-  if (!had && !hide)
+  bool hide = lstat(lower, &st) == 0;
+  if (!remove_in_layer(in_layer) && !hide)
     return; /* a name made and removed between two calls */
-  if (had && unlink(in_layer) == -1 && errno != ENOENT) {
-    agent_log("cannot remove %s from share generation %u's patches: %s", path, gen, strerror(errno));
-    return;
-  }
   if (hide && (make_parents(gen, path) == -1 || mknod(in_layer, S_IFCHR | 0600, makedev(0, 0)) == -1)) {
     agent_log("cannot hide %s in share generation %u: %s", path, gen, strerror(errno));
     return;
@@ -223,19 +246,9 @@ bool share_patch_dir(uint32_t gen, const char *path, char *buf, size_t cap)
   return lstat(buf, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-  (void)st;
-  (void)ftw;
-  if ((type == FTW_DP ? rmdir(path) : unlink(path)) == -1)
-    agent_log("cannot remove %s: %s", path, strerror(errno));
-  return 0;
-}
-
 void share_patch_drop(uint32_t gen)
 {
   char dir[64];
   patch_path(gen, "", dir, sizeof dir);
-  if (access(dir, F_OK) == 0)
-    nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+  remove_in_layer(dir);
 }

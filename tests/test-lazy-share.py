@@ -228,6 +228,22 @@ def test_patched():
           "in.txt" not in lines and "gone" not in lines and "No such file" in out(r),
           f"a file made on the host shows, a file and a directory removed are gone: {out(r)!r}")
     check(how.startswith("patched"), f"... from the patch layer: {how}")
+    # A directory with a patched file in it, then removed on the host.
+    d2 = os.path.join(cwd, "d2")
+    os.mkdir(d2)
+    rewrite(os.path.join(d2, "f"), "f\n", 0o644, 1_600_000_000)
+    traced(f"cat {d2}/f")
+    for attempt in range(5):
+        rewrite(os.path.join(d2, "f"), f"f {attempt}\n", 0o644, 1_600_000_000)
+        r, how = traced(f"cat {d2}/f")
+        if how.startswith("patched"):
+            break
+    check(out(r) == f"f {attempt}\n" and how.startswith("patched"), f"a file in d2 patched: {out(r)!r} {how}")
+    import shutil
+    shutil.rmtree(d2)
+    r, how = traced(f"ls {cwd}; cat {d2}/f 2>&1")
+    check("d2" not in out(r).split("\n") and "No such file" in out(r),
+          f"... then the directory removed on the host is gone: {out(r)!r} ({how})")
 
 
 def cleanup_then(tests):
