@@ -206,7 +206,7 @@ void share_spare_patched(void);
  * namespace a child is making: it comes on SOCK (share_send_ns). Replaces
  * the one made ahead before. */
 void share_ahead(struct share *s, int sock);
-/* Its tmpfs is in RUN_DIR/AHEAD_PREFIX<generation>. */
+/* Its tmpfs is in RUN_DIR/AHEAD_PREFIX<N>, N counting the namespaces made ahead. */
 #define AHEAD_PREFIX "ahead-"
 /* Before a run with share WANT looks for a spare: if the namespace made
  * ahead serves it, wait for it (briefly) and keep it as a spare. */

@@ -474,9 +474,12 @@ void share_gen_prepare(const uint8_t *p, size_t n)
     agent_log("ignoring WIRE_GEN_PREPARE: %s", err);
     return;
   }
+  /* A directory of its own: the namespace made ahead before, for the same
+   * generation when patches came since, may be in use by a run (kept as a
+   * spare), whose write-back reads its tmpfs through that path. */
+  static unsigned made;
   char dir[64];
-  snprintf(dir, sizeof dir, RUN_DIR "/" AHEAD_PREFIX "%u", s->gen);
-  /* One made before for this generation (patches came since) uses DIR. */
+  snprintf(dir, sizeof dir, RUN_DIR "/" AHEAD_PREFIX "%u", ++made);
   share_ahead_drop();
   bool with_ns = !root_present();
   if (with_ns ? share_prepare(s, dir, err, sizeof err) == -1 : !(s->g = gen_get(s, err, sizeof err))) {
