@@ -246,6 +246,27 @@ def test_patched():
           f"... then the directory removed on the host is gone: {out(r)!r} ({how})")
 
 
+def test_ahead_in_use():
+    """A call using the namespace made ahead over a patch writes back, while
+    another caller's write-back makes the next one for the same generation."""
+    f = os.path.join(cwd, "shared.txt")
+    rewrite(f, "0\n", 0o644, 1_600_000_000)
+    guest(f"cat {f}")
+    guest(f"echo 1 > {f}")  # written back: a patch, and the namespace made ahead over it
+    a = subprocess.Popen([VMEXEC, "--target", "s390x", "--", "/bin/sh", "-c", "sleep 3; echo a > a.txt"],
+                         cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    import time
+    time.sleep(1.5)
+    r = guest(f"echo 2 > {f}")  # another patch and namespace ahead, while the first call runs
+    out_a, err_a = a.communicate(timeout=900)
+    with open(f) as fh:
+        shared = fh.read()
+    written = os.path.exists(os.path.join(cwd, "a.txt")) and open(os.path.join(cwd, "a.txt")).read()
+    check(a.returncode == 0 and r.returncode == 0 and shared == "2\n" and written == "a\n",
+          f"a call in a namespace made ahead writes back while another is made: {a.returncode} {written!r} "
+          f"{shared!r} {err_a[-200:]!r}")
+
+
 def cleanup_then(tests):
     def run():
         try:
@@ -258,5 +279,5 @@ def cleanup_then(tests):
     return run
 
 
-sys.exit(guest_main([cleanup_then([test_visible, test_writes, test_changes, test_patched])], VMEXEC, ENV,
+sys.exit(guest_main([cleanup_then([test_visible, test_writes, test_changes, test_patched, test_ahead_in_use])], VMEXEC, ENV,
                     top, setup=setup))
