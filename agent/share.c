@@ -574,29 +574,17 @@ static int mount_overlay(const struct share *s, const char *target, const char *
   return rc;
 }
 
-/* Host PATH read-only at TARGET, from the generation's directory (the
- * current one): a bind mount, read-only as the generation's mount whose
- * flags it copies (no remount: two mount calls per view cost 4-6 ms a
- * namespace under TCG); a read-only overlay when PATH has patches. */
-static int mount_read_only(const struct share *s, const char *path, const char *target)
+/* Host PATH at TARGET from the generation's directory (the current one):
+ * with NAME, a writable overlay, its layers NAME in the run's tmpfs;
+ * without, read-only: a bind mount, read-only as the generation's mount
+ * whose flags it copies (no remount: two mount calls per view cost 4-6 ms a
+ * namespace under TCG), or a read-only overlay when PATH has patches. */
+static int mount_host_dir(const struct share *s, const char *path, const char *target, const char *name)
 {
   char lowers[64];
   int fd;
   lower_layers(s, path, lowers, sizeof lowers, &fd);
-  int rc = fd >= 0 ? mount_overlay(s, target, lowers, NULL) : mount(".", target, NULL, MS_BIND | MS_REC, NULL);
-  if (fd >= 0)
-    close(fd);
-  return rc;
-}
-
-/* A writable overlay of host PATH on TARGET (lower: the current directory,
- * and PATH's patches), its layers NAME in the run's tmpfs. */
-static int mount_writable(const struct share *s, const char *path, const char *target, const char *name)
-{
-  char lowers[64];
-  int fd;
-  lower_layers(s, path, lowers, sizeof lowers, &fd);
-  int rc = mount_overlay(s, target, lowers, name);
+  int rc = fd < 0 && !name ? mount(".", target, NULL, MS_BIND | MS_REC, NULL) : mount_overlay(s, target, lowers, name);
   if (fd >= 0) {
     int e = errno;
     close(fd);
@@ -624,14 +612,14 @@ static int mount_view(const struct share *s, const char *path, size_t i, char *e
     /* The overlay's root takes its owner and mode (1777) from the upper dir. */
     if (mkdir_or_fail(upper, 0755, err, cap) || mkdir_or_fail(work, 0700, err, cap) ||
         chown(upper, st.st_uid, st.st_gid) == -1 || chmod(upper, st.st_mode & 07777) == -1 ||
-        mount_writable(s, path, target, name) == -1) {
+        mount_host_dir(s, path, target, name) == -1) {
       if (!*err)
         snprintf(err, cap, "cannot mount the scratch overlay on %s", path);
       return -1;
     }
     return 0;
   }
-  if (mount_read_only(s, path, target) == -1) {
+  if (mount_host_dir(s, path, target, NULL) == -1) {
     snprintf(err, cap, "cannot mount %s read-only", path);
     return -1;
   }
@@ -693,12 +681,12 @@ int share_enter(const struct share *s, char *err, size_t cap)
     if (r->writable) {
       char name[32];
       snprintf(name, sizeof name, "%zu", i);
-      if (mount_writable(s, r->path, target, name) == -1) {
+      if (mount_host_dir(s, r->path, target, name) == -1) {
         snprintf(err, cap, "cannot mount the writable overlay on %s%s", r->path,
                  errno == ENODEV ? " (the image lacks the overlay module)" : "");
         return -1;
       }
-    } else if (mount_read_only(s, r->path, target) == -1) {
+    } else if (mount_host_dir(s, r->path, target, NULL) == -1) {
       snprintf(err, cap, "cannot mount %s read-only", r->path);
       return -1;
     }
