@@ -145,13 +145,15 @@ def test_trace():
     # the written file as a patch of the current generation (the guest had
     # read it) and has the agent make the next run's namespace over it
     # (WIRE_GEN_PREPARE); the next call gets that, and sees the write.
-    r = st("write", path, "ahead\n")
-    check(r.returncode == 0, f"a write before a prepared generation: {r.returncode} {r.stderr[-200:]!r}")
+    w = subprocess.run([VMEXEC, os.path.join(BUILD, "sharetest"), "write", path, "ahead\n"], cwd=BUILD, env=env,
+                       capture_output=True, timeout=900)
+    check(w.returncode == 0, f"a write before a prepared generation: {w.returncode} {w.stderr[-200:]!r}")
     r = subprocess.run([VMEXEC, os.path.join(BUILD, "sharetest"), "cat", path], cwd=BUILD, env=env,
                        capture_output=True, timeout=900)
     err = r.stderr.decode(errors="replace")
     check(r.returncode == 0 and r.stdout == b"ahead\n" and "share generation (patched ahead)" in err,
-          f"the call after a write-back gets the generation made ahead, with the write: {r.stdout!r} {err!r}")
+          f"the call after a write-back gets the generation made ahead, with the write: {r.stdout!r} {err!r} "
+          f"(the writer's: {w.stderr.decode(errors='replace')!r})")
     # The scratch /tmp (not named in the arguments, so not shared writable):
     # what one call wrote there is gone for the next, and never on the host.
     scratch = f"/tmp/vmexec-scratch-{os.getpid()}"
