@@ -6,7 +6,10 @@ one run on one s390x guest:
      files: through the share (EROFS on the nbdkit disk) vs virtio-9p
      (msize 512 KiB, cache=loose), page cache dropped before each; timed in
      the guest; then the walk again with everything cached, what the guest's
-     system calls cost alone (the floor of the walk under TCG);
+     system calls cost alone (the floor of the walk under TCG). The files
+     are in the working directory, a writable root (an overlay over the
+     share, as a build tree is), then shared read-only (`--share DIR:ro`,
+     the share's EROFS bind-mounted, as a source tree's test data is);
   2. the time of a call that reuses the current generation (a metadata
      fingerprint of the trees) vs one that needs a new generation (scan,
      layout, mount), for trees of 1 000, 10 000 and 50 000 files;
@@ -113,22 +116,31 @@ def throughput(vm, prog, data, env, work):
     result line arrives): on a loaded machine the wall times stretch with
     the load, the CPU times hardly."""
     pids = guest_pids(os.path.join(env["XDG_RUNTIME_DIR"], "vmexec", "s390x"))
-    p = subprocess.Popen([vm, "--root", prog, "bench", data, "bench9p"], env=env, cwd=work, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    rows, last = {}, cpu_seconds(*pids)
-    for line in p.stdout:
-        now = cpu_seconds(*pids)
-        rows[line.split()[0]] = [float(x) for x in line.split()[1:]] + [now - last]
-        last = now
-    err = p.stderr.read()
-    if p.wait() != 0:
-        sys.exit(f"bench: sharetest bench: status {p.returncode}: {err[-400:]}")
+    rows = {}
+    # DATA under the working directory, a writable root: an overlay over the
+    # share, as a build tree is; then DATA as a read-only root (--share
+    # DIR:ro, from elsewhere), as a source tree's test data is: the share's
+    # EROFS bind-mounted, no overlay. 9p is mounted read-only, no overlay.
+    for prefix, args, cwd in (("", ["bench", data, "bench9p"], work),
+                              ("ro-", ["--share", data + ":ro", prog, "bench", data], "/")):
+        cmd = [vm, "--root"] + ([prog] if not prefix else []) + args
+        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        last = cpu_seconds(*pids)
+        for line in p.stdout:
+            now = cpu_seconds(*pids)
+            rows[prefix + line.split()[0]] = [float(x) for x in line.split()[1:]] + [now - last]
+            last = now
+        err = p.stderr.read()
+        if p.wait() != 0:
+            sys.exit(f"bench: sharetest bench: status {p.returncode}: {err[-400:]}")
     print("1. reading through the share vs virtio-9p (s390x guest, TCG; page cache dropped); wall s in the guest,")
     print("   CPU s of qemu + nbdkit meanwhile")
     print(f"{'':28} {'share':>16} {'9p':>16} {'speedup wall':>13} {'CPU':>6}")
-    for what, label in (("read", "256 MiB sequential read"), ("walk", "walk+read 10 000 files"),
-                        ("rewalk", "  again, all cached")):
-        sh, p9 = rows.get(f"share-{what}"), rows.get(f"9p-{what}")
+    for what, label, kind in (("read", "256 MiB sequential read", "share"),
+                              ("walk", "walk+read 10 000 files", "share"), ("rewalk", "  again, all cached", "share"),
+                              ("walk", "  the same, read-only root", "ro-share"),
+                              ("rewalk", "  again, all cached", "ro-share")):
+        sh, p9 = rows.get(f"{kind}-{what}"), rows.get(f"9p-{what}")
         if not sh or not p9:
             print(f"   {what}: missing result: {rows!r}")
             continue
