@@ -211,6 +211,8 @@ void share_ahead(struct share *s, int sock);
 /* Before a run with share WANT looks for a spare: if the namespace made
  * ahead serves it, wait for it (briefly) and keep it as a spare. */
 void share_ahead_collect(const struct share *want);
+/* Whether a spare, or the namespace made ahead, serves a run with share S. */
+bool share_served(const struct share *s);
 
 /* disk-watch.c: while runs go on, called at least once a second: a disk
  * whose requests stopped completing gets one more (a lost notification). */

@@ -445,3 +445,13 @@ void share_ahead_collect(const struct share *want)
   if (!share_keep(s, false))
     share_free(s);
 }
+
+bool share_served(const struct share *s)
+{
+  if (ahead.s && same_roots(ahead.s, s))
+    return true;
+  for (size_t i = 0; i < nspares; i++)
+    if (same_roots(spares[i], s))
+      return true;
+  return false;
+}

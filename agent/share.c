@@ -474,6 +474,13 @@ void share_gen_prepare(const uint8_t *p, size_t n)
     agent_log("ignoring WIRE_GEN_PREPARE: %s", err);
     return;
   }
+  /* The caller went and nothing changed (the host sends the current
+   * generation again): a spare or the namespace made ahead, made after the
+   * last patch, may serve the next run already. */
+  if (share_served(s)) {
+    share_free(s);
+    return;
+  }
   /* A directory of its own: the namespace made ahead before, for the same
    * generation when patches came since, may be in use by a run (kept as a
    * spare), whose write-back reads its tmpfs through that path. */

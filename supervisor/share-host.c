@@ -325,25 +325,27 @@ bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct
   return true;
 }
 
-bool share_host_prepare(struct share_host *h, share_patch_emit *emit, void *arg, struct wire_share *next)
+enum share_next share_host_prepare(struct share_host *h, share_patch_emit *emit, void *arg, struct wire_share *next)
 {
   char err[256], list[PATH_MAX + 64];
   if (!h->have_gen || last_nroots == 0)
-    return false;
+    return SHARE_NEXT_NONE;
+  enum share_next how = SHARE_NEXT_CHANGED;
   bool stale = current_stale(h);
   if (!stale) {
     /* Changed files only: their patches now, and the next run's namespace
      * made ahead over them, in the current generation. */
     slot_file(h, h->cur_slot, "changed", list, sizeof list);
     if (access(list, F_OK) == -1)
-      return false;
-    stale = !send_patches(h, emit, arg);
+      how = SHARE_NEXT_SAME;
+    else
+      stale = !send_patches(h, emit, arg);
   }
   if (stale && !new_generation(h, err, sizeof err))
-    return false;
+    return SHARE_NEXT_NONE;
   *next = (struct wire_share){ .gen = h->gen, .offset = h->cur_slot * h->slot_size, .size = h->slot_size,
                                .nroots = last_nroots, .roots = last_roots };
-  return true;
+  return how;
 }
 
 void share_host_released(struct share_host *h, uint32_t gen)

@@ -30,13 +30,14 @@ const char *share_host_socket(const struct share_host *h);
 bool share_host_request(struct share_host *h, const uint8_t *p, size_t n, struct wire_share *reply,
                         share_patch_emit *emit, void *arg, char *err, size_t cap);
 
-/* The host changed since the current generation was made (a caller applied
- * write-back): if the plugin says the current generation is stale, make the
- * next one now, or if only files to patch changed, send their WIRE_PATCH
- * frames through EMIT (ARG); then fill NEXT with that generation and the
- * roots of the last request (valid until the next call), for
- * WIRE_GEN_PREPARE. False if nothing is to do. */
-bool share_host_prepare(struct share_host *h, share_patch_emit *emit, void *arg, struct wire_share *next);
+/* A caller went. If the host changed since the current generation was made
+ * (its write-back applied): if the plugin says the current generation is
+ * stale, make the next one now, or if only files to patch changed, send
+ * their WIRE_PATCH frames through EMIT (ARG). Then fill NEXT with that
+ * generation, or the current one if nothing changed, and the roots of the
+ * last request (valid until the next call), for WIRE_GEN_PREPARE. */
+enum share_next { SHARE_NEXT_NONE, SHARE_NEXT_SAME, SHARE_NEXT_CHANGED };
+enum share_next share_host_prepare(struct share_host *h, share_patch_emit *emit, void *arg, struct wire_share *next);
 
 /* The guest let go of generation GEN: the plugin may free it. */
 void share_host_released(struct share_host *h, uint32_t gen);

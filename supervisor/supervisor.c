@@ -218,10 +218,19 @@ static void prepare_next_generation(struct supervisor *s)
   static uint8_t buf[WIRE_MAX_PAYLOAD];
   struct wire_share next;
   size_t len;
-  if (!s->share || s->agent_fd < 0 || s->restoring || !share_host_prepare(s->share, queue_patch, s, &next))
+  if (!s->share || s->agent_fd < 0 || s->restoring)
     return;
-  s->prepared_patched = next.gen == s->last_gen;
-  s->last_gen = s->prepared_gen = next.gen;
+  enum share_next how = share_host_prepare(s->share, queue_patch, s, &next);
+  if (how == SHARE_NEXT_NONE)
+    return;
+  /* Nothing changed: the generation is sent again all the same, for the
+   * agent to make the next run's namespace if the caller's run left none to
+   * reuse (it wrote in the guest: a file in the scratch /tmp, or output the
+   * host took back unchanged); the next run's is no generation made ahead. */
+  if (how == SHARE_NEXT_CHANGED) {
+    s->prepared_patched = next.gen == s->last_gen;
+    s->last_gen = s->prepared_gen = next.gen;
+  }
   if (wire_encode_share(&next, buf, sizeof buf, &len))
     queue_to_agent(s, WIRE_GEN_PREPARE, 0, buf, len);
 }
