@@ -372,6 +372,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     struct share *spare = share_take_spare(r->share);
     if (spare)
       r->share = spare;
+    r->joined_ns = r->share->ns_fd >= 0;
   }
   if (r->share_err[0] || (r->share && !r->share->g && share_prepare(r->share, r->dir, why, sizeof why) == -1)) {
     run_refuse(r, 125, "%s", r->share_err[0] ? r->share_err : why);

@@ -36,6 +36,7 @@ struct run {
   struct writeback *wb;  /* the write-back in progress, once the program ended */
   bool cancelled;        /* WIRE_CANCEL or the host went away: no write-back */
   bool keep_ns;          /* its namespace may become the spare (share-spare.c) */
+  bool joined_ns;        /* it joined a namespace ready for it: a spare, or one made ahead (VMEXEC_TRACE) */
   bool unchanged_known, unchanged; /* share_unchanged, asked once the run is over */
   int ns_sock, ns_sock_child; /* the child sends its namespace on these, or -1 */
   bool pty;              /* WIRE_RUN_PTY: out_fd is the terminal's master */

@@ -160,9 +160,15 @@ def test_trace():
     r = guest_sh(f"echo gone > {scratch} && cat {scratch}")
     check(r.returncode == 0 and r.stdout == b"gone\n", f"a call writes in the scratch /tmp: {r.returncode} {r.stderr[-200:]!r}")
     for i in range(2):
-        r = guest_sh(f"test -e {scratch} && echo present || echo missing")
+        r = guest_sh(f"test -e {scratch} && echo present || echo missing", env=env)
         check(r.stdout == b"missing\n" and not os.path.exists(scratch),
               f"call {i} after it does not see that file: {r.stdout!r} {r.stderr[-200:]!r}")
+        # Its namespace was not kept (it wrote), nor the host changed: the
+        # agent made the next one when the caller went (WIRE_GEN_PREPARE of
+        # the same generation), and this call joined it.
+        err = r.stderr.decode(errors="replace")
+        check("guest: namespace and overlay (child, ready)" in err,
+              f"call {i} after it joined a namespace made when the one before went: {err!r}")
 
 
 def test_script_outputs():
@@ -197,9 +203,9 @@ def test_script_outputs():
           f"a call runs in a subdirectory the host just made there: {r.returncode} {r.stdout!r} {r.stderr[-300:]!r}")
 
 
-def guest_sh(script):
+def guest_sh(script, env=ENV):
     return subprocess.run([VMEXEC, "--target", "s390x", "--", "sh", "-c", script],
-                          cwd=BUILD, env=ENV, capture_output=True, timeout=900)
+                          cwd=BUILD, env=env, capture_output=True, timeout=900)
 
 
 def test_mount_not_kept():
