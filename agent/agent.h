@@ -115,7 +115,8 @@ struct share {
   struct upper_seen *seen; /* its upper layers' ctimes when it was last kept (share-spare.c) */
   size_t nseen;
   char *mounts_seen;      /* its mount table when first kept, less the runs' tmpfs (share-spare.c) */
-  unsigned patch_serial;  /* share_patch_serial() when it was made */
+  unsigned patch_serial;  /* share_patch_serial() when it was made (or, unused, still served) */
+  unsigned layer_serial;  /* share_patch_layer_serial() when it was made */
 };
 /* Make /run a shared mount (runs' namespaces are its slaves). */
 void share_init(void);
@@ -149,6 +150,8 @@ void share_patch_data(const uint8_t *p, size_t n);
 /* How many patches were completed so far: a namespace made before the
  * latest one may show a file as it was. */
 unsigned share_patch_serial(void);
+/* How often the layers' directories changed (made, removed, a name hidden). */
+unsigned share_patch_layer_serial(void);
 /* The layer's directory for PATH in generation GEN into BUF: true if it
  * exists (something beneath PATH is patched). */
 bool share_patch_dir(uint32_t gen, const char *path, char *buf, size_t cap);
@@ -195,24 +198,30 @@ bool share_unchanged(const struct share *s);
  * the least recently kept spare goes if there are too many). True: the
  * spares own S now; false: the caller frees S. */
 bool share_keep(struct share *s, bool unchanged);
-/* Let go of the namespace being made ahead, if any (share_ahead). */
+/* Let go of the namespaces being made ahead (share_ahead). */
 void share_ahead_drop(void);
 /* A new generation was mounted: spares of older ones will never serve. */
 void share_spare_outdated(uint32_t newest_gen);
-/* A patch was completed: namespaces made before it may show the file as it
- * was, in their overlays' caches; they are not kept. */
+/* A patch was completed: spares made before it may show the file as it
+ * was, in their overlays' caches; they are not kept, nor namespaces made
+ * ahead if the layers' directories changed since they were made. */
 void share_spare_patched(void);
 /* S (prepared, its tmpfs mounted) is a generation made ahead whose
- * namespace a child is making: it comes on SOCK (share_send_ns). Replaces
- * the one made ahead before. */
+ * namespace a child is making: it comes on SOCK (share_send_ns). The oldest
+ * made ahead goes if there are too many. */
 void share_ahead(struct share *s, int sock);
+/* A run starts while GOING runs go (itself included). */
+void share_note_start(unsigned going);
+/* How many namespaces to have ready for the next runs: as many as went at
+ * once lately. */
+size_t share_ahead_wanted(void);
 /* Its tmpfs is in RUN_DIR/AHEAD_PREFIX<N>, N counting the namespaces made ahead. */
 #define AHEAD_PREFIX "ahead-"
 /* Before a run with share WANT looks for a spare: if the namespace made
  * ahead serves it, wait for it (briefly) and keep it as a spare. */
 void share_ahead_collect(const struct share *want);
-/* Whether a spare, or the namespace made ahead, serves a run with share S. */
-bool share_served(const struct share *s);
+/* How many spares and namespaces made ahead serve a run with share S. */
+size_t share_served(const struct share *s);
 
 /* disk-watch.c: while runs go on, called at least once a second: a disk
  * whose requests stopped completing gets one more (a lost notification). */

@@ -368,6 +368,10 @@ static void start(struct run *r, const uint8_t *p, size_t n)
   /* Not with a full image's per-run root. */
   r->keep_ns = r->share && !r->share_err[0] && !root_present();
   if (r->keep_ns) {
+    unsigned going = 0;
+    for (struct run *o = runs; o; o = o->next)
+      going += o->pid > 0 || o == r;
+    share_note_start(going);
     share_ahead_collect(r->share);
     struct share *spare = share_take_spare(r->share);
     if (spare)

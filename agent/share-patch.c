@@ -37,10 +37,20 @@ static struct {
 } cur = { .fd = -1 };
 
 static unsigned serial; /* patches completed */
+/* Changes of the layers' directories: one made, removed, or a name hidden
+ * (a whiteout). Overlays mounted before one may have looked up through
+ * what changed, or lack the layer; a file put in a directory the layer
+ * had is found by any later lookup (share_spare_patched). */
+static unsigned layer_serial;
 
 unsigned share_patch_serial(void)
 {
   return serial;
+}
+
+unsigned share_patch_layer_serial(void)
+{
+  return layer_serial;
 }
 
 static void patch_path(uint32_t gen, const char *path, char *buf, size_t cap)
@@ -70,8 +80,10 @@ static int make_parents(uint32_t gen, const char *path)
   char dir[PATH_MAX + 64];
   patch_path(gen, "", dir, sizeof dir);
   mkdir(PATCH_DIR, 0755);
-  if (mkdir(dir, 0755) == 0)
+  if (mkdir(dir, 0755) == 0) {
+    layer_serial++;
     dir_as_generation(gen, dir, "/");
+  }
   size_t base = strlen(dir), parent = base;
   for (const char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
     size_t len = base + (size_t)(slash - path);
@@ -80,6 +92,7 @@ static int make_parents(uint32_t gen, const char *path)
     memcpy(dir + base, path, (size_t)(slash - path));
     dir[len] = '\0';
     if (mkdir(dir, 0755) == 0) {
+      layer_serial++;
       dir_as_generation(gen, dir, dir + base);
       dir[parent] = '\0';
       dir_as_generation(gen, dir, parent > base ? dir + base : "/");
@@ -109,8 +122,10 @@ static bool remove_in_layer(const char *path)
   struct stat st;
   if (lstat(path, &st) == -1)
     return false;
-  if (S_ISDIR(st.st_mode))
+  if (S_ISDIR(st.st_mode)) {
+    layer_serial++;
     nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+  }
   else if (unlink(path) == -1)
     agent_log("cannot remove %s: %s", path, strerror(errno));
   return true;
@@ -186,6 +201,7 @@ static void patch_delete(uint32_t gen, const char *path)
   bool hide = lstat(lower, &st) == 0;
   if (!remove_in_layer(in_layer) && !hide)
     return; /* a name made and removed between two calls */
+  layer_serial += hide;
   if (hide && (make_parents(gen, path) == -1 || mknod(in_layer, S_IFCHR | 0600, makedev(0, 0)) == -1)) {
     agent_log("cannot hide %s in share generation %u: %s", path, gen, strerror(errno));
     return;

@@ -45,20 +45,45 @@ enum { MAX_SPARES = 8 };
 static struct share *spares[MAX_SPARES]; /* the oldest first; NULLs at the end */
 static size_t nspares;
 
-/* The namespace a child makes for a generation made ahead (share_ahead):
- * its share and the socket its namespace comes on. */
+/* The namespaces children make for a generation made ahead (share_ahead):
+ * each one's share and the socket its namespace comes on, the oldest
+ * first. As many as runs went at once lately (pipelines of a test script,
+ * meson test -j N), so that each of them finds one. */
+enum { MAX_AHEAD = 4, RECENT_STARTS = 8 };
 static struct {
   struct share *s;
   int sock;
-} ahead = { NULL, -1 };
+} aheads[MAX_AHEAD];
+static size_t naheads;
+static unsigned recent_runs[RECENT_STARTS]; /* runs going, each counted at a run's start */
+static size_t recent_next;
+
+static void drop_ahead(size_t i)
+{
+  if (aheads[i].sock >= 0)
+    close(aheads[i].sock);
+  share_free(aheads[i].s);
+  memmove(&aheads[i], &aheads[i + 1], (naheads - i - 1) * sizeof *aheads);
+  naheads--;
+}
 
 void share_ahead_drop(void)
 {
-  if (ahead.sock >= 0)
-    close(ahead.sock);
-  ahead.sock = -1;
-  share_free(ahead.s);
-  ahead.s = NULL;
+  while (naheads)
+    drop_ahead(0);
+}
+
+void share_note_start(unsigned going)
+{
+  recent_runs[recent_next++ % RECENT_STARTS] = going;
+}
+
+size_t share_ahead_wanted(void)
+{
+  unsigned most = 1;
+  for (size_t i = 0; i < RECENT_STARTS; i++)
+    most = recent_runs[i] > most ? recent_runs[i] : most;
+  return most < MAX_AHEAD ? most : MAX_AHEAD;
 }
 
 struct upper_seen {
@@ -111,8 +136,11 @@ struct share *share_take_spare(struct share *want)
 
 void share_spare_outdated(uint32_t newest_gen)
 {
-  if (ahead.s && ahead.s->gen < newest_gen)
-    share_ahead_drop();
+  for (size_t i = 0; i < naheads;)
+    if (aheads[i].s->gen < newest_gen)
+      drop_ahead(i);
+    else
+      i++;
   for (size_t i = 0; i < nspares;)
     if (spares[i]->gen < newest_gen)
       drop_spare(i);
@@ -122,9 +150,18 @@ void share_spare_outdated(uint32_t newest_gen)
 
 void share_spare_patched(void)
 {
-  unsigned now = share_patch_serial();
-  if (ahead.s && ahead.s->patch_serial != now)
-    share_ahead_drop();
+  /* A namespace made ahead that no run used yet has looked up nothing below
+   * its mounts: a file the patch put in a layer directory its overlays
+   * already had is found by the first lookup. (A test script's shell
+   * truncating the next call's output file is such a patch, at that call's
+   * own request: dropping these made most calls of xz-utils' scripts make
+   * their namespace.) */
+  unsigned now = share_patch_serial(), layers = share_patch_layer_serial();
+  for (size_t i = 0; i < naheads;)
+    if (aheads[i].s->layer_serial != layers)
+      drop_ahead(i);
+    else
+      aheads[i++].s->patch_serial = now;
   for (size_t i = 0; i < nspares;)
     if (spares[i]->patch_serial != now)
       drop_spare(i);
@@ -421,9 +458,10 @@ bool share_keep(struct share *s, bool unchanged)
 
 void share_ahead(struct share *s, int sock)
 {
-  share_ahead_drop();
-  ahead.s = s;
-  ahead.sock = sock;
+  if (naheads == MAX_AHEAD)
+    drop_ahead(0);
+  aheads[naheads].s = s;
+  aheads[naheads++].sock = sock;
 }
 
 /* How long a run waits for the namespace being made ahead: the child sends
@@ -431,27 +469,48 @@ void share_ahead(struct share *s, int sock)
  * much. */
 enum { AHEAD_WAIT_MS = 500 };
 
+/* The namespace made ahead for WANT whose child sent it already, else the
+ * first still being made, or -1: none, or a spare serves WANT now. */
+static long ahead_for(const struct share *want)
+{
+  long first = -1;
+  for (size_t i = 0; i < naheads; i++) {
+    if (!same_roots(aheads[i].s, want))
+      continue;
+    struct pollfd p = { .fd = aheads[i].sock, .events = POLLIN };
+    if (poll(&p, 1, 0) == 1)
+      return (long)i;
+    if (first < 0)
+      first = (long)i;
+  }
+  for (size_t i = 0; i < nspares && first >= 0; i++)
+    if (same_roots(spares[i], want))
+      return -1;
+  return first;
+}
+
 void share_ahead_collect(const struct share *want)
 {
-  if (!ahead.s || !same_roots(ahead.s, want))
+  long at = ahead_for(want);
+  if (at < 0)
     return;
-  struct pollfd p = { .fd = ahead.sock, .events = POLLIN };
+  size_t i = (size_t)at;
+  struct share *s = aheads[i].s;
+  struct pollfd p = { .fd = aheads[i].sock, .events = POLLIN };
   if (poll(&p, 1, AHEAD_WAIT_MS) == 1)
-    share_receive_ns(ahead.s, ahead.sock);
-  close(ahead.sock);
-  ahead.sock = -1;
-  struct share *s = ahead.s;
-  ahead.s = NULL;
+    share_receive_ns(s, aheads[i].sock);
+  aheads[i].s = NULL; /* the spares' now, or freed below */
+  drop_ahead(i);
   if (!share_keep(s, false))
     share_free(s);
 }
 
-bool share_served(const struct share *s)
+size_t share_served(const struct share *s)
 {
-  if (ahead.s && same_roots(ahead.s, s))
-    return true;
+  size_t n = 0;
+  for (size_t i = 0; i < naheads; i++)
+    n += same_roots(aheads[i].s, s);
   for (size_t i = 0; i < nspares; i++)
-    if (same_roots(spares[i], s))
-      return true;
-  return false;
+    n += same_roots(spares[i], s);
+  return n;
 }

@@ -121,6 +121,7 @@ struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap)
   }
   s->ns_fd = s->mounts_fd = -1;
   s->patch_serial = share_patch_serial(); /* its namespace shows the patches so far */
+  s->layer_serial = share_patch_layer_serial();
   if (!wire_decode_share(p, n, &m, roots, MAX_ROOTS) || m.nroots == 0 ||
       !(s->roots = calloc(m.nroots, sizeof *s->roots))) {
     snprintf(err, cap, "malformed share request from the host");
@@ -457,37 +458,25 @@ static void warm_lookups(const struct share *s)
     look_up(s->roots[i].path, &gen);
 }
 
-/* WIRE_GEN_PREPARE: mount the generation the next run will get (or hold
- * the current one again: patches came for it), and make that run's mount
- * namespace: its tmpfs here, the rest (unshare, the views,
- * the overlays, which look up what the run will) in a child, which sends
- * the namespace back (share_ahead); without one, the child only looks up. A cold lookup reads the share, a round trip
- * to the plugin each, which builds what it shows on first read: 7-10 ms in
- * all under TCG, and the namespace as much again; the agent serves other
- * runs meanwhile (the mount and the tmpfs take 2-5 ms here). With a full
- * image (a root of its own per run) only the mount and the lookups. */
-void share_gen_prepare(const uint8_t *p, size_t n)
+/* For WIRE_GEN_PREPARE: mount the generation S the next run will get (or
+ * hold the current one again: patches came for it), and make that run's
+ * mount namespace: its tmpfs here, the rest (unshare, the views, the
+ * overlays, which look up what the run will) in a child, which sends the
+ * namespace back (share_ahead); without one, the child only looks up. A
+ * cold lookup reads the share, a round trip to the plugin each, which
+ * builds what it shows on first read: 7-10 ms in all under TCG, and the
+ * namespace as much again; the agent serves other runs meanwhile (the
+ * mount and the tmpfs take 2-5 ms here). With a full image (a root of its
+ * own per run) only the mount and the lookups. S is taken. */
+static void make_ahead(struct share *s)
 {
   char err[512];
-  struct share *s = share_parse(p, n, err, sizeof err);
-  if (!s) {
-    agent_log("ignoring WIRE_GEN_PREPARE: %s", err);
-    return;
-  }
-  /* The caller went and nothing changed (the host sends the current
-   * generation again): a spare or the namespace made ahead, made after the
-   * last patch, may serve the next run already. */
-  if (share_served(s)) {
-    share_free(s);
-    return;
-  }
   /* A directory of its own: the namespace made ahead before, for the same
    * generation when patches came since, may be in use by a run (kept as a
    * spare), whose write-back reads its tmpfs through that path. */
   static unsigned made;
   char dir[64];
   snprintf(dir, sizeof dir, RUN_DIR "/" AHEAD_PREFIX "%u", ++made);
-  share_ahead_drop();
   bool with_ns = !root_present();
   if (with_ns ? share_prepare(s, dir, err, sizeof err) == -1 : !(s->g = gen_get(s, err, sizeof err))) {
     agent_log("cannot prepare share generation %u: %s", s->gen, err);
@@ -525,6 +514,43 @@ void share_gen_prepare(const uint8_t *p, size_t n)
       close(sv[0]);
     share_free(s);
   }
+}
+
+void share_gen_prepare(const uint8_t *p, size_t n)
+{
+  char err[512];
+  struct share *s = share_parse(p, n, err, sizeof err);
+  if (!s) {
+    agent_log("ignoring WIRE_GEN_PREPARE: %s", err);
+    return;
+  }
+  if (root_present()) {
+    /* A full image: no namespace to make, the lookups to warm once per
+     * generation and patch. */
+    static uint32_t warmed_gen = UINT32_MAX;
+    static unsigned warmed_serial;
+    if (s->gen == warmed_gen && s->patch_serial == warmed_serial) {
+      share_free(s);
+      return;
+    }
+    warmed_gen = s->gen;
+    warmed_serial = s->patch_serial;
+    make_ahead(s);
+    return;
+  }
+  /* As many namespaces ready as runs went at once lately, counting the
+   * spares and those made ahead that serve the same trees (made after the
+   * last patch: the others were dropped). The caller that went may have
+   * left one, or the host sent the current generation again after a run
+   * that wrote in the guest only. */
+  size_t have = share_served(s), want = share_ahead_wanted();
+  for (; have < want; have++) {
+    struct share *another = have + 1 < want ? share_parse(p, n, err, sizeof err) : NULL;
+    make_ahead(s);
+    if (!(s = another))
+      break;
+  }
+  share_free(s);
 }
 
 /* The host's directories that are scratch in the guest: the host's files
