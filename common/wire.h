@@ -107,11 +107,13 @@ enum wire_type {
    * the phases happened. The sender's own clock: durations only, never
    * points in time. */
   WIRE_TRACE = 22,
-  /* host -> agent, run 0: WIRE_SHARE's payload. A caller applied write-back
-   * and the current generation no longer shows the host, so the next run
-   * will get generation GEN: the agent mounts it now and looks up the roots
-   * (the last run's) in it, while the caller's harness starts the next
-   * test. No answer. An agent that does not know the frame ignores it. */
+  /* host -> agent, run 0: WIRE_SHARE's payload. A caller that used the
+   * share went: the next run will get generation GEN (a new one, the
+   * current one with patches just sent, or the current one as it was): the
+   * agent mounts it now and makes namespaces for the roots (the last run's)
+   * until as many serve them as runs went at once lately, while the
+   * caller's harness starts the next test. No answer. An agent that does
+   * not know the frame ignores it. */
   WIRE_GEN_PREPARE = 23,
   /* host -> agent, run 0, before the WIRE_SHARE of the run that needs it: a
    * regular file of generation GEN changed on the host in place (or was
