@@ -121,10 +121,10 @@ def throughput(vm, prog, data, env, work):
     # share, as a build tree is; then DATA as a read-only root (--share
     # DIR:ro, from elsewhere), as a source tree's test data is: the share's
     # EROFS bind-mounted, no overlay. 9p is mounted read-only, no overlay.
-    for prefix, args, cwd in (("", ["bench", data, "bench9p"], work),
+    for prefix, args, cwd in (("", [prog, "bench", data, "bench9p"], work),
                               ("ro-", ["--share", data + ":ro", prog, "bench", data], "/")):
-        cmd = [vm, "--root"] + ([prog] if not prefix else []) + args
-        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen([vm, "--root", *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
         last = cpu_seconds(*pids)
         for line in p.stdout:
             now = cpu_seconds(*pids)
