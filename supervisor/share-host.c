@@ -334,7 +334,8 @@ enum share_next share_host_prepare(struct share_host *h, share_patch_emit *emit,
   bool stale = current_stale(h);
   if (!stale) {
     /* Changed files only: their patches now, and the next run's namespace
-     * made ahead over them, in the current generation. */
+     * made ahead over them, in the current generation; or nothing changed
+     * (no list): the current generation again. */
     slot_file(h, h->cur_slot, "changed", list, sizeof list);
     if (access(list, F_OK) == -1)
       how = SHARE_NEXT_SAME;
