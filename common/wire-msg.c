@@ -300,6 +300,10 @@ bool wire_encode_patch(const struct wire_patch *m, uint8_t *buf, size_t cap, siz
   wire_put_u32(&w, m->uid);
   wire_put_u32(&w, m->gid);
   put_wb(&w, &m->file);
+  if (m->file.kind == WIRE_WB_DIR) { /* (the write-back's carries no times) */
+    wire_put_u64(&w, m->file.mtime_sec);
+    wire_put_u32(&w, m->file.mtime_nsec);
+  }
   return finish(&w, len);
 }
 
@@ -311,7 +315,11 @@ bool wire_decode_patch(const uint8_t *p, size_t n, struct wire_patch *m)
   m->uid = wire_get_u32(&r);
   m->gid = wire_get_u32(&r);
   get_wb(&r, &m->file);
-  return r.ok && (m->file.kind == WIRE_WB_FILE || m->file.kind == WIRE_WB_DELETE);
+  if (m->file.kind == WIRE_WB_DIR) {
+    m->file.mtime_sec = wire_get_u64(&r);
+    m->file.mtime_nsec = wire_get_u32(&r);
+  }
+  return r.ok && (m->file.kind == WIRE_WB_FILE || m->file.kind == WIRE_WB_DIR || m->file.kind == WIRE_WB_DELETE);
 }
 
 bool wire_encode_winsize(const struct wire_winsize *m, uint8_t *buf, size_t cap, size_t *len)

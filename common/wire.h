@@ -120,10 +120,14 @@ enum wire_type {
    * replaced under the same name, or made) after the guest had read it or
    * its directory's listing, or a name there is gone. u32 gen, u32 uid, u32
    * gid, then WIRE_WB's fields: kind WIRE_WB_FILE (mode, path, size, mtime;
-   * its bytes follow in WIRE_PATCH_DATA frames) or WIRE_WB_DELETE (path).
-   * The agent keeps it in the generation's patch layer, which overlays the
+   * its bytes follow in WIRE_PATCH_DATA frames), WIRE_WB_DIR (mode, path,
+   * then u64 mtime, u32 mtime_nsec: a directory made there, or one
+   * replaced, made anew, empty: its names come in later WIRE_PATCH frames)
+   * or WIRE_WB_DELETE (path). The
+   * agent keeps it in the generation's patch layer, which overlays the
    * generation in every later run: no new generation for a file a test
-   * harness writes between two calls (nbd-share/README.md). */
+   * harness writes, or a directory it makes, between two calls
+   * (nbd-share/README.md). */
   WIRE_PATCH = 24,
   WIRE_PATCH_DATA = 25,
 };

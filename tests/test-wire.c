@@ -586,8 +586,8 @@ static bool decode_patch(const uint8_t *p, size_t n)
   return wire_decode_patch(p, n, &patch_out);
 }
 
-/* WIRE_PATCH: gen, uid, gid, then a WIRE_WB of a file or a deletion; any
- * other kind is refused. */
+/* WIRE_PATCH: gen, uid, gid, then a WIRE_WB of a file, a directory or a
+ * deletion; a symlink is refused. */
 static void patch_msg(void)
 {
   static struct wire_patch m;
@@ -614,6 +614,23 @@ static void patch_msg(void)
   m.file = (struct wire_wb){ .kind = WIRE_WB_DELETE, .path = "/src/build/tmp_comp" };
   CHECK(wire_encode_patch(&m, buf, sizeof buf, &len) && decode_patch(buf, len) &&
         patch_out.file.kind == WIRE_WB_DELETE && strcmp(patch_out.file.path, "/src/build/tmp_comp") == 0);
+  /* A directory: its times after the path. */
+  m.file = (struct wire_wb){ .kind = WIRE_WB_DIR, .mode = 040750, .path = "/src/build/testSubDir/t1",
+                             .mtime_sec = 9, .mtime_nsec = 10 };
+  wire_writer_init(&w, ref, sizeof ref);
+  const uint32_t dir_head[] = { 7, 1000, 0x12345678, WIRE_WB_DIR, 040750 };
+  for (size_t i = 0; i < 5; i++)
+    wire_put_u32(&w, dir_head[i]);
+  wire_put_str(&w, "/src/build/testSubDir/t1");
+  const uint32_t dir_tail[] = { 0, 9, 10 };
+  for (size_t i = 0; i < 3; i++)
+    wire_put_u32(&w, dir_tail[i]);
+  CHECK(wire_encode_patch(&m, buf, sizeof buf, &len));
+  check_bytes(buf, len, &w);
+  CHECK(decode_patch(buf, len) && patch_out.file.kind == WIRE_WB_DIR && patch_out.file.mode == 040750 &&
+        patch_out.file.mtime_sec == 9 && patch_out.file.mtime_nsec == 10 &&
+        strcmp(patch_out.file.path, "/src/build/testSubDir/t1") == 0);
+  check_prefixes(decode_patch, buf, len);
   m.file = (struct wire_wb){ .kind = WIRE_WB_SYMLINK, .path = "/src/build/link", .target = "x" };
   CHECK(wire_encode_patch(&m, buf, sizeof buf, &len) && !decode_patch(buf, len));
 }

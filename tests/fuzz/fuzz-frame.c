@@ -163,7 +163,7 @@ static void fuzz_patch(const uint8_t *p, size_t n)
   size_t len;
   if (!wire_decode_patch(p, n, &m))
     return;
-  REQUIRE(m.file.kind == WIRE_WB_FILE || m.file.kind == WIRE_WB_DELETE);
+  REQUIRE(m.file.kind == WIRE_WB_FILE || m.file.kind == WIRE_WB_DIR || m.file.kind == WIRE_WB_DELETE);
   REQUIRE(wire_encode_patch(&m, enc, sizeof enc, &len));
   same_prefix(p, n, len);
   REQUIRE(wire_decode_patch(enc, len, &m2));

@@ -123,6 +123,9 @@ static void frames(void)
   frame(WIRE_PATCH_DATA, 0, "xz!", 3);
   patch.file = (struct wire_wb){ .kind = WIRE_WB_DELETE, .path = "/home/u/build/tests/gone" };
   ENCODE(wire_encode_patch, &patch, WIRE_PATCH, 0);
+  patch.file = (struct wire_wb){ .kind = WIRE_WB_DIR, .mode = 040755, .path = "/home/u/build/tests/testSubDir/t1",
+                                 .mtime_sec = 1700000000 };
+  ENCODE(wire_encode_patch, &patch, WIRE_PATCH, 0);
   save("frame", "patch");
 
   frame(WIRE_STATUS, 0, "", 0);
