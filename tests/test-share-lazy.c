@@ -18,8 +18,10 @@
  *     names not counting), is listed, once, and the image is not stale; so
  *     are a file made and a name removed (a directory too) in a listing the guest has (a fifo
  *     made there is not listed); a hard-linked file, one grown past
- *     WIRE_PATCH_FILE_MAX, a directory or symlink made, or too many names
- *     make it stale. */
+ *     WIRE_PATCH_FILE_MAX, a symlink made, or too many names make it
+ *     stale;
+ *   - a directory made there is listed, before what it holds, and what
+ *     changes in it later too (test_dir_made). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -213,9 +215,13 @@ static void test_lazy(const char *dir)
   CHECK(lazy_read(img, buf, sizeof buf, (uint64_t)d000.i_u * 4096) == 0);
   CHECK(memmem(buf, sizeof buf, "new", 3) != NULL);
   CHECK(!lazy_stale(img));
-  /* Once a block of it was read, a new file there is a patch (test_changed),
-   * a new directory makes it stale. */
+  /* Once a block of it was read, a new file or directory there is a patch
+   * (test_changed, test_dir_made), a symlink makes it stale. */
   mkdir(p = fmt("%s/d000/newer", big), 0755), free(p);
+  CHECK(!lazy_stale(img));
+  if (symlink("f00", p = fmt("%s/d000/ln", big)))
+    die("symlink");
+  free(p);
   CHECK(lazy_stale(img));
   lazy_free(img);
   /* A listing that outgrew its block before the guest read it: stale at
@@ -253,14 +259,16 @@ static void test_lazy(const char *dir)
   CHECK(lazy_stale(img));
   lazy_free(img);
   /* The root's listing, read when the image is made: a new name before the
-   * guest read its block is shown; a new directory after makes the image
+   * guest read its block is shown; a new symlink after makes the image
    * stale. */
   img = open_lazy(big, 12);
   put(p = fmt("%s/new", big), "", 0), free(p);
   CHECK(!lazy_stale(img));
   CHECK(lazy_read(img, buf, sizeof buf, 4096) == 0);
   CHECK(memmem(buf, sizeof buf, "new", 3) != NULL);
-  mkdir(p = fmt("%s/newest", big), 0755), free(p);
+  if (symlink("new", p = fmt("%s/newest", big)))
+    die("symlink");
+  free(p);
   CHECK(lazy_stale(img));
   lazy_free(img);
   free(big);
@@ -421,6 +429,77 @@ static struct lazy_image *changed_image(const char *t)
   return img;
 }
 
+static void must(int rc, const char *what)
+{
+  if (rc != 0)
+    die(what);
+}
+
+/* Directories made in a listing the guest read (a test's scratch directory
+ * in the build tree): listed, each before what it holds, and what changes
+ * in them later too; one of the listing removed and made again, too; one
+ * moved there from the listing, too many names in them, or a tree deeper
+ * than the plugin follows make the image stale. Part of test_changed. */
+static void test_dir_made(const char *t)
+{
+  char *p, *want;
+  struct lazy_image *img = changed_image(t);
+  must(mkdir(p = fmt("%s/newdir", t), 0755), "mkdir"), free(p);
+  put(p = fmt("%s/newdir/f", t), "four\n", 1), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/newdir|%s/newdir/f|", t, t)), free(want);
+  put(p = fmt("%s/newdir/f", t), "four, longer\n", 1), free(p);
+  must(mkdir(p = fmt("%s/newdir/sub", t), 0755), "mkdir"), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/newdir/f|%s/newdir/sub|", t, t)), free(want);
+  put(p = fmt("%s/newdir/sub/g", t), "five\n", 1), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/newdir/sub/g|", t)), free(want);
+  /* Removed and made again (rm -rf; mkdir -p): the new one is watched. */
+  must(unlink(p = fmt("%s/newdir/sub/g", t)), "unlink"), free(p);
+  must(rmdir(p = fmt("%s/newdir/sub", t)), "rmdir"), free(p);
+  must(mkdir(p = fmt("%s/newdir/sub", t), 0755), "mkdir"), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/newdir/sub/g|%s/newdir/sub|", t, t)), free(want);
+  put(p = fmt("%s/newdir/sub/h", t), "six\n", 1), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/newdir/sub/h|", t)), free(want);
+  /* A directory of the listing removed and made again. */
+  must(rmdir(p = fmt("%s/sub", t)), "rmdir"), free(p);
+  must(mkdir(p = fmt("%s/sub", t), 0700), "mkdir"), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/sub|", t)), free(want);
+  put(p = fmt("%s/sub/x", t), "seven\n", 1), free(p);
+  CHECK(!lazy_stale(img));
+  check_changed(img, want = fmt("%s/sub/x|", t)), free(want);
+  /* Nine levels are followed, ten are not. */
+  sh(p = fmt("mkdir -p '%s/l1/l2/l3/l4/l5/l6/l7/l8/l9'", t)), free(p);
+  CHECK(!lazy_stale(img));
+  free(changed(img));
+  sh(p = fmt("mkdir -p '%s/m1/m2/m3/m4/m5/m6/m7/m8/m9/m10'", t)), free(p);
+  CHECK(lazy_stale(img));
+  lazy_free(img);
+  /* A directory of the listing moved to a new name there: its watch is
+   * the old listing's. */
+  img = changed_image(t);
+  must(rename(p = fmt("%s/sub", t), want = fmt("%s/moved", t)), "rename"), free(p), free(want);
+  CHECK(lazy_stale(img));
+  lazy_free(img);
+  /* More names in directories made at once than WIRE_PATCH_COUNT_MAX. */
+  img = changed_image(t);
+  must(mkdir(p = fmt("%s/full", t), 0755), "mkdir"), free(p);
+  for (int i = 0; i < WIRE_PATCH_COUNT_MAX; i++)
+    put(p = fmt("%s/full/many-%03d", t, i), "", 0), free(p);
+  CHECK(!lazy_stale(img));
+  free(changed(img));
+  put(p = fmt("%s/full/many-%03d", t, WIRE_PATCH_COUNT_MAX), "", 0), free(p);
+  must(rmdir(p = fmt("%s/sub", t)), "rmdir"), free(p);
+  must(mkdir(p = fmt("%s/sub", t), 0700), "mkdir"), free(p);
+  must(rename(p = fmt("%s/full", t), want = fmt("%s/sub/full", t)), "rename"), free(p), free(want);
+  CHECK(lazy_stale(img));
+  lazy_free(img);
+}
+
 static void test_changed(const char *dir)
 {
   char *t = fmt("%s/chg", dir), *p, *q, *want;
@@ -471,10 +550,9 @@ static void test_changed(const char *dir)
   put(p = fmt("%s/c", t), "three, longer\n", 1), free(p);
   CHECK(!lazy_stale(img));
   check_changed(img, want = fmt("%s/c|", t)), free(want);
-  /* A directory or a symlink made there: a new image. */
-  mkdir(p = fmt("%s/newdir", t), 0755), free(p);
-  CHECK(lazy_stale(img));
   lazy_free(img);
+  test_dir_made(t);
+  /* A symlink made there: a new image. */
   img = changed_image(t);
   if (symlink("a", p = fmt("%s/ln", t)))
     die("symlink");

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,8 +115,23 @@ struct llink {
  * next call asks (take_changed). */
 struct lname {
   uint32_t dir;
-  char *name;
+  char *name;           /* a name in it, or a path below it through directories made since (lpdir) */
 };
+
+/* A directory made on the host, at some depth, in one whose listing the
+ * guest has (after the image was made, so not in it): the guest gets it,
+ * and what is put in it later, as patches (take_dir). Its watch says what
+ * changes there; wd_dir maps the watch to PDIR | its index. */
+struct lpdir {
+  uint32_t dir;         /* the listed directory it is in (ldir index) */
+  char *rel;            /* its path from there */
+};
+#define PDIR (UINT32_C(1) << 31)
+/* More directories made between calls than this (a tree unpacked into the
+ * build directory) get a new image, as does a tree deeper than
+ * PDIR_DEPTH below a listed directory. */
+#define PDIR_MAX 1024
+#define PDIR_DEPTH 8
 
 struct lazy_image {
   pthread_mutex_t lock;
@@ -150,6 +166,8 @@ struct lazy_image {
   size_t nchanged, capchanged;
   struct lname *names;        /* names of placed directories changed since the last ask (note_name) */
   size_t nnames, capnames;
+  struct lpdir *pdirs;        /* directories made since the image, shown as patches */
+  size_t npdirs, cappdirs;
   char *patch_paths;          /* their host paths, each NUL-terminated, for lazy_take_changed */
   size_t patch_len;
   size_t relists_pending;     /* directories whose relist flag is set */
@@ -1036,46 +1054,58 @@ static bool note_name(struct lazy_image *img, uint32_t d, const char *name, size
 }
 
 /* Under the lock: does EV make the image stale? In a directory the guest
- * read a block of (placed): a directory made or renamed there does; a
- * file made, written or renamed there, or a name removed, is noted for a
- * patch (note_name, decided at the ask: take_changed); a file of the
- * listing renamed over, or one whose inode the guest has written or
- * changed, too if it is a regular file of one name (note_changed), else it
- * does. In one it did not read, the listing is read again when it does
+ * read a block of (placed): a file or directory made, written or renamed
+ * there, or a name removed, is noted for a patch (note_name, decided at
+ * the ask: take_changed), and so is any change in a directory made there
+ * since (lpdir); a file of the listing renamed over, or one whose inode
+ * the guest has written or changed, too if it is a regular file of one
+ * name (note_changed), else it does. In one it did not read, the listing is read again when it does
  * (relist), and an entry whose inode the guest does not have yet will be
  * taken as it is then. A change of a watched directory itself (but its
  * removal, which its parent's listing shows) or a lost event does. */
 static bool stale_event(struct lazy_image *img, const struct inotify_event *ev)
 {
+  bool known = ev->wd >= 0 && (size_t)ev->wd < img->capwd;
   /* A directory removed: its parent's listing says so (a name gone, below),
-   * and its watch goes with it. */
-  if (ev->mask & (IN_DELETE_SELF | IN_IGNORED))
+   * and its watch goes with it (its number may be given out again). */
+  if (ev->mask & (IN_DELETE_SELF | IN_IGNORED)) {
+    if (known && (ev->mask & IN_IGNORED))
+      img->wd_dir[ev->wd] = NONE;
     return false;
-  if (ev->len == 0 || ev->wd < 0 || (size_t)ev->wd >= img->capwd || img->wd_dir[ev->wd] >= img->ndirs)
+  }
+  if (ev->len == 0 || !known)
     return true;
   uint32_t d = img->wd_dir[ev->wd];
-  struct ldir *ld = &img->dirs[d];
   size_t len = strnlen(ev->name, ev->len);
   /* vmexec's write-back makes a file under a temporary name, then renames
    * it over the file's: neither the temporary name's coming and writes nor
    * its going is a change of the listing. */
   if (len > strlen(WIRE_WB_TEMP_PREFIX) && !memcmp(ev->name, WIRE_WB_TEMP_PREFIX, strlen(WIRE_WB_TEMP_PREFIX)))
     return false;
+  if ((d & PDIR) && (d & ~PDIR) < img->npdirs) {
+    /* In a directory made since the image: whatever it is now is taken at
+     * the ask, by its path from the listed directory. */
+    const struct lpdir *pd = &img->pdirs[d & ~PDIR];
+    char rel[PATH_MAX];
+    int n = snprintf(rel, sizeof rel, "%s/%.*s", pd->rel, (int)len, ev->name);
+    return n < 0 || (size_t)n >= sizeof rel || !note_name(img, pd->dir, rel, (size_t)n);
+  }
+  if (d >= img->ndirs)
+    return true;
+  struct ldir *ld = &img->dirs[d];
   if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) {
     if (!ld->placed) {
       img->relists_pending += !ld->relist;
       ld->relist = true;
       return false;
     }
-    if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
-      return true; /* a directory made there (one removed is hidden, below) */
     /* A file of the listing renamed over (write-back, an editor's save):
      * the listing holds; the file is new. */
     const struct lent *e = find_ent(img, ld, ev->name, len);
     if (e && (ev->mask & IN_MOVED_TO) && e->node != NONE && note_changed(img, e->node))
       return false;
-    /* Else a file made, or a name gone: the patch layer shows the one and
-     * hides the other (take_changed). */
+    /* Else a file or directory made, or a name gone: the patch layer shows
+     * the one and hides the other (take_changed). */
     return !note_name(img, d, ev->name, len);
   }
   if (!(ev->mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)))
@@ -1109,32 +1139,119 @@ static bool patchable(const struct stat *st, uint64_t *total)
          (*total += (uint64_t)st->st_size) <= WIRE_PATCH_MAX;
 }
 
-/* Name C as it is now: its path into patch_paths if it is a file to patch
- * or gone; false if it cannot be shown so. */
-static bool take_name(struct lazy_image *img, const struct lname *c, uint64_t *total)
+/* Directory made since the image, REL below listed directory D: watched,
+ * its events mapped to its lpdir (one per path: the same path made again
+ * gets its watch anew). FD is the directory. False if it cannot be. */
+static bool watch_pdir(struct lazy_image *img, uint32_t d, const char *rel, int fd)
+{
+  size_t i = 0;
+  while (i < img->npdirs && !(img->pdirs[i].dir == d && !strcmp(img->pdirs[i].rel, rel)))
+    i++;
+  if (i == img->npdirs) {
+    if (i == PDIR_MAX)
+      return false;
+    struct lpdir *p = grow(img->pdirs, &img->cappdirs, img->npdirs + 1, sizeof *p, 16);
+    if (!p)
+      return false;
+    img->pdirs = p;
+    char *copy = strdup(rel);
+    if (!copy)
+      return false;
+    img->pdirs[img->npdirs++] = (struct lpdir){ d, copy };
+  }
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+  int wd = inotify_add_watch(img->inotify_fd, self, WATCH_EVENTS);
+  size_t old = img->capwd;
+  uint32_t *map = wd >= 0 ? grow(img->wd_dir, &img->capwd, (size_t)wd + 1, sizeof *map, 64) : NULL;
+  if (!map)
+    return false;
+  img->wd_dir = map;
+  for (size_t j = old; j < img->capwd; j++)
+    map[j] = NONE;
+  /* A directory of the listing moved here: its events could not tell
+   * which path they are about. (One made since, moved from one such path
+   * to another, is the new path's now.) */
+  if (map[wd] != NONE && !(map[wd] & PDIR))
+    return false;
+  map[wd] = PDIR | (uint32_t)i;
+  return true;
+}
+
+static bool take_path(struct lazy_image *img, uint32_t d, const char *rel, uint64_t *total, unsigned *left,
+                      unsigned depth);
+
+/* Directory PATH, REL below listed directory D, made or replaced since the
+ * image: its path into patch_paths (the agent makes it anew, empty: a
+ * WIRE_WB_DIR patch), then each of its names as it is now (take_path),
+ * after the watch that notes what changes there later. At most *LEFT
+ * names in all. */
+static bool take_dir(struct lazy_image *img, uint32_t d, const char *rel, const char *path, uint64_t *total,
+                     unsigned *left, unsigned depth)
+{
+  if (depth > PDIR_DEPTH || !add_patch_path(img, path))
+    return false;
+  int fd = hostfiles_open_path(path, O_RDONLY | O_DIRECTORY);
+  if (fd == -1)
+    return errno == ENOENT; /* gone meanwhile: its parent's event says so */
+  if (!watch_pdir(img, d, rel, fd)) {
+    close(fd);
+    return false;
+  }
+  DIR *dir = fdopendir(fd);
+  if (!dir) {
+    close(fd);
+    return false;
+  }
+  bool ok = true;
+  for (struct dirent *e; ok && (e = readdir(dir));) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+      continue;
+    char sub[PATH_MAX];
+    ok = *left > 0 && (size_t)snprintf(sub, sizeof sub, "%s/%s", rel, e->d_name) < sizeof sub;
+    if (ok) {
+      --*left;
+      ok = take_path(img, d, sub, total, left, depth + 1);
+    }
+  }
+  closedir(dir);
+  return ok;
+}
+
+/* REL below listed directory D (a name in it, or a path through
+ * directories made since) as it is now: its path into patch_paths if it is
+ * a file to patch, a directory (take_dir) or gone; false if it cannot be
+ * shown so. */
+static bool take_path(struct lazy_image *img, uint32_t d, const char *rel, uint64_t *total, unsigned *left,
+                      unsigned depth)
 {
   char path[8192];
   struct stat st;
-  if (!node_path(img, img->dirs[c->dir].node, path, sizeof path))
+  if (!node_path(img, img->dirs[d].node, path, sizeof path))
     return false;
   size_t len = strlen(path);
-  if (snprintf(path + len, sizeof path - len, "%s%s", len && path[len - 1] == '/' ? "" : "/", c->name) >=
+  if (snprintf(path + len, sizeof path - len, "%s%s", len && path[len - 1] == '/' ? "" : "/", rel) >=
       (int)(sizeof path - len))
     return false;
   if (lstat(path, &st) == -1)
     return errno == ENOENT && add_patch_path(img, path);
   if (S_ISREG(st.st_mode))
     return patchable(&st, total) && add_patch_path(img, path);
-  /* A directory or symlink made there needs a new image; a fifo or socket
-   * is left out of listings, unless the name was a file's before. */
-  return !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode) && !find_ent(img, &img->dirs[c->dir], c->name, strlen(c->name));
+  if (S_ISDIR(st.st_mode))
+    return take_dir(img, d, rel, path, total, left, depth);
+  /* A symlink made there needs a new image; a fifo or socket is left out
+   * of listings, unless the name was a file's before. */
+  return !S_ISLNK(st.st_mode) && (strchr(rel, '/') || !find_ent(img, &img->dirs[d], rel, strlen(rel)));
 }
 
 /* The changed files and names as they are now, their paths into
  * patch_paths: false (a new image is needed) unless each is a regular file
  * of one name, at most WIRE_PATCH_FILE_MAX bytes, WIRE_PATCH_MAX in all
- * (wire.h), or a name that is gone (the patch layer hides it). A name the
- * listing leaves out (a fifo, a socket) stays out. */
+ * (wire.h), a name that is gone (the patch layer hides it), or a directory
+ * made (followed by what it holds, at most WIRE_PATCH_COUNT_MAX names in
+ * all such). A name the listing leaves out (a fifo, a socket) stays out.
+ * The paths are in the order they are to be applied: a directory comes
+ * anew, empty, so what is in it comes after it. */
 static bool take_changed(struct lazy_image *img)
 {
   bool ok = true;
@@ -1152,8 +1269,9 @@ static bool take_changed(struct lazy_image *img)
       ok = patchable(&st, &total) && add_patch_path(img, path);
   }
   img->nchanged = 0;
+  unsigned left = WIRE_PATCH_COUNT_MAX; /* names in the directories made */
   for (size_t i = 0; i < img->nnames; i++) {
-    ok = ok && take_name(img, &img->names[i], &total);
+    ok = ok && take_path(img, img->names[i].dir, img->names[i].name, &total, &left, 0);
     free(img->names[i].name);
   }
   img->nnames = 0;
@@ -1225,6 +1343,9 @@ void lazy_free(struct lazy_image *img)
   for (size_t i = 0; i < img->nnames; i++)
     free(img->names[i].name);
   free(img->names);
+  for (size_t i = 0; i < img->npdirs; i++)
+    free(img->pdirs[i].rel);
+  free(img->pdirs);
   free(img->patch_paths);
   free(img->block0);
   free(img->scratch);
