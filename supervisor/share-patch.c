@@ -32,9 +32,22 @@ static int read_patch(const char *path, uint32_t gen, struct patch_file *f)
     memcpy(f->m.file.path, path, strlen(path) + 1);
     return 0;
   }
-  if (fd == -1)
+  if (fd == -1 || fstat(fd, &st) == -1) {
+    if (fd >= 0)
+      close(fd);
     return -1;
-  if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_size > WIRE_PATCH_FILE_MAX ||
+  }
+  if (S_ISDIR(st.st_mode)) {
+    /* Made since the guest listed its parent: made anew in the patch
+     * layer; what it holds follows in the list. */
+    close(fd);
+    f->m = (struct wire_patch){ .gen = gen, .uid = st.st_uid, .gid = st.st_gid };
+    f->m.file = (struct wire_wb){ .kind = WIRE_WB_DIR, .mode = st.st_mode, .mtime_sec = (uint64_t)st.st_mtim.tv_sec,
+                                  .mtime_nsec = (uint32_t)st.st_mtim.tv_nsec };
+    memcpy(f->m.file.path, path, strlen(path) + 1);
+    return 0;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_size > WIRE_PATCH_FILE_MAX ||
       !(f->data = malloc((size_t)st.st_size + 1))) {
     close(fd);
     return -1;
@@ -72,9 +85,11 @@ long long share_patch_send(const char *list, uint32_t gen, uint64_t max, share_p
   long long total = 0;
   for (size_t at = 0; at < len; at += strlen(paths + at) + 1) {
     const char *path = paths + at;
-    bool again = false; /* listed twice (changed, then again before a call) */
-    for (size_t i = 0; i < n && !again; i++)
-      again = !strcmp(files[i].m.file.path, path);
+    /* Listed again later (changed, then again before a call): sent there,
+     * after a directory above it that comes anew. */
+    bool again = false;
+    for (size_t later = at + strlen(path) + 1; later < len && !again; later += strlen(paths + later) + 1)
+      again = !strcmp(paths + later, path);
     if (again)
       continue;
     if (n == cap) {
