@@ -155,6 +155,11 @@ unsigned share_patch_layer_serial(void);
 /* The layer's directory for PATH in generation GEN into BUF: true if it
  * exists (something beneath PATH is patched). */
 bool share_patch_dir(uint32_t gen, const char *path, char *buf, size_t cap);
+/* True if the layer holds the directory PATH of generation GEN whole (its
+ * path in the layer into BUF): made on the host since the generation, or
+ * made anew there (it or a directory above it in the layer hides the
+ * generation's): the layer's alone is PATH's lower layer. */
+bool share_patch_whole(uint32_t gen, const char *path, char *buf, size_t cap);
 /* Remove GEN's layer (its release). */
 void share_patch_drop(uint32_t gen);
 

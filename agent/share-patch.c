@@ -1,5 +1,6 @@
 /* The patch layer of a share generation: host files that changed in place
- * (or were made, or are gone: whiteouts) after the guest had read them (WIRE_PATCH from the supervisor's
+ * (or were made, or are gone: whiteouts), and directories made, after the
+ * guest had read them or their directory (WIRE_PATCH from the supervisor's
  * share-patch.c), kept at their host paths under PATCH_DIR/GEN. The
  * generation's image never changes under the guest, so without this a
  * file that a test harness rewrites between two calls (xz's test_compress:
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -58,14 +60,19 @@ static void patch_path(uint32_t gen, const char *path, char *buf, size_t cap)
   snprintf(buf, cap, PATCH_DIR "/%u%s", gen, path);
 }
 
+/* Set on a directory of the layer that replaces the generation's (an
+ * overlay shows nothing of the layers below it). */
+#define OPAQUE_XATTR "trusted.overlay.opaque"
+
 /* DIR of the layer (PATCH_DIR/GEN + REL) takes the generation's REL's
- * owner, mode and times. */
+ * owner, mode and times, unless it replaces that (a WIRE_WB_DIR patch:
+ * it has the host's). */
 static void dir_as_generation(uint32_t gen, const char *dir, const char *rel)
 {
   char lower[PATH_MAX + 64];
   struct stat st;
   snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, rel);
-  if (stat(lower, &st) == -1)
+  if (stat(lower, &st) == -1 || getxattr(dir, OPAQUE_XATTR, NULL, 0) >= 0)
     return;
   if (chown(dir, st.st_uid, st.st_gid) == -1 || chmod(dir, st.st_mode & 07777) == -1)
     agent_log("cannot set the owner of %s: %s", dir, strerror(errno));
@@ -209,6 +216,33 @@ static void patch_delete(uint32_t gen, const char *path)
   patched(gen, in_layer, path);
 }
 
+/* The host's PATH is a directory made since the guest listed its parent,
+ * or made anew (the generation's was removed): made anew in the layer,
+ * empty (what the layer had there goes), as the host has it; the
+ * generation's, if it has one, hidden (opaque). What it holds comes in
+ * the patches that follow. Namespaces made before are kept when nothing
+ * was at PATH: none of them can have looked it up but as missing. */
+static void patch_dir(uint32_t gen, const struct wire_patch *m)
+{
+  const char *path = m->file.path;
+  char in_layer[PATH_MAX + 64], lower[PATH_MAX + 64];
+  struct stat st;
+  patch_path(gen, path, in_layer, sizeof in_layer);
+  snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, path);
+  bool replaces = lstat(lower, &st) == 0;
+  bool had = remove_in_layer(in_layer);
+  struct timespec t[2] = { { .tv_sec = (time_t)m->file.mtime_sec, .tv_nsec = m->file.mtime_nsec },
+                           { .tv_sec = (time_t)m->file.mtime_sec, .tv_nsec = m->file.mtime_nsec } };
+  if (make_parents(gen, path) == -1 || mkdir(in_layer, 0700) == -1 ||
+      (replaces && setxattr(in_layer, OPAQUE_XATTR, "y", 1, 0) == -1) || chown(in_layer, m->uid, m->gid) == -1 ||
+      chmod(in_layer, m->file.mode & 07777) == -1 || utimensat(AT_FDCWD, in_layer, t, 0) == -1) {
+    agent_log("cannot patch directory %s in share generation %u: %s", path, gen, strerror(errno));
+    return;
+  }
+  layer_serial += replaces || had;
+  patched(gen, in_layer, path);
+}
+
 void share_patch_begin(const uint8_t *p, size_t n)
 {
   abandon();
@@ -218,6 +252,10 @@ void share_patch_begin(const uint8_t *p, size_t n)
   }
   if (cur.m.file.kind == WIRE_WB_DELETE) {
     patch_delete(cur.m.gen, cur.m.file.path);
+    return;
+  }
+  if (cur.m.file.kind == WIRE_WB_DIR) {
+    patch_dir(cur.m.gen, &cur.m);
     return;
   }
   snprintf(cur.tmp, sizeof cur.tmp, PATCH_DIR "/%u.tmp", cur.m.gen);
@@ -260,6 +298,27 @@ bool share_patch_dir(uint32_t gen, const char *path, char *buf, size_t cap)
   struct stat st;
   patch_path(gen, path, buf, cap);
   return lstat(buf, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool share_patch_whole(uint32_t gen, const char *path, char *buf, size_t cap)
+{
+  if (!share_patch_dir(gen, path, buf, cap))
+    return false;
+  char lower[PATH_MAX + 64], up[PATH_MAX + 64];
+  struct stat st;
+  snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, path);
+  if (stat(lower, &st) == -1 || !S_ISDIR(st.st_mode))
+    return true;
+  patch_path(gen, "", up, sizeof up);
+  size_t base = strlen(up);
+  snprintf(up, sizeof up, "%s", buf);
+  for (char *slash; strlen(up) > base; *slash = '\0') {
+    char v;
+    if (getxattr(up, OPAQUE_XATTR, &v, 1) == 1 && v == 'y')
+      return true;
+    slash = strrchr(up, '/');
+  }
+  return false;
 }
 
 void share_patch_drop(uint32_t gen)

@@ -356,7 +356,10 @@ int share_prepare(struct share *s, const char *run_dir, char *err, size_t cap)
   char lower[PATH_MAX + 64];
   for (size_t i = 0; i < s->nroots; i++) {
     struct stat st;
-    snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", s->gen, s->roots[i].path);
+    /* (A directory made on the host since the generation, the working
+     * directory of a test made anew, is in its patch layer.) */
+    if (!share_patch_whole(s->gen, s->roots[i].path, lower, sizeof lower))
+      snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", s->gen, s->roots[i].path);
     int rc = stat(lower, &st);
     if (rc == -1 || !S_ISDIR(st.st_mode)) {
       snprintf(err, cap, "share generation %u lacks the directory %s (%s): a bug of the supervisor", s->gen,
@@ -562,25 +565,29 @@ static bool scratch_view(const char *path)
 }
 
 /* chdir into the generation's copy of ROOT, so that mount sources are "."
- * whatever the length of the path. */
+ * whatever the length of the path; or into its patch layer's, which holds
+ * it whole (share_patch_whole). */
 static int enter_lower(const struct share *s, const char *root)
 {
-  char dir[64];
+  char dir[PATH_MAX + 64];
+  if (share_patch_whole(s->gen, root, dir, sizeof dir))
+    return chdir(dir);
   gen_dir(s->gen, dir, sizeof dir);
   if (chdir(dir) == -1)
     return -1;
   return chdir(root + 1) == -1 && root[1] ? -1 : 0;
 }
 
-/* The lower layers of an overlay on host PATH, whose directory in the
- * generation is the current one (enter_lower): "." alone, or under the
- * generation's patch layer when something beneath PATH is patched
- * (share-patch.c), named by a descriptor (*FD, to close after the mount)
- * so that no path length or ':' in it matters. */
-static void lower_layers(const struct share *s, const char *path, char *buf, size_t cap, int *fd)
+/* The lower layers of an overlay on host PATH, whose lower directory is
+ * the current one (enter_lower): "." alone, or under the generation's
+ * patch layer when something beneath PATH is patched (share-patch.c),
+ * named by a descriptor (*FD, to close after the mount) so that no path
+ * length or ':' in it matters. *WHOLE: "." is the patch layer's. */
+static void lower_layers(const struct share *s, const char *path, char *buf, size_t cap, int *fd, bool *whole)
 {
   char dir[PATH_MAX + 64];
-  *fd = share_patch_dir(s->gen, path, dir, sizeof dir) ? open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+  *whole = share_patch_whole(s->gen, path, dir, sizeof dir);
+  *fd = !*whole && share_patch_dir(s->gen, path, dir, sizeof dir) ? open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
   if (*fd >= 0)
     snprintf(buf, cap, "/proc/self/fd/%d:.", *fd);
   else
@@ -616,8 +623,13 @@ static int mount_host_dir(const struct share *s, const char *path, const char *t
 {
   char lowers[64];
   int fd;
-  lower_layers(s, path, lowers, sizeof lowers, &fd);
+  bool whole;
+  lower_layers(s, path, lowers, sizeof lowers, &fd, &whole);
   int rc = fd < 0 && !name ? mount(".", target, NULL, MS_BIND | MS_REC, NULL) : mount_overlay(s, target, lowers, name);
+  /* The patch layer is writable (an overlay of one lower layer needs an
+   * upper one). */
+  if (rc == 0 && whole && !name)
+    rc = mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
   if (fd >= 0) {
     int e = errno;
     close(fd);

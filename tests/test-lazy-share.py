@@ -17,7 +17,11 @@ outside the guest's system is visible in the guest without being named.
   directory named by no call (under /tmp), with the host's mode and mtime,
   and its directory keeping its own; so does a file made on the host in a
   directory the guest listed, and a file or directory removed from one is
-  gone.
+  gone;
+- a directory made anew on the host in one the guest listed (a test's
+  scratch directory), what is put in it, and what a program running in it
+  writes there, come the same way; the generation's old directory of that
+  name shows nothing through it.
 
 Environment: VMEXEC, BUILDDIR."""
 
@@ -193,7 +197,7 @@ def test_patched():
     want = "".join(f"rewritten {attempt} {i}, longer\n600 {1_700_000_000 + i}\n" for i in range(3))
     check(r.returncode == 0 and out(r).startswith(want),
           f"files rewritten in place on the host, read in the next call: {out(r)!r}")
-    check(how == "patched", f"... from the generation's patch layer, not a new generation: {how}")
+    check(how.startswith("patched"), f"... from the generation's patch layer, not a new generation: {how}")
     check(out(r).split("\n")[6:9] == dirs_before,
           f"... their directories' modes and times as before: {dirs_before} then {out(r).split(chr(10))[6:9]}")
     # The write-back's way: the program replaces a file the guest read (its
@@ -246,6 +250,63 @@ def test_patched():
           f"... then the directory removed on the host is gone: {out(r)!r} ({how})")
 
 
+def test_dir_made():
+    """A test's scratch directory made anew in the build tree before each
+    call (json-c's `rm -rf testSubDir/T; mkdir -p testSubDir/T`), the call
+    running in it: the directory, what the host put in it and what the
+    program wrote there come through the patch layer, not a new generation;
+    the generation's directory of that name shows none of its old names.
+    And one the generation never had."""
+    scratch = os.path.join(cwd, "scratch")
+    t = os.path.join(scratch, "t")
+    os.makedirs(t)
+    with open(os.path.join(t, "old.txt"), "w") as f:
+        f.write("old\n")
+    # A symlink made in a directory the guest listed needs a new generation,
+    # which has t and old.txt.
+    os.symlink("scratch", os.path.join(cwd, "to-scratch"))
+    r, how = traced("ls scratch scratch/t")
+    check(r.returncode == 0 and "old.txt" in out(r) and how == "new",
+          f"the scratch directory first, in a new generation: {out(r)!r} ({how})")
+
+    def run_in(d, script):
+        """SCRIPT run with D as the working directory, as json-c's tests do:
+        (completed process, share generation label)."""
+        r = subprocess.run([VMEXEC, "--target", "s390x", "--", "/bin/sh", "-c", script], cwd=d,
+                           env=dict(ENV, VMEXEC_TRACE="1"), capture_output=True, timeout=900)
+        err = r.stderr.decode(errors="replace")
+        return r, err.split("share generation (")[1].split(")")[0] if "share generation (" in err else "?"
+
+    import shutil
+    for attempt in range(5):
+        shutil.rmtree(t)
+        os.mkdir(t, 0o750)
+        os.mkdir(os.path.join(t, "sub"))
+        for name, text in ((f"in{attempt}.txt", f"in {attempt}\n"), ("sub/g", "g\n")):
+            with open(os.path.join(t, name), "w") as f:
+                f.write(text)
+        r, how = run_in(t, f"cat in{attempt}.txt sub/g; ls; stat -c %a .; echo out > out.txt; mkdir made; "
+                           "echo m > made/f")
+        r2, how2 = traced(f"cat {t}/out.txt {t}/made/f; ls {t}")
+        if how.startswith("patched") and how2.startswith("patched"):
+            break
+        print(f"     (try {attempt}: {how}, then {how2})")
+    check(r.returncode == 0 and r.stdout.decode() == f"in {attempt}\ng\nin{attempt}.txt\nsub\n750\n",
+          f"a directory made anew on the host, run in: only its own names: {out(r)!r}")
+    check(how.startswith("patched"), f"... from the patch layer, not a new generation: {how}")
+    check(r2.returncode == 0 and out(r2) == f"out\nm\nin{attempt}.txt\nmade\nout.txt\nsub\n",
+          f"what the program wrote there (a file, a directory), in the next call: {out(r2)!r}")
+    check(how2.startswith("patched"), f"... from the patch layer: {how2}")
+    for attempt in range(5):
+        fresh = os.path.join(scratch, f"fresh{attempt}")
+        os.mkdir(fresh)
+        r, how = run_in(fresh, "pwd; echo x > x; cat x")
+        if how.startswith("patched"):
+            break
+    check(r.returncode == 0 and r.stdout.decode() == f"{fresh}\nx\n" and how.startswith("patched"),
+          f"a directory the generation never had, run in: {out(r)!r} ({how})")
+
+
 def test_ahead_in_use():
     """A call using the namespace made ahead over a patch writes back, while
     another caller's write-back makes the next one for the same generation."""
@@ -279,5 +340,6 @@ def cleanup_then(tests):
     return run
 
 
-sys.exit(guest_main([cleanup_then([test_visible, test_writes, test_changes, test_patched, test_ahead_in_use])], VMEXEC, ENV,
+sys.exit(guest_main([cleanup_then([test_visible, test_writes, test_changes, test_patched, test_dir_made,
+                                      test_ahead_in_use])], VMEXEC, ENV,
                     top, setup=setup))
