@@ -66,21 +66,29 @@ static int remove_one(int at, const char *rel)
   return errno;
 }
 
-/* Remove what can go in the directory REL; the first subdirectory that is
- * not empty is appended to REL (CAP bytes) and *down is set. 0 or errno. */
 int wb_chmod_dir(int at, const char *rel, unsigned mode)
 {
   int fd = wb_open_beneath(at, rel, O_PATH | O_DIRECTORY);
   if (fd == -1)
     return errno;
-  /* The directory itself, through its fd (fchmod cannot take an O_PATH fd). */
-  char proc[64];
-  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-  int e = chmod(proc, mode) == 0 ? 0 : errno;
+  /* Not when it has that mode: a chmod is an attribute change for inotify
+   * even then, and the share plugin would take the directory for changed
+   * (a new generation for the next call, for every directory on the way
+   * to a file the guest wrote). */
+  struct stat st;
+  int e = 0;
+  if (fstat(fd, &st) == -1 || (st.st_mode & 07777) != mode) {
+    /* The directory itself, through its fd (fchmod cannot take an O_PATH fd). */
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    e = chmod(proc, mode) == 0 ? 0 : errno;
+  }
   close(fd);
   return e;
 }
 
+/* Remove what can go in the directory REL; the first subdirectory that is
+ * not empty is appended to REL (CAP bytes) and *down is set. 0 or errno. */
 static int clear_level(int at, char *rel, size_t cap, bool *down)
 {
   int fd = wb_open_beneath(at, rel, O_RDONLY | O_DIRECTORY);

@@ -21,7 +21,8 @@ int wb_open_root(const char *path);
 int wb_open_beneath(int at, const char *rel, int flags);
 
 /* chmod the directory REL beneath AT (opened as wb_open_beneath does, so
- * nothing else is changed: a file there fails with ENOTDIR). 0, or an errno. */
+ * nothing else is changed: a file there fails with ENOTDIR), unless it has
+ * MODE already. 0, or an errno. */
 int wb_chmod_dir(int at, const char *rel, unsigned mode);
 
 /* rm -r NAME in the directory AT, never following a symlink, with at most
