@@ -23,6 +23,9 @@ long long now_ms(void);
  * of /proc, /sys, /dev cannot be mounted. */
 void mount_all(void);
 
+/* loopback.c: lo up (127.0.0.1, ::1). */
+void loopback_up(void);
+
 /* modules.c: load the modules listed in /etc/vmexec/modules, in order. */
 void load_modules(void);
 

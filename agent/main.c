@@ -54,6 +54,7 @@ int main(void)
     agent_fatal("sigprocmask: %s", strerror(errno));
   mount_all();
   log_open_console();
+  loopback_up();
   int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sfd == -1)
     agent_fatal("signalfd: %s", strerror(errno));

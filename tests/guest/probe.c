@@ -24,6 +24,10 @@
  *   puts TEXT         print TEXT and exit 1 if stdout cannot take it, as
  *                     coreutils' close_stdout does ("write error: ...")
  *   copy IN OUT       copy file IN to file OUT (created or replaced)
+ *   head N            read N bytes of stdin with one read, then print what
+ *                     stdin is ("file", "pipe", ...), the bytes, and its offset
+ *                     (-1: cannot seek), as "file abcd 4"
+ *   loopback ADDR     connect to a listener on ADDR (127.0.0.1, ::1), print "up"
  */
 #include <errno.h>
 #include <dirent.h>
@@ -33,6 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -146,6 +153,49 @@ static int copy(const char *in, const char *out)
   return fclose(g) == 0 ? 0 : 1;
 }
 
+static int head(size_t n)
+{
+  struct stat st;
+  char buf[256];
+  if (n > sizeof buf || fstat(0, &st) == -1)
+    return 1;
+  ssize_t got = read(0, buf, n);
+  off_t at = lseek(0, 0, SEEK_CUR);
+  printf("%s %.*s %lld\n", S_ISREG(st.st_mode) ? "file" : S_ISFIFO(st.st_mode) ? "pipe" : "other",
+         (int)(got > 0 ? got : 0), buf, (long long)at);
+  return 0;
+}
+
+/* A listener on ADDR (AF_INET or AF_INET6) and a connection to it. */
+static bool loopback_works(int family, const char *addr)
+{
+  struct sockaddr_storage sa;
+  socklen_t len;
+  memset(&sa, 0, sizeof sa);
+  if (family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+    in->sin_family = AF_INET;
+    len = sizeof *in;
+    if (inet_pton(AF_INET, addr, &in->sin_addr) != 1)
+      return false;
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+    in6->sin6_family = AF_INET6;
+    len = sizeof *in6;
+    if (inet_pton(AF_INET6, addr, &in6->sin6_addr) != 1)
+      return false;
+  }
+  int l = socket(family, SOCK_STREAM, 0), c = socket(family, SOCK_STREAM, 0);
+  /* Port 0: the kernel picks one, read back for the connect. */
+  bool ok = l >= 0 && c >= 0 && bind(l, (struct sockaddr *)&sa, len) == 0 && listen(l, 1) == 0 &&
+            getsockname(l, (struct sockaddr *)&sa, &len) == 0 && connect(c, (struct sockaddr *)&sa, len) == 0;
+  if (!ok)
+    fprintf(stderr, "probe: %s: %s\n", addr, strerror(errno));
+  close(l);
+  close(c);
+  return ok;
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 2)
@@ -227,6 +277,14 @@ int main(int argc, char **argv)
   }
   if (!strcmp(what, "copy") && argc == 4)
     return copy(argv[2], argv[3]);
+  if (!strcmp(what, "head") && argc == 3)
+    return head((size_t)atoi(argv[2]));
+  if (!strcmp(what, "loopback") && argc == 3) {
+    bool up = loopback_works(strchr(argv[2], ':') ? AF_INET6 : AF_INET, argv[2]);
+    if (up)
+      printf("up\n");
+    return up ? 0 : 1;
+  }
   if (!strcmp(what, "say") && argc == 4) {
     printf("%s\n", argv[2]);
     return atoi(argv[3]);
