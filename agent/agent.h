@@ -163,6 +163,9 @@ bool share_patch_dir(uint32_t gen, const char *path, char *buf, size_t cap);
  * made anew there (it or a directory above it in the layer hides the
  * generation's): the layer's alone is PATH's lower layer. */
 bool share_patch_whole(uint32_t gen, const char *path, char *buf, size_t cap);
+/* The host's regular file PATH as generation GEN shows it (its patch
+ * layer over it), opened read-only in the agent's namespace, or -1. */
+int share_patch_open(uint32_t gen, const char *path);
 /* Remove GEN's layer (its release). */
 void share_patch_drop(uint32_t gen);
 

@@ -52,6 +52,34 @@ int run_open_streams(struct run *r, bool pty, int fds[3], char *slave, size_t ca
   return 0;
 }
 
+/* WIRE_RUN_STDIN_FILE: the caller's stdin, a regular file its share
+ * shows, opened here at its offset in place of the stdin pipe (FDS[0]);
+ * the agent keeps the open file to say at the end where the program left
+ * it (WIRE_STDIN_END). A file the generation does not show (or no share)
+ * is streamed instead: the host, which holds it back, gets the credit for
+ * it. -1 with errno if memory ran out. */
+int run_stdin_from_file(struct run *r, const struct wire_run *q, int fds[3])
+{
+  int fd = r->share && r->share->g ? share_patch_open(r->share->gen, q->stdin_path) : -1;
+  if (fd >= 0 && lseek(fd, (off_t)q->stdin_offset, SEEK_SET) == -1)
+    close_fd(&fd);
+  if (fd < 0) {
+    send_u32(WIRE_CREDIT, r->id, WIRE_WINDOW);
+    return 0;
+  }
+  /* The child's stdin shares the open file (its offset) with ours. */
+  int child = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (child == -1) {
+    close(fd);
+    return -1;
+  }
+  close_fd(&fds[0]);
+  close_fd(&r->in_fd); /* no stdin comes from the host */
+  fds[0] = child;
+  r->stdin_file = fd;
+  return 0;
+}
+
 /* The host's stdin ended and all of it went to the program: close the pipe,
  * or type the terminal's end-of-file key. A shell that is starting switches
  * the terminal from line mode to raw mode for its line editor, which turns a

@@ -95,7 +95,7 @@ static struct run *create(uint32_t id)
   if (!r)
     return NULL;
   r->id = id;
-  r->in_fd = r->out_fd = r->err_fd = r->exec_fd = r->file_fd = -1;
+  r->in_fd = r->out_fd = r->err_fd = r->exec_fd = r->file_fd = r->stdin_file = -1;
   r->ns_sock = r->ns_sock_child = -1;
   r->cgroup_procs_fd = r->cgroup_kill_fd = -1;
   r->credit = WIRE_WINDOW;
@@ -196,6 +196,7 @@ static void destroy(struct run *gone)
   close_fd(&gone->err_fd);
   close_fd(&gone->exec_fd);
   close_fd(&gone->file_fd);
+  close_fd(&gone->stdin_file);
   close_fd(&gone->ns_sock);
   close_fd(&gone->ns_sock_child);
   close_fd(&gone->cgroup_procs_fd);
@@ -251,6 +252,15 @@ void run_maybe_finish(struct run *r)
   /* Before the caller hears of the end, which may be followed by a stop. */
   root_run_ended();
   run_trace_send(r);
+  if (r->stdin_file >= 0) {
+    off_t at = lseek(r->stdin_file, 0, SEEK_CUR);
+    uint8_t b[8];
+    struct wire_writer w;
+    wire_writer_init(&w, b, sizeof b);
+    wire_put_u64(&w, at < 0 ? 0 : (uint64_t)at);
+    if (at >= 0)
+      agent_send(WIRE_STDIN_END, r->id, b, w.len);
+  }
   if (WIFSIGNALED(r->status))
     send_exit(r, WIRE_SIGNALED, wire_signal_from_native(WTERMSIG(r->status)), "");
   else
@@ -394,6 +404,8 @@ static void start(struct run *r, const uint8_t *p, size_t n)
   if (run_open_streams(r, q->flags & WIRE_RUN_PTY, fds, slave, sizeof slave) == -1) {
     run_refuse(r, 125, "cannot create the run's %s in the guest: %s", q->flags & WIRE_RUN_PTY ? "pseudo-terminal" : "pipes",
                strerror(errno));
+  } else if ((q->flags & WIRE_RUN_STDIN_FILE) && !(q->flags & WIRE_RUN_PTY) && run_stdin_from_file(r, q, fds) == -1) {
+    run_refuse(r, 125, "cannot give the run its stdin in the guest: %s", strerror(errno));
   } else if (pipe2(ex, O_CLOEXEC) == -1) {
     for (int i = 0; i < 3; i++)
       close_fd(&fds[i]);

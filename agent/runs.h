@@ -23,6 +23,7 @@ struct run {
   uint8_t *stdin_buf;    /* stdin from the host not yet taken by the program */
   size_t stdin_len;
   bool stdin_eof;        /* the host's stdin ended: close in_fd once drained */
+  int stdin_file;        /* WIRE_RUN_STDIN_FILE: the file the program reads, or -1 */
   uint32_t credit;       /* output bytes the host will still take */
   bool started, reaped, cgroup;
   char cgroup_name[24];  /* under CGROUP_ROOT, when cgroup */
@@ -73,6 +74,10 @@ void run_exec_result(struct run *r);
 /* The run's stdin, stdout and stderr: pipes whose child ends go into FDS,
  * or a pseudo-terminal whose slave path goes into SLAVE. -1 with errno. */
 int run_open_streams(struct run *r, bool pty, int fds[3], char *slave, size_t cap);
+/* WIRE_RUN_STDIN_FILE: the caller's stdin file, opened in the run's
+ * share, replaces the stdin pipe in FDS (or the host streams it: see
+ * run-io.c). -1 with errno. */
+int run_stdin_from_file(struct run *r, const struct wire_run *q, int fds[3]);
 void run_receive_stdin(struct run *r, const uint8_t *p, size_t n);
 void run_receive_credit(struct run *r, const uint8_t *p, size_t n);
 void run_receive_winsize(struct run *r, const uint8_t *p, size_t n);

@@ -321,6 +321,28 @@ bool share_patch_whole(uint32_t gen, const char *path, char *buf, size_t cap)
   return false;
 }
 
+int share_patch_open(uint32_t gen, const char *path)
+{
+  char in_layer[PATH_MAX + 64], dir[PATH_MAX + 64];
+  struct stat st;
+  if (!plain_path(path))
+    return -1;
+  patch_path(gen, path, in_layer, sizeof in_layer);
+  if (lstat(in_layer, &st) == 0) /* patched, or hidden (a whiteout) */
+    return S_ISREG(st.st_mode) ? open(in_layer, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+  /* Not in a directory the layer holds whole (the generation's is hidden). */
+  snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(path, '/') - path), path);
+  if (dir[0] && share_patch_whole(gen, dir, in_layer, sizeof in_layer))
+    return -1;
+  snprintf(in_layer, sizeof in_layer, SHARE_DIR "/%u%s", gen, path);
+  int fd = open(in_layer, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0 && (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 void share_patch_drop(uint32_t gen)
 {
   char dir[64];

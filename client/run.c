@@ -151,7 +151,33 @@ static bool is_dev_full(int fd)
   return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 7;
 }
 
-static void send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv)
+static bool is_guest_system_path(const char *cmd);
+
+/* The caller's stdin is a regular file open for reading, at a path the
+ * share shows the guest (M->stdin_path, its offset M->stdin_offset): the
+ * program can read it there (WIRE_RUN_STDIN_FILE) rather than through a
+ * pipe, as it would natively: it may seek it or fstat it, and a program
+ * that reads part of it leaves the rest to the next (`(head -1; cat) <
+ * file`, pcre2grep and sed's -u, gnulib's fseek tests). */
+static bool stdin_is_shared_file(struct wire_run *m)
+{
+  struct stat st, named;
+  int flags = fcntl(0, F_GETFL);
+  if (fstat(0, &st) == -1 || !S_ISREG(st.st_mode) || flags == -1 || (flags & O_ACCMODE) != O_RDONLY)
+    return false;
+  ssize_t n = readlink("/proc/self/fd/0", m->stdin_path, sizeof m->stdin_path - 1);
+  if (n <= 0 || m->stdin_path[0] != '/')
+    return false;
+  m->stdin_path[n] = '\0';
+  off_t at = lseek(0, 0, SEEK_CUR);
+  /* (A file deleted since it was opened reads "PATH (deleted)"; its name
+   * may be another file's now.) */
+  return at >= 0 && stat(m->stdin_path, &named) == 0 && named.st_dev == st.st_dev && named.st_ino == st.st_ino &&
+         !is_guest_system_path(m->stdin_path) && (m->stdin_offset = (uint64_t)at, true);
+}
+
+/* Sends the run; true if the guest reads the caller's stdin file itself. */
+static bool send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv, bool shared)
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
   static struct wire_run m;
@@ -162,7 +188,8 @@ static void send_run(int sock, const struct run_options *o, const char *file, in
   m.umask = mask;
   m.flags = (o->copy ? WIRE_RUN_COPY : 0) | (trace_on() ? WIRE_RUN_TRACE : 0) | o->run_flags;
   if (!(o->run_flags & WIRE_RUN_PTY))
-    m.flags |= (is_dev_full(1) ? WIRE_RUN_STDOUT_FULL : 0) | (is_dev_full(2) ? WIRE_RUN_STDERR_FULL : 0);
+    m.flags |= (is_dev_full(1) ? WIRE_RUN_STDOUT_FULL : 0) | (is_dev_full(2) ? WIRE_RUN_STDERR_FULL : 0) |
+               (shared && stdin_is_shared_file(&m) ? WIRE_RUN_STDIN_FILE : 0);
   if (!getcwd(m.cwd, sizeof m.cwd))
     fail(EXIT_TOOL_FAILED, "cannot get the current directory: %s", strerror(errno));
   bool fits = snprintf(m.file, sizeof m.file, "%s", file) < (int)sizeof m.file;
@@ -182,6 +209,7 @@ static void send_run(int sock, const struct run_options *o, const char *file, in
     fail(EXIT_CANNOT_EXECUTE, "the arguments and environment are larger than vmexec can send (%d KiB); make them smaller",
          WIRE_MAX_PAYLOAD / 1024);
   send_frame(sock, WIRE_RUN, buf, len);
+  return m.flags & WIRE_RUN_STDIN_FILE;
 }
 
 /* The caller's window size as a WIRE_WINSIZE payload into b; its length. */
@@ -468,6 +496,13 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
       r->stdin_credit += more;
   } else if (h->type == WIRE_TRACE) {
     trace_remote(p, h->length);
+  } else if (h->type == WIRE_STDIN_END) {
+    /* Where the program left the stdin file: so does the caller's. */
+    struct wire_reader rd;
+    wire_reader_init(&rd, p, h->length);
+    uint64_t at = wire_get_u64(&rd);
+    if (rd.ok && at <= INT64_MAX)
+      lseek(0, (off_t)at, SEEK_SET);
   } else if (h->type == WIRE_EXIT) {
     if (ending.cancelled) /* the guest confirms the cancel */
       die_cancelled();
@@ -486,10 +521,12 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
 
 /* Relay until the run's WIRE_EXIT, then exit as the program did. Returns
  * only if the connection ended before anything at all came back (a
- * supervisor that was just stopping): the caller may retry. */
-static void relay(int sock, struct writeback *wb)
+ * supervisor that was just stopping): the caller may retry. STDIN_IN_GUEST:
+ * the guest reads the caller's stdin file itself; nothing is sent unless it
+ * grants credit (it could not). */
+static void relay(int sock, struct writeback *wb, bool stdin_in_guest)
 {
-  struct relay r = { .wb = wb, .stdin_credit = WIRE_WINDOW, .stdin_open = true };
+  struct relay r = { .wb = wb, .stdin_credit = stdin_in_guest ? 0 : WIRE_WINDOW, .stdin_open = true };
   if (frame_conn_init(&r.conn, sock) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
   fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
@@ -583,12 +620,12 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
     else
       send_share(sock, roots);
     catch_forwarded();
-    send_run(sock, o, file, argc, argv);
+    bool stdin_in_guest = send_run(sock, o, file, argc, argv, !o->copy && roots->n > 0);
     trace_mark("client: send the share and the run");
     trace_wait_start();
     if (o->pty)
       start_terminal(sock);
-    relay(sock, &wb); /* returns only when it may retry */
+    relay(sock, &wb, stdin_in_guest); /* returns only when it may retry */
     close(sock);
     if (attempt == 3)
       fail(EXIT_TOOL_FAILED, "the %s guest's supervisor keeps closing the connection; see its log under %s",

@@ -103,6 +103,10 @@ bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t 
   wire_put_u32(&w, m->ngroups);
   for (uint32_t i = 0; w.ok && i < m->ngroups; i++)
     wire_put_u32(&w, m->groups[i]);
+  if (m->flags & WIRE_RUN_STDIN_FILE) {
+    put_field(&w, m->stdin_path, sizeof m->stdin_path);
+    wire_put_u64(&w, m->stdin_offset);
+  }
   return finish(&w, len);
 }
 
@@ -162,6 +166,11 @@ bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec,
     r.ok = false;
   for (uint32_t i = 0; r.ok && i < m->ngroups; i++)
     m->groups[i] = wire_get_u32(&r);
+  if (m->flags & WIRE_RUN_STDIN_FILE) {
+    wire_get_str(&r, m->stdin_path, sizeof m->stdin_path);
+    m->stdin_offset = wire_get_u64(&r);
+    r.ok = r.ok && m->stdin_path[0] == '/';
+  }
   if (!r.ok) {
     m->argc = m->envc = m->ngroups = 0;
     m->argv = m->envp = NULL;

@@ -54,6 +54,9 @@ struct wire_run {
   char **argv, **envp;
   uint32_t ngroups;                /* supplementary groups */
   uint32_t groups[WIRE_MAX_GROUPS];
+  /* WIRE_RUN_STDIN_FILE: the file (absolute, at its host path) and offset. */
+  char stdin_path[PATH_MAX];
+  uint64_t stdin_offset;
 };
 bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t *len);
 /* The argv and env strings land in the caller's arrays: VEC (VCAP pointers,

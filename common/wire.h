@@ -130,6 +130,10 @@ enum wire_type {
    * (nbd-share/README.md). */
   WIRE_PATCH = 24,
   WIRE_PATCH_DATA = 25,
+  /* agent -> host, before WIRE_EXIT of a WIRE_RUN_STDIN_FILE run that read
+   * the file in the guest: u64 offset, where the program left it (the host
+   * sets its stdin's offset so: `(prog; cat) < file` reads on from there). */
+  WIRE_STDIN_END = 26,
 };
 #define WIRE_SEED_MIN 16
 #define WIRE_SEED_MAX 256
@@ -186,6 +190,13 @@ enum {
   WIRE_RUN_STDERR_FULL = 16,
   /* The caller wants WIRE_TRACE frames for the run (VMEXEC_TRACE=1). */
   WIRE_RUN_TRACE = 32,
+  /* The caller's stdin is a regular file the run's share shows (its path
+   * and offset at the end of WIRE_RUN): the program reads it there, as
+   * natively (seekable, fstat says a file, nothing read ahead), and
+   * WIRE_STDIN_END says where it left it. An agent that cannot open it
+   * grants the host WIRE_CREDIT for stdin instead (the host sends none
+   * before), and it streams as from a pipe. */
+  WIRE_RUN_STDIN_FILE = 64,
 };
 #define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };

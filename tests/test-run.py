@@ -220,6 +220,10 @@ def test_disk_stall():
         for name, size in (("prime", 32 * 1024), ("cold", 48 * 1024)):
             with open(os.path.join(d, name), "wb") as f:
                 f.write(os.urandom(size))
+        # A file too big for a patch (WIRE_PATCH_FILE_MAX): the directory
+        # comes in a new generation, not in the patch layer (guest memory).
+        with open(os.path.join(d, "filler"), "wb") as f:
+            f.truncate(5 << 20)
         r = probe("say", d, "0")  # the share's generation now has both files, their data not read
         check(r.returncode == 0, f"a call that names a new directory: {r.returncode} {r.stderr!r}")
         # qemu's throttle lets a request through while its bucket is empty,
@@ -253,6 +257,34 @@ def test_stdin():
         f.seek(0)
         r = probe("cat", stdin=f)
     check(r.returncode == 0 and r.stdout == data[:100000], "stdin from a file arrives exactly")
+    # A named file: the program reads it in the guest as a file, from where
+    # the caller's offset was, and leaves the caller's offset where it
+    # stopped (`(head -1; cat) < file`); nothing is read ahead.
+    named = os.path.join(runtime, "stdin.txt")
+    with open(named, "wb") as f:
+        f.write(b"abcdefgh\nline2\n")
+    with open(named, "rb") as f:
+        r = probe("head", "4", stdin=f)
+        at = os.lseek(f.fileno(), 0, os.SEEK_CUR)
+        check(r.returncode == 0 and r.stdout == b"file abcd 4\n" and at == 4,
+              f"stdin from a named file is that file in the guest: {r.stdout!r} {r.stderr[-200:]!r}, "
+              f"the caller's offset then {at}")
+        os.lseek(f.fileno(), 9, os.SEEK_SET)
+        r = probe("head", "4", stdin=f)
+        at = os.lseek(f.fileno(), 0, os.SEEK_CUR)
+        check(r.returncode == 0 and r.stdout == b"file line 13\n" and at == 13,
+              f"... read from the caller's offset on: {r.stdout!r}, the caller's offset then {at}")
+    r = probe("head", "4", input=b"abcdefgh")
+    check(r.returncode == 0 and r.stdout == b"pipe abcd -1\n", f"stdin from a pipe is a pipe: {r.stdout!r}")
+
+
+def test_loopback():
+    # IPv6 where the kernel has it (the powerpc kernel built from source
+    # has not).
+    for addr in ("127.0.0.1", "::1") if TARGET == "s390x" else ("127.0.0.1",):
+        r = probe("loopback", addr)
+        check(r.returncode == 0 and r.stdout == b"up\n",
+              f"the loopback interface is up: a connection to {addr}: {r.stdout!r} {r.stderr[-200:]!r}")
 
 
 def test_argv_env():
@@ -521,6 +553,7 @@ def main():
         test_signals()
         test_argv_env()
         test_stdin()
+        test_loopback()
         test_ids()
         test_concurrent()
         test_malformed_frames()

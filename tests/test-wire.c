@@ -303,6 +303,21 @@ static void run_msg(void)
   CHECK(d->ngroups == 3 && d->groups[0] == 4 && d->groups[1] == 27 && d->groups[2] == 0xfffffffe);
   check_prefixes(decode_run, run_buf, len);
 
+  /* stdin from a file: its path and offset after the groups. */
+  m.flags = WIRE_RUN_STDIN_FILE;
+  snprintf(m.stdin_path, sizeof m.stdin_path, "/home/u/src/testdata/in");
+  m.stdin_offset = 0x100000004;
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len));
+  wire_put_str(&w, "/home/u/src/testdata/in");
+  wire_put_u64(&w, 0x100000004);
+  CHECK(len == w.len && memcmp(run_buf + len - 8, w.buf + w.len - 8, 8) == 0);
+  CHECK(decode_run(run_buf, len) && strcmp(run_out.stdin_path, "/home/u/src/testdata/in") == 0 &&
+        run_out.stdin_offset == 0x100000004);
+  check_prefixes(decode_run, run_buf, len);
+  snprintf(m.stdin_path, sizeof m.stdin_path, "relative");
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
+  sample_run(&m);
+
   /* The worst case for the caller's arrays: nothing but empty strings. */
   static char *empty[200000];
   for (size_t i = 0; i < 200000; i++)

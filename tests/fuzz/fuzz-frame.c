@@ -90,6 +90,7 @@ static void fuzz_run(const uint8_t *p, size_t n)
     REQUIRE(m.argc == m2.argc && m.envc == m2.envc && m.ngroups == m2.ngroups);
     REQUIRE(same_strings(m.argv, m2.argv, m.argc) && same_strings(m.envp, m2.envp, m.envc));
     REQUIRE(memcmp(m.groups, m2.groups, m.ngroups * sizeof m.groups[0]) == 0);
+    REQUIRE(strcmp(m.stdin_path, m2.stdin_path) == 0 && m.stdin_offset == m2.stdin_offset);
   }
   free(vec);
   free(str);

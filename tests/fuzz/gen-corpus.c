@@ -92,6 +92,12 @@ static void frames(void)
   run.argv = argv;
   run.envp = envp;
   ENCODE(wire_encode_run, &run, WIRE_RUN, 1);
+  run.flags = WIRE_RUN_STDIN_FILE;
+  snprintf(run.stdin_path, sizeof run.stdin_path, "/home/u/src/testdata/in");
+  run.stdin_offset = 9;
+  ENCODE(wire_encode_run, &run, WIRE_RUN, 2);
+  frame(WIRE_STDIN_END, 2, "\0\0\0\0\0\0\0\x0d", 8);
+  run.flags = WIRE_RUN_COPY | WIRE_RUN_PTY;
   struct wire_winsize ws = { 24, 80 };
   ENCODE(wire_encode_winsize, &ws, WIRE_WINSIZE, 1);
   frame(WIRE_STDIN, 1, "input\n", 6);
