@@ -1172,7 +1172,7 @@ static bool watch_pdir(struct lazy_image *img, uint32_t d, const char *rel, int 
   /* A directory of the listing moved here: its events could not tell
    * which path they are about. (One made since, moved from one such path
    * to another, is the new path's now.) */
-  if (map[wd] != NONE && !(map[wd] & PDIR))
+  if (map[wd] != NONE && (!(map[wd] & PDIR) || (map[wd] & ~PDIR) >= img->npdirs))
     return false;
   map[wd] = PDIR | (uint32_t)i;
   return true;
