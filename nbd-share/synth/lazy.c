@@ -1059,10 +1059,11 @@ static bool note_name(struct lazy_image *img, uint32_t d, const char *name, size
  * the ask: take_changed), and so is any change in a directory made there
  * since (lpdir); a file of the listing renamed over, or one whose inode
  * the guest has written or changed, too if it is a regular file of one
- * name (note_changed), else it does. In one it did not read, the listing is read again when it does
- * (relist), and an entry whose inode the guest does not have yet will be
- * taken as it is then. A change of a watched directory itself (but its
- * removal, which its parent's listing shows) or a lost event does. */
+ * name (note_changed), else it does. In one it did not read, the listing
+ * is read again when it does (relist), and an entry whose inode the guest
+ * does not have yet will be taken as it is then. A change of a watched
+ * directory itself (but its removal, which its parent's listing shows) or
+ * a lost event does. */
 static bool stale_event(struct lazy_image *img, const struct inotify_event *ev)
 {
   bool known = ev->wd >= 0 && (size_t)ev->wd < img->capwd;
