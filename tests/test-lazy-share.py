@@ -309,6 +309,20 @@ def test_dir_made():
     check(out(r) == f"z{attempt}\n" and how.startswith("patched"),
           f"a file the program wrote in a subdirectory, read by the next call from the patch layer: {out(r)!r} "
           f"({how})")
+    # Made anew once more, now that the patch layer holds it: the names its
+    # old tree's watches noted come before it in the list, some of them
+    # paths it has again (sub/g); each goes where it comes last, after the
+    # directory above it made anew.
+    for attempt in range(5):
+        shutil.rmtree(t)
+        os.makedirs(os.path.join(t, "sub"))
+        with open(os.path.join(t, "sub", "g"), "w") as f:
+            f.write(f"again {attempt}\n")
+        r, how = run_in(t, "cat sub/g; ls . sub")
+        if how.startswith("patched"):
+            break
+    check(r.returncode == 0 and r.stdout.decode() == f"again {attempt}\n.:\nsub\n\nsub:\ng\n" and
+          how.startswith("patched"), f"... made anew again, run in: {out(r)!r} ({how})")
     for attempt in range(5):
         fresh = os.path.join(scratch, f"fresh{attempt}")
         os.mkdir(fresh)
