@@ -119,7 +119,6 @@ struct share {
   size_t nseen;
   char *mounts_seen;      /* its mount table when first kept, less the runs' tmpfs (share-spare.c) */
   unsigned patch_serial;  /* share_patch_serial() when it was made (or, unused, still served) */
-  unsigned layer_serial;  /* share_patch_layer_serial() when it was made */
 };
 /* Make /run a shared mount (runs' namespaces are its slaves). */
 void share_init(void);
@@ -153,8 +152,6 @@ void share_patch_data(const uint8_t *p, size_t n);
 /* How many patches were completed so far: a namespace made before the
  * latest one may show a file as it was. */
 unsigned share_patch_serial(void);
-/* How often the layers' directories changed (made, removed, a name hidden). */
-unsigned share_patch_layer_serial(void);
 /* The layer's directory for PATH in generation GEN into BUF: true if it
  * exists (something beneath PATH is patched). */
 bool share_patch_dir(uint32_t gen, const char *path, char *buf, size_t cap);
@@ -214,9 +211,12 @@ void share_ahead_drop(void);
 /* A new generation was mounted: spares of older ones will never serve. */
 void share_spare_outdated(uint32_t newest_gen);
 /* A patch was completed: spares made before it may show the file as it
- * was, in their overlays' caches; they are not kept, nor namespaces made
- * ahead if the layers' directories changed since they were made. */
+ * was, in their overlays' caches; they are not kept. */
 void share_spare_patched(void);
+/* A directory of generation GEN's patch layer was made or removed at host
+ * PATH, or a name hidden there: namespaces made ahead for GEN whose mounts
+ * looked PATH up (it is a root or view, or above one) go. */
+void share_spare_layer_changed(uint32_t gen, const char *path);
 /* S (prepared, its tmpfs mounted) is a generation made ahead whose
  * namespace a child is making: it comes on SOCK (share_send_ns). The oldest
  * made ahead goes if there are too many. */

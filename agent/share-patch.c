@@ -39,20 +39,19 @@ static struct {
 } cur = { .fd = -1 };
 
 static unsigned serial; /* patches completed */
-/* Changes of the layers' directories: one made, removed, or a name hidden
- * (a whiteout). Overlays mounted before one may have looked up through
- * what changed, or lack the layer; a file put in a directory the layer
- * had is found by any later lookup (share_spare_patched). */
-static unsigned layer_serial;
 
 unsigned share_patch_serial(void)
 {
   return serial;
 }
 
-unsigned share_patch_layer_serial(void)
+/* A directory of GEN's layer made or removed at host PATH, or a name
+ * hidden there (a whiteout): overlays mounted before that looked PATH up
+ * (or lack the layer, made now) show what was (share_spare_layer_changed).
+ * A file put in a directory the layer had is found by any later lookup. */
+static void layer_changed(uint32_t gen, const char *path)
 {
-  return layer_serial;
+  share_spare_layer_changed(gen, path[0] ? path : "/");
 }
 
 static void patch_path(uint32_t gen, const char *path, char *buf, size_t cap)
@@ -88,7 +87,7 @@ static int make_parents(uint32_t gen, const char *path)
   patch_path(gen, "", dir, sizeof dir);
   mkdir(PATCH_DIR, 0755);
   if (mkdir(dir, 0755) == 0) {
-    layer_serial++;
+    layer_changed(gen, "/");
     dir_as_generation(gen, dir, "/");
   }
   size_t base = strlen(dir), parent = base;
@@ -99,7 +98,7 @@ static int make_parents(uint32_t gen, const char *path)
     memcpy(dir + base, path, (size_t)(slash - path));
     dir[len] = '\0';
     if (mkdir(dir, 0755) == 0) {
-      layer_serial++;
+      layer_changed(gen, dir + base);
       dir_as_generation(gen, dir, dir + base);
       dir[parent] = '\0';
       dir_as_generation(gen, dir, parent > base ? dir + base : "/");
@@ -121,20 +120,20 @@ static int remove_one(const char *path, const struct stat *st, int type, struct 
   return 0;
 }
 
-/* What the layer has at PATH (a file, or a directory of earlier patches
- * whose host directory was replaced or removed) goes: true if there was
- * something. */
-static bool remove_in_layer(const char *path)
+/* What GEN's layer has at PATH (IN_LAYER there: a file, or a directory of
+ * earlier patches whose host directory was replaced or removed) goes: true
+ * if there was something. */
+static bool remove_in_layer(uint32_t gen, const char *path, const char *in_layer)
 {
   struct stat st;
-  if (lstat(path, &st) == -1)
+  if (lstat(in_layer, &st) == -1)
     return false;
   if (S_ISDIR(st.st_mode)) {
-    layer_serial++;
-    nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    layer_changed(gen, path);
+    nftw(in_layer, remove_one, 16, FTW_DEPTH | FTW_PHYS);
   }
-  else if (unlink(path) == -1)
-    agent_log("cannot remove %s: %s", path, strerror(errno));
+  else if (unlink(in_layer) == -1)
+    agent_log("cannot remove %s: %s", in_layer, strerror(errno));
   return true;
 }
 
@@ -170,7 +169,7 @@ static void finish(void)
   patch_path(cur.m.gen, f->path, final, sizeof final);
   struct stat st;
   if (lstat(final, &st) == 0 && S_ISDIR(st.st_mode))
-    remove_in_layer(final); /* the host's directory became this file */
+    remove_in_layer(cur.m.gen, f->path, final); /* the host's directory became this file */
   if (fchown(cur.fd, cur.m.uid, cur.m.gid) == -1 || fchmod(cur.fd, f->mode & 07777) == -1 ||
       futimens(cur.fd, t) == -1 || close(cur.fd) == -1 || rename(cur.tmp, final) == -1) {
     agent_log("cannot patch %s in share generation %u: %s", f->path, cur.m.gen, strerror(errno));
@@ -206,9 +205,10 @@ static void patch_delete(uint32_t gen, const char *path)
   patch_path(gen, path, in_layer, sizeof in_layer);
   snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, path);
   bool hide = lstat(lower, &st) == 0;
-  if (!remove_in_layer(in_layer) && !hide)
+  if (!remove_in_layer(gen, path, in_layer) && !hide)
     return; /* a name made and removed between two calls */
-  layer_serial += hide;
+  if (hide)
+    layer_changed(gen, path);
   if (hide && (make_parents(gen, path) == -1 || mknod(in_layer, S_IFCHR | 0600, makedev(0, 0)) == -1)) {
     agent_log("cannot hide %s in share generation %u: %s", path, gen, strerror(errno));
     return;
@@ -230,7 +230,7 @@ static void patch_dir(uint32_t gen, const struct wire_patch *m)
   patch_path(gen, path, in_layer, sizeof in_layer);
   snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, path);
   bool replaces = lstat(lower, &st) == 0;
-  bool had = remove_in_layer(in_layer);
+  bool had = remove_in_layer(gen, path, in_layer);
   struct timespec t[2] = { { .tv_sec = (time_t)m->file.mtime_sec, .tv_nsec = m->file.mtime_nsec },
                            { .tv_sec = (time_t)m->file.mtime_sec, .tv_nsec = m->file.mtime_nsec } };
   if (make_parents(gen, path) == -1 || mkdir(in_layer, 0700) == -1 ||
@@ -239,7 +239,8 @@ static void patch_dir(uint32_t gen, const struct wire_patch *m)
     agent_log("cannot patch directory %s in share generation %u: %s", path, gen, strerror(errno));
     return;
   }
-  layer_serial += replaces || had;
+  if (replaces || had)
+    layer_changed(gen, path);
   patched(gen, in_layer, path);
 }
 
@@ -347,5 +348,5 @@ void share_patch_drop(uint32_t gen)
 {
   char dir[64];
   patch_path(gen, "", dir, sizeof dir);
-  remove_in_layer(dir);
+  remove_in_layer(gen, "/", dir);
 }

@@ -148,20 +148,43 @@ void share_spare_outdated(uint32_t newest_gen)
       i++;
 }
 
+/* Host path PATH is DIR or a directory above it. */
+static bool at_or_above(const char *path, const char *dir)
+{
+  size_t len = strlen(path);
+  return !strcmp(path, "/") || (!strncmp(path, dir, len) && (dir[len] == '/' || !dir[len]));
+}
+
+void share_spare_layer_changed(uint32_t gen, const char *path)
+{
+  /* A namespace made ahead that no run used yet has looked up only its
+   * mounts' paths: the views (the host's top directories, and /var/tmp)
+   * and the roots. */
+  for (size_t i = 0; i < naheads;) {
+    const struct share *s = aheads[i].s;
+    bool looked = !strchr(path + 1, '/') || at_or_above(path, "/var/tmp");
+    for (size_t r = 0; r < s->nroots && !looked; r++)
+      looked = at_or_above(path, s->roots[r].path);
+    if (s->gen == gen && looked)
+      drop_ahead(i);
+    else
+      i++;
+  }
+}
+
 void share_spare_patched(void)
 {
   /* A namespace made ahead that no run used yet has looked up nothing below
    * its mounts: a file the patch put in a layer directory its overlays
-   * already had is found by the first lookup. (A test script's shell
-   * truncating the next call's output file is such a patch, at that call's
-   * own request: dropping these made most calls of xz-utils' scripts make
-   * their namespace.) */
-  unsigned now = share_patch_serial(), layers = share_patch_layer_serial();
-  for (size_t i = 0; i < naheads;)
-    if (aheads[i].s->layer_serial != layers)
-      drop_ahead(i);
-    else
-      aheads[i++].s->patch_serial = now;
+   * already had is found by the first lookup, and one whose layer changed
+   * where they looked went (share_spare_layer_changed). (A test script's
+   * shell truncating the next call's output file is such a patch, at that
+   * call's own request: dropping these made most calls of xz-utils' scripts
+   * make their namespace; and a temporary directory another program made
+   * or removed in the host's /tmp is one too.) */
+  unsigned now = share_patch_serial();
+  for (size_t i = 0; i < naheads; i++)
+    aheads[i].s->patch_serial = now;
   for (size_t i = 0; i < nspares;)
     if (spares[i]->patch_serial != now)
       drop_spare(i);

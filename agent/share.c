@@ -121,7 +121,6 @@ struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap)
   }
   s->ns_fd = s->mounts_fd = -1;
   s->patch_serial = share_patch_serial(); /* its namespace shows the patches so far */
-  s->layer_serial = share_patch_layer_serial();
   if (!wire_decode_share(p, n, &m, roots, MAX_ROOTS) || m.nroots == 0 ||
       !(s->roots = calloc(m.nroots, sizeof *s->roots))) {
     snprintf(err, cap, "malformed share request from the host");

@@ -655,11 +655,13 @@ static bool from_client(struct supervisor *s, struct client *c, const struct wir
     s->patches_queued = 0;
     bool ok = s->share && share_host_request(s->share, p, h->length, &reply, queue_patch, s, err, sizeof err);
     r->share_ns = now_ns() - t0;
-    r->share_how = !ok                            ? NULL
-                   : reply.gen == s->prepared_gen ? (s->prepared_patched ? "patched ahead" : "made ahead")
-                   : reply.gen != s->last_gen     ? "new"
-                   : s->patches_queued            ? "patched"
-                                                  : "reused";
+    /* "patched": this call's request carried patches (also over a
+     * generation prepared when the caller before went). */
+    r->share_how = !ok                                                  ? NULL
+                   : reply.gen == s->prepared_gen && !s->patches_queued ? (s->prepared_patched ? "patched ahead" : "made ahead")
+                   : reply.gen != s->last_gen && !s->patches_queued     ? "new"
+                   : s->patches_queued                                  ? "patched"
+                                                                        : "reused";
     s->prepared_gen = UINT32_MAX;
     if (ok) {
       s->last_gen = reply.gen;

@@ -225,6 +225,11 @@ def test_patched_ready():
     checked are those patched right after a patched one."""
     d = os.path.join(top, "rewritten")  # a root of its own (the working directory): no patch layer yet
     os.mkdir(d)
+    # A file too big for a patch: the directory comes in a new generation
+    # (a directory made is a patch otherwise, which would make its
+    # directory in the layer before any namespace for it is made ahead).
+    with open(os.path.join(d, "filler"), "wb") as big:
+        big.truncate(5 << 20)
     f = os.path.join(d, "data.txt")
     env = dict(ENV, VMEXEC_TRACE="1")
     hows, pairs = [], 0
