@@ -29,11 +29,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "erofs-format.h"
+#include "hostfiles.h"
 #include "lazy.h"
 #include "wire.h"
 #include "unit-check.h"
@@ -572,6 +574,54 @@ static void test_changed(const char *dir)
   free(t);
 }
 
+/* Descriptors of this process open on a deleted file. */
+static int deleted_fds(void)
+{
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  for (struct dirent *e; d && (e = readdir(d));) {
+    char link[300], target[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+    ssize_t len = readlink(link, target, sizeof target - 1);
+    target[len > 0 ? len : 0] = '\0';
+    n += strstr(target, " (deleted)") != NULL;
+  }
+  if (d)
+    closedir(d);
+  return n;
+}
+
+/* A file whose data was read, then deleted on the host: its cached
+ * descriptor is closed (its space freed) by hostfiles_close_deleted; a
+ * file still named keeps its. */
+static void test_deleted(const char *dir)
+{
+  char *gone = fmt("%s/gone", dir), *kept = fmt("%s/kept", dir);
+  put(gone, "bytes", 1000);
+  put(kept, "bytes", 1000);
+  struct hostfiles *h = hostfiles_new(8, NULL, NULL);
+  struct stat st;
+  char buf[16];
+  int64_t ids[2];
+  const char *paths[2] = { gone, kept };
+  for (int i = 0; i < 2; i++) {
+    if (stat(paths[i], &st) == -1)
+      die("stat");
+    ids[i] = hostfiles_add(h, paths[i], strlen(paths[i]), st.st_dev, st.st_ino);
+    CHECK(ids[i] >= 0 && hostfiles_read(h, (uint32_t)ids[i], buf, sizeof buf, 0) == 0 && !memcmp(buf, "bytes", 5));
+  }
+  if (unlink(gone))
+    die("unlink");
+  CHECK(deleted_fds() == 1);
+  hostfiles_close_deleted(h);
+  CHECK(deleted_fds() == 0);
+  CHECK(hostfiles_read(h, (uint32_t)ids[1], buf, sizeof buf, 5) == 0 && !memcmp(buf, "bytes", 5));
+  CHECK(hostfiles_read(h, (uint32_t)ids[0], buf, sizeof buf, 0) == 0 && buf[0] == 0); /* gone: zeroes */
+  hostfiles_free(h);
+  free(gone);
+  free(kept);
+}
+
 int main(void)
 {
   char tmpl[] = "/tmp/test-share-lazy.XXXXXX";
@@ -588,6 +638,7 @@ int main(void)
   test_lazy(dir);
   test_inline(dir);
   test_changed(dir);
+  test_deleted(dir);
   if (failures == 0) {
     char *cmd = fmt("rm -rf '%s'", dir);
     sh(cmd), free(cmd);

@@ -198,6 +198,18 @@ static void drop_idle(struct hostfiles *h)
     }
 }
 
+void hostfiles_close_deleted(struct hostfiles *h)
+{
+  pthread_mutex_lock(&h->lock);
+  struct stat st;
+  for (unsigned i = 0; i < h->ncache; i++)
+    if (h->cache[i].id >= 0 && h->cache[i].refs == 0 && fstat(h->cache[i].fd, &st) == 0 && st.st_nlink == 0) {
+      close(h->cache[i].fd);
+      h->cache[i].id = -1;
+    }
+  pthread_mutex_unlock(&h->lock);
+}
+
 /* Open file ID as scanned: no symlink followed on the way, and the same
  * regular file (device and inode) that the scan saw, else -1 with ESTALE.
  * O_NONBLOCK: a fifo put in its place must not block the open (we hold the

@@ -31,6 +31,12 @@ int64_t hostfiles_add(struct hostfiles *h, const char *path, size_t len, dev_t d
  * 0, or -1 with errno on a read error of an open file. */
 int hostfiles_read(void *opaque, uint32_t id, void *buf, size_t len, uint64_t offset);
 
+/* Close the cached descriptors of files deleted on the host (no name
+ * left): held open, their space would never be freed (a test's scratch
+ * file of gigabytes filled the host's disk so). A read after that finds
+ * the file gone and reads zeroes, as any file gone does. */
+void hostfiles_close_deleted(struct hostfiles *h);
+
 /* Open absolute PATH with FLAGS following no symlink in any component, also
  * when it is longer than PATH_MAX: deep trees are legal and we must serve them. */
 int hostfiles_open_path(const char *path, int flags);

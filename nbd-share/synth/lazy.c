@@ -1298,6 +1298,7 @@ bool lazy_stale(struct lazy_image *img)
     img->stale = true;
   bool stale = img->stale;
   pthread_mutex_unlock(&img->lock);
+  hostfiles_close_deleted(img->files);
   return stale;
 }
 
