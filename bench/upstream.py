@@ -65,11 +65,33 @@ PROJECTS = {
     "sed": ("autotools", "", ["MAKEINFO=true"]),
     # diff, cmp, sdiff, diff3 over files, stdin and pipes; gnulib's tests
     "diffutils": ("autotools", "", ["MAKEINFO=true"]),
+    # grep's shell tests (options, encodings, binary files, stdin and pipes)
+    # and gnulib's; no PCRE (no s390x libpcre2 here)
+    "grep": ("autotools", "", ["MAKEINFO=true", "--disable-perl-regexp"]),
+    # gnulib's tests (m4's own checks/ are not automake tests, not counted)
+    "m4": ("autotools", "", ["MAKEINFO=true"]),
+    # find, xargs, locate: the shell tests of tests/ and gnulib's (DejaGnu's
+    # find/testsuite needs runtest)
+    "findutils": ("autotools", "", ["MAKEINFO=true"]),
 }
 
 # Environment of a test phase: json-c's test-defs.sh runs every test under
 # valgrind when the host has it (a host valgrind cannot run s390x programs).
-TEST_ENV = {"json-c": {"USE_VALGRIND": "0"}}
+TEST_ENV = {"json-c": {"USE_VALGRIND": "0"},
+            # a cap on the size of a file a test writes (ulimit -f, 512-byte
+            # blocks): grep's hash-collision-perf doubles its input until grep
+            # takes 200 ms of user time, which a program in the guest never
+            # shows its caller: a 43 GB file filled the disk
+            "grep": {"UPSTREAM_FSIZE": "2097152"}}
+
+# Autotools projects whose Debian patches change a Makefile.am: regenerated
+# as Debian's build does (autoreconf; gettext, libtool, autoheader not rerun),
+# or make's rebuild rule wants the tarball's newer automake.
+AUTORECONF = {"grep", "m4", "findutils"}
+
+# Where the build step makes the test programs, if not the top: m4's checks/
+# runs its own suite at `make check` (198.sysval fails under qemu-user).
+CHECK_BUILD_DIR = {"m4": "tests"}
 
 # The exe_wrapper, emulator and LOG_COMPILER of every build: an s390x program
 # runs under the emulator UPSTREAM_EMU names, anything else (a test script) as
@@ -98,6 +120,7 @@ QEMU_BINFMT = (r":qemu-s390x:M::\x7fELF\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\
 # Run in a new user + mount namespace: a private binfmt_misc with the handler
 # of the emulator, then the test command.
 BINFMT_SH = """set -e
+[ -z "$UPSTREAM_FSIZE" ] || ulimit -f "$UPSTREAM_FSIZE"
 mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 if [ "$UPSTREAM_EMU" = qemu ]; then
   printf '%s\\n' "$UPSTREAM_QEMU_BINFMT" > /proc/sys/fs/binfmt_misc/register
@@ -196,13 +219,19 @@ def build(work, name, jobs):
     if kind == "autotools":
         if not os.path.exists(os.path.join(src, "configure")):
             run(["autoreconf", "-fi"], log, cwd=src)
+        elif name in AUTORECONF:
+            run(["autoreconf", "-fi"], log, cwd=src,
+                env=dict(os.environ, AUTOPOINT="true", AUTOHEADER="true", LIBTOOLIZE="true"))
         # a build tree apart from the source tree: tests find their data through $srcdir
         run([os.path.join(src, "configure"), "--host=" + TRIPLET, *opts], log, cwd=bld)
         run(["make", "-j%d" % jobs], log, cwd=bld)
+        # (findutils' top Makefile writes tests/test-suite.log, a directory
+        # only its tests' logs make)
+        os.makedirs(os.path.join(bld, "tests"), exist_ok=True)
         # the test programs, not run; in qemu-user's binfmt_misc namespace, as a
         # check-local target may run what was built (gzip's)
         run(["unshare", "--user", "--map-root-user", "--mount", "--fork", "sh", "-c", BINFMT_SH, "sh",
-             "make", "-j%d" % jobs, "check", "TESTS="], log, cwd=bld,
+             "make", "-j%d" % jobs, "check", "TESTS="], log, cwd=os.path.join(bld, CHECK_BUILD_DIR.get(name, "")),
             env=dict(os.environ, UPSTREAM_QEMU_BINFMT=QEMU_BINFMT, QEMU_LD_PREFIX=SYSROOT))
     elif kind == "make":
         # zlib's own configure (not autoconf): the cross compiler from CHOST
