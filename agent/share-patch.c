@@ -59,6 +59,12 @@ static void patch_path(uint32_t gen, const char *path, char *buf, size_t cap)
   snprintf(buf, cap, PATCH_DIR "/%u%s", gen, path);
 }
 
+/* PATH in generation GEN's own (EROFS) tree, beneath its layer. */
+static void generation_path(uint32_t gen, const char *path, char *buf, size_t cap)
+{
+  snprintf(buf, cap, SHARE_DIR "/%u%s", gen, path);
+}
+
 /* Set on a directory of the layer that replaces the generation's (an
  * overlay shows nothing of the layers below it). */
 #define OPAQUE_XATTR "trusted.overlay.opaque"
@@ -70,7 +76,7 @@ static void dir_as_generation(uint32_t gen, const char *dir, const char *rel)
 {
   char lower[PATH_MAX + 64];
   struct stat st;
-  snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, rel);
+  generation_path(gen, rel, lower, sizeof lower);
   if (stat(lower, &st) == -1 || getxattr(dir, OPAQUE_XATTR, NULL, 0) >= 0)
     return;
   if (chown(dir, st.st_uid, st.st_gid) == -1 || chmod(dir, st.st_mode & 07777) == -1)
@@ -203,7 +209,7 @@ static void patch_delete(uint32_t gen, const char *path)
   char in_layer[PATH_MAX + 64], lower[PATH_MAX + 64];
   struct stat st;
   patch_path(gen, path, in_layer, sizeof in_layer);
-  snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, path);
+  generation_path(gen, path, lower, sizeof lower);
   bool hide = lstat(lower, &st) == 0;
   if (!remove_in_layer(gen, path, in_layer) && !hide)
     return; /* a name made and removed between two calls */
@@ -228,7 +234,7 @@ static void patch_dir(uint32_t gen, const struct wire_patch *m)
   char in_layer[PATH_MAX + 64], lower[PATH_MAX + 64];
   struct stat st;
   patch_path(gen, path, in_layer, sizeof in_layer);
-  snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, path);
+  generation_path(gen, path, lower, sizeof lower);
   bool replaces = lstat(lower, &st) == 0;
   bool had = remove_in_layer(gen, path, in_layer);
   struct timespec t[2] = { { .tv_sec = (time_t)m->file.mtime_sec, .tv_nsec = m->file.mtime_nsec },
@@ -307,7 +313,7 @@ bool share_patch_whole(uint32_t gen, const char *path, char *buf, size_t cap)
     return false;
   char lower[PATH_MAX + 64], up[PATH_MAX + 64];
   struct stat st;
-  snprintf(lower, sizeof lower, SHARE_DIR "/%u%s", gen, path);
+  generation_path(gen, path, lower, sizeof lower);
   if (stat(lower, &st) == -1 || !S_ISDIR(st.st_mode))
     return true;
   patch_path(gen, "", up, sizeof up);
@@ -335,7 +341,7 @@ int share_patch_open(uint32_t gen, const char *path)
   snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(path, '/') - path), path);
   if (dir[0] && share_patch_whole(gen, dir, in_layer, sizeof in_layer))
     return -1;
-  snprintf(in_layer, sizeof in_layer, SHARE_DIR "/%u%s", gen, path);
+  generation_path(gen, path, in_layer, sizeof in_layer);
   int fd = open(in_layer, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd >= 0 && (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
     close(fd);
