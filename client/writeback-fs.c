@@ -197,12 +197,3 @@ int wb_replace(int at, const char *temp, const char *name)
     return errno;
   return wb_remove_tree(at, old);
 }
-
-void wb_sync_dir(int at)
-{
-  int fd = openat(at, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
-}

@@ -40,7 +40,4 @@ void wb_sweep_stale(int at);
  * what NAME was. 0, or an errno (TEMP is left). */
 int wb_replace(int at, const char *temp, const char *name);
 
-/* fsync the directory AT (an O_PATH fd will do): best effort. */
-void wb_sync_dir(int at);
-
 #endif

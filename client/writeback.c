@@ -11,8 +11,10 @@
  * the way is never legitimate) and crossing no mount.
  *
  * What the host sees: each file is written under a temporary name next to
- * its place (WB_TEMP_PREFIX), fsync'ed and renamed into place, so a file is
- * its old or its new content, never a part. A directory the guest replaced
+ * its place (WB_TEMP_PREFIX) and renamed into place, so a file is its old or
+ * its new content, never a part, whenever vmexec or the guest dies. Nothing
+ * is fsync'ed: a program under qemu-user gets no more than the page cache
+ * either, and a sync per file cost 4 ms (3719 files in 15 s, against 0.1 s). A directory the guest replaced
  * (DELETE, then DIR of the same path, then its contents: the agent sends
  * parents before children) is built under a temporary name and swapped in
  * with one renameat2(RENAME_EXCHANGE) when its subtree is complete (the first
@@ -247,7 +249,6 @@ static void complete_replacement(struct writeback *wb)
     refuse_errno(wb, r->path, e);
     wb_remove_tree(r->parent_fd, r->temp);
   } else {
-    wb_sync_dir(r->parent_fd);
     wb->applied++;
   }
   end_replacement(wb);
@@ -311,7 +312,7 @@ static void finish_file(struct writeback *wb)
 {
   const struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, wb->mtime };
   int e = 0;
-  if (fchmod(wb->file_fd, host_mode(wb)) == -1 || futimens(wb->file_fd, times) == -1 || fsync(wb->file_fd) == -1)
+  if (fchmod(wb->file_fd, host_mode(wb)) == -1 || futimens(wb->file_fd, times) == -1)
     e = errno;
   if (close(wb->file_fd) == -1 && !e)
     e = errno;
