@@ -80,6 +80,17 @@ int run_stdin_from_file(struct run *r, const struct wire_run *q, int fds[3])
   return 0;
 }
 
+int run_stderr_as_stdout(struct run *r, int fds[3])
+{
+  int both = fcntl(fds[1], F_DUPFD_CLOEXEC, 3);
+  if (both == -1)
+    return -1;
+  close_fd(&fds[2]);
+  close_fd(&r->err_fd);
+  fds[2] = both;
+  return 0;
+}
+
 /* The host's stdin ended and all of it went to the program: close the pipe,
  * or type the terminal's end-of-file key. A shell that is starting switches
  * the terminal from line mode to raw mode for its line editor, which turns a
@@ -168,6 +179,8 @@ void run_receive_output_closed(struct run *r, const uint8_t *p, size_t n)
   if (r->pty) {
     close_fd(&r->out_fd);
     close_fd(&r->in_fd);
+  } else if (run_out_file_closed(r, fd)) {
+    return;
   } else if (fd == 1) {
     close_fd(&r->out_fd);
   } else if (fd == 2) {

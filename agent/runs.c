@@ -6,7 +6,8 @@
  * ends or is cancelled: nothing leaks into the next run). This file holds the
  * run table and dispatches the host's frames and the poll events to the runs;
  * run-child.c sets up the child before its exec, run-io.c moves its stdin,
- * stdout and stderr within the host's credit.
+ * stdout and stderr within the host's credit, run-out-file.c a stdout or
+ * stderr that is a file on the host.
  *
  * A run with a share (WIRE_SHARE before WIRE_RUN) sees the host's trees at
  * their paths in its own mount namespace (share.c).
@@ -197,6 +198,7 @@ static void destroy(struct run *gone)
   close_fd(&gone->exec_fd);
   close_fd(&gone->file_fd);
   close_fd(&gone->stdin_file);
+  run_out_files_free(gone);
   close_fd(&gone->ns_sock);
   close_fd(&gone->ns_sock_child);
   close_fd(&gone->cgroup_procs_fd);
@@ -227,7 +229,7 @@ static void destroy(struct run *gone)
  * tell the host how it ended. */
 void run_maybe_finish(struct run *r)
 {
-  if (!r->reaped || r->out_fd >= 0 || r->err_fd >= 0 || r->exec_fd >= 0)
+  if (!r->reaped || r->out_fd >= 0 || r->err_fd >= 0 || r->exec_fd >= 0 || !run_out_files_finish(r))
     return;
   if (!r->t_drained)
     r->t_drained = run_now_ns();
@@ -314,6 +316,19 @@ static struct run_request *parse_run(const uint8_t *p, size_t n)
     return NULL;
   }
   return q;
+}
+
+/* The pipes in FDS give way to what the caller's streams are: its stdin
+ * file, its stdout or stderr file, one stream for stdout and stderr.
+ * -1 with errno. */
+static int redirect_streams(struct run *r, const struct wire_run *q, int fds[3])
+{
+  if ((q->flags & WIRE_RUN_STDIN_FILE) && run_stdin_from_file(r, q, fds) == -1)
+    return -1;
+  run_out_files_open(r, q, fds);
+  if ((q->flags & WIRE_RUN_STDERR_IS_STDOUT) && run_stderr_as_stdout(r, fds) == -1)
+    return -1;
+  return 0;
 }
 
 /* The run's child is started like vfork(): it shares the agent's memory,
@@ -404,8 +419,8 @@ static void start(struct run *r, const uint8_t *p, size_t n)
   if (run_open_streams(r, q->flags & WIRE_RUN_PTY, fds, slave, sizeof slave) == -1) {
     run_refuse(r, 125, "cannot create the run's %s in the guest: %s", q->flags & WIRE_RUN_PTY ? "pseudo-terminal" : "pipes",
                strerror(errno));
-  } else if ((q->flags & WIRE_RUN_STDIN_FILE) && !(q->flags & WIRE_RUN_PTY) && run_stdin_from_file(r, q, fds) == -1) {
-    run_refuse(r, 125, "cannot give the run its stdin in the guest: %s", strerror(errno));
+  } else if (!(q->flags & WIRE_RUN_PTY) && redirect_streams(r, q, fds) == -1) {
+    run_refuse(r, 125, "cannot give the run its stdin, stdout and stderr in the guest: %s", strerror(errno));
   } else if (pipe2(ex, O_CLOEXEC) == -1) {
     for (int i = 0; i < 3; i++)
       close_fd(&fds[i]);
@@ -559,8 +574,10 @@ void runs_continue(void)
 {
   for (struct run *r = runs, *next; r; r = next) {
     next = r->next;
-    if (r->wb)
+    if (r->wb || (r->reaped && run_out_files_pending(r)))
       run_maybe_finish(r); /* may end the run */
+    else
+      run_out_files_pump(r);
   }
 }
 
@@ -588,7 +605,8 @@ bool runs_reaped(pid_t pid, int status)
 size_t runs_pollfds(struct pollfd *p, size_t cap)
 {
   size_t n = 0;
-  for (struct run *r = runs; r && n + 4 <= cap; r = r->next) {
+  for (struct run *r = runs; r && n + 6 <= cap; r = r->next) {
+    n += run_out_files_pollfds(r, p + n);
     if (r->out_fd >= 0 && r->credit > 0)
       p[n++] = (struct pollfd){ .fd = r->out_fd, .events = POLLIN };
     if (r->err_fd >= 0 && r->credit > 0)
@@ -619,7 +637,7 @@ void runs_events(const struct pollfd *p, size_t n)
         run_pump_stdin(r);
       } else if (p[i].fd == r->exec_fd) {
         run_exec_result(r); /* may end the run */
-      } else {
+      } else if (!run_out_files_event(r, p[i].fd)) {
         continue;
       }
       break;

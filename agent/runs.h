@@ -1,6 +1,7 @@
 /* The parts of a run shared by runs.c (the run table and frame dispatch),
- * run-child.c (the child's setup before exec) and run-io.c (the run's stdin,
- * stdout and stderr). Private to those three files. */
+ * run-child.c (the child's setup before exec), run-io.c (the run's stdin,
+ * stdout and stderr) and run-out-file.c (a stdout or stderr that is a file).
+ * Private to those files. */
 #ifndef VMEXEC_AGENT_RUNS_H
 #define VMEXEC_AGENT_RUNS_H
 
@@ -24,6 +25,7 @@ struct run {
   size_t stdin_len;
   bool stdin_eof;        /* the host's stdin ended: close in_fd once drained */
   int stdin_file;        /* WIRE_RUN_STDIN_FILE: the file the program reads, or -1 */
+  struct out_file *out_file[2]; /* WIRE_RUN_STDOUT_FILE, WIRE_RUN_STDERR_FILE (run-out-file.c), or NULL */
   uint32_t credit;       /* output bytes the host will still take */
   bool started, reaped, cgroup;
   char cgroup_name[24];  /* under CGROUP_ROOT, when cgroup */
@@ -88,6 +90,27 @@ void run_pump_output(struct run *r, int *fd, uint16_t type);
 void run_pump_stdin(struct run *r);
 /* See end_stdin in run-io.c. */
 void run_retype_eof(struct run *r);
+
+/* WIRE_RUN_STDERR_IS_STDOUT: the program's stderr is its stdout (FDS[2] a
+ * dup of FDS[1]); no stderr pipe. -1 with errno. */
+int run_stderr_as_stdout(struct run *r, int fds[3]);
+
+/* run-out-file.c: a stdout or stderr that is a regular file. */
+struct pollfd;
+/* Files in place of the pipes in FDS, as the run asks (or the pipes stay). */
+void run_out_files_open(struct run *r, const struct wire_run *q, int fds[3]);
+/* Send what was written and not sent for lack of credit. */
+void run_out_files_pump(struct run *r);
+/* Once reaped: the rest and WIRE_OUTPUT_END; false while credit is short. */
+bool run_out_files_finish(struct run *r);
+bool run_out_files_pending(const struct run *r);
+/* WIRE_OUTPUT_CLOSED for FD: false if FD is not such a file. */
+bool run_out_file_closed(struct run *r, uint32_t fd);
+/* Poll entries for the files' watches into P (room for 2); how many. */
+size_t run_out_files_pollfds(const struct run *r, struct pollfd *p);
+/* FD polled readable: true if it was one of the run's watches. */
+bool run_out_files_event(struct run *r, int fd);
+void run_out_files_free(struct run *r);
 
 /* run-trace.c: VMEXEC_TRACE's guest side. */
 enum { CHILD_T_FORKED, CHILD_T_CGROUP, CHILD_T_ENTERED, CHILD_T_EXEC, CHILD_T_N };

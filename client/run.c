@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -176,8 +177,53 @@ static bool stdin_is_shared_file(struct wire_run *m)
          !is_guest_system_path(m->stdin_path) && (m->stdin_offset = (uint64_t)at, true);
 }
 
-/* Sends the run; true if the guest reads the caller's stdin file itself. */
-static bool send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv, bool shared)
+/* The caller's FD (1 or 2) is a regular file open for writing, into O:
+ * the program gets a file like it (WIRE_RUN_STDOUT_FILE). Not when the
+ * offset is inside the file without O_APPEND (`1<>file`): the guest's copy
+ * holds no bytes of the host's, so what the program wrote among them could
+ * not be told from what it left; that stays a pipe. */
+static bool output_is_file(int fd, struct wire_out_file *o)
+{
+  struct stat st;
+  int flags = fcntl(fd, F_GETFL);
+  if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || flags == -1 || (flags & O_ACCMODE) == O_RDONLY)
+    return false;
+  off_t at = lseek(fd, 0, SEEK_CUR);
+  if (at < 0 || (!(flags & O_APPEND) && at < st.st_size))
+    return false;
+  *o = (struct wire_out_file){ .offset = (uint64_t)at, .size = (uint64_t)st.st_size, .append = (flags & O_APPEND) != 0 };
+  return true;
+}
+
+/* Are fds 1 and 2 one open file (`>log 2>&1`, a terminal)? kcmp says;
+ * without it, the same file at the same offset with the same flags. */
+static bool same_open_file(void)
+{
+  long rc = syscall(SYS_kcmp, (long)getpid(), (long)getpid(), 0L /* KCMP_FILE */, 1L, 2L);
+  if (rc == 0 || rc > 0)
+    return rc == 0;
+  struct stat a, b;
+  return fstat(1, &a) == 0 && fstat(2, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino &&
+         fcntl(1, F_GETFL) == fcntl(2, F_GETFL) && lseek(1, 0, SEEK_CUR) == lseek(2, 0, SEEK_CUR);
+}
+
+/* The WIRE_RUN flags for the caller's stdin, stdout and stderr. */
+static uint32_t stream_flags(struct wire_run *m, bool shared)
+{
+  bool full1 = is_dev_full(1), full2 = is_dev_full(2);
+  uint32_t f = (full1 ? WIRE_RUN_STDOUT_FULL : 0) | (full2 ? WIRE_RUN_STDERR_FULL : 0) |
+               (shared && stdin_is_shared_file(m) ? WIRE_RUN_STDIN_FILE : 0);
+  if (!full1 && output_is_file(1, &m->out_file[0]))
+    f |= WIRE_RUN_STDOUT_FILE;
+  if (!full1 && !full2 && same_open_file())
+    f |= WIRE_RUN_STDERR_IS_STDOUT;
+  else if (!full2 && output_is_file(2, &m->out_file[1]))
+    f |= WIRE_RUN_STDERR_FILE;
+  return f;
+}
+
+/* Sends the run; the flags it went with. */
+static uint32_t send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv, bool shared)
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
   static struct wire_run m;
@@ -188,8 +234,7 @@ static bool send_run(int sock, const struct run_options *o, const char *file, in
   m.umask = mask;
   m.flags = (o->copy ? WIRE_RUN_COPY : 0) | (trace_on() ? WIRE_RUN_TRACE : 0) | o->run_flags;
   if (!(o->run_flags & WIRE_RUN_PTY))
-    m.flags |= (is_dev_full(1) ? WIRE_RUN_STDOUT_FULL : 0) | (is_dev_full(2) ? WIRE_RUN_STDERR_FULL : 0) |
-               (shared && stdin_is_shared_file(&m) ? WIRE_RUN_STDIN_FILE : 0);
+    m.flags |= stream_flags(&m, shared);
   if (!getcwd(m.cwd, sizeof m.cwd))
     fail(EXIT_TOOL_FAILED, "cannot get the current directory: %s", strerror(errno));
   bool fits = snprintf(m.file, sizeof m.file, "%s", file) < (int)sizeof m.file;
@@ -209,7 +254,7 @@ static bool send_run(int sock, const struct run_options *o, const char *file, in
     fail(EXIT_CANNOT_EXECUTE, "the arguments and environment are larger than vmexec can send (%d KiB); make them smaller",
          WIRE_MAX_PAYLOAD / 1024);
   send_frame(sock, WIRE_RUN, buf, len);
-  return m.flags & WIRE_RUN_STDIN_FILE;
+  return m.flags;
 }
 
 /* The caller's window size as a WIRE_WINSIZE payload into b; its length. */
@@ -289,6 +334,7 @@ struct relay {
   uint32_t stdin_credit;
   bool stdin_open, got_any;
   bool out_broken[3];
+  bool out_append[3]; /* the caller's fd appends: WIRE_OUTPUT_AT's offset does not count */
 };
 
 /* How a terminating signal ends the call. The first SIGINT, SIGTERM or
@@ -453,11 +499,12 @@ static void forward_stdin(struct relay *r)
  * takes no more, and the guest closes the program's end of it
  * (WIRE_OUTPUT_CLOSED): its next write there fails as into a pipe whose
  * reader left, with SIGPIPE or EPIPE, so that its status shows it. */
-static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len)
+static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len, size_t credit, int64_t at)
 {
   size_t done = 0;
   while (!r->out_broken[fd] && done < len) {
-    ssize_t n = write(fd, p + done, len - done);
+    ssize_t n = at < 0 || r->out_append[fd] ? write(fd, p + done, len - done)
+                                             : pwrite(fd, p + done, len - done, (off_t)(at + (int64_t)done));
     if (n > 0)
       done += (size_t)n;
     else if (n < 0 && errno == EINTR) {
@@ -476,7 +523,36 @@ static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len)
         frame_conn_queue_u32(&r->conn, WIRE_OUTPUT_CLOSED, RUN_ID, (uint32_t)fd);
     }
   }
-  frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, (uint32_t)len);
+  frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, (uint32_t)credit);
+}
+
+/* WIRE_OUTPUT_AT: the program's bytes at their offset of our FD, a file. */
+static void output_at(struct relay *r, const uint8_t *p, size_t n)
+{
+  struct wire_output m;
+  const uint8_t *data;
+  size_t len;
+  if (!wire_decode_output_at(p, n, &m, &data, &len) || (m.fd != 1 && m.fd != 2) || m.offset > INT64_MAX - len)
+    fail(EXIT_TOOL_FAILED, "malformed output frame from the guest; stop it with 'vmexec stop'");
+  write_output(r, (int)m.fd, data, len, n, (int64_t)m.offset);
+}
+
+/* WIRE_OUTPUT_END: our file's offset is where the program left its own
+ * (an appending fd's is its end anyway), and a file it truncated is cut as
+ * short. */
+static void output_end(struct relay *r, const uint8_t *p, size_t n)
+{
+  struct wire_output m;
+  if (!wire_decode_output_end(p, n, &m) || (m.fd != 1 && m.fd != 2) || m.offset > INT64_MAX)
+    return;
+  int fd = (int)m.fd;
+  if (r->out_broken[fd])
+    return;
+  if (m.size <= INT64_MAX && ftruncate(fd, (off_t)m.size) == -1) {
+    /* As a program's own ftruncate would have failed: it is told no more. */
+  }
+  if (!r->out_append[fd])
+    lseek(fd, (off_t)m.offset, SEEK_SET);
 }
 
 /* One frame from the supervisor: output, write-back, stdin credit, or the
@@ -484,7 +560,11 @@ static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len)
 static void from_supervisor(struct relay *r, const struct wire_header *h, const uint8_t *p)
 {
   if (h->type == WIRE_STDOUT || h->type == WIRE_STDERR) {
-    write_output(r, h->type == WIRE_STDOUT ? 1 : 2, p, h->length);
+    write_output(r, h->type == WIRE_STDOUT ? 1 : 2, p, h->length, h->length, -1);
+  } else if (h->type == WIRE_OUTPUT_AT) {
+    output_at(r, p, h->length);
+  } else if (h->type == WIRE_OUTPUT_END) {
+    output_end(r, p, h->length);
   } else if (h->type == WIRE_WB || h->type == WIRE_WB_DATA) {
     if (!ending.cancelled) /* a cancelled run writes nothing back */
       writeback_frame(r->wb, h->type, p, h->length);
@@ -521,12 +601,17 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
 
 /* Relay until the run's WIRE_EXIT, then exit as the program did. Returns
  * only if the connection ended before anything at all came back (a
- * supervisor that was just stopping): the caller may retry. STDIN_IN_GUEST:
- * the guest reads the caller's stdin file itself; nothing is sent unless it
- * grants credit (it could not). */
-static void relay(int sock, struct writeback *wb, bool stdin_in_guest)
+ * supervisor that was just stopping): the caller may retry. RUN_FLAGS: as
+ * sent; with WIRE_RUN_STDIN_FILE the guest reads the caller's stdin file
+ * itself, and nothing is sent unless it grants credit (it could not). */
+static void relay(int sock, struct writeback *wb, uint32_t run_flags)
 {
+  bool stdin_in_guest = run_flags & WIRE_RUN_STDIN_FILE;
   struct relay r = { .wb = wb, .stdin_credit = stdin_in_guest ? 0 : WIRE_WINDOW, .stdin_open = true };
+  for (int fd = 1; fd <= 2; fd++) {
+    int flags = fcntl(fd, F_GETFL);
+    r.out_append[fd] = flags != -1 && (flags & O_APPEND);
+  }
   if (frame_conn_init(&r.conn, sock) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
   fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
@@ -620,12 +705,12 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
     else
       send_share(sock, roots);
     catch_forwarded();
-    bool stdin_in_guest = send_run(sock, o, file, argc, argv, !o->copy && roots->n > 0);
+    uint32_t run_flags = send_run(sock, o, file, argc, argv, !o->copy && roots->n > 0);
     trace_mark("client: send the share and the run");
     trace_wait_start();
     if (o->pty)
       start_terminal(sock);
-    relay(sock, &wb, stdin_in_guest); /* returns only when it may retry */
+    relay(sock, &wb, run_flags); /* returns only when it may retry */
     close(sock);
     if (attempt == 3)
       fail(EXIT_TOOL_FAILED, "the %s guest's supervisor keeps closing the connection; see its log under %s",

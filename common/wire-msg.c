@@ -107,6 +107,12 @@ bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t 
     put_field(&w, m->stdin_path, sizeof m->stdin_path);
     wire_put_u64(&w, m->stdin_offset);
   }
+  for (int i = 0; i < 2; i++)
+    if (m->flags & (i == 0 ? WIRE_RUN_STDOUT_FILE : WIRE_RUN_STDERR_FILE)) {
+      wire_put_u64(&w, m->out_file[i].offset);
+      wire_put_u64(&w, m->out_file[i].size);
+      wire_put_u32(&w, m->out_file[i].append);
+    }
   return finish(&w, len);
 }
 
@@ -171,6 +177,13 @@ bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec,
     m->stdin_offset = wire_get_u64(&r);
     r.ok = r.ok && m->stdin_path[0] == '/';
   }
+  for (int i = 0; i < 2; i++)
+    if (m->flags & (i == 0 ? WIRE_RUN_STDOUT_FILE : WIRE_RUN_STDERR_FILE)) {
+      m->out_file[i].offset = wire_get_u64(&r);
+      m->out_file[i].size = wire_get_u64(&r);
+      m->out_file[i].append = wire_get_u32(&r);
+      r.ok = r.ok && m->out_file[i].offset <= INT64_MAX && m->out_file[i].size <= INT64_MAX;
+    }
   if (!r.ok) {
     m->argc = m->envc = m->ngroups = 0;
     m->argv = m->envp = NULL;
@@ -329,6 +342,49 @@ bool wire_decode_patch(const uint8_t *p, size_t n, struct wire_patch *m)
     m->file.mtime_nsec = wire_get_u32(&r);
   }
   return r.ok && (m->file.kind == WIRE_WB_FILE || m->file.kind == WIRE_WB_DIR || m->file.kind == WIRE_WB_DELETE);
+}
+
+size_t wire_encode_output_at(uint8_t buf[WIRE_OUTPUT_AT_HEADER], uint32_t fd, uint64_t offset)
+{
+  struct wire_writer w;
+  wire_writer_init(&w, buf, WIRE_OUTPUT_AT_HEADER);
+  wire_put_u32(&w, fd);
+  wire_put_u64(&w, offset);
+  return w.len;
+}
+
+bool wire_decode_output_at(const uint8_t *p, size_t n, struct wire_output *m, const uint8_t **data, size_t *len)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  memset(m, 0, sizeof *m);
+  m->fd = wire_get_u32(&r);
+  m->offset = wire_get_u64(&r);
+  if (!r.ok)
+    return false;
+  *data = p + r.pos;
+  *len = n - r.pos;
+  return true;
+}
+
+bool wire_encode_output_end(const struct wire_output *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->fd);
+  wire_put_u64(&w, m->offset);
+  wire_put_u64(&w, m->size);
+  return finish(&w, len);
+}
+
+bool wire_decode_output_end(const uint8_t *p, size_t n, struct wire_output *m)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  m->fd = wire_get_u32(&r);
+  m->offset = wire_get_u64(&r);
+  m->size = wire_get_u64(&r);
+  return r.ok;
 }
 
 bool wire_encode_winsize(const struct wire_winsize *m, uint8_t *buf, size_t cap, size_t *len)

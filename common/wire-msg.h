@@ -57,6 +57,12 @@ struct wire_run {
   /* WIRE_RUN_STDIN_FILE: the file (absolute, at its host path) and offset. */
   char stdin_path[PATH_MAX];
   uint64_t stdin_offset;
+  /* WIRE_RUN_STDOUT_FILE ([0]), WIRE_RUN_STDERR_FILE ([1]): the file's
+   * offset and size, and whether the caller's fd appends. */
+  struct wire_out_file {
+    uint64_t offset, size;
+    uint32_t append;
+  } out_file[2];
 };
 bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t *len);
 /* The argv and env strings land in the caller's arrays: VEC (VCAP pointers,
@@ -67,6 +73,21 @@ bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t 
 #define WIRE_RUN_VEC_CAP(n) ((n) / 4 + 2)
 bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec, size_t vcap, char *strings,
                      size_t scap);
+
+/* WIRE_OUTPUT_AT (the bytes follow these fields) and WIRE_OUTPUT_END,
+ * agent -> host. */
+struct wire_output {
+  uint32_t fd;     /* 1 or 2 */
+  uint64_t offset; /* AT: where the bytes go; END: the program's file offset */
+  uint64_t size;   /* END only: the file's size if the program truncated it, else WIRE_OUTPUT_KEPT */
+};
+#define WIRE_OUTPUT_AT_HEADER 12
+/* The fields of a WIRE_OUTPUT_AT into BUF; the bytes go after them. */
+size_t wire_encode_output_at(uint8_t buf[WIRE_OUTPUT_AT_HEADER], uint32_t fd, uint64_t offset);
+/* The bytes: *DATA, *LEN (the rest of the payload). */
+bool wire_decode_output_at(const uint8_t *p, size_t n, struct wire_output *m, const uint8_t **data, size_t *len);
+bool wire_encode_output_end(const struct wire_output *m, uint8_t *buf, size_t cap, size_t *len);
+bool wire_decode_output_end(const uint8_t *p, size_t n, struct wire_output *m);
 
 /* WIRE_FILE, host -> agent (--copy): the file's bytes follow in WIRE_FILE_DATA. */
 struct wire_file {

@@ -134,7 +134,20 @@ enum wire_type {
    * the file in the guest: u64 offset, where the program left it (the host
    * sets its stdin's offset so: `(prog; cat) < file` reads on from there). */
   WIRE_STDIN_END = 26,
+  /* agent -> host, for a run whose stdout or stderr is a regular file
+   * (WIRE_RUN_STDOUT_FILE, WIRE_RUN_STDERR_FILE): u32 fd (1 or 2), u64
+   * offset, then bytes the program wrote there (counted against the run's
+   * output credit, all of the payload). The host writes them at that offset
+   * of its own fd, or at its end if the fd appends. */
+  WIRE_OUTPUT_AT = 27,
+  /* agent -> host, before WIRE_EXIT of such a run, once all its bytes went:
+   * u32 fd, u64 offset (where the program left the file's offset), u64
+   * size (the file's size in the guest if the program made it shorter,
+   * else WIRE_OUTPUT_KEPT: the host's file may have grown meanwhile by
+   * other writers, and keeps that). */
+  WIRE_OUTPUT_END = 28,
 };
+#define WIRE_OUTPUT_KEPT UINT64_MAX
 #define WIRE_SEED_MIN 16
 #define WIRE_SEED_MAX 256
 
@@ -197,6 +210,17 @@ enum {
    * grants the host WIRE_CREDIT for stdin instead (the host sends none
    * before), and it streams as from a pipe. */
   WIRE_RUN_STDIN_FILE = 64,
+  /* The caller's stdout (stderr) is a regular file open for writing (its
+   * offset, size and O_APPEND at the end of WIRE_RUN): the program's is a
+   * regular file in guest memory of that size and offset, as natively (it
+   * may seek it, fstat it, reopen /dev/stdout), whose bytes come back in
+   * WIRE_OUTPUT_AT frames as they are written, and WIRE_OUTPUT_END. */
+  WIRE_RUN_STDOUT_FILE = 128,
+  WIRE_RUN_STDERR_FILE = 256,
+  /* The caller's stdout and stderr are one open file (2>&1): the program's
+   * stderr is its stdout too, so that the two interleave as they were
+   * written. Nothing comes as WIRE_STDERR. */
+  WIRE_RUN_STDERR_IS_STDOUT = 512,
 };
 #define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };

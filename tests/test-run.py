@@ -2,6 +2,7 @@
 """Guest test of the core promise: `vmexec ./prog args` behaves like `./prog
 args` on the target. A real guest (qemu-system, TCG; s390x, or TARGET) runs the probe
 program (tests/guest/probe.c). Checks exit codes, signals, streams, stdin,
+stdout and stderr that are files,
 argv and environment bytes, uid/gid, killing of the whole process tree,
 a SIGTERM the program ignores (cancelled after the grace period or a second one),
 concurrency, a share disk whose requests stop completing, one guest for simultaneous first calls, idle stop, `vmexec stop`
@@ -55,7 +56,9 @@ ENV = dict(os.environ, XDG_RUNTIME_DIR=runtime, VMEXEC_IDLE_TIMEOUT="600")
 
 
 def vm(*args, env=None, **kw):
-    return subprocess.run([VMEXEC, *args], env=env or ENV, capture_output=True, timeout=900, **kw)
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run([VMEXEC, *args], env=env or ENV, timeout=900, **kw)
 
 
 def probe(*args, env=None, **kw):
@@ -276,6 +279,50 @@ def test_stdin():
               f"... read from the caller's offset on: {r.stdout!r}, the caller's offset then {at}")
     r = probe("head", "4", input=b"abcdefgh")
     check(r.returncode == 0 and r.stdout == b"pipe abcd -1\n", f"stdin from a pipe is a pipe: {r.stdout!r}")
+
+
+def test_stdout_file():
+    # A named file: the program's stdout is a file in the guest too (it
+    # seeks, rewrites behind, truncates), the host file ends up as natively,
+    # and the caller's offset is where the program left its own.
+    named = os.path.join(runtime, "stdout.txt")
+    with open(named, "wb") as f:
+        r = probe("seekout", stdout=f, stderr=subprocess.PIPE)
+        at = os.lseek(f.fileno(), 0, os.SEEK_CUR)
+    with open(named, "rb") as f:
+        got = f.read()
+    check(r.returncode == 0 and r.stderr == b"file 3\n" and got == b"012XY567" and at == 5,
+          f"stdout to a file is a file in the guest: {r.stderr[-200:]!r}, the file {got!r}, the caller's offset {at}")
+    # Appending (>>): the bytes go after what the file had, seek or not
+    # (then the truncation to 8 bytes cuts into the file's old bytes).
+    for command, want in ((("say", "appended", "0"), b"first\nappended\n"), (("seekout",), b"first\n01")):
+        with open(named, "wb") as f:
+            f.write(b"first\n")
+        with open(named, "ab") as f:
+            r = probe(*command, stdout=f, stderr=subprocess.PIPE)
+        with open(named, "rb") as f:
+            got = f.read()
+        check(r.returncode == 0 and got == want, f"stdout appending to a file ({command[0]}): {got!r} {r.stderr!r}")
+    # `{ echo a; vmexec ...; echo c; } > file`: each writes after the other.
+    with open(named, "wb") as f:
+        f.write(b"a\n")
+        f.flush()
+        r = probe("say", "b", "0", stdout=f)
+        f.write(b"c\n")
+    with open(named, "rb") as f:
+        got = f.read()
+    check(r.returncode == 0 and got == b"a\nb\nc\n", f"stdout to a file shared with the caller: {got!r}")
+    # 2>&1: one stream, in the order of the writes, into a file or a pipe.
+    want = b"".join(b"o%d\ne%d\n" % (i, i) for i in range(300))
+    with open(named, "wb") as f:
+        r = probe("interleave", "300", stdout=f, stderr=subprocess.STDOUT)
+    with open(named, "rb") as f:
+        got = f.read()
+    check(r.returncode == 0 and got == want, f"stdout and stderr into one file keep their order: {got[:60]!r}...")
+    r = probe("interleave", "300", stderr=subprocess.STDOUT)
+    check(r.returncode == 0 and r.stdout == want, f"... and into one pipe: {r.stdout[:60]!r}...")
+    r = probe("seekout")
+    check(r.returncode == 0 and r.stderr == b"pipe -1\n", f"stdout to a pipe is a pipe: {r.stderr!r}")
 
 
 def test_loopback():
@@ -553,6 +600,7 @@ def main():
         test_signals()
         test_argv_env()
         test_stdin()
+        test_stdout_file()
         test_loopback()
         test_ids()
         test_concurrent()

@@ -316,6 +316,25 @@ static void run_msg(void)
   check_prefixes(decode_run, run_buf, len);
   snprintf(m.stdin_path, sizeof m.stdin_path, "relative");
   CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
+
+  /* stdout and stderr files: offset, size, append each, after the stdin file. */
+  snprintf(m.stdin_path, sizeof m.stdin_path, "/in");
+  m.flags = WIRE_RUN_STDIN_FILE | WIRE_RUN_STDOUT_FILE | WIRE_RUN_STDERR_FILE;
+  m.out_file[0] = (struct wire_out_file){ .offset = 0x200000001, .size = 5, .append = 0 };
+  m.out_file[1] = (struct wire_out_file){ .offset = 0, .size = 9, .append = 1 };
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len));
+  const uint8_t outs[] = { 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0,
+                           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1 };
+  CHECK(len > sizeof outs && memcmp(run_buf + len - sizeof outs, outs, sizeof outs) == 0);
+  CHECK(decode_run(run_buf, len) && run_out.out_file[0].offset == 0x200000001 && run_out.out_file[0].size == 5 &&
+        !run_out.out_file[0].append && run_out.out_file[1].size == 9 && run_out.out_file[1].append == 1 &&
+        strcmp(run_out.stdin_path, "/in") == 0);
+  check_prefixes(decode_run, run_buf, len);
+  m.flags = WIRE_RUN_STDERR_FILE; /* only the one flagged */
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && memcmp(run_buf + len - 20, outs + 20, 20) == 0);
+  CHECK(decode_run(run_buf, len) && run_out.out_file[1].size == 9 && run_out.out_file[0].size == 0);
+  m.out_file[1].offset = (uint64_t)INT64_MAX + 1; /* not an offset a host file has */
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
   sample_run(&m);
 
   /* The worst case for the caller's arrays: nothing but empty strings. */
@@ -679,6 +698,43 @@ static void winsize_and_u32_msg(void)
   check_prefixes(decode_u32, buf, 4);
 }
 
+static struct wire_output output_out;
+static bool decode_output_end(const uint8_t *p, size_t n)
+{
+  return wire_decode_output_end(p, n, &output_out);
+}
+
+static bool decode_output_at(const uint8_t *p, size_t n)
+{
+  const uint8_t *data;
+  size_t len;
+  return wire_decode_output_at(p, n, &output_out, &data, &len);
+}
+
+/* WIRE_OUTPUT_AT's fields before its bytes; WIRE_OUTPUT_END's three. */
+static void output_msg(void)
+{
+  uint8_t buf[32];
+  CHECK(wire_encode_output_at(buf, 2, 0x100000003) == WIRE_OUTPUT_AT_HEADER);
+  const uint8_t want[] = { 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 3, 'h', 'i' };
+  memcpy(buf + WIRE_OUTPUT_AT_HEADER, "hi", 2);
+  CHECK(memcmp(buf, want, sizeof want) == 0);
+  const uint8_t *data;
+  size_t len;
+  CHECK(wire_decode_output_at(buf, sizeof want, &output_out, &data, &len) && output_out.fd == 2 &&
+        output_out.offset == 0x100000003 && data == buf + WIRE_OUTPUT_AT_HEADER && len == 2);
+  CHECK(wire_decode_output_at(buf, WIRE_OUTPUT_AT_HEADER, &output_out, &data, &len) && len == 0);
+  check_prefixes(decode_output_at, buf, WIRE_OUTPUT_AT_HEADER);
+
+  struct wire_output m = { .fd = 1, .offset = 5, .size = WIRE_OUTPUT_KEPT };
+  CHECK(wire_encode_output_end(&m, buf, sizeof buf, &len) && len == 20);
+  const uint8_t end[] = { 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+  CHECK(memcmp(buf, end, sizeof end) == 0);
+  CHECK(decode_output_end(buf, len) && output_out.fd == 1 && output_out.offset == 5 && output_out.size == WIRE_OUTPUT_KEPT);
+  check_prefixes(decode_output_end, buf, len);
+  CHECK(!wire_encode_output_end(&m, buf, 19, &len));
+}
+
 static struct wire_trace trace_out;
 static bool decode_trace(const uint8_t *p, size_t n)
 {
@@ -821,6 +877,7 @@ int main(void)
   patch_msg();
   winsize_and_u32_msg();
   output_closed_msg();
+  output_msg();
   trace_msg();
   encoders_refuse();
   if (failures) {

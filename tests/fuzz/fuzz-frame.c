@@ -91,6 +91,9 @@ static void fuzz_run(const uint8_t *p, size_t n)
     REQUIRE(same_strings(m.argv, m2.argv, m.argc) && same_strings(m.envp, m2.envp, m.envc));
     REQUIRE(memcmp(m.groups, m2.groups, m.ngroups * sizeof m.groups[0]) == 0);
     REQUIRE(strcmp(m.stdin_path, m2.stdin_path) == 0 && m.stdin_offset == m2.stdin_offset);
+    for (int i = 0; i < 2; i++)
+      REQUIRE(m.out_file[i].offset == m2.out_file[i].offset && m.out_file[i].size == m2.out_file[i].size &&
+              m.out_file[i].append == m2.out_file[i].append);
   }
   free(vec);
   free(str);
@@ -197,6 +200,19 @@ static void fuzz_small(const uint8_t *p, size_t n)
     REQUIRE(wire_encode_winsize(&w, enc, sizeof enc, &len));
     same_prefix(p, n, len);
     REQUIRE(wire_decode_winsize(enc, len, &w2) && w.rows == w2.rows && w.cols == w2.cols);
+  }
+  struct wire_output o, o2;
+  if (wire_decode_output_end(p, n, &o)) {
+    REQUIRE(wire_encode_output_end(&o, enc, sizeof enc, &len));
+    same_prefix(p, n, len);
+    REQUIRE(wire_decode_output_end(enc, len, &o2) && o.fd == o2.fd && o.offset == o2.offset && o.size == o2.size);
+  }
+  const uint8_t *data;
+  size_t bytes;
+  if (wire_decode_output_at(p, n, &o, &data, &bytes)) {
+    REQUIRE(data >= p && data + bytes == p + n);
+    REQUIRE(wire_encode_output_at(enc, o.fd, o.offset) == WIRE_OUTPUT_AT_HEADER);
+    same_prefix(p, n, WIRE_OUTPUT_AT_HEADER);
   }
   uint32_t v, v2;
   if (wire_decode_u32(p, n, &v)) {

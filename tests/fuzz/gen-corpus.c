@@ -97,6 +97,15 @@ static void frames(void)
   run.stdin_offset = 9;
   ENCODE(wire_encode_run, &run, WIRE_RUN, 2);
   frame(WIRE_STDIN_END, 2, "\0\0\0\0\0\0\0\x0d", 8);
+  run.flags = WIRE_RUN_STDOUT_FILE | WIRE_RUN_STDERR_FILE;
+  run.out_file[0] = (struct wire_out_file){ .offset = 3, .size = 3 };
+  run.out_file[1] = (struct wire_out_file){ .offset = 0, .size = 7, .append = 1 };
+  ENCODE(wire_encode_run, &run, WIRE_RUN, 3);
+  uint8_t at[WIRE_OUTPUT_AT_HEADER + 3];
+  memcpy(at + wire_encode_output_at(at, 1, 3), "out", 3);
+  frame(WIRE_OUTPUT_AT, 3, at, sizeof at);
+  struct wire_output end = { .fd = 1, .offset = 6, .size = WIRE_OUTPUT_KEPT };
+  ENCODE(wire_encode_output_end, &end, WIRE_OUTPUT_END, 3);
   run.flags = WIRE_RUN_COPY | WIRE_RUN_PTY;
   struct wire_winsize ws = { 24, 80 };
   ENCODE(wire_encode_winsize, &ws, WIRE_WINSIZE, 1);

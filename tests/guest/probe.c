@@ -28,6 +28,12 @@
  *                     stdin is ("file", "pipe", ...), the bytes, and its offset
  *                     (-1: cannot seek), as "file abcd 4"
  *   loopback ADDR     connect to a listener on ADDR (127.0.0.1, ::1), print "up"
+ *   seekout           on stdout: write "0123456789\n", wait 0.3 s, seek to 3, write "XY",
+ *                     truncate to 8 bytes (so a file ends up "012XY567" with
+ *                     its offset at 5); say on stderr what stdout is and
+ *                     whether the seek went ("file 3", "pipe -1")
+ *   interleave N      write "oI\n" on stdout and "eI\n" on stderr, I from 0 to
+ *                     N-1, alternating, each line its own write
  */
 #include <errno.h>
 #include <dirent.h>
@@ -166,6 +172,34 @@ static int head(size_t n)
   return 0;
 }
 
+static int seekout(void)
+{
+  struct stat st;
+  if (fstat(1, &st) == -1 || write(1, "0123456789\n", 11) != 11)
+    return 1;
+  /* Time for those bytes to leave before the ones behind them change. */
+  usleep(300 * 1000);
+  off_t at = lseek(1, 3, SEEK_SET);
+  if (write(1, "XY", 2) != 2)
+    return 1;
+  if (at == 3 && ftruncate(1, 8) == -1)
+    return 1;
+  fprintf(stderr, "%s %lld\n", S_ISREG(st.st_mode) ? "file" : S_ISFIFO(st.st_mode) ? "pipe" : "other", (long long)at);
+  return 0;
+}
+
+static int interleave(int n)
+{
+  char line[32];
+  for (int i = 0; i < n; i++)
+    for (int fd = 1; fd <= 2; fd++) {
+      int len = snprintf(line, sizeof line, "%c%d\n", fd == 1 ? 'o' : 'e', i);
+      if (write(fd, line, (size_t)len) != len)
+        return 1;
+    }
+  return 0;
+}
+
 /* A listener on ADDR (AF_INET or AF_INET6) and a connection to it. */
 static bool loopback_works(int family, const char *addr)
 {
@@ -285,6 +319,10 @@ int main(int argc, char **argv)
       printf("up\n");
     return up ? 0 : 1;
   }
+  if (!strcmp(what, "seekout"))
+    return seekout();
+  if (!strcmp(what, "interleave") && argc == 3)
+    return interleave(atoi(argv[2]));
   if (!strcmp(what, "say") && argc == 4) {
     printf("%s\n", argv[2]);
     return atoi(argv[3]);
