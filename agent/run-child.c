@@ -93,6 +93,7 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
     if (r->ns_sock_child >= 0)
       share_send_ns(r->ns_sock_child, r->share->gen);
   }
+  run_child_stdin_by_path(r, q);
   run_trace_child(r, CHILD_T_ENTERED);
   if (chdir(q->cwd) == -1) {
     /* Without a share, --copy runs in a fresh directory of the same name in
@@ -133,6 +134,7 @@ void run_exec_result(struct run *r)
     return;
   close_fd(&r->exec_fd);
   r->t_execd = run_now_ns(); /* end of file: the exec went through (the pipe is close-on-exec) */
+  run_stdin_take_child_file(r);
   if (n != (ssize_t)sizeof msg) {
     run_maybe_finish(r);
     return;

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runs.h"
@@ -77,7 +79,59 @@ int run_stdin_from_file(struct run *r, const struct wire_run *q, int fds[3])
   close_fd(&r->in_fd); /* no stdin comes from the host */
   fds[0] = child;
   r->stdin_file = fd;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0) {
+    r->stdin_sock = sv[0];
+    r->stdin_sock_child = sv[1];
+  }
   return 0;
+}
+
+/* In the child, in the run's namespace: the stdin file opened by its path
+ * there, so that it is the file the program sees at that path (fstat and
+ * stat agree: find's -files0-from compares them), and /proc/self/fd/0
+ * names it. The agent gets the open file (its offset, at the end) on
+ * STDIN_SOCK_CHILD. Nothing happens if it cannot: the agent's copy stays. */
+void run_child_stdin_by_path(const struct run *r, const struct wire_run *q)
+{
+  if (r->stdin_sock_child < 0)
+    return;
+  int fd = open(q->stdin_path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0)
+    return;
+  char cbuf[CMSG_SPACE(sizeof fd)] = { 0 };
+  char one = 1;
+  struct iovec iov = { .iov_base = &one, .iov_len = 1 };
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof fd);
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && lseek(fd, (off_t)q->stdin_offset, SEEK_SET) >= 0 &&
+      sendmsg(r->stdin_sock_child, &msg, MSG_DONTWAIT) == 1)
+    dup2(fd, 0);
+  close(fd);
+}
+
+/* After the exec: the stdin file the child opened replaces the agent's. */
+void run_stdin_take_child_file(struct run *r)
+{
+  if (r->stdin_sock < 0)
+    return;
+  int fd;
+  char cbuf[CMSG_SPACE(sizeof fd)] = { 0 };
+  char one;
+  struct iovec iov = { .iov_base = &one, .iov_len = 1 };
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+  struct cmsghdr *c = recvmsg(r->stdin_sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof fd)) {
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    close_fd(&r->stdin_file);
+    r->stdin_file = fd;
+  }
+  close_fd(&r->stdin_sock);
 }
 
 int run_stderr_as_stdout(struct run *r, int fds[3])

@@ -97,7 +97,7 @@ static struct run *create(uint32_t id)
     return NULL;
   r->id = id;
   r->in_fd = r->out_fd = r->err_fd = r->exec_fd = r->file_fd = r->stdin_file = -1;
-  r->ns_sock = r->ns_sock_child = -1;
+  r->ns_sock = r->ns_sock_child = r->stdin_sock = r->stdin_sock_child = -1;
   r->cgroup_procs_fd = r->cgroup_kill_fd = -1;
   r->credit = WIRE_WINDOW;
   snprintf(r->dir, sizeof r->dir, RUN_DIR "/%u", id);
@@ -201,6 +201,8 @@ static void destroy(struct run *gone)
   run_out_files_free(gone);
   close_fd(&gone->ns_sock);
   close_fd(&gone->ns_sock_child);
+  close_fd(&gone->stdin_sock);
+  close_fd(&gone->stdin_sock_child);
   close_fd(&gone->cgroup_procs_fd);
   close_fd(&gone->cgroup_kill_fd);
   writeback_free(gone->wb);
@@ -436,6 +438,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     for (int i = 0; i < 3; i++)
       close_fd(&fds[i]);
     close_fd(&r->ns_sock_child);
+    close_fd(&r->stdin_sock_child);
     close_fd(&r->cgroup_procs_fd); /* the child has joined, or failed to */
     close(ex[1]);
     r->exec_fd = ex[0];

@@ -25,6 +25,7 @@ struct run {
   size_t stdin_len;
   bool stdin_eof;        /* the host's stdin ended: close in_fd once drained */
   int stdin_file;        /* WIRE_RUN_STDIN_FILE: the file the program reads, or -1 */
+  int stdin_sock, stdin_sock_child; /* the child sends the stdin file it opened on these, or -1 */
   struct out_file *out_file[2]; /* WIRE_RUN_STDOUT_FILE, WIRE_RUN_STDERR_FILE (run-out-file.c), or NULL */
   uint32_t credit;       /* output bytes the host will still take */
   bool started, reaped, cgroup;
@@ -80,6 +81,10 @@ int run_open_streams(struct run *r, bool pty, int fds[3], char *slave, size_t ca
  * share, replaces the stdin pipe in FDS (or the host streams it: see
  * run-io.c). -1 with errno. */
 int run_stdin_from_file(struct run *r, const struct wire_run *q, int fds[3]);
+/* In the child, in the run's namespace: stdin is the file at its path there. */
+void run_child_stdin_by_path(const struct run *r, const struct wire_run *q);
+/* After the exec: the stdin file the child opened, if it did, is the one whose offset counts. */
+void run_stdin_take_child_file(struct run *r);
 void run_receive_stdin(struct run *r, const uint8_t *p, size_t n);
 void run_receive_credit(struct run *r, const uint8_t *p, size_t n);
 void run_receive_winsize(struct run *r, const uint8_t *p, size_t n);

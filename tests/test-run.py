@@ -277,6 +277,10 @@ def test_stdin():
         at = os.lseek(f.fileno(), 0, os.SEEK_CUR)
         check(r.returncode == 0 and r.stdout == b"file line 13\n" and at == 13,
               f"... read from the caller's offset on: {r.stdout!r}, the caller's offset then {at}")
+        # It is the file at that path in the guest (find -files0-from FILE < FILE).
+        r = probe("stdin-is", named, stdin=f)
+        check(r.returncode == 0 and r.stdout == f"same {named}\n".encode(),
+              f"... the file at its path in the guest: {r.stdout!r} {r.stderr[-200:]!r}")
     r = probe("head", "4", input=b"abcdefgh")
     check(r.returncode == 0 and r.stdout == b"pipe abcd -1\n", f"stdin from a pipe is a pipe: {r.stdout!r}")
 

@@ -32,6 +32,8 @@
  *                     truncate to 8 bytes (so a file ends up "012XY567" with
  *                     its offset at 5); say on stderr what stdout is and
  *                     whether the seek went ("file 3", "pipe -1")
+ *   stdin-is PATH     print "same" if stdin is the file at PATH (device and
+ *                     inode), else "other", then where /proc/self/fd/0 points
  *   interleave N      write "oI\n" on stdout and "eI\n" on stderr, I from 0 to
  *                     N-1, alternating, each line its own write
  */
@@ -188,6 +190,17 @@ static int seekout(void)
   return 0;
 }
 
+static int stdin_is(const char *path)
+{
+  struct stat in, named;
+  char link[4096];
+  ssize_t n = readlink("/proc/self/fd/0", link, sizeof link - 1);
+  link[n > 0 ? n : 0] = '\0';
+  bool same = fstat(0, &in) == 0 && stat(path, &named) == 0 && in.st_dev == named.st_dev && in.st_ino == named.st_ino;
+  printf("%s %s\n", same ? "same" : "other", link);
+  return 0;
+}
+
 static int interleave(int n)
 {
   char line[32];
@@ -321,6 +334,8 @@ int main(int argc, char **argv)
   }
   if (!strcmp(what, "seekout"))
     return seekout();
+  if (!strcmp(what, "stdin-is") && argc == 3)
+    return stdin_is(argv[2]);
   if (!strcmp(what, "interleave") && argc == 3)
     return interleave(atoi(argv[2]));
   if (!strcmp(what, "say") && argc == 4) {
