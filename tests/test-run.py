@@ -327,6 +327,25 @@ def test_stdout_file():
     check(r.returncode == 0 and r.stdout == want, f"... and into one pipe: {r.stdout[:60]!r}...")
     r = probe("seekout")
     check(r.returncode == 0 and r.stderr == b"pipe -1\n", f"stdout to a pipe is a pipe: {r.stderr!r}")
+    # The file gets the bytes as they are written, not at the end: a
+    # program that printed and then hangs has its line in the file, and a
+    # call killed then keeps it.
+    with open(named, "wb") as f:
+        p = subprocess.Popen([VMEXEC, PROBE, "ignore"], env=dict(ENV, VMEXEC_KILL_GRACE="1"), stdout=f,
+                             stderr=subprocess.PIPE)
+    got = b""
+    for _ in range(1200):
+        with open(named, "rb") as f:
+            got = f.read()
+        if got or p.poll() is not None:
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    end_of(p, 120)
+    with open(named, "rb") as f:
+        kept = f.read()
+    check(got == b"ready\n" and kept == b"ready\n",
+          f"stdout to a file streams while the program runs: {got!r}, after the call was killed {kept!r}")
 
 
 def test_loopback():
