@@ -242,6 +242,9 @@ void disks_watch(void);
  * deliver again what it believes delivered. */
 void interrupt_lost(const char *what);
 
+/* host-files.c: WIRE_HOST_FILE: one of the host's files for a minimal image's /etc. */
+void host_file_receive(const uint8_t *p, size_t n);
+
 /* disks.c: the /dev/vdX whose serial is SERIAL (a WIRE_*_SERIAL), into DEV. */
 bool find_disk_by_serial(const char *serial, char *dev, size_t cap);
 

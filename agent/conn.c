@@ -154,6 +154,8 @@ static void handle_frame(const struct wire_header *h, const uint8_t *payload)
     share_patch_begin(payload, h->length);
   else if (h->type == WIRE_PATCH_DATA && h->run == 0)
     share_patch_data(payload, h->length);
+  else if (h->type == WIRE_HOST_FILE && h->run == 0)
+    host_file_receive(payload, h->length);
   else
     agent_log("ignoring frame of type %u (%u bytes, run %u)", (unsigned)h->type, (unsigned)h->length,
               (unsigned)h->run);

@@ -367,6 +367,28 @@ bool wire_decode_output_at(const uint8_t *p, size_t n, struct wire_output *m, co
   return true;
 }
 
+bool wire_encode_host_file(const struct wire_host_file *m, uint8_t *buf, size_t cap, size_t *len)
+{
+  struct wire_writer w;
+  start(&w, buf, cap);
+  wire_put_u32(&w, m->mode);
+  put_field(&w, m->path, sizeof m->path);
+  return finish(&w, len);
+}
+
+bool wire_decode_host_file(const uint8_t *p, size_t n, struct wire_host_file *m, const uint8_t **data, size_t *len)
+{
+  struct wire_reader r;
+  wire_reader_init(&r, p, n);
+  m->mode = wire_get_u32(&r);
+  wire_get_str(&r, m->path, sizeof m->path);
+  if (!r.ok)
+    return false;
+  *data = p + r.pos;
+  *len = n - r.pos;
+  return true;
+}
+
 bool wire_encode_output_end(const struct wire_output *m, uint8_t *buf, size_t cap, size_t *len)
 {
   struct wire_writer w;

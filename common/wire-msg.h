@@ -89,6 +89,15 @@ bool wire_decode_output_at(const uint8_t *p, size_t n, struct wire_output *m, co
 bool wire_encode_output_end(const struct wire_output *m, uint8_t *buf, size_t cap, size_t *len);
 bool wire_decode_output_end(const uint8_t *p, size_t n, struct wire_output *m);
 
+/* WIRE_HOST_FILE, host -> agent: the file's bytes follow these fields. */
+struct wire_host_file {
+  uint32_t mode;
+  char path[PATH_MAX];
+};
+bool wire_encode_host_file(const struct wire_host_file *m, uint8_t *buf, size_t cap, size_t *len);
+/* The bytes: *DATA, *LEN (the rest of the payload). */
+bool wire_decode_host_file(const uint8_t *p, size_t n, struct wire_host_file *m, const uint8_t **data, size_t *len);
+
 /* WIRE_FILE, host -> agent (--copy): the file's bytes follow in WIRE_FILE_DATA. */
 struct wire_file {
   uint32_t mode;

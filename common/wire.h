@@ -146,6 +146,13 @@ enum wire_type {
    * else WIRE_OUTPUT_KEPT: the host's file may have grown meanwhile by
    * other writers, and keeps that). */
   WIRE_OUTPUT_END = 28,
+  /* host -> agent, run 0, after WIRE_HELLO or a restore's WIRE_RESUME,
+   * before any run: one of the host's files that the C library reads by
+   * name (/etc/passwd, group, hosts, services, resolv.conf, localtime...),
+   * as qemu-user's programs read the host's own. u32 mode, str path, then
+   * its bytes. The agent of a minimal image puts it at that path unless the
+   * image has one there; /etc/hostname also names the guest. No answer. */
+  WIRE_HOST_FILE = 29,
 };
 #define WIRE_OUTPUT_KEPT UINT64_MAX
 #define WIRE_SEED_MIN 16

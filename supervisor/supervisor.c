@@ -37,6 +37,7 @@
 #include "qmp.h"
 #include "nbdkit.h"
 #include "rundir.h"
+#include "host-files.h"
 #include "share-host.h"
 #include "snapshot.h"
 #include "sockets.h"
@@ -507,6 +508,12 @@ static void send_resume(struct supervisor *s)
   explicit_bzero(&m, sizeof m);
 }
 
+/* A frame for the agent, run 0 (host_files_send's way out). */
+static void queue_agent_frame(void *arg, uint16_t type, const uint8_t *p, size_t n)
+{
+  queue_to_agent(arg, type, 0, p, n);
+}
+
 /* The agent set its clock and reseeded: the restored guest takes runs. The
  * first WIRE_RESUME was stamped before qemu loaded the snapshot, so the guest's
  * clock is behind by the load (up to seconds under load: make would see the
@@ -515,6 +522,7 @@ static void send_resume(struct supervisor *s)
 static void restore_done(struct supervisor *s)
 {
   send_resume(s);
+  host_files_send(queue_agent_frame, s);
   s->restoring = false;
   s->ready = true;
   end_unpack(s, false);
@@ -536,7 +544,8 @@ static void handle_hello(struct supervisor *s, const uint8_t *p, size_t n)
   }
   logf_("agent hello after %.2f s: kernel %s, machine %s", (now_ms() - s->started_ms) / 1000.0, s->kernel,
         s->machine);
-  save_snapshot(s);
+  save_snapshot(s); /* without the host's files: each start sends them as they are then */
+  host_files_send(queue_agent_frame, s);
   s->ready = true;
 }
 

@@ -12,6 +12,7 @@ Environment: VMEXEC, PROBE (the probe built for TARGET), TARGET (default
 s390x), BUILDDIR. Under CI=true a
 missing prerequisite is a failure, never a skip (77)."""
 
+import grp
 import hashlib
 import json
 import os
@@ -348,6 +349,19 @@ def test_stdout_file():
           f"stdout to a file streams while the program runs: {got!r}, after the call was killed {kept!r}")
 
 
+def test_host_names():
+    # What the C library reads from /etc by name is the host's, as under
+    # qemu-user: users and groups, localhost, services, the host name.
+    try:
+        http = socket.getservbyname("http", "tcp")
+    except OSError:
+        http = -1
+    want = (f"{pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name} localhost {http} "
+            f"{socket.gethostname()}\n").encode()
+    r = probe("names")
+    check(r.returncode == 0 and r.stdout == want, f"names from the host's /etc: {r.stdout!r}, natively {want!r}")
+
+
 def test_loopback():
     # IPv6 where the kernel has it (the powerpc kernel built from source
     # has not).
@@ -625,6 +639,7 @@ def main():
         test_stdin()
         test_stdout_file()
         test_loopback()
+        test_host_names()
         test_ids()
         test_concurrent()
         test_malformed_frames()

@@ -735,6 +735,32 @@ static void output_msg(void)
   CHECK(!wire_encode_output_end(&m, buf, 19, &len));
 }
 
+static struct wire_host_file host_file_out;
+static bool decode_host_file(const uint8_t *p, size_t n)
+{
+  const uint8_t *data;
+  size_t len;
+  return wire_decode_host_file(p, n, &host_file_out, &data, &len);
+}
+
+/* WIRE_HOST_FILE: mode, path, then the bytes. */
+static void host_file_msg(void)
+{
+  struct wire_host_file m = { .mode = 0644, .path = "/etc/hosts" };
+  uint8_t buf[64];
+  size_t len;
+  CHECK(wire_encode_host_file(&m, buf, sizeof buf, &len) && len == 18);
+  const uint8_t want[] = { 0, 0, 1, 0xa4, 0, 0, 0, 10, '/', 'e', 't', 'c', '/', 'h', 'o', 's', 't', 's' };
+  CHECK(memcmp(buf, want, sizeof want) == 0);
+  memcpy(buf + len, "127.0.0.1 localhost\n", 20);
+  const uint8_t *data;
+  size_t n;
+  CHECK(wire_decode_host_file(buf, len + 20, &host_file_out, &data, &n) && host_file_out.mode == 0644 &&
+        strcmp(host_file_out.path, "/etc/hosts") == 0 && data == buf + len && n == 20);
+  check_prefixes(decode_host_file, buf, len);
+  CHECK(!wire_encode_host_file(&m, buf, 17, &len));
+}
+
 static struct wire_trace trace_out;
 static bool decode_trace(const uint8_t *p, size_t n)
 {
@@ -878,6 +904,7 @@ int main(void)
   winsize_and_u32_msg();
   output_closed_msg();
   output_msg();
+  host_file_msg();
   trace_msg();
   encoders_refuse();
   if (failures) {

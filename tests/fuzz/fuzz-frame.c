@@ -214,6 +214,14 @@ static void fuzz_small(const uint8_t *p, size_t n)
     REQUIRE(wire_encode_output_at(enc, o.fd, o.offset) == WIRE_OUTPUT_AT_HEADER);
     same_prefix(p, n, WIRE_OUTPUT_AT_HEADER);
   }
+  static struct wire_host_file hf, hf2;
+  if (wire_decode_host_file(p, n, &hf, &data, &bytes)) {
+    REQUIRE(data >= p && data + bytes == p + n);
+    REQUIRE(wire_encode_host_file(&hf, enc, sizeof enc, &len));
+    same_prefix(p, n, len);
+    REQUIRE(wire_decode_host_file(enc, len, &hf2, &data, &bytes) && hf.mode == hf2.mode && bytes == 0 &&
+            strcmp(hf.path, hf2.path) == 0);
+  }
   uint32_t v, v2;
   if (wire_decode_u32(p, n, &v)) {
     len = wire_encode_u32(enc, v);

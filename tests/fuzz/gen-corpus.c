@@ -106,6 +106,8 @@ static void frames(void)
   frame(WIRE_OUTPUT_AT, 3, at, sizeof at);
   struct wire_output end = { .fd = 1, .offset = 6, .size = WIRE_OUTPUT_KEPT };
   ENCODE(wire_encode_output_end, &end, WIRE_OUTPUT_END, 3);
+  struct wire_host_file hf = { .mode = 0644, .path = "/etc/hosts" };
+  ENCODE(wire_encode_host_file, &hf, WIRE_HOST_FILE, 0);
   run.flags = WIRE_RUN_COPY | WIRE_RUN_PTY;
   struct wire_winsize ws = { 24, 80 };
   ENCODE(wire_encode_winsize, &ws, WIRE_WINSIZE, 1);

@@ -34,6 +34,9 @@
  *                     whether the seek went ("file 3", "pipe -1")
  *   stdin-is PATH     print "same" if stdin is the file at PATH (device and
  *                     inode), else "other", then where /proc/self/fd/0 points
+ *   names             print the caller's user and group names, whether
+ *                     "localhost" resolves, the http service's port and the
+ *                     host name: "tester tester localhost 80 myhost"
  *   interleave N      write "oI\n" on stdout and "eI\n" on stderr, I from 0 to
  *                     N-1, alternating, each line its own write
  */
@@ -45,6 +48,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -201,6 +207,22 @@ static int stdin_is(const char *path)
   return 0;
 }
 
+static int names(void)
+{
+  struct passwd *pw = getpwuid(getuid());
+  struct group *gr = getgrgid(getgid());
+  struct addrinfo *ai = NULL, hints = { .ai_socktype = SOCK_STREAM };
+  int rc = getaddrinfo("localhost", NULL, &hints, &ai);
+  struct servent *se = getservbyname("http", "tcp");
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  printf("%s %s %s %d %s\n", pw ? pw->pw_name : "-", gr ? gr->gr_name : "-", rc == 0 ? "localhost" : "-",
+         se ? ntohs((uint16_t)se->s_port) : -1, host);
+  if (ai)
+    freeaddrinfo(ai);
+  return 0;
+}
+
 static int interleave(int n)
 {
   char line[32];
@@ -336,6 +358,8 @@ int main(int argc, char **argv)
     return seekout();
   if (!strcmp(what, "stdin-is") && argc == 3)
     return stdin_is(argv[2]);
+  if (!strcmp(what, "names"))
+    return names();
   if (!strcmp(what, "interleave") && argc == 3)
     return interleave(atoi(argv[2]));
   if (!strcmp(what, "say") && argc == 4) {
