@@ -5,7 +5,7 @@ pass under vmexec, at qemu-user's speed or better).
 
     python3 bench/upstream.py [--vmexec build/vmexec] [--work DIR] [-j 2] [PROJECT...]
 
-For each project (default: all of PROJECTS) it takes Debian's source package
+For each project (default: DEFAULT, the first twelve of PROJECTS) it takes Debian's source package
 as a user would (`apt-get source` through a private apt configuration in
 WORK/apt: the host's apt setup is not touched), cross-builds it once for s390x
 with Debian's cross compiler and the project's own build system, then runs its
@@ -73,7 +73,49 @@ PROJECTS = {
     # find, xargs, locate: the shell tests of tests/ and gnulib's (DejaGnu's
     # find/testsuite needs runtest)
     "findutils": ("autotools", "", ["MAKEINFO=true"]),
+    # libuv's runner (one ctest test per library, shared and static) runs
+    # each of its ~400 tests in a child it spawns of itself: pipes, signals,
+    # threads, tcp and udp on loopback, fs events, ptys; verdicts from its TAP
+    "libuv1": ("cmake", "", []),
+    # json_process over each case of test/suites (files in the source tree),
+    # and the API tests (no docs: no sphinx here)
+    "jansson": ("cmake", "", ["-DJANSSON_BUILD_DOCS=OFF"]),
+    # ASN.1 parsing and DER coding: test programs over files of tests/ and
+    # asn1Parser, asn1Coding, asn1Decoding run from shell tests (no valgrind:
+    # a host valgrind cannot run s390x programs)
+    "libtasn1-6": ("autotools", "", ["MAKEINFO=true", "--disable-doc", "--disable-valgrind-tests"]),
+    # lz4's tests/Makefile: shell recipes that pipe datagen into lz4 and
+    # back, files, stdin redirected from files, sparse output, --rm; its
+    # fuzzers and frame tests (see MAKE_TESTS)
+    "lz4": ("make", "", []),
+    # cmocka's own tests: assertions, expected failures (a test that must
+    # fail, ctest's WILL_FAIL), signals caught in tests, output formats
+    "cmocka": ("cmake", "", ["-DUNIT_TESTING=ON"]),
+    # the brotli tool's round trips and compatibility cases run by CMake
+    # scripts (cmake -P) over its sources and tests/testdata: they run the
+    # tool directly (binfmt_misc) with QEMU_LD_PREFIX set to this prefix
+    "brotli": ("cmake", "", ["-DBROTLI_WRAPPER_LD_PREFIX=" + SYSROOT]),
+    # the Check unit-test framework's own tests: tests in forked children,
+    # timeouts (timer_create, alarms), signals, exit codes, log/XML/TAP output
+    "check": ("autotools", "", ["MAKEINFO=true"]),
+    # libevent's regress under each backend (epoll, poll, select, changelist):
+    # sockets on loopback, its own DNS server, HTTP, signals, threads, timers
+    # (no TLS: no s390x OpenSSL or mbedTLS here)
+    "libevent": ("cmake", "", ["-DEVENT__DISABLE_OPENSSL=ON", "-DEVENT__DISABLE_MBEDTLS=ON",
+                               "-DEVENT__DISABLE_BENCHMARK=ON"]),
+    # libarchive_test, bsdtar_test, bsdcpio_test, bsdcat_test: one ctest test
+    # each of ~700 cases: files, hard and symbolic links, sparse files,
+    # modes, times, xattrs, extraction over existing trees (no compression
+    # libraries for s390x here: those formats' cases skip)
+    "libarchive": ("cmake", "", ["-DENABLE_WERROR=OFF"]),
+    # patch's shell tests (files, backups, symlinks, modes, merge, reject
+    # files) and gnulib's
+    "patch": ("autotools", "", ["MAKEINFO=true"]),
 }
+
+# What a run without projects named runs (about 25 minutes); session 15's
+# ten more (libuv1 to patch) take another 40 or so, by name.
+DEFAULT = list(PROJECTS)[:12]
 
 # Environment of a test phase: json-c's test-defs.sh runs every test under
 # valgrind when the host has it (a host valgrind cannot run s390x programs).
@@ -82,12 +124,40 @@ TEST_ENV = {"json-c": {"USE_VALGRIND": "0"},
             # blocks): grep's hash-collision-perf doubles its input until grep
             # takes 200 ms of user time, which a program in the guest never
             # shows its caller: a 43 GB file filled the disk
-            "grep": {"UPSTREAM_FSIZE": "2097152"}}
+            "grep": {"UPSTREAM_FSIZE": "2097152"},
+            # patch's tests are bash scripts without their execute bit, run
+            # by its LOG_COMPILER, $(SHELL)
+            "patch": {"UPSTREAM_SHELL": "bash"},
+            # libuv's runner refuses root (the namespace's user) without
+            # UV_RUN_AS_ROOT; Debian's timeouts and no DNS queries
+            "libuv1": {"UV_RUN_AS_ROOT": "1", "UV_TEST_TIMEOUT_MULTIPLIER": "2", "RES_OPTIONS": "attempts:0"}}
+
+# Options of ctest: libuv's two runners (shared and static library) run the
+# same tests on the same ports; only the shared one, with time for it all.
+CTEST_ARGS = {"libuv1": ["-E", "^uv_test_a$", "--timeout", "3600"]}
+
+# Plain Makefile projects built in a copy of the source tree (no configure:
+# CC names the cross compiler), whose tests are make targets run directly
+# (through binfmt_misc) in a directory: (directory, targets, make variables).
+# Each target is a verdict. lz4: `make test`'s targets but the 4-6 GB
+# hugefile ones (minutes of CPU); the fuzzers for a fixed time.
+MAKE_TESTS = {"lz4": ("tests", ["test-lz4-basic", "test-lz4-multiple", "test-lz4-multiple-legacy",
+                                "test-lz4-frame-concatenation", "test-lz4-testmode", "test-lz4-contentSize",
+                                "test-lz4-dict", "test-lz4-opt-parser", "test-lz4-sparse", "test-lz4-skippable",
+                                "test-lz4c", "test-frametest", "test-fullbench", "test-fuzzer", "test-amalgamation",
+                                "listTest", "test-decompress-partial"],
+                      ["FUZZER_TIME=-T20s", "NB_LOOPS=-i1"])}
+
+# Projects whose ctest tests are runners of many tests that print TAP lines
+# ("ok 3 - name", "not ok 4 - name", "ok 5 - name # SKIP why"): each of those
+# is a verdict of its own, "ctest-test/name" (ctest -V shows the output of
+# passing tests too, each line prefixed with its test's number).
+TAP = {"libuv1"}
 
 # Autotools projects whose Debian patches change a Makefile.am: regenerated
 # as Debian's build does (autoreconf; gettext, libtool, autoheader not rerun),
 # or make's rebuild rule wants the tarball's newer automake.
-AUTORECONF = {"grep", "m4", "findutils"}
+AUTORECONF = {"grep", "m4", "findutils", "patch"}
 
 # Where the build step makes the test programs, if not the top: m4's checks/
 # runs its own suite at `make check` (198.sysval fails under qemu-user).
@@ -104,8 +174,9 @@ if [ "$(head -c 4 "$1" 2>/dev/null | od -An -tx1 | tr -d ' \\n')" = 7f454c46 ]; 
     vmexec) exec "$UPSTREAM_VMEXEC" "$@" ;;
   esac
 fi
-# a test script a Debian patch added without its execute bit (diffutils' diff3)
-[ -x "$1" ] || [ ! -f "$1" ] || exec sh "$@"
+# a test script a Debian patch added without its execute bit (diffutils' diff3),
+# or a suite's scripts that its own LOG_COMPILER runs with a shell (patch's)
+[ -x "$1" ] || [ ! -f "$1" ] || exec ${UPSTREAM_SHELL:-sh} "$@"
 exec "$@"
 """
 
@@ -233,6 +304,11 @@ def build(work, name, jobs):
         run(["unshare", "--user", "--map-root-user", "--mount", "--fork", "sh", "-c", BINFMT_SH, "sh",
              "make", "-j%d" % jobs, "check", "TESTS="], log, cwd=os.path.join(bld, CHECK_BUILD_DIR.get(name, "")),
             env=dict(os.environ, UPSTREAM_QEMU_BINFMT=QEMU_BINFMT, QEMU_LD_PREFIX=SYSROOT))
+    elif kind == "make" and name in MAKE_TESTS:
+        os.rmdir(bld)
+        shutil.copytree(src, bld, symlinks=True)
+        run(["make", "-j%d" % jobs, "CC=%s-gcc" % TRIPLET], log, cwd=bld)
+        run(["make", "-j%d" % jobs, "CC=%s-gcc" % TRIPLET, "all"], log, cwd=os.path.join(bld, MAKE_TESTS[name][0]))
     elif kind == "make":
         # zlib's own configure (not autoconf): the cross compiler from CHOST
         run([os.path.join(src, "configure"), *opts], log, cwd=bld, env=dict(os.environ, CHOST=TRIPLET))
@@ -248,21 +324,50 @@ def build(work, name, jobs):
     return bld
 
 
-def test_command(kind, bld, jobs, junit, emu):
+MAKE_TESTS_SH = """for t in $UPSTREAM_TARGETS; do
+  if make -C "$UPSTREAM_DIR" "$@" "$t"; then echo "upstream.py: $t PASS"; else echo "upstream.py: $t FAIL"; fi
+done
+"""
+
+
+def test_command(kind, bld, jobs, junit, emu, name=None):
     if kind == "autotools":
         # -k: a failed test in one directory does not skip the others (sed's gnulib-tests)
         return ["make", "-C", bld, "-j%d" % jobs, "-k", "check", "LOG_COMPILER=" + emu]
+    if name in MAKE_TESTS:  # one target at a time: each is a verdict (UPSTREAM_TARGETS)
+        return ["sh", "-c", MAKE_TESTS_SH, "sh", "CC=%s-gcc" % TRIPLET, *MAKE_TESTS[name][2]]
     if kind == "make":  # zlib's Makefile runs its programs through $(QEMU_RUN)
         return ["make", "-C", bld, "-j%d" % jobs, "-k", "test", "test64", "QEMU_RUN=" + emu]
     if kind == "cmake":
-        return ["ctest", "--test-dir", bld, "-j%d" % jobs, "--output-on-failure", "--output-junit", junit]
+        return ["ctest", "--test-dir", bld, "-j%d" % jobs, "-V" if name in TAP else "--output-on-failure",
+                "--output-junit", junit, *CTEST_ARGS.get(name, [])]
     return ["meson", "test", "-C", bld, "--num-processes", str(jobs), "--no-rebuild", "--print-errorlogs"]
 
 
-def verdicts(kind, bld, junit, log):
+def tap_verdicts(log):
+    """{ctest-test/name: PASS|FAIL|SKIP} from the TAP lines of a ctest -V log."""
+    out, names = {}, {}
+    for line in open(log, errors="replace"):
+        m = re.match(r"\s*Start\s+(\d+): (\S+)", line)
+        if m:
+            names[m.group(1)] = m.group(2)
+            continue
+        m = re.match(r"(\d+): (not )?ok \d+ - (\S+)(.*)", line)
+        if m:
+            t = "%s/%s" % (names.get(m.group(1), m.group(1)), m.group(3))
+            out[t] = ("FAIL" if m.group(2) else "SKIP" if re.search(r"#\s*SKIP", m.group(4), re.I) else "PASS")
+    return out
+
+
+def verdicts(kind, bld, junit, log, name=None):
     """{test: PASS|FAIL|SKIP} of the run that just ended."""
     out = {}
-    if kind == "make":  # zlib's lines: "*** zlib shared test OK ***"
+    if name in TAP:
+        out.update(tap_verdicts(log))
+    if name in MAKE_TESTS:
+        for m in re.finditer(r"^upstream\.py: (\S+) (PASS|FAIL)$", open(log, errors="replace").read(), re.M):
+            out[m.group(1)] = m.group(2)
+    elif kind == "make":  # zlib's lines: "*** zlib shared test OK ***"
         for m in re.finditer(r"\*\*\* zlib (.*?) ?test (OK|FAILED) \*\*\*", open(log, errors="replace").read()):
             out[m.group(1) or "static"] = "PASS" if m.group(2) == "OK" else "FAIL"
     elif kind == "autotools":
@@ -315,10 +420,12 @@ def test_phase(work, name, bld, emu_name, vmexec, jobs):
     log = os.path.join(work, "logs", "%s-%s.log" % (name, emu_name))
     env = dict(os.environ, UPSTREAM_EMU=emu_name, UPSTREAM_VMEXEC=vmexec, UPSTREAM_QEMU_BINFMT=QEMU_BINFMT,
                **TEST_ENV.get(name, {}))
+    if name in MAKE_TESTS:
+        env.update(UPSTREAM_DIR=os.path.join(bld, MAKE_TESTS[name][0]), UPSTREAM_TARGETS=" ".join(MAKE_TESTS[name][1]))
     if emu_name == "qemu":
         env["QEMU_LD_PREFIX"] = SYSROOT
     cmd = ["unshare", "--user", "--map-root-user", "--mount", "--fork", "sh", "-c", BINFMT_SH, "sh",
-           *test_command(kind, bld, jobs, junit, os.path.join(work, "emu"))]
+           *test_command(kind, bld, jobs, junit, os.path.join(work, "emu"), name)]
     runs0 = guest_runs(vmexec)
     t0 = time.monotonic()
     with open(log, "wb") as out:
@@ -337,7 +444,7 @@ def test_phase(work, name, bld, emu_name, vmexec, jobs):
                     os.makedirs(os.path.dirname(os.path.join(logs, rel)), exist_ok=True)
                     shutil.copy(os.path.join(d, f), os.path.join(logs, rel))
     try:
-        return verdicts(kind, bld, junit, log), secs, calls
+        return verdicts(kind, bld, junit, log, name), secs, calls
     except (OSError, ET.ParseError, ValueError) as e:
         print("upstream.py: %s under %s left no verdicts (%s); see %s" % (name, emu_name, e, log), file=sys.stderr)
         return {}, secs, calls
@@ -350,7 +457,8 @@ ROW = "%-10s %-9s %5d %9d %7d %11.1f %9.1f"
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("projects", nargs="*", help="Debian source packages (default: %s)" % " ".join(PROJECTS))
+    ap.add_argument("projects", nargs="*", help="Debian source packages (default: %s; also: %s)" %
+                    (" ".join(DEFAULT), " ".join(p for p in PROJECTS if p not in DEFAULT)))
     ap.add_argument("--vmexec", default=os.path.join(REPO, "build", "vmexec"))
     ap.add_argument("--work", default=os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
                                                    "vmexec-upstream"))
@@ -366,7 +474,7 @@ def main():
     # a warm guest: the boot is not part of any suite's test phase
     subprocess.run([vmexec, os.path.join(work, "true-s390x")], capture_output=True)
     rows, diffs, failed_builds = [], [], []
-    for name in args.projects or list(PROJECTS):
+    for name in args.projects or DEFAULT:
         try:
             bld = build(work, name, args.jobs)
         except RuntimeError as e:  # the other projects still run
