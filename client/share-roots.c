@@ -7,6 +7,7 @@
  *   the source root it names         read-only
  *   --share DIR[:ro], $VMEXEC_SHARE  writable unless :ro
  *   /usr/TRIPLET (cross sysroot)     read-only, when present
+ *   /usr/share/zoneinfo              read-only, when present
  *   paths named in the arguments     writable when the caller can write them
  *     outside all of these           (share_roots_add_args)
  *
@@ -24,6 +25,8 @@
 #include <unistd.h>
 
 #include "fail.h"
+
+#define ZONEINFO "/usr/share/zoneinfo"
 
 static bool is_dir(const char *path)
 {
@@ -245,6 +248,10 @@ void share_roots_find(struct share_roots *s, const char *program, const struct t
   snprintf(sysroot, sizeof sysroot, "/usr/%s", t->triplet);
   if (is_dir(sysroot))
     add(s, sysroot, false);
+  /* The host's time zone data, the same on every architecture: TZ=Area/City
+   * as under qemu-user (a minimal image has none). */
+  if (is_dir(ZONEINFO))
+    add(s, ZONEINFO, false);
   inherit_writable(s);
   absorb_covered(s);
 }

@@ -360,6 +360,12 @@ def test_host_names():
             f"{socket.gethostname()}\n").encode()
     r = probe("names")
     check(r.returncode == 0 and r.stdout == want, f"names from the host's /etc: {r.stdout!r}, natively {want!r}")
+    # Time zones: the host's local one, and one named in TZ (the host's zoneinfo).
+    for tz in (None, "Europe/Berlin"):
+        env = dict(ENV, TZ=tz) if tz else {k: v for k, v in ENV.items() if k != "TZ"}
+        want = subprocess.run(["date", "-d", "@1700000000", "+%Z%z"], env=env, capture_output=True).stdout
+        r = probe("tz", "1700000000", env=env)
+        check(r.returncode == 0 and r.stdout == want, f"the time zone {tz or 'of the host'}: {r.stdout!r}, natively {want!r}")
 
 
 def test_loopback():

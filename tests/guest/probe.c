@@ -37,6 +37,8 @@
  *   names             print the caller's user and group names, whether
  *                     "localhost" resolves, the http service's port and the
  *                     host name: "tester tester localhost 80 myhost"
+ *   tz SECONDS        print the local time zone's name and offset at that
+ *                     time, as date +%Z%z does ("CET+0100")
  *   interleave N      write "oI\n" on stdout and "eI\n" on stderr, I from 0 to
  *                     N-1, alternating, each line its own write
  */
@@ -55,6 +57,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -223,6 +226,17 @@ static int names(void)
   return 0;
 }
 
+static int tz(long long seconds)
+{
+  time_t t = (time_t)seconds;
+  struct tm tm;
+  char out[64];
+  if (!localtime_r(&t, &tm) || !strftime(out, sizeof out, "%Z%z", &tm))
+    return 1;
+  printf("%s\n", out);
+  return 0;
+}
+
 static int interleave(int n)
 {
   char line[32];
@@ -358,6 +372,8 @@ int main(int argc, char **argv)
     return seekout();
   if (!strcmp(what, "stdin-is") && argc == 3)
     return stdin_is(argv[2]);
+  if (!strcmp(what, "tz") && argc == 3)
+    return tz(atoll(argv[2]));
   if (!strcmp(what, "names"))
     return names();
   if (!strcmp(what, "interleave") && argc == 3)
