@@ -1,7 +1,8 @@
 /* Work done once per boot, as children of PID 1, beside the module loading,
  * and finished before the hello (boot_jobs_wait):
  *
- *  - busybox's applet links, so that "sh" and friends exist for later runs;
+ *  - busybox's applet links in /bin and /usr/bin, so that "sh" and friends
+ *    exist for later runs;
  *  - the dynamic loader's cache, /etc/ld.so.cache, when the image has the
  *    target's ldconfig but no cache (the packages were extracted, not
  *    installed, so no trigger made one). Without it, ld.so looks for each
@@ -32,10 +33,16 @@ struct boot_job {
 };
 
 static char *const busybox_argv[] = { "/bin/busybox", "--install", "-s", "/bin", NULL };
+/* And in /usr/bin, where a Debian system (merged /usr: /bin is /usr/bin)
+ * has every one of them: `#!/usr/bin/env sh`, patch's /usr/bin/ed. The
+ * image's own programs there (getent, iconv...) stay: existing names are
+ * not replaced. */
+static char *const busybox_usr_argv[] = { "/bin/busybox", "--install", "-s", "/usr/bin", NULL };
 static char *const ldconfig_argv[] = { "/sbin/ldconfig", NULL };
 
 static struct boot_job jobs[] = {
   { "busybox --install", NULL, busybox_argv, 0, 0 },
+  { "busybox --install /usr/bin", NULL, busybox_usr_argv, 0, 0 },
   { "ldconfig", "/etc/ld.so.cache", ldconfig_argv, 0, 0 },
 };
 enum { NJOBS = sizeof jobs / sizeof jobs[0] };

@@ -69,6 +69,13 @@ def test_commands():
     check(r.returncode == 5 and r.stdout == b"script on s390x: a b\n",
           f"a host script with --target runs in the guest: {r.returncode} {r.stdout!r} {r.stderr!r}")
 
+    # `#!/usr/bin/env sh`: the guest's commands are in /usr/bin too, as on a Debian system.
+    with open(script, "w") as f:
+        f.write("#!/usr/bin/env sh\necho \"env script: $*\"\n")
+    r = vm("--target", "s390x", "--", "./script.sh", "c")
+    check(r.returncode == 0 and r.stdout == b"env script: c\n",
+          f"a script starting with #!/usr/bin/env sh runs in the guest: {r.returncode} {r.stdout!r} {r.stderr!r}")
+
     r = vm("--target", "s390x", "--", VMEXEC, "--version")
     check(r.returncode == 126 and one_line(r.stderr) and b"x86_64" in r.stderr,
           f"a host ELF of another target with --target: 126, one line: {r.returncode} {r.stderr!r}")
