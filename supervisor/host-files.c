@@ -1,21 +1,38 @@
 #include "host-files.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "wire-msg.h"
 
 /* What glibc reads by name for users and groups, host and service names,
- * the resolver and the local time zone; /etc/hostname also names the guest
- * (uname, gethostname), so that the host's /etc/hosts resolves it. */
+ * the resolver and the local time zone. */
 static const char *const files[] = {
   "/etc/passwd", "/etc/group", "/etc/hosts", "/etc/host.conf", "/etc/nsswitch.conf", "/etc/resolv.conf",
   "/etc/services", "/etc/protocols", "/etc/networks", "/etc/shells", "/etc/localtime", "/etc/timezone",
-  "/etc/hostname",
 };
+
+/* /etc/hostname with the host's name as it is now (uname's, which the
+ * file may not say in a container), which also names the guest, so that
+ * the host's /etc/hosts resolves it as natively. */
+static void send_hostname(uint8_t *buf, void (*queue)(void *arg, uint16_t type, const uint8_t *p, size_t n), void *arg)
+{
+  struct wire_host_file m = { .mode = 0644, .path = "/etc/hostname" };
+  char name[HOST_NAME_MAX + 2];
+  size_t len;
+  if (gethostname(name, sizeof name - 1) == -1 || !wire_encode_host_file(&m, buf, WIRE_MAX_PAYLOAD, &len))
+    return;
+  name[sizeof name - 2] = '\0';
+  size_t n = strlen(name);
+  name[n++] = '\n';
+  memcpy(buf + len, name, n);
+  queue(arg, WIRE_HOST_FILE, buf, len + n);
+}
 
 void host_files_send(void (*queue)(void *arg, uint16_t type, const uint8_t *p, size_t n), void *arg)
 {
@@ -39,5 +56,6 @@ void host_files_send(void (*queue)(void *arg, uint16_t type, const uint8_t *p, s
     }
     close(fd);
   }
+  send_hostname(buf, queue, arg);
   free(buf);
 }
