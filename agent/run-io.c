@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fd-pass.h"
 #include "runs.h"
 #include "wire.h"
 
@@ -100,17 +101,9 @@ void run_child_stdin_by_path(const struct run *r, const struct wire_run *q)
   struct stat st;
   if (fd < 0)
     return;
-  char cbuf[CMSG_SPACE(sizeof fd)] = { 0 };
   char one = 1;
-  struct iovec iov = { .iov_base = &one, .iov_len = 1 };
-  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof fd);
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
   if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && lseek(fd, (off_t)q->stdin_offset, SEEK_SET) >= 0 &&
-      sendmsg(r->stdin_sock_child, &msg, MSG_DONTWAIT) == 1)
+      fd_pass_send(r->stdin_sock_child, &fd, 1, &one, 1))
     dup2(fd, 0);
   close(fd);
 }
@@ -121,13 +114,9 @@ void run_stdin_take_child_file(struct run *r)
   if (r->stdin_sock < 0)
     return;
   int fd;
-  char cbuf[CMSG_SPACE(sizeof fd)] = { 0 };
   char one;
-  struct iovec iov = { .iov_base = &one, .iov_len = 1 };
-  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-  struct cmsghdr *c = recvmsg(r->stdin_sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
-  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof fd)) {
-    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  bool cut;
+  if (fd_pass_receive(r->stdin_sock, &fd, 1, &one, 1, &cut) >= 1) {
     close_fd(&r->stdin_file);
     r->stdin_file = fd;
   }

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "fd-pass.h"
 
 enum { MAX_SPARES = 8 };
 static struct share *spares[MAX_SPARES]; /* the oldest first; NULLs at the end */
@@ -417,19 +418,9 @@ void share_send_ns(int sock, uint32_t gen)
   /* The mount table as made, before the program can change it: what a
    * later look compares with (mounts_changed). */
   char *table = fds[1] >= 0 ? own_mounts(fds[1], gen) : NULL;
-  if (fds[0] >= 0 && fds[1] >= 0) {
-    char cbuf[CMSG_SPACE(sizeof fds)] = { 0 };
-    char none = 0;
-    struct iovec iov = { .iov_base = table ? table : &none, .iov_len = table ? strlen(table) + 1 : 1 };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(c), fds, sizeof fds);
-    if (sendmsg(sock, &msg, MSG_DONTWAIT) < 0) {
-      /* Nothing to do: the run goes on, its namespace is not kept. */
-    }
+  char none = 0;
+  if (fds[0] >= 0 && fds[1] >= 0 && !fd_pass_send(sock, fds, 2, table ? table : &none, table ? strlen(table) + 1 : 1)) {
+    /* Nothing to do: the run goes on, its namespace is not kept. */
   }
   free(table);
   for (int i = 0; i < 2; i++)
@@ -446,17 +437,13 @@ void share_receive_ns(struct share *s, int sock)
   if (!table)
     return;
   int fds[2];
-  char cbuf[CMSG_SPACE(sizeof fds)] = { 0 };
-  struct iovec iov = { .iov_base = table, .iov_len = MAX_TABLE };
-  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-  ssize_t n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  struct cmsghdr *c = n >= 1 ? CMSG_FIRSTHDR(&msg) : NULL;
-  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof fds)) {
-    memcpy(fds, CMSG_DATA(c), sizeof fds);
+  bool cut;
+  ssize_t n = fd_pass_receive(sock, fds, 2, table, MAX_TABLE, &cut);
+  if (n >= 1) {
     s->ns_fd = fds[0];
     s->mounts_fd = fds[1];
     /* No table (or a cut one): any change the poll reports drops the namespace. */
-    if (!(msg.msg_flags & MSG_TRUNC) && n > 1 && table[n - 1] == '\0') {
+    if (!cut && n > 1 && table[n - 1] == '\0') {
       free(s->mounts_seen);
       s->mounts_seen = strdup(table);
     }
