@@ -62,6 +62,12 @@ static void spawn_supervisor(const struct target *t, const char *name, const cha
         close((int)fd);
     setenv("VMEXEC_READY_FD", "3", 1);
     execl(self, "vmexec", "__supervise", t->name, name, image_dir, rootfs, layer, (char *)NULL);
+    /* The log's last line is what the caller shows. /proc/self/exe names a
+     * file that is gone when vmexec was rebuilt or upgraded while this call
+     * built the image. */
+    int e = errno;
+    dprintf(2, "cannot run %s: %s; %s\n", self, strerror(e),
+            e == ENOENT ? "vmexec was replaced while it ran: run the command again" : "check its permissions");
     _exit(127);
   }
   close(ready[1]);
