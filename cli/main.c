@@ -21,7 +21,7 @@ static const char usage[] =
   "       vmexec --target TARGET [--image full] [--persist] [--root] [--share DIR[:ro]]... [--] COMMAND [ARGS...]\n"
   "                                         run COMMAND, found on the guest's PATH, in the TARGET guest\n"
   "       vmexec --target TARGET [--image full] --shell|-it [--] [COMMAND [ARGS...]]\n"
-  "                                         an interactive shell (default /bin/sh) on a guest terminal\n"
+  "                                         an interactive shell (busybox sh; full: bash) on a guest terminal\n"
   "       vmexec inspect FILE               print the target of an ELF executable\n"
   "       vmexec targets                    list the supported targets\n"
   "       vmexec image build [TARGET] [--full] [--with PKG,...]\n"

@@ -754,13 +754,14 @@ static void check_host_command(const struct target *t, const char *path)
 
 noreturn void client_run_command(struct run_options *o, int argc, char **argv)
 {
-  /* busybox's sh edits lines; the full image's /bin/sh (dash) does not, bash does. */
-  static char *default_shell[] = { "/bin/sh", NULL }, *full_shell[] = { "/bin/bash", NULL };
+  /* An interactive shell that edits lines: busybox's sh in the minimal image
+   * (its /bin/sh is dash, as on Debian), bash in the full one. */
+  static char *default_shell[] = { "/bin/busybox", "sh", NULL }, *full_shell[] = { "/bin/bash", NULL };
   if (argc == 0 && !o->pty)
     fail(EXIT_TOOL_FAILED, "no command given; usage: vmexec --target TARGET [--shell] -- COMMAND [ARGS...]");
   if (argc == 0) {
-    argc = 1;
     argv = o->kind != IMAGE_MINIMAL ? full_shell : default_shell;
+    argc = argv == default_shell ? 2 : 1;
   }
   if (o->copy)
     fail(EXIT_TOOL_FAILED, "--copy sends a program file to the guest; it does not go with --target, drop it");

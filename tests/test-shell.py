@@ -76,6 +76,22 @@ def test_commands():
     check(r.returncode == 0 and r.stdout == b"env script: c\n",
           f"a script starting with #!/usr/bin/env sh runs in the guest: {r.returncode} {r.stdout!r} {r.stderr!r}")
 
+    # /bin/sh is dash, as on Debian, and the compressors and ed are the real
+    # programs, whichever of /bin and /usr/bin comes first on the PATH;
+    # busybox's applets fill the rest (busybox-static's sh and env would run
+    # their gzip applet whatever the PATH).
+    probe = ("for c in gzip xz bzip2 lzop ed; do command -v $c; $c --version </dev/null 2>&1 | head -n 1; done; "
+             "readlink /bin/sh")
+    for path in ("/usr/bin:/bin", "/bin:/usr/bin"):
+        r = vm("--target", "s390x", "--", "env", "PATH=" + path, "sh", "-c", probe)
+        lines = r.stdout.decode(errors="replace").splitlines()
+        versions = lines[1:10:2]
+        check(r.returncode == 0 and len(lines) == 11
+              and all(v.startswith(w) for v, w in zip(versions, ("gzip 1.", "xz (XZ Utils)", "bzip2, ",
+                                                                   "lzop ", "GNU ed ")))
+              and lines[10] == "dash",
+              f"PATH={path}: dash as sh, the real gzip, xz, bzip2, lzop and ed: {r.returncode} {lines} {r.stderr!r}")
+
     r = vm("--target", "s390x", "--", VMEXEC, "--version")
     check(r.returncode == 126 and one_line(r.stderr) and b"x86_64" in r.stderr,
           f"a host ELF of another target with --target: 126, one line: {r.returncode} {r.stderr!r}")
