@@ -222,8 +222,10 @@ static uint32_t stream_flags(struct wire_run *m, bool shared)
   return f;
 }
 
-/* Sends the run; the flags it went with. */
-static uint32_t send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv, bool shared)
+/* Sends the run; the flags it went with. OUT_START[1] and [2]: the offsets
+ * the program's stdout and stderr files start at (when they are files). */
+static uint32_t send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv, bool shared,
+                         uint64_t out_start[3])
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
   static struct wire_run m;
@@ -254,6 +256,8 @@ static uint32_t send_run(int sock, const struct run_options *o, const char *file
     fail(EXIT_CANNOT_EXECUTE, "the arguments and environment are larger than vmexec can send (%d KiB); make them smaller",
          WIRE_MAX_PAYLOAD / 1024);
   send_frame(sock, WIRE_RUN, buf, len);
+  out_start[1] = m.out_file[0].offset;
+  out_start[2] = m.out_file[1].offset;
   return m.flags;
 }
 
@@ -335,6 +339,7 @@ struct relay {
   bool stdin_open, got_any;
   bool out_broken[3];
   bool out_append[3]; /* the caller's fd appends: WIRE_OUTPUT_AT's offset does not count */
+  uint64_t out_start[3]; /* the program's offset in our file (fd 1, 2) at its start */
 };
 
 /* How a terminating signal ends the call. The first SIGINT, SIGTERM or
@@ -539,7 +544,11 @@ static void output_at(struct relay *r, const uint8_t *p, size_t n)
 
 /* WIRE_OUTPUT_END: our file's offset is where the program left its own
  * (an appending fd's is its end anyway), and a file it truncated is cut as
- * short. */
+ * short. An offset the program did not move is not set: the open file may
+ * be shared with other writers, which have moved it since (`vmexec a |
+ * vmexec b` in a script whose output is a file: a's stderr is b's stdout,
+ * and a, ending last without a word, took the offset back over b's
+ * output). */
 static void output_end(struct relay *r, const uint8_t *p, size_t n)
 {
   struct wire_output m;
@@ -551,7 +560,7 @@ static void output_end(struct relay *r, const uint8_t *p, size_t n)
   if (m.size <= INT64_MAX && ftruncate(fd, (off_t)m.size) == -1) {
     /* As a program's own ftruncate would have failed: it is told no more. */
   }
-  if (!r->out_append[fd])
+  if (!r->out_append[fd] && m.offset != r->out_start[fd])
     lseek(fd, (off_t)m.offset, SEEK_SET);
 }
 
@@ -604,10 +613,11 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
  * supervisor that was just stopping): the caller may retry. RUN_FLAGS: as
  * sent; with WIRE_RUN_STDIN_FILE the guest reads the caller's stdin file
  * itself, and nothing is sent unless it grants credit (it could not). */
-static void relay(int sock, struct writeback *wb, uint32_t run_flags)
+static void relay(int sock, struct writeback *wb, uint32_t run_flags, const uint64_t out_start[3])
 {
   bool stdin_in_guest = run_flags & WIRE_RUN_STDIN_FILE;
-  struct relay r = { .wb = wb, .stdin_credit = stdin_in_guest ? 0 : WIRE_WINDOW, .stdin_open = true };
+  struct relay r = { .wb = wb, .stdin_credit = stdin_in_guest ? 0 : WIRE_WINDOW, .stdin_open = true,
+                     .out_start = { 0, out_start[1], out_start[2] } };
   for (int fd = 1; fd <= 2; fd++) {
     int flags = fcntl(fd, F_GETFL);
     r.out_append[fd] = flags != -1 && (flags & O_APPEND);
@@ -705,12 +715,13 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
     else
       send_share(sock, roots);
     catch_forwarded();
-    uint32_t run_flags = send_run(sock, o, file, argc, argv, !o->copy && roots->n > 0);
+    uint64_t out_start[3] = { 0 };
+    uint32_t run_flags = send_run(sock, o, file, argc, argv, !o->copy && roots->n > 0, out_start);
     trace_mark("client: send the share and the run");
     trace_wait_start();
     if (o->pty)
       start_terminal(sock);
-    relay(sock, &wb, run_flags); /* returns only when it may retry */
+    relay(sock, &wb, run_flags, out_start); /* returns only when it may retry */
     close(sock);
     if (attempt == 3)
       fail(EXIT_TOOL_FAILED, "the %s guest's supervisor keeps closing the connection; see its log under %s",

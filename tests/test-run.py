@@ -317,6 +317,24 @@ def test_stdout_file():
     with open(named, "rb") as f:
         got = f.read()
     check(r.returncode == 0 and got == b"a\nb\nc\n", f"stdout to a file shared with the caller: {got!r}")
+    # ... and with another call whose stderr is that file and which ends
+    # later without writing (`vmexec a | vmexec b` in a script run >log
+    # 2>&1): it leaves the offset where b took it.
+    with open(named, "wb") as f:
+        f.write(b"a\n")
+        f.flush()
+        quiet = subprocess.Popen([VMEXEC, PROBE, "cat"], env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=f)
+        quiet.stdin.write(b"x")
+        quiet.stdin.flush()
+        started = quiet.stdout.read(1)  # it runs: its stderr's offset was taken
+        r = probe("say", "b", "0", stdout=f)
+        quiet.communicate(timeout=900)
+        f.write(b"c\n")
+    with open(named, "rb") as f:
+        got = f.read()
+    check(r.returncode == 0 and quiet.returncode == 0 and started == b"x" and got == b"a\nb\nc\n",
+          f"a call that did not write its stderr file leaves the offset another moved: {got!r}")
     # 2>&1: one stream, in the order of the writes, into a file or a pipe.
     want = b"".join(b"o%d\ne%d\n" % (i, i) for i in range(300))
     with open(named, "wb") as f:
