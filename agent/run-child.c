@@ -1,8 +1,9 @@
-/* The child of a run, between its start and exec: its own session and
- * cgroup, its stdin, stdout and stderr, the share's mount namespace
- * (share.c), its cwd, the caller's credentials, then the program. A failure
- * before the exec is written on the exec pipe, which the agent reads
- * (run_exec_result) to refuse the run with the right status.
+/* The child of a run, between its start and exec: its own process group
+ * (a session with --shell's terminal) and cgroup, its stdin, stdout and
+ * stderr, the share's mount namespace (share.c), its cwd, the caller's
+ * credentials, then the program. A failure before the exec is written on
+ * the exec pipe, which the agent reads (run_exec_result) to refuse the run
+ * with the right status.
  *
  * The child may run in the agent's memory, like a vfork() child (runs.c
  * spawn_child), while the agent waits for its exec: what it writes, the
@@ -66,7 +67,16 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, NULL);
   setpriority(PRIO_PROCESS, 0, 0); /* the agent runs at -20 */
-  setsid();
+  /* A process group of its own, for the signals the caller gets. A session
+   * only with a terminal (--shell): a session leader without one that opens
+   * a terminal (gawk's pty coprocesses open the slave before the fork,
+   * without O_NOCTTY) takes it as its controlling terminal, which a program
+   * run from a shell or make, never a session leader, does not: its child's
+   * TIOCSCTTY then fails and the child cannot open /dev/tty. */
+  if (slave[0])
+    setsid();
+  else
+    setpgid(0, 0);
   if (r->cgroup && run_cgroup_write(r, "cgroup.procs", "0") == -1)
     child_fail(exec_w, STAGE_CGROUP, errno, NULL);
   run_trace_child(r, CHILD_T_CGROUP);

@@ -1,9 +1,10 @@
 /* Runs: the programs the host asked the agent to start, many at once.
  *
- * Each run gets pipes for stdin, stdout and stderr, its own session (so a
- * signal from the host reaches its process group) and its own cgroup (so that
- * everything it spawned, even what left the session, is killed when the run
- * ends or is cancelled: nothing leaks into the next run). This file holds the
+ * Each run gets pipes for stdin, stdout and stderr, its own process group
+ * (so a signal from the host reaches it; a session only with --shell's
+ * terminal) and its own cgroup (so that everything it spawned, even what
+ * left the group, is killed when the run ends or is cancelled: nothing
+ * leaks into the next run). This file holds the
  * run table and dispatches the host's frames and the poll events to the runs;
  * run-child.c sets up the child before its exec, run-io.c moves its stdin,
  * stdout and stderr within the host's credit, run-out-file.c a stdout or

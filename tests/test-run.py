@@ -415,6 +415,11 @@ def test_argv_env():
 
 
 def test_ids():
+    # Not a session leader, as a program a shell or make runs: a terminal it
+    # opens does not become its controlling terminal (gawk's pty tests).
+    r = probe("ctty")
+    check(r.returncode == 0 and r.stdout == b"leader 0 tty ENXIO\n",
+          f"the program leads no session: a terminal it opens is not its own: {r.stdout!r} {r.stderr[-200:]!r}")
     r = probe("ids")
     want = f"{os.getuid()} {os.getgid()}\n".encode()
     check(r.stdout == want, f"runs with the caller's uid and gid: {r.stdout!r}, want {want!r}")

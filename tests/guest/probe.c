@@ -41,9 +41,14 @@
  *                     time, as date +%Z%z does ("CET+0100")
  *   interleave N      write "oI\n" on stdout and "eI\n" on stderr, I from 0 to
  *                     N-1, alternating, each line its own write
+ *   ctty              open a new pseudo-terminal's slave without O_NOCTTY (as
+ *                     gawk's pty coprocesses do), then print whether the
+ *                     probe leads a session and whether /dev/tty opens:
+ *                     "leader 0 tty ENXIO" natively from a shell
  */
 #include <errno.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -180,6 +185,16 @@ static int head(size_t n)
   off_t at = lseek(0, 0, SEEK_CUR);
   printf("%s %.*s %lld\n", S_ISREG(st.st_mode) ? "file" : S_ISFIFO(st.st_mode) ? "pipe" : "other",
          (int)(got > 0 ? got : 0), buf, (long long)at);
+  return 0;
+}
+
+static int ctty(void)
+{
+  int m = posix_openpt(O_RDWR | O_NOCTTY);
+  if (m < 0 || grantpt(m) == -1 || unlockpt(m) == -1 || open(ptsname(m), O_RDWR) < 0)
+    return 1;
+  int t = open("/dev/tty", O_RDWR);
+  printf("leader %d tty %s\n", getsid(0) == getpid(), t >= 0 ? "opens" : errno == ENXIO ? "ENXIO" : strerror(errno));
   return 0;
 }
 
@@ -368,6 +383,8 @@ int main(int argc, char **argv)
       printf("up\n");
     return up ? 0 : 1;
   }
+  if (!strcmp(what, "ctty"))
+    return ctty();
   if (!strcmp(what, "seekout"))
     return seekout();
   if (!strcmp(what, "stdin-is") && argc == 3)
