@@ -39,6 +39,7 @@
 #include "env.h"
 #include "fail.h"
 #include "frame-conn.h"
+#include "out-track.h"
 #include "run.h"
 #include "terminal.h"
 #include "trace.h"
@@ -339,7 +340,7 @@ struct relay {
   bool stdin_open, got_any;
   bool out_broken[3];
   bool out_append[3]; /* the caller's fd appends: WIRE_OUTPUT_AT's offset does not count */
-  uint64_t out_start[3]; /* the program's offset in our file (fd 1, 2) at its start */
+  struct out_track out[3]; /* fd 1, 2 when they are files the guest copies (not O_APPEND) */
 };
 
 /* How a terminating signal ends the call. The first SIGINT, SIGTERM or
@@ -531,7 +532,8 @@ static void write_output(struct relay *r, int fd, const uint8_t *p, size_t len, 
   frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, (uint32_t)credit);
 }
 
-/* WIRE_OUTPUT_AT: the program's bytes at their offset of our FD, a file. */
+/* WIRE_OUTPUT_AT: the program's bytes at their offset of our FD, a file
+ * (out-track.h: where, when others write to it too). */
 static void output_at(struct relay *r, const uint8_t *p, size_t n)
 {
   struct wire_output m;
@@ -539,16 +541,24 @@ static void output_at(struct relay *r, const uint8_t *p, size_t n)
   size_t len;
   if (!wire_decode_output_at(p, n, &m, &data, &len) || (m.fd != 1 && m.fd != 2) || m.offset > INT64_MAX - len)
     fail(EXIT_TOOL_FAILED, "malformed output frame from the guest; stop it with 'vmexec stop'");
-  write_output(r, (int)m.fd, data, len, n, (int64_t)m.offset);
+  int fd = (int)m.fd;
+  int64_t at = -1;
+  if (!r->out_append[fd] && !r->out_broken[fd] && !out_track_place(&r->out[fd], fd, m.offset, data, len, &at)) {
+    frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, (uint32_t)n);
+    return;
+  }
+  write_output(r, fd, data, len, n, at);
+  if (!r->out_append[fd] && !r->out_broken[fd])
+    out_track_wrote(&r->out[fd], fd, m.offset, data, len, at);
 }
 
 /* WIRE_OUTPUT_END: our file's offset is where the program left its own
  * (an appending fd's is its end anyway), and a file it truncated is cut as
- * short. An offset the program did not move is not set: the open file may
- * be shared with other writers, which have moved it since (`vmexec a |
- * vmexec b` in a script whose output is a file: a's stderr is b's stdout,
- * and a, ending last without a word, took the offset back over b's
- * output). */
+ * short. An offset at the end of what the program wrote is left where the
+ * writes put it: the open file may be shared with other writers, which
+ * have moved it since (`vmexec a | vmexec b` in a script whose output is a
+ * file: a's stderr is b's stdout, and a, ending last without a word, took
+ * the offset back over b's output). */
 static void output_end(struct relay *r, const uint8_t *p, size_t n)
 {
   struct wire_output m;
@@ -560,8 +570,9 @@ static void output_end(struct relay *r, const uint8_t *p, size_t n)
   if (m.size <= INT64_MAX && ftruncate(fd, (off_t)m.size) == -1) {
     /* As a program's own ftruncate would have failed: it is told no more. */
   }
-  if (!r->out_append[fd] && m.offset != r->out_start[fd])
-    lseek(fd, (off_t)m.offset, SEEK_SET);
+  int64_t to = r->out_append[fd] ? -1 : out_track_end(&r->out[fd], m.offset);
+  if (to >= 0)
+    lseek(fd, (off_t)to, SEEK_SET);
 }
 
 /* One frame from the supervisor: output, write-back, stdin credit, or the
@@ -616,11 +627,11 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
 static void relay(int sock, struct writeback *wb, uint32_t run_flags, const uint64_t out_start[3])
 {
   bool stdin_in_guest = run_flags & WIRE_RUN_STDIN_FILE;
-  struct relay r = { .wb = wb, .stdin_credit = stdin_in_guest ? 0 : WIRE_WINDOW, .stdin_open = true,
-                     .out_start = { 0, out_start[1], out_start[2] } };
+  struct relay r = { .wb = wb, .stdin_credit = stdin_in_guest ? 0 : WIRE_WINDOW, .stdin_open = true };
   for (int fd = 1; fd <= 2; fd++) {
     int flags = fcntl(fd, F_GETFL);
     r.out_append[fd] = flags != -1 && (flags & O_APPEND);
+    out_track_init(&r.out[fd], out_start[fd]);
   }
   if (frame_conn_init(&r.conn, sock) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");

@@ -344,6 +344,17 @@ def test_stdout_file():
     check(r.returncode == 0 and got == want, f"stdout and stderr into one file keep their order: {got[:60]!r}...")
     r = probe("interleave", "300", stderr=subprocess.STDOUT)
     check(r.returncode == 0 and r.stdout == want, f"... and into one pipe: {r.stdout[:60]!r}...")
+    # Two calls at once writing to one open file (`(vmexec a & vmexec b) >
+    # log`, make -j's recipes): each write goes where the shared offset is,
+    # none over another's (they had each started at offset 0).
+    with open(named, "wb") as f:
+        calls = [subprocess.Popen([VMEXEC, PROBE, "interleave", "2000"], env=ENV, stdout=f,
+                                  stderr=subprocess.PIPE) for _ in range(2)]
+        codes = [end_of(c, 900)[0] for c in calls]
+    with open(named, "rb") as f:
+        lines = f.read().splitlines()
+    check(codes == [0, 0] and len(lines) == 4000 and all(lines.count(b"o%d" % i) == 2 for i in range(0, 2000, 97)),
+          f"two calls writing to one file at once: all lines of both, none written over: {len(lines)} lines")
     r = probe("seekout")
     check(r.returncode == 0 and r.stderr == b"pipe -1\n", f"stdout to a pipe is a pipe: {r.stderr!r}")
     # The file gets the bytes as they are written, not at the end: a
