@@ -108,6 +108,40 @@ void run_child_stdin_by_path(const struct run *r, const struct wire_run *q)
   close(fd);
 }
 
+void run_child_in_files(const struct wire_run *q, int *exec_w)
+{
+  if (!(q->flags & WIRE_RUN_IN_FILES))
+    return;
+  int top = 0;
+  for (uint32_t i = 0; i < q->nin_files; i++)
+    if ((int)q->in_files[i].fd > top)
+      top = (int)q->in_files[i].fd;
+  if (*exec_w <= top) {
+    int moved = fcntl(*exec_w, F_DUPFD_CLOEXEC, top + 1);
+    if (moved < 0)
+      return;
+    close(*exec_w);
+    *exec_w = moved;
+  }
+  for (uint32_t i = 0; i < q->nin_files; i++) {
+    const struct wire_in_file *f = &q->in_files[i];
+    /* One that cannot be opened here is left out, as it was before. */
+    int fd = open(f->path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+      continue;
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && lseek(fd, (off_t)f->offset, SEEK_SET) >= 0;
+    if (fd == (int)f->fd) {
+      if (!ok || fcntl(fd, F_SETFD, 0) == -1)
+        close(fd);
+      continue;
+    }
+    if (ok)
+      dup2(fd, (int)f->fd); /* (without close-on-exec) */
+    close(fd);
+  }
+}
+
 /* After the exec: the stdin file the child opened replaces the agent's. */
 void run_stdin_take_child_file(struct run *r)
 {

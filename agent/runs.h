@@ -83,6 +83,10 @@ int run_open_streams(struct run *r, bool pty, int fds[3], char *slave, size_t ca
 int run_stdin_from_file(struct run *r, const struct wire_run *q, int fds[3]);
 /* In the child, in the run's namespace: stdin is the file at its path there. */
 void run_child_stdin_by_path(const struct run *r, const struct wire_run *q);
+/* In the child, in the run's namespace: the caller's files open for reading
+ * at fds 3 and up (WIRE_RUN_IN_FILES) at their numbers and offsets; *EXEC_W
+ * moves out of their way. */
+void run_child_in_files(const struct wire_run *q, int *exec_w);
 /* After the exec: the stdin file the child opened, if it did, is the one whose offset counts. */
 void run_stdin_take_child_file(struct run *r);
 void run_receive_stdin(struct run *r, const uint8_t *p, size_t n);

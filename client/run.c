@@ -178,6 +178,38 @@ static bool stdin_is_shared_file(struct wire_run *m)
          !is_guest_system_path(m->stdin_path) && (m->stdin_offset = (uint64_t)at, true);
 }
 
+/* The caller's descriptors 3 and up that the program inherits (not
+ * close-on-exec, as vmexec's own are) and that are regular files open for
+ * reading, at paths the guest sees: into M (WIRE_RUN_IN_FILES), so that
+ * `prog /dev/fd/4 4<file` reads the file as natively (gawk's devfd tests).
+ * Other descriptors (pipes, files open for writing) do not reach it. */
+static bool find_in_files(struct wire_run *m)
+{
+  m->nin_files = 0;
+  for (int fd = 3; fd < WIRE_IN_FILE_FD_MAX && m->nin_files < WIRE_MAX_IN_FILES; fd++) {
+    int fdflags = fcntl(fd, F_GETFD), flags;
+    struct stat st, named;
+    if (fdflags == -1 || (fdflags & FD_CLOEXEC) || (flags = fcntl(fd, F_GETFL)) == -1 ||
+        (flags & O_ACCMODE) != O_RDONLY || (flags & O_PATH) || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))
+      continue;
+    struct wire_in_file *f = &m->in_files[m->nin_files];
+    char proc[32];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(proc, f->path, sizeof f->path - 1);
+    if (n <= 0 || f->path[0] != '/')
+      continue;
+    f->path[n] = '\0';
+    off_t at = lseek(fd, 0, SEEK_CUR);
+    if (at < 0 || stat(f->path, &named) != 0 || named.st_dev != st.st_dev || named.st_ino != st.st_ino ||
+        is_guest_system_path(f->path))
+      continue;
+    f->fd = (uint32_t)fd;
+    f->offset = (uint64_t)at;
+    m->nin_files++;
+  }
+  return m->nin_files > 0;
+}
+
 /* The caller's FD (1 or 2) is a regular file open for writing, into O:
  * the program gets a file like it (WIRE_RUN_STDOUT_FILE). Not when the
  * offset is inside the file without O_APPEND (`1<>file`): the guest's copy
@@ -214,6 +246,8 @@ static uint32_t stream_flags(struct wire_run *m, bool shared)
   bool full1 = is_dev_full(1), full2 = is_dev_full(2);
   uint32_t f = (full1 ? WIRE_RUN_STDOUT_FULL : 0) | (full2 ? WIRE_RUN_STDERR_FULL : 0) |
                (shared && stdin_is_shared_file(m) ? WIRE_RUN_STDIN_FILE : 0);
+  if (shared && find_in_files(m))
+    f |= WIRE_RUN_IN_FILES;
   if (!full1 && output_is_file(1, &m->out_file[0]))
     f |= WIRE_RUN_STDOUT_FILE;
   if (!full1 && !full2 && same_open_file())

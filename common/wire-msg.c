@@ -113,6 +113,16 @@ bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t 
       wire_put_u64(&w, m->out_file[i].size);
       wire_put_u32(&w, m->out_file[i].append);
     }
+  if (m->flags & WIRE_RUN_IN_FILES) {
+    if (m->nin_files > WIRE_MAX_IN_FILES)
+      w.ok = false;
+    wire_put_u32(&w, m->nin_files);
+    for (uint32_t i = 0; w.ok && i < m->nin_files; i++) {
+      wire_put_u32(&w, m->in_files[i].fd);
+      put_field(&w, m->in_files[i].path, sizeof m->in_files[i].path);
+      wire_put_u64(&w, m->in_files[i].offset);
+    }
+  }
   return finish(&w, len);
 }
 
@@ -184,6 +194,18 @@ bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec,
       m->out_file[i].append = wire_get_u32(&r);
       r.ok = r.ok && m->out_file[i].offset <= INT64_MAX && m->out_file[i].size <= INT64_MAX;
     }
+  if (m->flags & WIRE_RUN_IN_FILES) {
+    m->nin_files = wire_get_u32(&r);
+    if (m->nin_files > WIRE_MAX_IN_FILES)
+      r.ok = false;
+    for (uint32_t i = 0; r.ok && i < m->nin_files; i++) {
+      struct wire_in_file *f = &m->in_files[i];
+      f->fd = wire_get_u32(&r);
+      wire_get_str(&r, f->path, sizeof f->path);
+      f->offset = wire_get_u64(&r);
+      r.ok = r.ok && f->fd >= 3 && f->fd < WIRE_IN_FILE_FD_MAX && f->path[0] == '/' && f->offset <= INT64_MAX;
+    }
+  }
   if (!r.ok) {
     m->argc = m->envc = m->ngroups = 0;
     m->argv = m->envp = NULL;

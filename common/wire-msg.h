@@ -44,6 +44,8 @@ bool wire_decode_resume(const uint8_t *p, size_t n, struct wire_resume *m);
 
 /* WIRE_RUN, host -> agent. */
 #define WIRE_MAX_GROUPS 256
+#define WIRE_MAX_IN_FILES 8
+#define WIRE_IN_FILE_FD_MAX 256
 struct wire_run {
   uint32_t uid, gid, umask, flags; /* flags: WIRE_RUN_* */
   char cwd[PATH_MAX];
@@ -63,6 +65,14 @@ struct wire_run {
     uint64_t offset, size;
     uint32_t append;
   } out_file[2];
+  /* WIRE_RUN_IN_FILES: the caller's files open for reading at fds 3 and up
+   * (below WIRE_IN_FILE_FD_MAX), absolute paths. */
+  uint32_t nin_files;
+  struct wire_in_file {
+    uint32_t fd;
+    uint64_t offset;
+    char path[PATH_MAX];
+  } in_files[WIRE_MAX_IN_FILES];
 };
 bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t *len);
 /* The argv and env strings land in the caller's arrays: VEC (VCAP pointers,

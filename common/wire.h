@@ -228,6 +228,12 @@ enum {
    * stderr is its stdout too, so that the two interleave as they were
    * written. Nothing comes as WIRE_STDERR. */
   WIRE_RUN_STDERR_IS_STDOUT = 512,
+  /* The caller's other descriptors (3 and up, inherited) that are regular
+   * files open for reading, which the run's share shows (their numbers,
+   * paths and offsets at the end of WIRE_RUN): the program has them at
+   * those numbers, opened at their paths, from those offsets (`prog
+   * /dev/fd/4 4<file`). Where it leaves them is not sent back. */
+  WIRE_RUN_IN_FILES = 1024,
 };
 #define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };

@@ -284,6 +284,18 @@ def test_stdin():
               f"... the file at its path in the guest: {r.stdout!r} {r.stderr[-200:]!r}")
     r = probe("head", "4", input=b"abcdefgh")
     check(r.returncode == 0 and r.stdout == b"pipe abcd -1\n", f"stdin from a pipe is a pipe: {r.stdout!r}")
+    # The caller's other files open for reading (`prog /dev/fd/4 4<file`)
+    # are the program's at the same numbers.
+    copied = os.path.join(runtime, "copied.txt")
+    with open(named, "rb") as f:
+        fd = os.dup2(f.fileno(), 7, inheritable=True)
+        try:
+            r = probe("copy", "/dev/fd/7", copied, pass_fds=(7,))
+        finally:
+            os.close(fd)
+    got = open(copied, "rb").read() if os.path.exists(copied) else b""
+    check(r.returncode == 0 and got == b"abcdefgh\nline2\n",
+          f"a file the caller has open at fd 7 is the program's fd 7: {got!r} {r.stderr[-200:]!r}")
 
 
 def test_stdout_file():

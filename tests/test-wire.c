@@ -333,6 +333,29 @@ static void run_msg(void)
   m.flags = WIRE_RUN_STDERR_FILE; /* only the one flagged */
   CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && memcmp(run_buf + len - 20, outs + 20, 20) == 0);
   CHECK(decode_run(run_buf, len) && run_out.out_file[1].size == 9 && run_out.out_file[0].size == 0);
+
+  /* The caller's files open for reading at fds 3 and up: a count, then fd,
+   * path and offset each, last. */
+  m.flags = WIRE_RUN_STDERR_FILE | WIRE_RUN_IN_FILES;
+  m.nin_files = 2;
+  m.in_files[0] = (struct wire_in_file){ .fd = 4, .offset = 7, .path = "/src/devfd.in1" };
+  m.in_files[1] = (struct wire_in_file){ .fd = 5, .offset = 0x300000000, .path = "/src/devfd.in2" };
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len));
+  CHECK(decode_run(run_buf, len) && run_out.nin_files == 2 && run_out.in_files[0].fd == 4 &&
+        run_out.in_files[0].offset == 7 && strcmp(run_out.in_files[0].path, "/src/devfd.in1") == 0 &&
+        run_out.in_files[1].fd == 5 && run_out.in_files[1].offset == 0x300000000 &&
+        strcmp(run_out.in_files[1].path, "/src/devfd.in2") == 0 && run_out.out_file[1].size == 9);
+  check_prefixes(decode_run, run_buf, len);
+  m.in_files[1].fd = 2; /* 0-2 are the streams */
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
+  m.in_files[1].fd = WIRE_IN_FILE_FD_MAX;
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
+  m.in_files[1].fd = 5;
+  snprintf(m.in_files[1].path, sizeof m.in_files[1].path, "relative");
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
+  m.nin_files = WIRE_MAX_IN_FILES + 1;
+  CHECK(!wire_encode_run(&m, run_buf, sizeof run_buf, &len));
+  m.nin_files = 0;
   m.out_file[1].offset = (uint64_t)INT64_MAX + 1; /* not an offset a host file has */
   CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
   sample_run(&m);
