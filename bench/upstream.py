@@ -147,7 +147,10 @@ TEST_ENV = {"json-c": {"USE_VALGRIND": "0"},
             "patch": {"UPSTREAM_SHELL": "bash"},
             # libuv's runner refuses root (the namespace's user) without
             # UV_RUN_AS_ROOT; Debian's timeouts and no DNS queries
-            "libuv1": {"UV_RUN_AS_ROOT": "1", "UV_TEST_TIMEOUT_MULTIPLIER": "2", "RES_OPTIONS": "attempts:0"}}
+            "libuv1": {"UV_RUN_AS_ROOT": "1", "UV_TEST_TIMEOUT_MULTIPLIER": "2", "RES_OPTIONS": "attempts:0"},
+            # each strace test's time limit (its default 1500 s): under
+            # qemu-user, kill_child's program runs on without end
+            "strace": {"TIMEOUT_DURATION": "120"}}
 
 # Options of ctest: libuv's two runners (shared and static library) run the
 # same tests on the same ports; only the shared one, with time for it all.
