@@ -284,6 +284,8 @@ void runs_cancel_all(void);
 bool runs_reaped(pid_t pid, int status);
 /* The fds the runs wait on, into p (at most cap); returns how many. */
 size_t runs_pollfds(struct pollfd *p, size_t cap);
+/* The poll timeout the runs need (their held output), or -1. */
+int runs_timeout_ms(void);
 void runs_events(const struct pollfd *p, size_t n);
 /* Once per round of the event loop: advance write-backs that wait for credit
  * or for the port to drain. */

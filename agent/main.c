@@ -81,12 +81,13 @@ int main(void)
     p[1] = (struct pollfd){ .fd = -1 };
     p[1].fd = conn_fd(conn, &p[1].events);
     size_t nruns = runs_pollfds(p + 2, MAX_POLL - 2);
-    int timeout = conn_timeout_ms(conn);
+    int conn_timeout = conn_timeout_ms(conn), held = runs_timeout_ms();
+    int timeout = held >= 0 && (conn_timeout < 0 || held < conn_timeout) ? held : conn_timeout;
     long long before = now_ms();
     int n = poll(p, 2 + nruns, timeout);
     /* Ready, yet only when poll looked again at its timeout: the port's
      * interrupt never came (conn.c, disk-watch.c). */
-    bool at_timeout = timeout > 0 && now_ms() - before >= timeout;
+    bool at_timeout = timeout > 0 && timeout == conn_timeout && now_ms() - before >= timeout;
     if (n == -1) {
       if (errno == EINTR)
         continue;

@@ -606,14 +606,43 @@ bool runs_reaped(pid_t pid, int status)
   return false;
 }
 
+/* A program that writes again within OUTPUT_GATHER_NS of our last read
+ * writes in a burst (a line at a time, many small writes): its output waits
+ * that long to be read and sent in one frame, instead of a wake-up, a read
+ * and a frame through the port for each write (30000 lines of 3 bytes took
+ * 3-4 times qemu-user's time, nearly all of it in the agent). A program
+ * that answers its input writes after a round trip to the host, longer
+ * than that: it is never held. */
+#define OUTPUT_GATHER_NS 1000000
+
+static void output_read(struct run *r)
+{
+  uint64_t now = run_now_ns();
+  if (now - r->output_ns < OUTPUT_GATHER_NS)
+    r->hold_ns = now + OUTPUT_GATHER_NS;
+  r->output_ns = now;
+}
+
+int runs_timeout_ms(void)
+{
+  uint64_t now = run_now_ns(), first = UINT64_MAX;
+  for (struct run *r = runs; r; r = r->next)
+    if (r->hold_ns > now && r->hold_ns < first)
+      first = r->hold_ns;
+  return first == UINT64_MAX ? -1 : (int)((first - now + 999999) / 1000000);
+}
+
 size_t runs_pollfds(struct pollfd *p, size_t cap)
 {
   size_t n = 0;
+  uint64_t now = run_now_ns();
   for (struct run *r = runs; r && n + 6 <= cap; r = r->next) {
-    n += run_out_files_pollfds(r, p + n);
-    if (r->out_fd >= 0 && r->credit > 0)
+    bool held = r->hold_ns > now;
+    if (!held)
+      n += run_out_files_pollfds(r, p + n);
+    if (r->out_fd >= 0 && r->credit > 0 && !held)
       p[n++] = (struct pollfd){ .fd = r->out_fd, .events = POLLIN };
-    if (r->err_fd >= 0 && r->credit > 0)
+    if (r->err_fd >= 0 && r->credit > 0 && !held)
       p[n++] = (struct pollfd){ .fd = r->err_fd, .events = POLLIN };
     if (r->in_fd >= 0 && r->stdin_len > 0)
       p[n++] = (struct pollfd){ .fd = r->in_fd, .events = POLLOUT };
@@ -631,17 +660,21 @@ void runs_events(const struct pollfd *p, size_t n)
     /* Find the run that owns this fd now (an earlier event may have ended it). */
     for (struct run *r = runs; r; r = r->next) {
       if (p[i].fd == r->out_fd) {
+        output_read(r);
         run_pump_output(r, &r->out_fd, WIRE_STDOUT);
         run_retype_eof(r);
         run_maybe_finish(r);
       } else if (p[i].fd == r->err_fd) {
+        output_read(r);
         run_pump_output(r, &r->err_fd, WIRE_STDERR);
         run_maybe_finish(r);
       } else if (p[i].fd == r->in_fd) {
         run_pump_stdin(r);
       } else if (p[i].fd == r->exec_fd) {
         run_exec_result(r); /* may end the run */
-      } else if (!run_out_files_event(r, p[i].fd)) {
+      } else if (run_out_files_event(r, p[i].fd)) {
+        output_read(r);
+      } else {
         continue;
       }
       break;

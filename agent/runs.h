@@ -28,6 +28,7 @@ struct run {
   int stdin_sock, stdin_sock_child; /* the child sends the stdin file it opened on these, or -1 */
   struct out_file *out_file[2]; /* WIRE_RUN_STDOUT_FILE, WIRE_RUN_STDERR_FILE (run-out-file.c), or NULL */
   uint32_t credit;       /* output bytes the host will still take */
+  uint64_t output_ns, hold_ns; /* its output was read last then; not looked at before hold_ns */
   bool started, reaped, cgroup;
   char cgroup_name[24];  /* under CGROUP_ROOT, when cgroup */
   int cgroup_procs_fd, cgroup_kill_fd; /* its cgroup.procs and cgroup.kill, opened ahead, or -1 */
