@@ -46,6 +46,11 @@
  *                     probe leads a session and whether /dev/tty opens:
  *                     "leader 0 tty ENXIO" natively from a shell
  */
+/* posix_openpt, ptsname (ctty) when compiled by hand (README's quick
+ * start, bench/): the build passes -D_GNU_SOURCE itself. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
