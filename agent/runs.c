@@ -51,7 +51,7 @@ void runs_init(void)
   mkdir(RUN_DIR, 0755);
   share_init();
   /* cgroup2 lets us kill a run's whole tree, even processes that called
-   * setsid() or were reparented to us. Without it: the session is killed. */
+   * setsid() or were reparented to us. Without it: the process group is killed. */
   /* favordynmods (Linux 6.0): moving a process into a cgroup no longer waits
    * for an RCU grace period, which under TCG took 12-15 ms of each run's
    * start; forks and exits pay a little instead. Older kernels: without. */
@@ -62,7 +62,7 @@ void runs_init(void)
   if (rc == 0 || errno == EBUSY)
     have_cgroups = access(CGROUP_ROOT "/cgroup.procs", F_OK) == 0;
   if (!have_cgroups)
-    agent_log("no cgroup2 (%s): a run's processes are killed by session", strerror(errno));
+    agent_log("no cgroup2 (%s): a run's processes are killed by process group", strerror(errno));
   make_spare_cgroup();
 }
 
@@ -149,7 +149,7 @@ static void take_cgroup(struct run *r)
 {
   make_spare_cgroup();
   if (!spare_cgroup.name[0])
-    return; /* no cgroup2, or its mkdir failed: the run is killed by session */
+    return; /* no cgroup2, or its mkdir failed: the run is killed by process group */
   memcpy(r->cgroup_name, spare_cgroup.name, sizeof spare_cgroup.name);
   r->cgroup_procs_fd = spare_cgroup.procs_fd;
   r->cgroup_kill_fd = spare_cgroup.kill_fd;
@@ -176,7 +176,7 @@ int run_cgroup_write(const struct run *r, const char *file, const char *value)
   return rc;
 }
 
-/* Kill every process of the run: its cgroup, or at least its session. */
+/* Kill every process of the run: its cgroup, or at least its process group. */
 static void kill_all(struct run *r)
 {
   if (r->cgroup && run_cgroup_write(r, "cgroup.kill", "1") == 0)
