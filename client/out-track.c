@@ -8,7 +8,7 @@
 
 void out_track_init(struct out_track *t, uint64_t start)
 {
-  *t = (struct out_track){ .end = start, .pieces = 1, .host_pos = (int64_t)start, .ring_lo = start };
+  *t = (struct out_track){ .end = start, .pieces = 1, .ring_lo = start };
   t->piece[0].from = start;
 }
 
@@ -86,19 +86,12 @@ static void ring_store(struct out_track *t, uint64_t offset, const uint8_t *p, s
   }
 }
 
-bool out_track_place(struct out_track *t, int fd, uint64_t offset, const uint8_t *p, size_t len, int64_t *at)
+bool out_track_place(struct out_track *t, uint64_t offset, const uint8_t *p, size_t len, int64_t *at)
 {
   if (len == 0 || (offset + len <= t->end && ring_equal(t, offset, p, len)))
     return false;
   if (offset == t->end) {
-    /* Another writer moved the shared offset since ours: the stream goes
-     * on from there. */
-    off_t cur = lseek(fd, 0, SEEK_CUR);
-    if (cur >= 0 && cur != t->host_pos) {
-      set_delta(t, (int64_t)cur - (int64_t)t->end);
-      t->host_pos = cur;
-    }
-    *at = -1;
+    *at = -1; /* where the shared offset is: out_track_wrote sees where that was */
     return true;
   }
   /* A rewrite (a seek back, a truncation and the bytes after it). */
@@ -115,22 +108,19 @@ void out_track_wrote(struct out_track *t, int fd, uint64_t offset, const uint8_t
   uint64_t new_end = grew ? offset + len : t->end;
   ring_store(t, offset, p, len, new_end);
   if (at < 0) {
-    /* write() moved the shared offset past our bytes, and past others'
-     * that came between the check and the write, if any: those moved ours. */
+    /* write() put our bytes where the shared offset was and moved it past
+     * them: where others wrote since our last bytes, ours moved with it. */
     off_t cur = lseek(fd, 0, SEEK_CUR);
     if (cur >= 0 && cur != (int64_t)new_end + delta_at(t, offset)) {
       t->end = offset;
       set_delta(t, (int64_t)cur - (int64_t)new_end);
     }
     t->end = new_end;
-    if (cur >= 0)
-      t->host_pos = cur;
   } else if (grew) {
     /* A rewrite that grew the stream: the shared offset follows its end,
      * as the program's own writes moved its offset. */
     t->end = new_end;
-    t->host_pos = (int64_t)new_end + delta_at(t, new_end);
-    lseek(fd, (off_t)t->host_pos, SEEK_SET);
+    lseek(fd, (off_t)((int64_t)new_end + delta_at(t, new_end)), SEEK_SET);
   }
 }
 

@@ -31,7 +31,6 @@ struct out_track {
     int64_t delta; /* our offset minus the program's */
   } piece[OUT_TRACK_PIECES];
   unsigned pieces; /* at least 1; the last piece runs to the end */
-  int64_t host_pos; /* the shared offset as our last write left it */
   uint64_t ring_lo; /* the ring holds the bytes at [max(ring_lo, end - RING), end) */
   uint8_t *ring;    /* allocated on first use; NULL: nothing to compare */
 };
@@ -39,10 +38,10 @@ struct out_track {
 /* The program starts at offset START, the shared offset's value then. */
 void out_track_init(struct out_track *t, uint64_t start);
 
-/* Where the LEN bytes at the program's OFFSET go in FD: false if nowhere
+/* Where the LEN bytes at the program's OFFSET go: false if nowhere
  * (sent again, unchanged); else *AT is our offset, or -1 for write() at
  * the shared offset (the stream's continuation). */
-bool out_track_place(struct out_track *t, int fd, uint64_t offset, const uint8_t *p, size_t len, int64_t *at);
+bool out_track_place(struct out_track *t, uint64_t offset, const uint8_t *p, size_t len, int64_t *at);
 
 /* After out_track_place's write of the bytes (AT as it said). */
 void out_track_wrote(struct out_track *t, int fd, uint64_t offset, const uint8_t *p, size_t len, int64_t at);

@@ -577,7 +577,7 @@ static void output_at(struct relay *r, const uint8_t *p, size_t n)
     fail(EXIT_TOOL_FAILED, "malformed output frame from the guest; stop it with 'vmexec stop'");
   int fd = (int)m.fd;
   int64_t at = -1;
-  if (!r->out_append[fd] && !r->out_broken[fd] && !out_track_place(&r->out[fd], fd, m.offset, data, len, &at)) {
+  if (!r->out_append[fd] && !r->out_broken[fd] && !out_track_place(&r->out[fd], m.offset, data, len, &at)) {
     frame_conn_queue_u32(&r->conn, WIRE_CREDIT, RUN_ID, (uint32_t)n);
     return;
   }

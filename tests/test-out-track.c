@@ -20,7 +20,7 @@ static void frame(struct out_track *t, uint64_t offset, const char *text)
 {
   size_t len = strlen(text);
   int64_t at;
-  if (!out_track_place(t, fd, offset, (const uint8_t *)text, len, &at))
+  if (!out_track_place(t, offset, (const uint8_t *)text, len, &at))
     return;
   ssize_t n = at < 0 ? write(fd, text, len) : pwrite(fd, text, len, at);
   CHECK(n == (ssize_t)len);
