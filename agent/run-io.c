@@ -93,17 +93,27 @@ int run_stdin_from_file(struct run *r, const struct wire_run *q, int fds[3])
  * stat agree: find's -files0-from compares them), and /proc/self/fd/0
  * names it. The agent gets the open file (its offset, at the end) on
  * STDIN_SOCK_CHILD. Nothing happens if it cannot: the agent's copy stays. */
+/* The regular file at PATH opened for reading at OFFSET (close-on-exec), or -1. */
+static int open_file_at(const char *path, uint64_t offset)
+{
+  int fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || lseek(fd, (off_t)offset, SEEK_SET) < 0)) {
+    close(fd);
+    fd = -1;
+  }
+  return fd;
+}
+
 void run_child_stdin_by_path(const struct run *r, const struct wire_run *q)
 {
   if (r->stdin_sock_child < 0)
     return;
-  int fd = open(q->stdin_path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
-  struct stat st;
+  int fd = open_file_at(q->stdin_path, q->stdin_offset);
   if (fd < 0)
     return;
   char one = 1;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && lseek(fd, (off_t)q->stdin_offset, SEEK_SET) >= 0 &&
-      fd_pass_send(r->stdin_sock_child, &fd, 1, &one, 1))
+  if (fd_pass_send(r->stdin_sock_child, &fd, 1, &one, 1))
     dup2(fd, 0);
   close(fd);
 }
@@ -126,18 +136,15 @@ void run_child_in_files(const struct wire_run *q, int *exec_w)
   for (uint32_t i = 0; i < q->nin_files; i++) {
     const struct wire_in_file *f = &q->in_files[i];
     /* One that cannot be opened here is left out, as it was before. */
-    int fd = open(f->path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
-    struct stat st;
+    int fd = open_file_at(f->path, f->offset);
     if (fd < 0)
       continue;
-    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && lseek(fd, (off_t)f->offset, SEEK_SET) >= 0;
     if (fd == (int)f->fd) {
-      if (!ok || fcntl(fd, F_SETFD, 0) == -1)
+      if (fcntl(fd, F_SETFD, 0) == -1)
         close(fd);
       continue;
     }
-    if (ok)
-      dup2(fd, (int)f->fd); /* (without close-on-exec) */
+    dup2(fd, (int)f->fd); /* (without close-on-exec) */
     close(fd);
   }
 }

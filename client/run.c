@@ -155,27 +155,37 @@ static bool is_dev_full(int fd)
 
 static bool is_guest_system_path(const char *cmd);
 
-/* The caller's stdin is a regular file open for reading, at a path the
- * share shows the guest (M->stdin_path, its offset M->stdin_offset): the
+/* Our FD is a regular file open for reading, at a path the share shows
+ * the guest: its PATH (CAP bytes) and our OFFSET in it, for the program to
+ * open there. */
+static bool shared_read_file(int fd, char *path, size_t cap, uint64_t *offset)
+{
+  struct stat st, named;
+  int flags = fcntl(fd, F_GETFL);
+  if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || flags == -1 || (flags & O_ACCMODE) != O_RDONLY ||
+      (flags & O_PATH))
+    return false;
+  char proc[32];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(proc, path, cap - 1);
+  if (n <= 0 || path[0] != '/')
+    return false;
+  path[n] = '\0';
+  off_t at = lseek(fd, 0, SEEK_CUR);
+  /* (A file deleted since it was opened reads "PATH (deleted)"; its name
+   * may be another file's now.) */
+  return at >= 0 && stat(path, &named) == 0 && named.st_dev == st.st_dev && named.st_ino == st.st_ino &&
+         !is_guest_system_path(path) && (*offset = (uint64_t)at, true);
+}
+
+/* The caller's stdin is such a file (M->stdin_path, M->stdin_offset): the
  * program can read it there (WIRE_RUN_STDIN_FILE) rather than through a
  * pipe, as it would natively: it may seek it or fstat it, and a program
  * that reads part of it leaves the rest to the next (`(head -1; cat) <
  * file`, pcre2grep and sed's -u, gnulib's fseek tests). */
 static bool stdin_is_shared_file(struct wire_run *m)
 {
-  struct stat st, named;
-  int flags = fcntl(0, F_GETFL);
-  if (fstat(0, &st) == -1 || !S_ISREG(st.st_mode) || flags == -1 || (flags & O_ACCMODE) != O_RDONLY)
-    return false;
-  ssize_t n = readlink("/proc/self/fd/0", m->stdin_path, sizeof m->stdin_path - 1);
-  if (n <= 0 || m->stdin_path[0] != '/')
-    return false;
-  m->stdin_path[n] = '\0';
-  off_t at = lseek(0, 0, SEEK_CUR);
-  /* (A file deleted since it was opened reads "PATH (deleted)"; its name
-   * may be another file's now.) */
-  return at >= 0 && stat(m->stdin_path, &named) == 0 && named.st_dev == st.st_dev && named.st_ino == st.st_ino &&
-         !is_guest_system_path(m->stdin_path) && (m->stdin_offset = (uint64_t)at, true);
+  return shared_read_file(0, m->stdin_path, sizeof m->stdin_path, &m->stdin_offset);
 }
 
 /* The caller's descriptors 3 and up that the program inherits (not
@@ -187,24 +197,11 @@ static bool find_in_files(struct wire_run *m)
 {
   m->nin_files = 0;
   for (int fd = 3; fd < WIRE_IN_FILE_FD_MAX && m->nin_files < WIRE_MAX_IN_FILES; fd++) {
-    int fdflags = fcntl(fd, F_GETFD), flags;
-    struct stat st, named;
-    if (fdflags == -1 || (fdflags & FD_CLOEXEC) || (flags = fcntl(fd, F_GETFL)) == -1 ||
-        (flags & O_ACCMODE) != O_RDONLY || (flags & O_PATH) || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))
-      continue;
+    int fdflags = fcntl(fd, F_GETFD);
     struct wire_in_file *f = &m->in_files[m->nin_files];
-    char proc[32];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(proc, f->path, sizeof f->path - 1);
-    if (n <= 0 || f->path[0] != '/')
-      continue;
-    f->path[n] = '\0';
-    off_t at = lseek(fd, 0, SEEK_CUR);
-    if (at < 0 || stat(f->path, &named) != 0 || named.st_dev != st.st_dev || named.st_ino != st.st_ino ||
-        is_guest_system_path(f->path))
+    if (fdflags == -1 || (fdflags & FD_CLOEXEC) || !shared_read_file(fd, f->path, sizeof f->path, &f->offset))
       continue;
     f->fd = (uint32_t)fd;
-    f->offset = (uint64_t)at;
     m->nin_files++;
   }
   return m->nin_files > 0;
