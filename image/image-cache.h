@@ -16,7 +16,8 @@
 
 /* Bump when the layout or contents of images change in a way the other key
  * inputs do not show, so that old images are not reused. 2: dash, gzip,
- * xz-utils, bzip2, lzop and ed in the minimal image's packages. */
+ * xz-utils, bzip2, lzop and ed in the minimal image's packages (which are
+ * part of image_extra since). */
 #define IMAGE_FORMAT 2
 /* The same for full images (image-full.c, image-dpkg.c). */
 #define IMAGE_FULL_FORMAT 1
@@ -25,6 +26,12 @@
 
 /* cache_dir()/images (created). Returns a static string. */
 const char *images_dir(void);
+
+/* The extra key input of a minimal image (image_key): the agent's bytes, the
+ * names of the packages every minimal image has (so that changing that list
+ * changes the key), and the key of the kernel built from source if
+ * KERNEL_KEY is not "". */
+char *image_extra(const char *agent, size_t agent_len, const char *kernel_key, size_t *len);
 
 /* XXH3-128 of KIND ("image" for the minimal image, "full") and FORMAT, the
  * target name, the sorted .deb file names (which carry the versions), the

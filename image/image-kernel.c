@@ -308,17 +308,3 @@ char *kernel_release(const char *kdir)
     fail(EXIT_TOOL_FAILED, "cannot read the kernel version from %s; remove %s and build again", path, kdir);
   return xstrdup(release);
 }
-
-char *image_extra(const char *agent, size_t agent_len, const char *kernel_key, size_t *len)
-{
-  /* Without a kernel of its own the extra is the agent alone, as it always was. */
-  size_t k = kernel_key[0] ? strlen(kernel_key) + 8 : 0;
-  char *extra = xrealloc(NULL, agent_len + k + 1);
-  memcpy(extra, agent, agent_len);
-  if (k) {
-    memcpy(extra + agent_len, "\0kernel ", 8);
-    memcpy(extra + agent_len + 8, kernel_key, k - 8);
-  }
-  *len = agent_len + k;
-  return extra;
-}

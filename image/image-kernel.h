@@ -16,8 +16,4 @@ void kernel_build(const struct target *t, bool quiet, char *dir, char key[IMAGE_
 /* The kernel-version of the kernel in KDIR (malloc'd). */
 char *kernel_release(const char *kdir);
 
-/* The extra key input of a minimal image (image_key): the agent's bytes, and
- * the key of the kernel built from source if KERNEL_KEY is not "". */
-char *image_extra(const char *agent, size_t agent_len, const char *kernel_key, size_t *len);
-
 #endif

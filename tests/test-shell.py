@@ -76,21 +76,26 @@ def test_commands():
     check(r.returncode == 0 and r.stdout == b"env script: c\n",
           f"a script starting with #!/usr/bin/env sh runs in the guest: {r.returncode} {r.stdout!r} {r.stderr!r}")
 
-    # /bin/sh is dash, as on Debian, and the compressors and ed are the real
-    # programs, whichever of /bin and /usr/bin comes first on the PATH;
-    # busybox's applets fill the rest (busybox-static's sh and env would run
-    # their gzip applet whatever the PATH).
-    probe = ("for c in gzip xz bzip2 lzop ed; do command -v $c; $c --version </dev/null 2>&1 | head -n 1; done; "
-             "readlink /bin/sh")
+    # /bin/sh is dash, as on Debian, and bash, the GNU tools, the compressors
+    # and ed are the real programs, whichever of /bin and /usr/bin comes
+    # first on the PATH; busybox's applets fill the rest (busybox-static's sh
+    # and env would run their gzip applet whatever the PATH).
+    wanted = (("gzip", "gzip 1."), ("xz", "xz (XZ Utils)"), ("bzip2", "bzip2, "), ("lzop", "lzop "),
+              ("ed", "GNU ed "), ("bash", "GNU bash"), ("ls", "ls (GNU coreutils)"),
+              ("cksum", "cksum (GNU coreutils)"), ("diff", "diff (GNU diffutils)"),
+              ("find", "find (GNU findutils)"), ("xargs", "xargs (GNU findutils)"), ("grep", "grep (GNU grep)"),
+              ("sed", "sed (GNU sed)"))
+    probe = ("for c in %s; do command -v $c; $c --version </dev/null 2>&1 | head -n 1; done; "
+             "readlink /bin/sh" % " ".join(c for c, _ in wanted))
     for path in ("/usr/bin:/bin", "/bin:/usr/bin"):
         r = vm("--target", "s390x", "--", "env", "PATH=" + path, "sh", "-c", probe)
         lines = r.stdout.decode(errors="replace").splitlines()
-        versions = lines[1:10:2]
-        check(r.returncode == 0 and len(lines) == 11
-              and all(v.startswith(w) for v, w in zip(versions, ("gzip 1.", "xz (XZ Utils)", "bzip2, ",
-                                                                   "lzop ", "GNU ed ")))
-              and lines[10] == "dash",
-              f"PATH={path}: dash as sh, the real gzip, xz, bzip2, lzop and ed: {r.returncode} {lines} {r.stderr!r}")
+        versions = lines[1:2 * len(wanted):2]
+        check(r.returncode == 0 and len(lines) == 2 * len(wanted) + 1
+              and all(v.startswith(w) for v, (_, w) in zip(versions, wanted))
+              and lines[-1] == "dash",
+              f"PATH={path}: dash as sh, the real bash, GNU tools, compressors and ed: {r.returncode} {lines} "
+              f"{r.stderr!r}")
 
     r = vm("--target", "s390x", "--", VMEXEC, "--version")
     check(r.returncode == 126 and one_line(r.stderr) and b"x86_64" in r.stderr,
