@@ -67,15 +67,16 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, NULL);
   setpriority(PRIO_PROCESS, 0, 0); /* the agent runs at -20 */
-  /* A process group of its own, for the signals the caller gets. A session
-   * only with a terminal (--shell): a session leader without one that opens
-   * a terminal (gawk's pty coprocesses open the slave before the fork,
-   * without O_NOCTTY) takes it as its controlling terminal, which a program
-   * run from a shell or make, never a session leader, does not: its child's
-   * TIOCSCTTY then fails and the child cannot open /dev/tty. */
+  /* A process group for the run, for the signals the caller gets: its
+   * holder's (run-group.c), or its own. A session only with a terminal
+   * (--shell): a session leader without one that opens a terminal (gawk's
+   * pty coprocesses open the slave before the fork, without O_NOCTTY) takes
+   * it as its controlling terminal, which a program run from a shell or
+   * make, never a session leader, does not: its child's TIOCSCTTY then
+   * fails and the child cannot open /dev/tty. */
   if (slave[0])
     setsid();
-  else
+  else if (!r->holder || setpgid(0, r->holder) == -1)
     setpgid(0, 0);
   if (r->cgroup && run_cgroup_write(r, "cgroup.procs", "0") == -1)
     child_fail(exec_w, STAGE_CGROUP, errno, NULL);

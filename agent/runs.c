@@ -64,6 +64,7 @@ void runs_init(void)
   if (!have_cgroups)
     agent_log("no cgroup2 (%s): a run's processes are killed by process group", strerror(errno));
   make_spare_cgroup();
+  run_group_spare();
 }
 
 static struct run *find(uint32_t id)
@@ -176,13 +177,16 @@ int run_cgroup_write(const struct run *r, const char *file, const char *value)
   return rc;
 }
 
-/* Kill every process of the run: its cgroup, or at least its process group. */
+/* Kill every process of the run: its cgroup, or at least its process
+ * group; and its group's holder, which is in neither cgroup nor run. */
 static void kill_all(struct run *r)
 {
+  if (r->holder > 0)
+    kill(r->holder, SIGKILL);
   if (r->cgroup && run_cgroup_write(r, "cgroup.kill", "1") == 0)
     return;
-  if (r->pid > 0)
-    kill(-r->pid, SIGKILL);
+  if (r->pgid > 0)
+    kill(-r->pgid, SIGKILL);
 }
 
 static void destroy(struct run *gone)
@@ -193,6 +197,8 @@ static void destroy(struct run *gone)
       *p = gone->next;
       break;
     }
+  if (gone->holder > 0)
+    kill(gone->holder, SIGKILL); /* taken for a run that never started */
   close_fd(&gone->in_fd);
   close_fd(&gone->out_fd);
   close_fd(&gone->err_fd);
@@ -222,6 +228,7 @@ static void destroy(struct run *gone)
   run_trace_free(gone);
   free(gone);
   make_spare_cgroup();
+  run_group_spare();
   share_sweep();
   if (traced)
     run_trace_teardown(run_now_ns() - t0);
@@ -412,6 +419,8 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     return;
   }
   r->t_prepared = run_now_ns();
+  if (!(q->flags & (WIRE_RUN_LEAD_GROUP | WIRE_RUN_PTY)))
+    r->holder = run_group_take();
   take_cgroup(r);
   r->t_cgroup = run_now_ns();
   if (q->flags & WIRE_RUN_SEARCH_PATH)
@@ -446,6 +455,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     if (pid < 0)
       run_refuse(r, 125, "cannot fork in the guest: %s", strerror(errno));
     else {
+      r->pgid = run_group_settle(pid, r->holder);
       r->pid = pid;
       r->started = true;
       exec_done = vforked;
@@ -549,7 +559,7 @@ void runs_frame(const struct wire_header *h, const uint8_t *p)
     uint32_t wsig;
     int sig = wire_decode_u32(p, h->length, &wsig) ? wire_signal_to_native(wsig) : 0;
     if (sig > 0 && r->pid > 0)
-      kill(-r->pid, sig);
+      kill(-r->pgid, sig);
     break;
   }
   case WIRE_CANCEL:
@@ -592,8 +602,13 @@ bool runs_active(void)
 
 bool runs_reaped(pid_t pid, int status)
 {
+  if (run_group_reaped(pid))
+    return true;
   for (struct run *r = runs; r; r = r->next)
-    if (r->pid == pid) {
+    if (r->holder == pid) {
+      r->holder = 0; /* its group lives on while it has members */
+      return true;
+    } else if (r->pid == pid) {
       r->pid = 0;
       r->reaped = true;
       r->t_reaped = run_now_ns();

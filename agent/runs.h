@@ -20,6 +20,8 @@
 struct run {
   uint32_t id;
   pid_t pid;             /* main process; 0 before the start and after the reap */
+  pid_t holder;          /* the process leading its group (run-group.c), or 0 */
+  pid_t pgid;            /* its process group, once started */
   int in_fd, out_fd, err_fd, exec_fd; /* our pipe ends, -1 once closed */
   uint8_t *stdin_buf;    /* stdin from the host not yet taken by the program */
   size_t stdin_len;
@@ -73,6 +75,17 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
 /* The exec pipe is readable: end of file means exec succeeded; a message
  * means it did not, and the run is refused. */
 void run_exec_result(struct run *r);
+
+/* run-group.c: the process group of a run's program. */
+/* Fork the spare holder, if there is none (when idle). */
+void run_group_spare(void);
+/* The spare holder's pid (forked now if there was none), or 0. */
+pid_t run_group_take(void);
+/* In the parent after the fork of PID, which joins HOLDER's group (or
+ * leads its own if HOLDER is 0): the id of the group it is in. */
+pid_t run_group_settle(pid_t pid, pid_t holder);
+/* Whether PID was the spare holder, reaped. */
+bool run_group_reaped(pid_t pid);
 
 /* run-io.c */
 /* The run's stdin, stdout and stderr: pipes whose child ends go into FDS,

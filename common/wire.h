@@ -234,6 +234,12 @@ enum {
    * those numbers, opened at their paths, from those offsets (`prog
    * /dev/fd/4 4<file`). Where it leaves them is not sent back. */
   WIRE_RUN_IN_FILES = 1024,
+  /* The caller leads its process group (an interactive shell's job, a
+   * test of meson's, which gets a session): the program leads its own, and
+   * its setsid() fails as the caller's would. Without it the program is a
+   * member of a group the agent made for the run, as a program run from a
+   * script or make is, and its setsid() succeeds. */
+  WIRE_RUN_LEAD_GROUP = 2048,
 };
 #define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };

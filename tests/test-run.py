@@ -443,6 +443,16 @@ def test_ids():
     r = probe("ctty")
     check(r.returncode == 0 and r.stdout == b"leader 0 tty ENXIO\n",
           f"the program leads no session: a terminal it opens is not its own: {r.stdout!r} {r.stderr[-200:]!r}")
+    # The process group as the caller's: run from a script (vmexec is a
+    # member of the test's group), the program leads no group and may
+    # start a session; run as a group leader (meson test gives each test a
+    # session), it leads one, and setsid() fails as it would natively.
+    r = probe("pgrp")
+    check(r.returncode == 0 and r.stdout == b"leader 0 setsid ok\n",
+          f"called from a script, the program leads no process group: {r.stdout!r} {r.stderr[-200:]!r}")
+    r = probe("pgrp", start_new_session=True)
+    check(r.returncode == 0 and r.stdout == b"leader 1 setsid EPERM\n",
+          f"called by a group leader, the program leads its group: {r.stdout!r} {r.stderr[-200:]!r}")
     r = probe("ids")
     want = f"{os.getuid()} {os.getgid()}\n".encode()
     check(r.stdout == want, f"runs with the caller's uid and gid: {r.stdout!r}, want {want!r}")

@@ -11,7 +11,8 @@
  *   cat               copy stdin to stdout until end of file
  *   tree N            fork N sleeping children (one of them in its own session),
  *                     print "ready", then sleep
- *   procs             print the pids of user processes other than init and itself
+ *   procs             print the pids of user processes other than init and its
+ *                     own process group (itself, its holder under vmexec)
  *   ignore            ignore SIGINT, SIGTERM and SIGHUP, print "ready", then sleep
  *                     (a program that a harness's SIGTERM does not end)
  *   hello             print "hello from <machine> <byte order>"
@@ -45,6 +46,10 @@
  *                     gawk's pty coprocesses do), then print whether the
  *                     probe leads a session and whether /dev/tty opens:
  *                     "leader 0 tty ENXIO" natively from a shell
+ *   pgrp              print whether the probe leads its process group, then
+ *                     call setsid(): "leader 0 setsid ok" natively from a
+ *                     script or make, "leader 1 setsid EPERM" from an
+ *                     interactive shell or meson test
  */
 /* posix_openpt, ptsname (ctty) when compiled by hand (README's quick
  * start, bench/): the build passes -D_GNU_SOURCE itself. */
@@ -132,11 +137,12 @@ static int procs(void)
   if (!d)
     return 1;
   struct dirent *e;
-  pid_t self = getpid();
+  pid_t self = getpid(), group = getpgrp();
   while ((e = readdir(d))) {
     char *end;
     long pid = strtol(e->d_name, &end, 10);
-    if (*end || pid <= 1 || pid == self)
+    /* Not this run's: the probe, and its group's holder under vmexec. */
+    if (*end || pid <= 1 || pid == self || getpgid((pid_t)pid) == group)
       continue;
     char path[64], cmd[256];
     snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
@@ -200,6 +206,13 @@ static int ctty(void)
     return 1;
   int t = open("/dev/tty", O_RDWR);
   printf("leader %d tty %s\n", getsid(0) == getpid(), t >= 0 ? "opens" : errno == ENXIO ? "ENXIO" : strerror(errno));
+  return 0;
+}
+
+static int pgrp(void)
+{
+  bool leader = getpgrp() == getpid();
+  printf("leader %d setsid %s\n", leader, setsid() != -1 ? "ok" : errno == EPERM ? "EPERM" : strerror(errno));
   return 0;
 }
 
@@ -390,6 +403,8 @@ int main(int argc, char **argv)
   }
   if (!strcmp(what, "ctty"))
     return ctty();
+  if (!strcmp(what, "pgrp"))
+    return pgrp();
   if (!strcmp(what, "seekout"))
     return seekout();
   if (!strcmp(what, "stdin-is") && argc == 3)
