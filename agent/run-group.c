@@ -1,4 +1,15 @@
-/* The process group a run's program is in. Run natively from a shell
+/* The pid and the process group of a run's program, as the caller's.
+ *
+ * The pid: vmexec's own (WIRE_RUN_PID), as under qemu-user, where the
+ * program is the caller's process, so that a pid it prints or writes into a
+ * pid file names the vmexec call on the host (whose signals reach it). The
+ * kernel gives the pid after ns_last_pid to the next fork if it is free, as
+ * CRIU restores pids; the guest's pid_max is raised to the kernel's limit
+ * for the host's pids to fit (on 32-bit targets it stays 32768, and larger
+ * pids are not given). Another process forking in between, or the pid in
+ * use, leaves the program another pid: nothing else depends on it.
+ *
+ * The process group. Run natively from a shell
  * script, make or ctest, a program is a member of a group it does not
  * lead, so its setsid() succeeds (daemons, the `setsid` command, tests of
  * both); run from an interactive shell, or from meson test (a new session
@@ -14,11 +25,41 @@
  * even when the holder itself is gone (`kill -9 -1` from a program kills
  * it): the kernel does not hand out a pid still in use as a group id. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "runs.h"
+
+static int last_pid_fd = -1;
+
+void run_pid_init(void)
+{
+  int fd = open("/proc/sys/kernel/pid_max", O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    /* PID_MAX_LIMIT of 64-bit kernels; 32-bit ones refuse it (EINVAL). */
+    if (write(fd, "4194304", 7) != 7 && errno != EINVAL)
+      agent_log("cannot raise pid_max: %s", strerror(errno));
+    close(fd);
+  }
+  last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+  if (last_pid_fd < 0)
+    agent_log("no ns_last_pid (%s): programs get the guest's pids, not the caller's", strerror(errno));
+}
+
+void run_pid_next(pid_t pid)
+{
+  if (last_pid_fd < 0 || pid <= 1)
+    return;
+  char buf[16];
+  int n = snprintf(buf, sizeof buf, "%d", (int)pid - 1);
+  /* At offset 0: sysctl ignores a number written further on. EINVAL when
+   * the pid is above pid_max: the next pid is then the guest's own. */
+  if (pwrite(last_pid_fd, buf, (size_t)n, 0) == -1 && errno != EINVAL)
+    agent_log("cannot write ns_last_pid: %s", strerror(errno));
+}
 
 static pid_t spare_holder; /* 0: none */
 

@@ -64,6 +64,7 @@ void runs_init(void)
   if (!have_cgroups)
     agent_log("no cgroup2 (%s): a run's processes are killed by process group", strerror(errno));
   make_spare_cgroup();
+  run_pid_init();
   run_group_spare();
 }
 
@@ -444,6 +445,8 @@ static void start(struct run *r, const uint8_t *p, size_t n)
       r->ns_sock_child = sv[1];
     }
     bool vforked;
+    if (q->flags & WIRE_RUN_PID)
+      run_pid_next((pid_t)q->pid);
     pid_t pid = spawn_child(r, q, fds, slave, ex[1], &vforked);
     for (int i = 0; i < 3; i++)
       close_fd(&fds[i]);

@@ -267,7 +267,8 @@ static uint32_t send_run(int sock, const struct run_options *o, const char *file
   m.gid = o->root ? 0 : getgid();
   m.umask = mask;
   m.flags = (o->copy ? WIRE_RUN_COPY : 0) | (trace_on() ? WIRE_RUN_TRACE : 0) |
-            (getpgrp() == getpid() ? WIRE_RUN_LEAD_GROUP : 0) | o->run_flags;
+            (getpgrp() == getpid() ? WIRE_RUN_LEAD_GROUP : 0) | WIRE_RUN_PID | o->run_flags;
+  m.pid = (uint32_t)getpid();
   if (!(o->run_flags & WIRE_RUN_PTY))
     m.flags |= stream_flags(&m, shared);
   if (!getcwd(m.cwd, sizeof m.cwd))

@@ -123,6 +123,8 @@ bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t 
       wire_put_u64(&w, m->in_files[i].offset);
     }
   }
+  if (m->flags & WIRE_RUN_PID)
+    wire_put_u32(&w, m->pid);
   return finish(&w, len);
 }
 
@@ -205,6 +207,10 @@ bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec,
       f->offset = wire_get_u64(&r);
       r.ok = r.ok && f->fd >= 3 && f->fd < WIRE_IN_FILE_FD_MAX && f->path[0] == '/' && f->offset <= INT64_MAX;
     }
+  }
+  if (m->flags & WIRE_RUN_PID) {
+    m->pid = wire_get_u32(&r);
+    r.ok = r.ok && m->pid > 1 && m->pid <= INT32_MAX;
   }
   if (!r.ok) {
     m->argc = m->envc = m->ngroups = 0;

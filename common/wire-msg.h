@@ -73,6 +73,7 @@ struct wire_run {
     uint64_t offset;
     char path[PATH_MAX];
   } in_files[WIRE_MAX_IN_FILES];
+  uint32_t pid; /* WIRE_RUN_PID: above 1 */
 };
 bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t *len);
 /* The argv and env strings land in the caller's arrays: VEC (VCAP pointers,

@@ -240,6 +240,12 @@ enum {
    * member of a group the agent made for the run, as a program run from a
    * script or make is, and its setsid() succeeds. */
   WIRE_RUN_LEAD_GROUP = 2048,
+  /* The pid the program should have (vmexec's own, at the end of WIRE_RUN:
+   * u32), as under qemu-user, where the program is the caller's process: a
+   * pid it prints or writes to a pid file names, on the host, the vmexec
+   * call that runs it. The agent gives it where that pid is free in the
+   * guest, and the guest's next pids follow it. */
+  WIRE_RUN_PID = 4096,
 };
 #define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };

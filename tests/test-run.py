@@ -453,6 +453,12 @@ def test_ids():
     r = probe("pgrp", start_new_session=True)
     check(r.returncode == 0 and r.stdout == b"leader 1 setsid EPERM\n",
           f"called by a group leader, the program leads its group: {r.stdout!r} {r.stderr[-200:]!r}")
+    # The pid is vmexec's, as under qemu-user (the program is the caller's
+    # process there): a pid file or a printed pid names the call on the host.
+    p = subprocess.Popen([VMEXEC, PROBE, "pid"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=900)
+    check(p.returncode == 0 and out == f"{p.pid}\n".encode(),
+          f"the program's pid is vmexec's ({p.pid}): {out!r} {err[-200:]!r}")
     r = probe("ids")
     want = f"{os.getuid()} {os.getgid()}\n".encode()
     check(r.stdout == want, f"runs with the caller's uid and gid: {r.stdout!r}, want {want!r}")

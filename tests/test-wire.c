@@ -360,6 +360,19 @@ static void run_msg(void)
   CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
   sample_run(&m);
 
+  /* The caller's pid: a u32, last; not 0 or 1 (the agent's), nor negative as a pid_t. */
+  m.flags = WIRE_RUN_PID;
+  m.pid = 0x01020304;
+  CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && memcmp(run_buf + len - 4, "\x01\x02\x03\x04", 4) == 0);
+  CHECK(decode_run(run_buf, len) && run_out.pid == 0x01020304);
+  check_prefixes(decode_run, run_buf, len);
+  const uint32_t bad_pids[] = { 0, 1, 0x80000000u };
+  for (size_t i = 0; i < sizeof bad_pids / sizeof bad_pids[0]; i++) {
+    m.pid = bad_pids[i];
+    CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
+  }
+  sample_run(&m);
+
   /* The worst case for the caller's arrays: nothing but empty strings. */
   static char *empty[200000];
   for (size_t i = 0; i < 200000; i++)

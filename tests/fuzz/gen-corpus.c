@@ -97,7 +97,8 @@ static void frames(void)
   run.stdin_offset = 9;
   ENCODE(wire_encode_run, &run, WIRE_RUN, 2);
   frame(WIRE_STDIN_END, 2, "\0\0\0\0\0\0\0\x0d", 8);
-  run.flags = WIRE_RUN_STDOUT_FILE | WIRE_RUN_STDERR_FILE;
+  run.flags = WIRE_RUN_STDOUT_FILE | WIRE_RUN_STDERR_FILE | WIRE_RUN_LEAD_GROUP | WIRE_RUN_PID;
+  run.pid = 4242;
   run.out_file[0] = (struct wire_out_file){ .offset = 3, .size = 3 };
   run.out_file[1] = (struct wire_out_file){ .offset = 0, .size = 7, .append = 1 };
   ENCODE(wire_encode_run, &run, WIRE_RUN, 3);

@@ -50,6 +50,7 @@
  *                     call setsid(): "leader 0 setsid ok" natively from a
  *                     script or make, "leader 1 setsid EPERM" from an
  *                     interactive shell or meson test
+ *   pid               print its pid
  */
 /* posix_openpt, ptsname (ctty) when compiled by hand (README's quick
  * start, bench/): the build passes -D_GNU_SOURCE itself. */
@@ -405,6 +406,10 @@ int main(int argc, char **argv)
     return ctty();
   if (!strcmp(what, "pgrp"))
     return pgrp();
+  if (!strcmp(what, "pid")) {
+    printf("%d\n", (int)getpid());
+    return 0;
+  }
   if (!strcmp(what, "seekout"))
     return seekout();
   if (!strcmp(what, "stdin-is") && argc == 3)
