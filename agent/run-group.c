@@ -7,7 +7,10 @@
  * CRIU restores pids; the guest's pid_max is raised to the kernel's limit
  * for the host's pids to fit (on 32-bit targets it stays 32768, and larger
  * pids are not given). Another process forking in between, or the pid in
- * use, leaves the program another pid: nothing else depends on it.
+ * use, leaves the program another pid: nothing else depends on it. Right
+ * after the fork the guest's own count is put back (run_pid_done): the
+ * agent's next fork, a holder that lives on, would otherwise take the pid
+ * after the program's, which is likely the pid of the host's next call.
  *
  * The process group. Run natively from a shell
  * script, make or ctest, a program is a member of a group it does not
@@ -34,6 +37,8 @@
 #include "runs.h"
 
 static int last_pid_fd = -1;
+static char own_last[16]; /* the guest's own ns_last_pid while a program's is set, or "" */
+static ssize_t own_last_len;
 
 void run_pid_init(void)
 {
@@ -44,7 +49,7 @@ void run_pid_init(void)
       agent_log("cannot raise pid_max: %s", strerror(errno));
     close(fd);
   }
-  last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+  last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_RDWR | O_CLOEXEC);
   if (last_pid_fd < 0)
     agent_log("no ns_last_pid (%s): programs get the guest's pids, not the caller's", strerror(errno));
 }
@@ -53,12 +58,25 @@ void run_pid_next(pid_t pid)
 {
   if (last_pid_fd < 0 || pid <= 1)
     return;
+  own_last_len = pread(last_pid_fd, own_last, sizeof own_last, 0);
+  if (own_last_len <= 0)
+    return;
   char buf[16];
   int n = snprintf(buf, sizeof buf, "%d", (int)pid - 1);
   /* At offset 0: sysctl ignores a number written further on. EINVAL when
    * the pid is above pid_max: the next pid is then the guest's own. */
-  if (pwrite(last_pid_fd, buf, (size_t)n, 0) == -1 && errno != EINVAL)
+  if (pwrite(last_pid_fd, buf, (size_t)n, 0) == -1) {
+    if (errno != EINVAL)
+      agent_log("cannot write ns_last_pid: %s", strerror(errno));
+    own_last_len = 0;
+  }
+}
+
+void run_pid_done(void)
+{
+  if (own_last_len > 0 && pwrite(last_pid_fd, own_last, (size_t)own_last_len, 0) == -1)
     agent_log("cannot write ns_last_pid: %s", strerror(errno));
+  own_last_len = 0;
 }
 
 static pid_t spare_holder; /* 0: none */

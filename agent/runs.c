@@ -448,6 +448,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     if (q->flags & WIRE_RUN_PID)
       run_pid_next((pid_t)q->pid);
     pid_t pid = spawn_child(r, q, fds, slave, ex[1], &vforked);
+    run_pid_done();
     for (int i = 0; i < 3; i++)
       close_fd(&fds[i]);
     close_fd(&r->ns_sock_child);
@@ -560,9 +561,9 @@ void runs_frame(const struct wire_header *h, const uint8_t *p)
     break;
   case WIRE_SIGNAL: {
     uint32_t wsig;
-    int sig = wire_decode_u32(p, h->length, &wsig) ? wire_signal_to_native(wsig) : 0;
+    int sig = wire_decode_u32(p, h->length, &wsig) ? wire_signal_to_native(wsig & ~WIRE_SIGNAL_PROCESS) : 0;
     if (sig > 0 && r->pid > 0)
-      kill(-r->pgid, sig);
+      kill(wsig & WIRE_SIGNAL_PROCESS ? r->pid : -r->pgid, sig);
     break;
   }
   case WIRE_CANCEL:

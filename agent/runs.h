@@ -79,8 +79,10 @@ void run_exec_result(struct run *r);
 /* run-group.c: the pid and the process group of a run's program. */
 /* At the start: room for the host's pids, and ns_last_pid opened. */
 void run_pid_init(void);
-/* The next process forked in the guest gets PID if it is free. */
+/* The next process forked in the guest gets PID if it is free... */
 void run_pid_next(pid_t pid);
+/* ...and after that fork, the guest's own count goes on. */
+void run_pid_done(void);
 /* Fork the spare holder, if there is none (when idle). */
 void run_group_spare(void);
 /* The spare holder's pid (forked now if there was none), or 0. */
