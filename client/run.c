@@ -56,7 +56,11 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
 
 static volatile sig_atomic_t pending_signals[NSIG];
 static int wake_pipe[2] = { -1, -1 };
-static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+/* SIGUSR1 and SIGUSR2 go to the program alone: a script that signals the pid
+ * the program printed or wrote to a pid file (vmexec's, see WIRE_RUN_PID)
+ * means that process, as kill(1) natively does; the others go to its group,
+ * as a terminal or a harness's timeout sends them. */
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
 static void on_signal(int sig)
 {
@@ -504,7 +508,9 @@ static void forward_signals(struct relay *r)
       if (ends_call(forwarded[i]))
         terminating_signal(r, forwarded[i]);
       else
-        frame_conn_queue_u32(&r->conn, WIRE_SIGNAL, RUN_ID, wire_signal_from_native(forwarded[i]));
+        frame_conn_queue_u32(&r->conn, WIRE_SIGNAL, RUN_ID,
+                             wire_signal_from_native(forwarded[i]) |
+                                 (forwarded[i] == SIGUSR1 || forwarded[i] == SIGUSR2 ? WIRE_SIGNAL_PROCESS : 0));
     }
   if (pending_signals[SIGWINCH]) {
     pending_signals[SIGWINCH] = 0;

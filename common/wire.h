@@ -49,7 +49,8 @@ enum wire_type {
    * run's output (host -> agent) or stdin (agent -> host). Each side may have
    * at most WIRE_WINDOW bytes of a run's stream data unacknowledged. */
   WIRE_CREDIT = 8,
-  WIRE_SIGNAL = 9,    /* host -> agent: u32 wire signal number, for the run's process group */
+  WIRE_SIGNAL = 9,    /* host -> agent: u32 wire signal number, for the run's process group; or'ed
+                       * with WIRE_SIGNAL_PROCESS, for its main process only */
   WIRE_CANCEL = 10,   /* host -> agent: kill every process of the run; WIRE_EXIT follows */
   /* agent -> host: the run is over and all its output was sent.
    * u32 how (WIRE_EXITED / WIRE_SIGNALED / WIRE_FAILED), u32 value (exit code /
@@ -247,6 +248,8 @@ enum {
    * guest, and the guest's next pids follow it. */
   WIRE_RUN_PID = 4096,
 };
+/* In WIRE_SIGNAL: to the program alone, as kill(pid) sends it, not to its group. */
+#define WIRE_SIGNAL_PROCESS 0x10000u
 #define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 enum { WIRE_EXITED = 0, WIRE_SIGNALED = 1, WIRE_FAILED = 2 };
 

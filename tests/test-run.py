@@ -144,6 +144,15 @@ def test_signals():
     for name, sig in (("segv", signal.SIGSEGV), ("abrt", signal.SIGABRT), ("kill", signal.SIGKILL)):
         r = probe("signal", name)
         check(r.returncode == -sig, f"death by SIG{name.upper()} is re-raised: returncode {r.returncode}")
+    # SIGUSR1 sent to vmexec (the program's pid: see test_ids) reaches the
+    # program alone, as kill(1) natively: its child, in its group, lives on.
+    p = subprocess.Popen([VMEXEC, PROBE, "usr1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = p.stdout.readline()
+    check(line == b"ready\n", f"the usr1 probe started ({line!r})")
+    p.send_signal(signal.SIGUSR1)
+    out, err = p.communicate(timeout=900)
+    check(p.returncode == 0 and out == b"SIGUSR1, child alive\n",
+          f"SIGUSR1 goes to the program, not its group: {p.returncode} {out!r} {err[-200:]!r}")
 
 
 def pattern_digest(n):

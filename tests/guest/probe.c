@@ -51,6 +51,9 @@
  *                     script or make, "leader 1 setsid EPERM" from an
  *                     interactive shell or meson test
  *   pid               print its pid
+ *   usr1              fork a child, print "ready", wait for SIGUSR1, then print
+ *                     whether the child (whom SIGUSR1 kills) is alive:
+ *                     "SIGUSR1, child alive" when sent to the probe alone
  */
 /* posix_openpt, ptsname (ctty) when compiled by hand (README's quick
  * start, bench/): the build passes -D_GNU_SOURCE itself. */
@@ -73,6 +76,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -355,6 +359,25 @@ int main(int argc, char **argv)
     tree(atoi(argv[2]));
   if (!strcmp(what, "procs"))
     return procs();
+  if (!strcmp(what, "usr1")) {
+    /* A child that SIGUSR1 would kill, in the probe's group. */
+    pid_t child = fork();
+    if (child == 0)
+      for (;;)
+        pause();
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, NULL);
+    printf("ready\n");
+    fflush(stdout);
+    int sig;
+    sigwait(&usr1, &sig);
+    usleep(200 * 1000); /* time for the child to die if it got one too */
+    printf("SIGUSR1, child %s\n", waitpid(child, NULL, WNOHANG) == 0 ? "alive" : "gone");
+    kill(child, SIGKILL);
+    return 0;
+  }
   if (!strcmp(what, "ignore")) {
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
