@@ -59,8 +59,10 @@ static const char usage[] =
   "under emulation (VMEXEC_ASLR=1 keeps it).\n"
   "VMEXEC_TRACE=1 prints where a call's time went (client, supervisor and guest phases,\n"
   "in ms) on stderr when it ends; VMEXEC_TRACE=/abs/path appends it to that file.\n"
-  "SIGINT, SIGTERM and SIGHUP go to PROGRAM; if it has not ended VMEXEC_KILL_GRACE seconds\n"
-  "later (5), or at a second one, its run is cancelled and vmexec dies of that signal.\n"
+  "PROGRAM has vmexec's pid where the guest has it free. SIGINT, SIGTERM, SIGHUP and\n"
+  "SIGQUIT go to its process group, SIGUSR1 and SIGUSR2 to PROGRAM; if it has not ended\n"
+  "VMEXEC_KILL_GRACE seconds (5) after the first of SIGINT, SIGTERM and SIGHUP, or at a\n"
+  "second one, its run is cancelled and vmexec dies of that signal.\n"
   "Exit status: that of PROGRAM; 125 if vmexec failed, 126 if PROGRAM cannot be\n"
   "executed, 127 if it does not exist. See vmexec(1).\n";
 
