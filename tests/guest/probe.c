@@ -11,8 +11,8 @@
  *   cat               copy stdin to stdout until end of file
  *   tree N            fork N sleeping children (one of them in its own session),
  *                     print "ready", then sleep
- *   procs             print the pids of user processes other than init and its
- *                     own process group (itself, its holder under vmexec)
+ *   procs             print the pids of user processes other than init, itself
+ *                     and its group's holder under vmexec
  *   ignore            ignore SIGINT, SIGTERM and SIGHUP, print "ready", then sleep
  *                     (a program that a harness's SIGTERM does not end)
  *   hello             print "hello from <machine> <byte order>"
@@ -146,8 +146,7 @@ static int procs(void)
   while ((e = readdir(d))) {
     char *end;
     long pid = strtol(e->d_name, &end, 10);
-    /* Not this run's: the probe, and its group's holder under vmexec. */
-    if (*end || pid <= 1 || pid == self || getpgid((pid_t)pid) == group)
+    if (*end || pid <= 1 || pid == self)
       continue;
     char path[64], cmd[256];
     snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
@@ -156,7 +155,10 @@ static int procs(void)
       continue;
     size_t len = fread(cmd, 1, sizeof cmd - 1, f);
     fclose(f);
-    if (len > 0) /* kernel threads have no command line */
+    cmd[len] = '\0';
+    /* Kernel threads have no command line. Under vmexec, the agent (/init)
+     * forks the holder of the probe's group: not another run's process. */
+    if (len > 0 && !(getpgid((pid_t)pid) == group && !strcmp(cmd, "/init")))
       printf("%ld %s\n", pid, cmd);
   }
   closedir(d);
