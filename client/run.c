@@ -200,7 +200,7 @@ static bool stdin_is_shared_file(struct wire_run *m)
 static bool find_in_files(struct wire_run *m)
 {
   m->nin_files = 0;
-  for (int fd = 3; fd < WIRE_IN_FILE_FD_MAX && m->nin_files < WIRE_MAX_IN_FILES; fd++) {
+  for (int fd = 3; fd < WIRE_FD_MAX && m->nin_files < WIRE_MAX_IN_FILES; fd++) {
     int fdflags = fcntl(fd, F_GETFD);
     struct wire_in_file *f = &m->in_files[m->nin_files];
     if (fdflags == -1 || (fdflags & FD_CLOEXEC) || !shared_read_file(fd, f->path, sizeof f->path, &f->offset))

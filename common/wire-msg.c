@@ -123,6 +123,16 @@ bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t 
       wire_put_u64(&w, m->in_files[i].offset);
     }
   }
+  if (m->flags & WIRE_RUN_OUT_FDS) {
+    if (m->nout_fds > WIRE_MAX_OUT_FDS)
+      w.ok = false;
+    wire_put_u32(&w, m->nout_fds);
+    for (uint32_t i = 0; w.ok && i < m->nout_fds; i++) {
+      wire_put_u32(&w, m->out_fds[i].fd);
+      wire_put_u32(&w, m->out_fds[i].kind);
+      wire_put_u32(&w, m->out_fds[i].arg);
+    }
+  }
   if (m->flags & WIRE_RUN_PID)
     wire_put_u32(&w, m->pid);
   return finish(&w, len);
@@ -162,6 +172,33 @@ static char **get_strings(struct wire_reader *r, uint32_t *count, struct string_
   s->vused += n + 1;
   *count = n;
   return list;
+}
+
+/* Entry I of M's out fds, with those before it decoded: a number of its
+ * own, above the one before; what it is a copy of is there before it. */
+static bool valid_out_fd(const struct wire_run *m, uint32_t i)
+{
+  const struct wire_out_fd *f = &m->out_fds[i];
+  if (f->fd < 3 || f->fd >= WIRE_FD_MAX || (i > 0 && f->fd <= m->out_fds[i - 1].fd))
+    return false;
+  for (uint32_t j = 0; j < m->nin_files; j++)
+    if (m->in_files[j].fd == f->fd)
+      return false;
+  switch (f->kind) {
+  case WIRE_OUT_FD_PIPE:
+    return f->arg == 0;
+  case WIRE_OUT_FD_NULL:
+    return f->arg != 0 && (f->arg & ~(uint32_t)(WIRE_FD_READ | WIRE_FD_WRITE)) == 0;
+  case WIRE_OUT_FD_DUP:
+    if (f->arg == 1 || f->arg == 2)
+      return true;
+    for (uint32_t j = 0; j < i; j++)
+      if (m->out_fds[j].fd == f->arg)
+        return true;
+    return false;
+  default:
+    return false;
+  }
 }
 
 bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec, size_t vcap, char *strings,
@@ -205,7 +242,19 @@ bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec,
       f->fd = wire_get_u32(&r);
       wire_get_str(&r, f->path, sizeof f->path);
       f->offset = wire_get_u64(&r);
-      r.ok = r.ok && f->fd >= 3 && f->fd < WIRE_IN_FILE_FD_MAX && f->path[0] == '/' && f->offset <= INT64_MAX;
+      r.ok = r.ok && f->fd >= 3 && f->fd < WIRE_FD_MAX && f->path[0] == '/' && f->offset <= INT64_MAX;
+    }
+  }
+  if (m->flags & WIRE_RUN_OUT_FDS) {
+    m->nout_fds = wire_get_u32(&r);
+    if (m->nout_fds > WIRE_MAX_OUT_FDS)
+      r.ok = false;
+    for (uint32_t i = 0; r.ok && i < m->nout_fds; i++) {
+      struct wire_out_fd *f = &m->out_fds[i];
+      f->fd = wire_get_u32(&r);
+      f->kind = wire_get_u32(&r);
+      f->arg = wire_get_u32(&r);
+      r.ok = r.ok && valid_out_fd(m, i);
     }
   }
   if (m->flags & WIRE_RUN_PID) {
@@ -392,6 +441,20 @@ bool wire_decode_output_at(const uint8_t *p, size_t n, struct wire_output *m, co
     return false;
   *data = p + r.pos;
   *len = n - r.pos;
+  return true;
+}
+
+size_t wire_encode_fd_output(uint8_t buf[WIRE_FD_OUTPUT_HEADER], uint32_t fd)
+{
+  return wire_encode_u32(buf, fd);
+}
+
+bool wire_decode_fd_output(const uint8_t *p, size_t n, uint32_t *fd, const uint8_t **data, size_t *len)
+{
+  if (!wire_decode_u32(p, n, fd) || *fd < 3 || *fd >= WIRE_FD_MAX)
+    return false;
+  *data = p + WIRE_FD_OUTPUT_HEADER;
+  *len = n - WIRE_FD_OUTPUT_HEADER;
   return true;
 }
 

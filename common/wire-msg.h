@@ -45,7 +45,9 @@ bool wire_decode_resume(const uint8_t *p, size_t n, struct wire_resume *m);
 /* WIRE_RUN, host -> agent. */
 #define WIRE_MAX_GROUPS 256
 #define WIRE_MAX_IN_FILES 8
-#define WIRE_IN_FILE_FD_MAX 256
+#define WIRE_MAX_OUT_FDS 8
+/* The caller's descriptors that reach the program are below this. */
+#define WIRE_FD_MAX 256
 struct wire_run {
   uint32_t uid, gid, umask, flags; /* flags: WIRE_RUN_* */
   char cwd[PATH_MAX];
@@ -66,13 +68,21 @@ struct wire_run {
     uint32_t append;
   } out_file[2];
   /* WIRE_RUN_IN_FILES: the caller's files open for reading at fds 3 and up
-   * (below WIRE_IN_FILE_FD_MAX), absolute paths. */
+   * (below WIRE_FD_MAX), absolute paths. */
   uint32_t nin_files;
   struct wire_in_file {
     uint32_t fd;
     uint64_t offset;
     char path[PATH_MAX];
   } in_files[WIRE_MAX_IN_FILES];
+  /* WIRE_RUN_OUT_FDS: the caller's fds 3 and up (below WIRE_FD_MAX) open
+   * for writing, and /dev/null, ascending. */
+  uint32_t nout_fds;
+  struct wire_out_fd {
+    uint32_t fd;
+    uint32_t kind; /* WIRE_OUT_FD_* */
+    uint32_t arg;  /* DUP: the fd it is a copy of; NULL: WIRE_FD_READ | WIRE_FD_WRITE; PIPE: 0 */
+  } out_fds[WIRE_MAX_OUT_FDS];
   uint32_t pid; /* WIRE_RUN_PID: above 1 */
 };
 bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t *len);
@@ -99,6 +109,14 @@ size_t wire_encode_output_at(uint8_t buf[WIRE_OUTPUT_AT_HEADER], uint32_t fd, ui
 bool wire_decode_output_at(const uint8_t *p, size_t n, struct wire_output *m, const uint8_t **data, size_t *len);
 bool wire_encode_output_end(const struct wire_output *m, uint8_t *buf, size_t cap, size_t *len);
 bool wire_decode_output_end(const uint8_t *p, size_t n, struct wire_output *m);
+
+/* WIRE_FD_OUTPUT, agent -> host: the fd, then the bytes. */
+#define WIRE_FD_OUTPUT_HEADER 4
+/* The fd into BUF; the bytes go after it. */
+size_t wire_encode_fd_output(uint8_t buf[WIRE_FD_OUTPUT_HEADER], uint32_t fd);
+/* The bytes: *DATA, *LEN (the rest of the payload). Refuses an fd below 3
+ * or from WIRE_FD_MAX on. */
+bool wire_decode_fd_output(const uint8_t *p, size_t n, uint32_t *fd, const uint8_t **data, size_t *len);
 
 /* WIRE_HOST_FILE, host -> agent: the file's bytes follow these fields. */
 struct wire_host_file {

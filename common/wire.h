@@ -154,6 +154,14 @@ enum wire_type {
    * its bytes. The agent of a minimal image puts it at that path unless the
    * image has one there; /etc/hostname also names the guest. No answer. */
   WIRE_HOST_FILE = 29,
+  /* agent -> host, for a WIRE_RUN_OUT_FDS run: u32 fd (3 and up, one of
+   * the run's WIRE_OUT_FD_PIPE descriptors), then bytes the program wrote
+   * there (counted against the run's output credit, all of the payload),
+   * in the order written. The host write()s them to its own fd of that
+   * number, so its offset or O_APPEND places them as the program's own
+   * writes would have; a write that fails there is answered as stdout's
+   * (WIRE_OUTPUT_CLOSED with that fd). */
+  WIRE_FD_OUTPUT = 30,
 };
 #define WIRE_OUTPUT_KEPT UINT64_MAX
 #define WIRE_SEED_MIN 16
@@ -241,13 +249,31 @@ enum {
    * member of a group the agent made for the run, as a program run from a
    * script or make is, and its setsid() succeeds. */
   WIRE_RUN_LEAD_GROUP = 2048,
-  /* The pid the program should have (vmexec's own, at the end of WIRE_RUN:
-   * u32), as under qemu-user, where the program is the caller's process: a
-   * pid it prints or writes to a pid file names, on the host, the vmexec
-   * call that runs it. The agent gives it where that pid is free in the
-   * guest, and the guest's next pids follow it. */
+  /* The pid the program should have (vmexec's own: u32, last in WIRE_RUN,
+   * after WIRE_RUN_OUT_FDS' list), as under qemu-user, where the program is
+   * the caller's process: a pid it prints or writes to a pid file names, on
+   * the host, the vmexec call that runs it. The agent gives it where that
+   * pid is free in the guest. */
   WIRE_RUN_PID = 4096,
+  /* The caller's other descriptors (3 and up, inherited) that are open for
+   * writing, and /dev/null however it is open (after WIRE_RUN_IN_FILES'
+   * list at the end of WIRE_RUN: u32 n, then n times u32 fd, u32 kind
+   * (WIRE_OUT_FD_*), u32 arg; fds ascending, none of them an in-file's):
+   * the program has them at those numbers. A WIRE_OUT_FD_PIPE is a pipe
+   * whose bytes come back in WIRE_FD_OUTPUT frames; the run is over only
+   * once every such pipe, as stdout's, hit end of file (its processes are
+   * killed when the main one was reaped). */
+  WIRE_RUN_OUT_FDS = 8192,
 };
+enum {
+  WIRE_OUT_FD_PIPE = 1, /* arg 0: a pipe to the caller's fd (WIRE_FD_OUTPUT) */
+  /* The same open file as the program's fd ARG: 1, 2 or an earlier entry's
+   * (the caller's are one open file: `exec 5>&1`), so that what goes to
+   * either keeps its order. */
+  WIRE_OUT_FD_DUP = 2,
+  WIRE_OUT_FD_NULL = 3, /* the guest's /dev/null, arg: its access, WIRE_FD_READ | WIRE_FD_WRITE */
+};
+enum { WIRE_FD_READ = 1, WIRE_FD_WRITE = 2 };
 /* In WIRE_SIGNAL: to the program alone, as kill(pid) sends it, not to its group. */
 #define WIRE_SIGNAL_PROCESS 0x10000u
 #define WIRE_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"

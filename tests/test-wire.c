@@ -266,6 +266,80 @@ static void sample_run(struct wire_run *m)
                           .envc = 2, .envp = run_env, .ngroups = 3, .groups = { 4, 27, 0xfffffffe } };
 }
 
+/* The caller's fds open for writing (WIRE_RUN_OUT_FDS): a count, then fd,
+ * kind and arg each, after the in-files; what the decoder refuses. M is
+ * sample_run's with two in-files (at 4 and 100 here) and no flags of its own. */
+static void out_fds(struct wire_run *m)
+{
+  size_t len;
+  m->nin_files = 2;
+  m->in_files[1].fd = 100;
+  snprintf(m->in_files[1].path, sizeof m->in_files[1].path, "/src/devfd.in2");
+  m->flags = WIRE_RUN_IN_FILES | WIRE_RUN_OUT_FDS;
+  m->nout_fds = 4;
+  m->out_fds[0] = (struct wire_out_fd){ .fd = 3, .kind = WIRE_OUT_FD_PIPE };
+  m->out_fds[1] = (struct wire_out_fd){ .fd = 6, .kind = WIRE_OUT_FD_DUP, .arg = 3 };
+  m->out_fds[2] = (struct wire_out_fd){ .fd = 9, .kind = WIRE_OUT_FD_NULL, .arg = WIRE_FD_WRITE };
+  m->out_fds[3] = (struct wire_out_fd){ .fd = 255, .kind = WIRE_OUT_FD_DUP, .arg = 1 };
+  CHECK(wire_encode_run(m, run_buf, sizeof run_buf, &len));
+  const uint8_t want[] = { 0, 0, 0, 4, 0, 0, 0, 3,   0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 2,
+                           0, 0, 0, 3, 0, 0, 0, 9,   0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 255, 0, 0, 0, 2,
+                           0, 0, 0, 1 };
+  CHECK(len > sizeof want && memcmp(run_buf + len - sizeof want, want, sizeof want) == 0);
+  CHECK(decode_run(run_buf, len) && run_out.nin_files == 2 && run_out.in_files[1].fd == 100 && run_out.nout_fds == 4);
+  for (uint32_t i = 0; i < 4; i++)
+    CHECK(run_out.out_fds[i].fd == m->out_fds[i].fd && run_out.out_fds[i].kind == m->out_fds[i].kind &&
+          run_out.out_fds[i].arg == m->out_fds[i].arg);
+  check_prefixes(decode_run, run_buf, len);
+  /* Without the flag, neither sent nor read. */
+  m->flags = WIRE_RUN_IN_FILES;
+  CHECK(wire_encode_run(m, run_buf, sizeof run_buf, &len) && decode_run(run_buf, len) && run_out.nout_fds == 0);
+  m->flags = WIRE_RUN_IN_FILES | WIRE_RUN_OUT_FDS;
+
+  /* Each entry that must not decode, one at a time. */
+  static const struct {
+    uint32_t at;
+    struct wire_out_fd f;
+  } bad[] = {
+    { 0, { 2, WIRE_OUT_FD_PIPE, 0 } },             /* a stream */
+    { 3, { WIRE_FD_MAX, WIRE_OUT_FD_PIPE, 0 } },   /* too high */
+    { 3, { 100, WIRE_OUT_FD_DUP, 1 } },            /* an in-file's number */
+    { 1, { 3, WIRE_OUT_FD_PIPE, 0 } },             /* twice */
+    { 2, { 6, WIRE_OUT_FD_NULL, 1 } },             /* not above the one before */
+    { 0, { 3, WIRE_OUT_FD_PIPE, 1 } },             /* a pipe's arg is 0 */
+    { 2, { 9, WIRE_OUT_FD_NULL, 0 } },             /* /dev/null open neither way */
+    { 2, { 9, WIRE_OUT_FD_NULL, 4 } },
+    { 1, { 6, WIRE_OUT_FD_DUP, 0 } },              /* a copy of stdin */
+    { 1, { 6, WIRE_OUT_FD_DUP, 6 } },              /* of itself */
+    { 1, { 6, WIRE_OUT_FD_DUP, 9 } },              /* of one after it */
+    { 1, { 6, WIRE_OUT_FD_DUP, 4 } },              /* of an in-file */
+    { 0, { 3, 0, 0 } },                            /* no such kind */
+    { 0, { 3, 4, 0 } },
+  };
+  static struct wire_run b;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    b = *m;
+    b.out_fds[bad[i].at] = bad[i].f;
+    bool ok = wire_encode_run(&b, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len);
+    CHECK(ok);
+    if (!ok)
+      fprintf(stderr, "out fd case %zu decoded\n", i);
+  }
+  b = *m;
+  b.nout_fds = WIRE_MAX_OUT_FDS + 1;
+  CHECK(!wire_encode_run(&b, run_buf, sizeof run_buf, &len));
+  /* A count over the limit, by hand. */
+  b.nout_fds = 0;
+  CHECK(wire_encode_run(&b, run_buf, sizeof run_buf, &len));
+  uint8_t *count = run_buf + len - 4;
+  CHECK(count[3] == 0);
+  count[3] = WIRE_MAX_OUT_FDS + 1;
+  CHECK(!decode_run(run_buf, len));
+  m->nout_fds = 0;
+  m->nin_files = 0;
+  m->flags = WIRE_RUN_STDERR_FILE | WIRE_RUN_IN_FILES;
+}
+
 static void run_msg(void)
 {
   static struct wire_run m;
@@ -348,7 +422,7 @@ static void run_msg(void)
   check_prefixes(decode_run, run_buf, len);
   m.in_files[1].fd = 2; /* 0-2 are the streams */
   CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
-  m.in_files[1].fd = WIRE_IN_FILE_FD_MAX;
+  m.in_files[1].fd = WIRE_FD_MAX;
   CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
   m.in_files[1].fd = 5;
   snprintf(m.in_files[1].path, sizeof m.in_files[1].path, "relative");
@@ -356,6 +430,7 @@ static void run_msg(void)
   m.nin_files = WIRE_MAX_IN_FILES + 1;
   CHECK(!wire_encode_run(&m, run_buf, sizeof run_buf, &len));
   m.nin_files = 0;
+  out_fds(&m);
   m.out_file[1].offset = (uint64_t)INT64_MAX + 1; /* not an offset a host file has */
   CHECK(wire_encode_run(&m, run_buf, sizeof run_buf, &len) && !decode_run(run_buf, len));
   sample_run(&m);
@@ -771,6 +846,40 @@ static void output_msg(void)
   CHECK(!wire_encode_output_end(&m, buf, 19, &len));
 }
 
+static uint32_t fd_output_fd;
+static bool decode_fd_output(const uint8_t *p, size_t n)
+{
+  const uint8_t *data;
+  size_t len;
+  return wire_decode_fd_output(p, n, &fd_output_fd, &data, &len);
+}
+
+/* WIRE_FD_OUTPUT: the fd, then the bytes; an fd the program cannot have
+ * been given refused. */
+static void fd_output_msg(void)
+{
+  uint8_t buf[16];
+  CHECK(wire_encode_fd_output(buf, 0x103) == WIRE_FD_OUTPUT_HEADER);
+  CHECK(!decode_fd_output(buf, WIRE_FD_OUTPUT_HEADER)); /* 259: past WIRE_FD_MAX */
+  CHECK(wire_encode_fd_output(buf, 3) == WIRE_FD_OUTPUT_HEADER);
+  memcpy(buf + WIRE_FD_OUTPUT_HEADER, "tap\n", 4);
+  const uint8_t want[] = { 0, 0, 0, 3, 't', 'a', 'p', '\n' };
+  CHECK(memcmp(buf, want, sizeof want) == 0);
+  const uint8_t *data;
+  size_t len;
+  CHECK(wire_decode_fd_output(buf, sizeof want, &fd_output_fd, &data, &len) && fd_output_fd == 3 &&
+        data == buf + WIRE_FD_OUTPUT_HEADER && len == 4);
+  CHECK(decode_fd_output(buf, WIRE_FD_OUTPUT_HEADER) && fd_output_fd == 3);
+  check_prefixes(decode_fd_output, buf, WIRE_FD_OUTPUT_HEADER);
+  const uint32_t refused[] = { 0, 1, 2, WIRE_FD_MAX, 0xffffffff };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    wire_encode_fd_output(buf, refused[i]);
+    CHECK(!decode_fd_output(buf, sizeof want));
+  }
+  wire_encode_fd_output(buf, WIRE_FD_MAX - 1);
+  CHECK(decode_fd_output(buf, sizeof want) && fd_output_fd == WIRE_FD_MAX - 1);
+}
+
 static struct wire_host_file host_file_out;
 static bool decode_host_file(const uint8_t *p, size_t n)
 {
@@ -876,7 +985,9 @@ static void output_closed_msg(void)
   CHECK(wire_decode_header(frame, &d) && d.type == WIRE_OUTPUT_CLOSED && d.run == 7 && d.length == 4);
   CHECK(decode_u32(frame + WIRE_HEADER_SIZE, d.length) && u32_out == 2);
   CHECK(wire_is_run_request(WIRE_OUTPUT_CLOSED));
-  uint32_t flags[] = { WIRE_RUN_COPY, WIRE_RUN_SEARCH_PATH, WIRE_RUN_PTY, WIRE_RUN_STDOUT_FULL, WIRE_RUN_STDERR_FULL };
+  uint32_t flags[] = { WIRE_RUN_COPY,        WIRE_RUN_SEARCH_PATH, WIRE_RUN_PTY,        WIRE_RUN_STDOUT_FULL,
+                       WIRE_RUN_STDERR_FULL, WIRE_RUN_TRACE,       WIRE_RUN_STDIN_FILE, WIRE_RUN_STDOUT_FILE,
+                       WIRE_RUN_STDERR_FILE, WIRE_RUN_STDERR_IS_STDOUT, WIRE_RUN_IN_FILES, WIRE_RUN_OUT_FDS };
   uint32_t seen = 0;
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
     CHECK((flags[i] & (flags[i] - 1)) == 0 && !(seen & flags[i]));
@@ -940,6 +1051,7 @@ int main(void)
   winsize_and_u32_msg();
   output_closed_msg();
   output_msg();
+  fd_output_msg();
   host_file_msg();
   trace_msg();
   encoders_refuse();

@@ -94,6 +94,23 @@ static void fuzz_run(const uint8_t *p, size_t n)
     for (int i = 0; i < 2; i++)
       REQUIRE(m.out_file[i].offset == m2.out_file[i].offset && m.out_file[i].size == m2.out_file[i].size &&
               m.out_file[i].append == m2.out_file[i].append);
+    REQUIRE(m.nin_files == m2.nin_files && m.nin_files <= WIRE_MAX_IN_FILES);
+    for (uint32_t i = 0; i < m.nin_files; i++)
+      REQUIRE(m.in_files[i].fd == m2.in_files[i].fd && m.in_files[i].offset == m2.in_files[i].offset &&
+              strcmp(m.in_files[i].path, m2.in_files[i].path) == 0);
+    /* The out fds the agent sets up: each a number of its own, 3 to
+     * WIRE_FD_MAX - 1, no in-file's, ascending; a copy only of 1, 2 or one
+     * set up before it. */
+    REQUIRE(m.nout_fds == m2.nout_fds && m.nout_fds <= WIRE_MAX_OUT_FDS);
+    for (uint32_t i = 0; i < m.nout_fds; i++) {
+      const struct wire_out_fd *f = &m.out_fds[i];
+      REQUIRE(f->fd == m2.out_fds[i].fd && f->kind == m2.out_fds[i].kind && f->arg == m2.out_fds[i].arg);
+      REQUIRE(f->fd >= 3 && f->fd < WIRE_FD_MAX && (i == 0 || f->fd > m.out_fds[i - 1].fd));
+      for (uint32_t j = 0; j < m.nin_files; j++)
+        REQUIRE(m.in_files[j].fd != f->fd);
+      REQUIRE(f->kind != WIRE_OUT_FD_DUP || f->arg == 1 || f->arg == 2 || (f->arg >= 3 && f->arg < f->fd));
+      REQUIRE(f->kind == WIRE_OUT_FD_DUP || f->kind == WIRE_OUT_FD_PIPE || f->kind == WIRE_OUT_FD_NULL);
+    }
   }
   free(vec);
   free(str);
@@ -213,6 +230,12 @@ static void fuzz_small(const uint8_t *p, size_t n)
     REQUIRE(data >= p && data + bytes == p + n);
     REQUIRE(wire_encode_output_at(enc, o.fd, o.offset) == WIRE_OUTPUT_AT_HEADER);
     same_prefix(p, n, WIRE_OUTPUT_AT_HEADER);
+  }
+  uint32_t fd;
+  if (wire_decode_fd_output(p, n, &fd, &data, &bytes)) {
+    REQUIRE(fd >= 3 && fd < WIRE_FD_MAX && data >= p && data + bytes == p + n);
+    REQUIRE(wire_encode_fd_output(enc, fd) == WIRE_FD_OUTPUT_HEADER);
+    same_prefix(p, n, WIRE_FD_OUTPUT_HEADER);
   }
   static struct wire_host_file hf, hf2;
   if (wire_decode_host_file(p, n, &hf, &data, &bytes)) {

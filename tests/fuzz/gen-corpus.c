@@ -107,6 +107,19 @@ static void frames(void)
   frame(WIRE_OUTPUT_AT, 3, at, sizeof at);
   struct wire_output end = { .fd = 1, .offset = 6, .size = WIRE_OUTPUT_KEPT };
   ENCODE(wire_encode_output_end, &end, WIRE_OUTPUT_END, 3);
+  /* bats: TAP on fd 3 (a pipe), a copy of it at 5, /dev/null at 7, a file to read at 4. */
+  run.flags = WIRE_RUN_IN_FILES | WIRE_RUN_OUT_FDS;
+  run.nin_files = 1;
+  run.in_files[0] = (struct wire_in_file){ .fd = 4, .offset = 2, .path = "/home/u/src/devfd.in" };
+  run.nout_fds = 3;
+  run.out_fds[0] = (struct wire_out_fd){ .fd = 3, .kind = WIRE_OUT_FD_PIPE };
+  run.out_fds[1] = (struct wire_out_fd){ .fd = 5, .kind = WIRE_OUT_FD_DUP, .arg = 3 };
+  run.out_fds[2] = (struct wire_out_fd){ .fd = 7, .kind = WIRE_OUT_FD_NULL, .arg = WIRE_FD_READ | WIRE_FD_WRITE };
+  ENCODE(wire_encode_run, &run, WIRE_RUN, 4);
+  uint8_t tap[WIRE_FD_OUTPUT_HEADER + 7];
+  memcpy(tap + wire_encode_fd_output(tap, 3), "ok 1 a\n", 7);
+  frame(WIRE_FD_OUTPUT, 4, tap, sizeof tap);
+  u32_frame(WIRE_OUTPUT_CLOSED, 4, 3);
   struct wire_host_file hf = { .mode = 0644, .path = "/etc/hosts" };
   ENCODE(wire_encode_host_file, &hf, WIRE_HOST_FILE, 0);
   run.flags = WIRE_RUN_COPY | WIRE_RUN_PTY;
