@@ -282,7 +282,11 @@ void runs_frame(const struct wire_header *h, const uint8_t *payload);
 void runs_cancel_all(void);
 /* PID was reaped with STATUS; true if it was a run's main process. */
 bool runs_reaped(pid_t pid, int status);
-/* The fds the runs wait on, into p (at most cap); returns how many. */
+/* The fds the runs wait on, into p (at most cap); returns how many. One run
+ * takes at most RUN_POLLFDS_MAX: its stdout and stderr files' watches,
+ * stdout, stderr, stdin and exec pipes, and the pipes of the caller's fds
+ * open for writing (WIRE_MAX_OUT_FDS). */
+#define RUN_POLLFDS_MAX (6 + 8)
 size_t runs_pollfds(struct pollfd *p, size_t cap);
 /* The poll timeout the runs need (their held output), or -1. */
 int runs_timeout_ms(void);

@@ -74,7 +74,7 @@ int main(void)
   conn_tick(conn, 0); /* the host may already be there */
 
   /* Two slots for the signalfd and the port, then the runs' pipes. */
-  enum { MAX_POLL = 2 + 4 * 512 };
+  enum { MAX_POLL = 2 + RUN_POLLFDS_MAX * 512 };
   static struct pollfd p[MAX_POLL];
   for (;;) {
     p[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };

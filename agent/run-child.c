@@ -105,7 +105,7 @@ noreturn void run_child(struct run *r, const struct wire_run *q, const int fds[3
       share_send_ns(r->ns_sock_child, r->share->gen);
   }
   run_child_stdin_by_path(r, q);
-  run_child_in_files(q, &exec_w);
+  run_child_fds(r, q, &exec_w);
   run_trace_child(r, CHILD_T_ENTERED);
   if (chdir(q->cwd) == -1) {
     /* Without a share, --copy runs in a fresh directory of the same name in

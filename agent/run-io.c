@@ -2,9 +2,16 @@
  * WIRE_RUN_PTY run (pty.c). Output is read only while the host has granted
  * credit, so a slow reader on the host stops the program the way a full pipe
  * would, without the agent buffering it; stdin from the host is held until the
- * program takes it, and each byte taken is credited back to the host. */
+ * program takes it, and each byte taken is credited back to the host.
+ *
+ * The caller's other fds: files open for reading it shows (WIRE_RUN_IN_FILES)
+ * are opened by the child at their paths; those open for writing
+ * (WIRE_RUN_OUT_FDS) are pipes read as stdout is, whose bytes go in
+ * WIRE_FD_OUTPUT frames (`prog 3>log`, bats' TAP on fd 3), or copies of
+ * another of the program's fds, or the guest's /dev/null. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,7 +20,7 @@
 
 #include "fd-pass.h"
 #include "runs.h"
-#include "wire.h"
+#include "wire-msg.h"
 
 #define READ_CHUNK (64 * 1024)
 
@@ -118,34 +125,113 @@ void run_child_stdin_by_path(const struct run *r, const struct wire_run *q)
   close(fd);
 }
 
-void run_child_in_files(const struct wire_run *q, int *exec_w)
+/* FD (close-on-exec), made by the child, at number AT for the program. */
+static void place_fd(int fd, int at)
 {
-  if (!(q->flags & WIRE_RUN_IN_FILES))
+  if (fd < 0)
     return;
-  int top = 0;
-  for (uint32_t i = 0; i < q->nin_files; i++)
-    if ((int)q->in_files[i].fd > top)
-      top = (int)q->in_files[i].fd;
-  if (*exec_w <= top) {
-    int moved = fcntl(*exec_w, F_DUPFD_CLOEXEC, top + 1);
+  if (fd == at) {
+    if (fcntl(fd, F_SETFD, 0) == -1)
+      close(fd);
+    return;
+  }
+  dup2(fd, at); /* (without close-on-exec) */
+  close(fd);
+}
+
+/* The caller's fd F open for writing, as the program gets it. One that
+ * cannot be made here is left out, as it was before. */
+static void child_out_fd(const struct run *r, const struct wire_out_fd *f)
+{
+  if (f->kind == WIRE_OUT_FD_DUP) {
+    dup2((int)f->arg, (int)f->fd);
+  } else if (f->kind == WIRE_OUT_FD_NULL) {
+    int access = f->arg == (WIRE_FD_READ | WIRE_FD_WRITE) ? O_RDWR : f->arg == WIRE_FD_WRITE ? O_WRONLY : O_RDONLY;
+    place_fd(open("/dev/null", access | O_CLOEXEC), (int)f->fd);
+  } else {
+    for (uint32_t i = 0; i < r->nfd_pipes; i++)
+      if (r->fd_pipes[i].fd == f->fd && r->fd_pipes[i].child >= 0)
+        dup2(r->fd_pipes[i].child, (int)f->fd);
+  }
+}
+
+void run_child_fds(const struct run *r, const struct wire_run *q, int *exec_w)
+{
+  bool in = q->flags & WIRE_RUN_IN_FILES, out = q->flags & WIRE_RUN_OUT_FDS;
+  if (!in && !out)
+    return;
+  /* Every number set up below is under WIRE_FD_MAX, as the pipes' child ends are not. */
+  if (*exec_w < WIRE_FD_MAX) {
+    int moved = fcntl(*exec_w, F_DUPFD_CLOEXEC, WIRE_FD_MAX);
     if (moved < 0)
       return;
     close(*exec_w);
     *exec_w = moved;
   }
-  for (uint32_t i = 0; i < q->nin_files; i++) {
-    const struct wire_in_file *f = &q->in_files[i];
-    /* One that cannot be opened here is left out, as it was before. */
-    int fd = open_file_at(f->path, f->offset);
-    if (fd < 0)
+  for (uint32_t i = 0; in && i < q->nin_files; i++)
+    place_fd(open_file_at(q->in_files[i].path, q->in_files[i].offset), (int)q->in_files[i].fd);
+  /* In order: a copy is of 1, 2 or one set up before it. */
+  for (uint32_t i = 0; out && i < q->nout_fds; i++)
+    child_out_fd(r, &q->out_fds[i]);
+}
+
+int run_fd_pipes_open(struct run *r, const struct wire_run *q)
+{
+  if (!(q->flags & WIRE_RUN_OUT_FDS))
+    return 0;
+  for (uint32_t i = 0; i < q->nout_fds; i++) {
+    if (q->out_fds[i].kind != WIRE_OUT_FD_PIPE)
       continue;
-    if (fd == (int)f->fd) {
-      if (fcntl(fd, F_SETFD, 0) == -1)
-        close(fd);
-      continue;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) == -1)
+      return -1;
+    struct fd_pipe *f = &r->fd_pipes[r->nfd_pipes++];
+    *f = (struct fd_pipe){ .fd = q->out_fds[i].fd, .ours = p[0], .child = fcntl(p[1], F_DUPFD_CLOEXEC, WIRE_FD_MAX) };
+    int saved = errno;
+    close(p[1]);
+    fcntl(f->ours, F_SETFL, O_NONBLOCK);
+    if (f->child < 0) {
+      errno = saved;
+      return -1;
     }
-    dup2(fd, (int)f->fd); /* (without close-on-exec) */
-    close(fd);
+  }
+  return 0;
+}
+
+bool run_output_open(const struct run *r)
+{
+  if (r->out_fd >= 0 || r->err_fd >= 0)
+    return true;
+  for (uint32_t i = 0; i < r->nfd_pipes; i++)
+    if (r->fd_pipes[i].ours >= 0)
+      return true;
+  return false;
+}
+
+size_t run_fd_pipes_pollfds(const struct run *r, struct pollfd *p)
+{
+  size_t n = 0;
+  for (uint32_t i = 0; r->credit > WIRE_FD_OUTPUT_HEADER && i < r->nfd_pipes; i++)
+    if (r->fd_pipes[i].ours >= 0)
+      p[n++] = (struct pollfd){ .fd = r->fd_pipes[i].ours, .events = POLLIN };
+  return n;
+}
+
+bool run_fd_pipes_event(struct run *r, int fd)
+{
+  for (uint32_t i = 0; i < r->nfd_pipes; i++)
+    if (r->fd_pipes[i].ours == fd) {
+      run_pump_output(r, &r->fd_pipes[i].ours, r->fd_pipes[i].fd);
+      return true;
+    }
+  return false;
+}
+
+void run_fd_pipes_close(struct run *r)
+{
+  for (uint32_t i = 0; i < r->nfd_pipes; i++) {
+    close_fd(&r->fd_pipes[i].ours);
+    close_fd(&r->fd_pipes[i].child);
   }
 }
 
@@ -236,25 +322,32 @@ void run_receive_winsize(struct run *r, const uint8_t *p, size_t n)
     pty_resize(r->out_fd, m.rows, m.cols);
 }
 
-/* Output of the run on FD (stdout or stderr) to the host, within credit. */
-void run_pump_output(struct run *r, int *fd, uint16_t type)
+/* Output of the run on FD to the host's HOST_FD, within credit: stdout and
+ * stderr as the bare bytes, another fd's after its number. */
+void run_pump_output(struct run *r, int *fd, uint32_t host_fd)
 {
-  static uint8_t buf[READ_CHUNK];
-  size_t want = r->credit < sizeof buf ? r->credit : sizeof buf;
-  ssize_t n = read(*fd, buf, want);
+  static uint8_t buf[WIRE_FD_OUTPUT_HEADER + READ_CHUNK];
+  size_t head = host_fd >= 3 ? WIRE_FD_OUTPUT_HEADER : 0;
+  if (r->credit <= head)
+    return;
+  size_t want = r->credit - head < READ_CHUNK ? r->credit - head : READ_CHUNK;
+  ssize_t n = read(*fd, buf + head, want);
   if (n > 0) {
-    agent_send(type, r->id, buf, (size_t)n);
-    r->credit -= (uint32_t)n;
+    uint16_t type = host_fd == 1 ? WIRE_STDOUT : host_fd == 2 ? WIRE_STDERR : WIRE_FD_OUTPUT;
+    if (head)
+      wire_encode_fd_output(buf, host_fd);
+    agent_send(type, r->id, buf, head + (size_t)n);
+    r->credit -= (uint32_t)(head + (size_t)n);
   } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
     close_fd(fd);
   }
 }
 
-/* The host can take no more of the run's stdout or stderr (its write
- * failed): our end of that pipe closes, so the program's next write there
- * fails as into a pipe whose reader left, SIGPIPE or EPIPE, whatever the
- * host's error was (a pipe cannot fail with ENOSPC or EIO). A terminal's
- * master closes whole: the terminal hangs up. */
+/* The host can take no more of the run's stdout, stderr or another fd (its
+ * write failed): our end of that pipe closes, so the program's next write
+ * there fails as into a pipe whose reader left, SIGPIPE or EPIPE, whatever
+ * the host's error was (a pipe cannot fail with ENOSPC or EIO). A
+ * terminal's master closes whole: the terminal hangs up. */
 void run_receive_output_closed(struct run *r, const uint8_t *p, size_t n)
 {
   uint32_t fd;
@@ -269,6 +362,10 @@ void run_receive_output_closed(struct run *r, const uint8_t *p, size_t n)
     close_fd(&r->out_fd);
   } else if (fd == 2) {
     close_fd(&r->err_fd);
+  } else {
+    for (uint32_t i = 0; i < r->nfd_pipes; i++)
+      if (r->fd_pipes[i].fd == fd)
+        close_fd(&r->fd_pipes[i].ours);
   }
   run_maybe_finish(r);
 }

@@ -19,8 +19,12 @@
  * the slave is gone. WIRE_RUN_SEARCH_PATH looks the command up on the run's
  * PATH (command.c).
  *
- * A run is over when its main process was reaped and both output pipes hit
- * end of file (the rest of its cgroup is killed at the reap, so they do);
+ * The caller's fds 3 and up open for writing (WIRE_RUN_OUT_FDS) are pipes
+ * too, read as stdout is (run-io.c).
+ *
+ * A run is over when its main process was reaped and all its output pipes
+ * (stdout, stderr, those fds') hit end of file (the rest of its cgroup is
+ * killed at the reap, so they do);
  * then what it changed under writable roots goes to the host (writeback.c),
  * unless it was cancelled, and only then WIRE_EXIT, after all of it. */
 #include <errno.h>
@@ -40,6 +44,8 @@
 
 #include "fsutil.h"
 #include "runs.h"
+
+_Static_assert(RUN_POLLFDS_MAX >= 6 + WIRE_MAX_OUT_FDS, "room for every pipe of a run");
 #include "wire.h"
 
 static struct run *runs;
@@ -206,6 +212,7 @@ static void destroy(struct run *gone)
   close_fd(&gone->exec_fd);
   close_fd(&gone->file_fd);
   close_fd(&gone->stdin_file);
+  run_fd_pipes_close(gone);
   run_out_files_free(gone);
   close_fd(&gone->ns_sock);
   close_fd(&gone->ns_sock_child);
@@ -240,7 +247,7 @@ static void destroy(struct run *gone)
  * tell the host how it ended. */
 void run_maybe_finish(struct run *r)
 {
-  if (!r->reaped || r->out_fd >= 0 || r->err_fd >= 0 || r->exec_fd >= 0 || !run_out_files_finish(r))
+  if (!r->reaped || run_output_open(r) || r->exec_fd >= 0 || !run_out_files_finish(r))
     return;
   if (!r->t_drained)
     r->t_drained = run_now_ns();
@@ -434,6 +441,10 @@ static void start(struct run *r, const uint8_t *p, size_t n)
                strerror(errno));
   } else if (!(q->flags & WIRE_RUN_PTY) && redirect_streams(r, q, fds) == -1) {
     run_refuse(r, 125, "cannot give the run its stdin, stdout and stderr in the guest: %s", strerror(errno));
+  } else if (run_fd_pipes_open(r, q) == -1) {
+    for (int i = 0; i < 3; i++)
+      close_fd(&fds[i]);
+    run_refuse(r, 125, "cannot create the pipes of the caller's descriptors in the guest: %s", strerror(errno));
   } else if (pipe2(ex, O_CLOEXEC) == -1) {
     for (int i = 0; i < 3; i++)
       close_fd(&fds[i]);
@@ -453,6 +464,8 @@ static void start(struct run *r, const uint8_t *p, size_t n)
       close_fd(&fds[i]);
     close_fd(&r->ns_sock_child);
     close_fd(&r->stdin_sock_child);
+    for (uint32_t i = 0; i < r->nfd_pipes; i++)
+      close_fd(&r->fd_pipes[i].child);
     close_fd(&r->cgroup_procs_fd); /* the child has joined, or failed to */
     close(ex[1]);
     r->exec_fd = ex[0];
@@ -655,10 +668,12 @@ size_t runs_pollfds(struct pollfd *p, size_t cap)
 {
   size_t n = 0;
   uint64_t now = run_now_ns();
-  for (struct run *r = runs; r && n + 6 <= cap; r = r->next) {
+  for (struct run *r = runs; r && n + RUN_POLLFDS_MAX <= cap; r = r->next) {
     bool held = r->hold_ns > now;
-    if (!held)
+    if (!held) {
       n += run_out_files_pollfds(r, p + n);
+      n += run_fd_pipes_pollfds(r, p + n);
+    }
     if (r->out_fd >= 0 && r->credit > 0 && !held)
       p[n++] = (struct pollfd){ .fd = r->out_fd, .events = POLLIN };
     if (r->err_fd >= 0 && r->credit > 0 && !held)
@@ -680,12 +695,12 @@ void runs_events(const struct pollfd *p, size_t n)
     for (struct run *r = runs; r; r = r->next) {
       if (p[i].fd == r->out_fd) {
         output_read(r);
-        run_pump_output(r, &r->out_fd, WIRE_STDOUT);
+        run_pump_output(r, &r->out_fd, 1);
         run_retype_eof(r);
         run_maybe_finish(r);
       } else if (p[i].fd == r->err_fd) {
         output_read(r);
-        run_pump_output(r, &r->err_fd, WIRE_STDERR);
+        run_pump_output(r, &r->err_fd, 2);
         run_maybe_finish(r);
       } else if (p[i].fd == r->in_fd) {
         run_pump_stdin(r);
@@ -693,6 +708,9 @@ void runs_events(const struct pollfd *p, size_t n)
         run_exec_result(r); /* may end the run */
       } else if (run_out_files_event(r, p[i].fd)) {
         output_read(r);
+      } else if (run_fd_pipes_event(r, p[i].fd)) {
+        output_read(r);
+        run_maybe_finish(r);
       } else {
         continue;
       }

@@ -1,6 +1,7 @@
 /* The parts of a run shared by runs.c (the run table and frame dispatch),
  * run-child.c (the child's setup before exec), run-io.c (the run's stdin,
- * stdout and stderr) and run-out-file.c (a stdout or stderr that is a file).
+ * stdout and stderr, and the caller's other fds) and run-out-file.c (a
+ * stdout or stderr that is a file).
  * Private to those files. */
 #ifndef VMEXEC_AGENT_RUNS_H
 #define VMEXEC_AGENT_RUNS_H
@@ -17,6 +18,8 @@
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 
+struct pollfd;
+
 struct run {
   uint32_t id;
   pid_t pid;             /* main process; 0 before the start and after the reap */
@@ -29,6 +32,15 @@ struct run {
   int stdin_file;        /* WIRE_RUN_STDIN_FILE: the file the program reads, or -1 */
   int stdin_sock, stdin_sock_child; /* the child sends the stdin file it opened on these, or -1 */
   struct out_file *out_file[2]; /* WIRE_RUN_STDOUT_FILE, WIRE_RUN_STDERR_FILE (run-out-file.c), or NULL */
+  /* WIRE_RUN_OUT_FDS: a pipe for each of the caller's fds that is a
+   * WIRE_OUT_FD_PIPE. OURS is read as out_fd is (WIRE_FD_OUTPUT frames),
+   * -1 once closed; CHILD (at WIRE_FD_MAX or above, out of the way of the
+   * numbers the child sets up) is closed once the child has it. */
+  struct fd_pipe {
+    uint32_t fd;
+    int ours, child;
+  } fd_pipes[WIRE_MAX_OUT_FDS];
+  uint32_t nfd_pipes;
   uint32_t credit;       /* output bytes the host will still take */
   uint64_t output_ns, hold_ns; /* its output was read last then; not looked at before hold_ns */
   bool started, reaped, cgroup;
@@ -103,19 +115,32 @@ int run_open_streams(struct run *r, bool pty, int fds[3], char *slave, size_t ca
 int run_stdin_from_file(struct run *r, const struct wire_run *q, int fds[3]);
 /* In the child, in the run's namespace: stdin is the file at its path there. */
 void run_child_stdin_by_path(const struct run *r, const struct wire_run *q);
-/* In the child, in the run's namespace: the caller's files open for reading
- * at fds 3 and up (WIRE_RUN_IN_FILES) at their numbers and offsets; *EXEC_W
- * moves out of their way. */
-void run_child_in_files(const struct wire_run *q, int *exec_w);
+/* In the child, in the run's namespace: the caller's fds 3 and up at their
+ * numbers, the files open for reading (WIRE_RUN_IN_FILES) at their
+ * offsets, then those open for writing (WIRE_RUN_OUT_FDS): the run's
+ * pipes, copies, /dev/null. *EXEC_W moves out of their way. */
+void run_child_fds(const struct run *r, const struct wire_run *q, int *exec_w);
+/* WIRE_RUN_OUT_FDS: the pipes of the caller's fds that are a
+ * WIRE_OUT_FD_PIPE. -1 with errno (destroying the run closes what was made). */
+int run_fd_pipes_open(struct run *r, const struct wire_run *q);
+/* Any of the run's output streams (stdout, stderr, its fd pipes) not yet at
+ * end of file. */
+bool run_output_open(const struct run *r);
+/* FD (polled readable) is one of R's fd pipes: its output goes; true. */
+bool run_fd_pipes_event(struct run *r, int fd);
+/* Poll entries for the fd pipes into P (room for r->nfd_pipes); how many. */
+size_t run_fd_pipes_pollfds(const struct run *r, struct pollfd *p);
+void run_fd_pipes_close(struct run *r);
 /* After the exec: the stdin file the child opened, if it did, is the one whose offset counts. */
 void run_stdin_take_child_file(struct run *r);
 void run_receive_stdin(struct run *r, const uint8_t *p, size_t n);
 void run_receive_credit(struct run *r, const uint8_t *p, size_t n);
 void run_receive_winsize(struct run *r, const uint8_t *p, size_t n);
-/* WIRE_OUTPUT_CLOSED: close our end of the run's stdout or stderr; may end the run. */
+/* WIRE_OUTPUT_CLOSED: close our end of the run's stdout, stderr or fd pipe; may end the run. */
 void run_receive_output_closed(struct run *r, const uint8_t *p, size_t n);
-/* Output of the run on FD (stdout or stderr) to the host, within credit. */
-void run_pump_output(struct run *r, int *fd, uint16_t type);
+/* Output of the run on FD, our end of the caller's HOST_FD (1 stdout, 2
+ * stderr, 3 and up an fd pipe), to the host, within credit. */
+void run_pump_output(struct run *r, int *fd, uint32_t host_fd);
 void run_pump_stdin(struct run *r);
 /* See end_stdin in run-io.c. */
 void run_retype_eof(struct run *r);
@@ -125,7 +150,6 @@ void run_retype_eof(struct run *r);
 int run_stderr_as_stdout(struct run *r, int fds[3]);
 
 /* run-out-file.c: a stdout or stderr that is a regular file. */
-struct pollfd;
 /* Files in place of the pipes in FDS, as the run asks (or the pipes stay). */
 void run_out_files_open(struct run *r, const struct wire_run *q, int fds[3]);
 /* Send what was written and not sent for lack of credit. */

@@ -589,7 +589,8 @@ static void from_agent(struct supervisor *s, const struct wire_header *h, const 
     run_remove(s, r);
     return;
   }
-  bool output = h->type == WIRE_STDOUT || h->type == WIRE_STDERR || h->type == WIRE_OUTPUT_AT || h->type == WIRE_WB_DATA;
+  bool output = h->type == WIRE_STDOUT || h->type == WIRE_STDERR || h->type == WIRE_OUTPUT_AT || h->type == WIRE_FD_OUTPUT ||
+                h->type == WIRE_WB_DATA;
   if (r->client && output && (r->unacked += h->length) > RUN_OUTPUT_MAX) {
     char msg[256];
     snprintf(msg, sizeof msg, "the %s guest sent more output than its credit allows (a broken agent); "
