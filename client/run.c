@@ -3,8 +3,9 @@
  *
  * The call is a thin relay: it sends the run (and, with --copy, the program
  * file) to the supervisor, copies stdin to the guest within the credit the
- * agent grants, writes stdout and stderr as they come and grants credit for
- * what it wrote, and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT. If the call
+ * agent grants, writes stdout and stderr, and what the program wrote to
+ * the caller's other fds open for writing, as they come and grants credit
+ * for what it wrote, and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT. If the call
  * itself is killed, the supervisor sees the socket close and cancels the run.
  * A harness's SIGTERM must end the call even when the program ignores it or
  * the guest hangs: a second SIGINT, SIGTERM or SIGHUP, or VMEXEC_KILL_GRACE
@@ -192,23 +193,81 @@ static bool stdin_is_shared_file(struct wire_run *m)
   return shared_read_file(0, m->stdin_path, sizeof m->stdin_path, &m->stdin_offset);
 }
 
-/* The caller's descriptors 3 and up that the program inherits (not
- * close-on-exec, as vmexec's own are) and that are regular files open for
- * reading, at paths the guest sees: into M (WIRE_RUN_IN_FILES), so that
- * `prog /dev/fd/4 4<file` reads the file as natively (gawk's devfd tests).
- * Other descriptors (pipes, files open for writing) do not reach it. */
+/* Does the program inherit our FD (3 and up)? Not when it is close-on-exec,
+ * as vmexec's own are. */
+static bool inherited(int fd)
+{
+  int fdflags = fcntl(fd, F_GETFD);
+  return fdflags != -1 && !(fdflags & FD_CLOEXEC);
+}
+
+/* The caller's descriptors 3 and up that the program inherits and that
+ * are regular files open for reading, at paths the guest sees: into M
+ * (WIRE_RUN_IN_FILES), so that `prog /dev/fd/4 4<file` reads the file as
+ * natively (gawk's devfd tests). Those open for writing: find_out_fds.
+ * Other descriptors open for reading only (pipes, terminals) do not reach
+ * it. */
 static bool find_in_files(struct wire_run *m)
 {
   m->nin_files = 0;
   for (int fd = 3; fd < WIRE_FD_MAX && m->nin_files < WIRE_MAX_IN_FILES; fd++) {
-    int fdflags = fcntl(fd, F_GETFD);
     struct wire_in_file *f = &m->in_files[m->nin_files];
-    if (fdflags == -1 || (fdflags & FD_CLOEXEC) || !shared_read_file(fd, f->path, sizeof f->path, &f->offset))
+    if (!inherited(fd) || !shared_read_file(fd, f->path, sizeof f->path, &f->offset))
       continue;
     f->fd = (uint32_t)fd;
     m->nin_files++;
   }
   return m->nin_files > 0;
+}
+
+static bool same_open_file(int a, int b);
+
+/* FD is /dev/null (char device 1:3): the program gets the guest's, open the same way. */
+static bool is_dev_null(int fd)
+{
+  struct stat st;
+  return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3;
+}
+
+/* The caller's descriptors 3 and up that the program inherits and that
+ * are open for writing (O_WRONLY or O_RDWR), into M (WIRE_RUN_OUT_FDS), the
+ * first WIRE_MAX_OUT_FDS of them: bats' TAP on fd 3, `prog 3>log`,
+ * automake's and strace's harnesses. Each is a pipe in the guest whose
+ * bytes we write to our fd (relay: WIRE_FD_OUTPUT), so that its offset or
+ * O_APPEND place them as the program's own writes would; an O_RDWR one is
+ * only written (the program's reads there fail with EBADF). One that is
+ * the same open file as our stdout, stderr or one before it (`exec 5>&1`)
+ * is a copy of that one in the guest, so that what goes to either keeps
+ * its order. /dev/null, open any way (`3</dev/null` too), is the guest's. */
+static bool find_out_fds(struct wire_run *m)
+{
+  m->nout_fds = 0;
+  for (int fd = 3; fd < WIRE_FD_MAX && m->nout_fds < WIRE_MAX_OUT_FDS; fd++) {
+    int flags = fcntl(fd, F_GETFL);
+    bool in_file = false;
+    for (uint32_t i = 0; i < m->nin_files; i++)
+      in_file |= m->in_files[i].fd == (uint32_t)fd;
+    if (in_file || flags == -1 || (flags & O_PATH) || !inherited(fd))
+      continue;
+    int access = flags & O_ACCMODE;
+    struct wire_out_fd *f = &m->out_fds[m->nout_fds];
+    *f = (struct wire_out_fd){ .fd = (uint32_t)fd, .kind = WIRE_OUT_FD_PIPE };
+    if (is_dev_null(fd)) {
+      f->kind = WIRE_OUT_FD_NULL;
+      f->arg = access == O_RDONLY ? WIRE_FD_READ : access == O_WRONLY ? WIRE_FD_WRITE : WIRE_FD_READ | WIRE_FD_WRITE;
+    } else if (access == O_RDONLY) {
+      continue;
+    } else {
+      for (int other = 1; other <= 2 && f->kind == WIRE_OUT_FD_PIPE; other++)
+        if (same_open_file(other, fd))
+          *f = (struct wire_out_fd){ .fd = (uint32_t)fd, .kind = WIRE_OUT_FD_DUP, .arg = (uint32_t)other };
+      for (uint32_t i = 0; i < m->nout_fds && f->kind == WIRE_OUT_FD_PIPE; i++)
+        if (same_open_file((int)m->out_fds[i].fd, fd))
+          *f = (struct wire_out_fd){ .fd = (uint32_t)fd, .kind = WIRE_OUT_FD_DUP, .arg = m->out_fds[i].fd };
+    }
+    m->nout_fds++;
+  }
+  return m->nout_fds > 0;
 }
 
 /* The caller's FD (1 or 2) is a regular file open for writing, into O:
@@ -229,16 +288,17 @@ static bool output_is_file(int fd, struct wire_out_file *o)
   return true;
 }
 
-/* Are fds 1 and 2 one open file (`>log 2>&1`, a terminal)? kcmp says;
- * without it, the same file at the same offset with the same flags. */
-static bool same_open_file(void)
+/* Are fds A and B one open file (`>log 2>&1`, a terminal, `exec 5>&1`)?
+ * kcmp says; without it, the same file at the same offset with the same
+ * flags. */
+static bool same_open_file(int a, int b)
 {
-  long rc = syscall(SYS_kcmp, (long)getpid(), (long)getpid(), 0L /* KCMP_FILE */, 1L, 2L);
+  long rc = syscall(SYS_kcmp, (long)getpid(), (long)getpid(), 0L /* KCMP_FILE */, (long)a, (long)b);
   if (rc == 0 || rc > 0)
     return rc == 0;
-  struct stat a, b;
-  return fstat(1, &a) == 0 && fstat(2, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino &&
-         fcntl(1, F_GETFL) == fcntl(2, F_GETFL) && lseek(1, 0, SEEK_CUR) == lseek(2, 0, SEEK_CUR);
+  struct stat sa, sb;
+  return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino &&
+         fcntl(a, F_GETFL) == fcntl(b, F_GETFL) && lseek(a, 0, SEEK_CUR) == lseek(b, 0, SEEK_CUR);
 }
 
 /* The WIRE_RUN flags for the caller's stdin, stdout and stderr. */
@@ -249,19 +309,21 @@ static uint32_t stream_flags(struct wire_run *m, bool shared)
                (shared && stdin_is_shared_file(m) ? WIRE_RUN_STDIN_FILE : 0);
   if (shared && find_in_files(m))
     f |= WIRE_RUN_IN_FILES;
+  if (find_out_fds(m))
+    f |= WIRE_RUN_OUT_FDS;
   if (!full1 && output_is_file(1, &m->out_file[0]))
     f |= WIRE_RUN_STDOUT_FILE;
-  if (!full1 && !full2 && same_open_file())
+  if (!full1 && !full2 && same_open_file(1, 2))
     f |= WIRE_RUN_STDERR_IS_STDOUT;
   else if (!full2 && output_is_file(2, &m->out_file[1]))
     f |= WIRE_RUN_STDERR_FILE;
   return f;
 }
 
-/* Sends the run; the flags it went with. OUT_START[1] and [2]: the offsets
- * the program's stdout and stderr files start at (when they are files). */
-static uint32_t send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv, bool shared,
-                         uint64_t out_start[3])
+/* Sends the run; what went (its flags, the offsets the program's stdout
+ * and stderr files start at, the caller's fds it got). */
+static const struct wire_run *send_run(int sock, const struct run_options *o, const char *file, int argc, char **argv,
+                                       bool shared)
 {
   static uint8_t buf[WIRE_MAX_PAYLOAD];
   static struct wire_run m;
@@ -294,9 +356,7 @@ static uint32_t send_run(int sock, const struct run_options *o, const char *file
     fail(EXIT_CANNOT_EXECUTE, "the arguments and environment are larger than vmexec can send (%d KiB); make them smaller",
          WIRE_MAX_PAYLOAD / 1024);
   send_frame(sock, WIRE_RUN, buf, len);
-  out_start[1] = m.out_file[0].offset;
-  out_start[2] = m.out_file[1].offset;
-  return m.flags;
+  return &m;
 }
 
 /* The caller's window size as a WIRE_WINSIZE payload into b; its length. */
@@ -375,9 +435,10 @@ struct relay {
   struct writeback *wb;
   uint32_t stdin_credit;
   bool stdin_open, got_any;
-  bool out_broken[3];
+  bool out_broken[WIRE_FD_MAX]; /* 1, 2 and the fds 3 and up the guest has a pipe of */
   bool out_append[3]; /* the caller's fd appends: WIRE_OUTPUT_AT's offset does not count */
   struct out_track out[3]; /* fd 1, 2 when they are files the guest copies (not O_APPEND) */
+  bool fd_pipe[WIRE_FD_MAX]; /* WIRE_OUT_FD_PIPE: WIRE_FD_OUTPUT may come for it */
 };
 
 /* How a terminating signal ends the call. The first SIGINT, SIGTERM or
@@ -539,7 +600,7 @@ static void forward_stdin(struct relay *r)
   }
 }
 
-/* The program's output to our FD (1 or 2), then credit for it. An output
+/* The program's output to our FD (1, 2, or one of 3 and up), then credit for it. An output
  * we cannot write (its reader is gone: EPIPE; a full disk: ENOSPC; EIO...)
  * takes no more, and the guest closes the program's end of it
  * (WIRE_OUTPUT_CLOSED): its next write there fails as into a pipe whose
@@ -591,6 +652,19 @@ static void output_at(struct relay *r, const uint8_t *p, size_t n)
     out_track_wrote(&r->out[fd], fd, m.offset, data, len, at);
 }
 
+/* WIRE_FD_OUTPUT: the program's bytes for our fd 3 and up, written there
+ * as its own writes would have been (at its offset, or its end with
+ * O_APPEND). */
+static void fd_output(struct relay *r, const uint8_t *p, size_t n)
+{
+  uint32_t fd;
+  const uint8_t *data;
+  size_t len;
+  if (!wire_decode_fd_output(p, n, &fd, &data, &len) || !r->fd_pipe[fd])
+    fail(EXIT_TOOL_FAILED, "malformed output frame from the guest; stop it with 'vmexec stop'");
+  write_output(r, (int)fd, data, len, n, -1);
+}
+
 /* WIRE_OUTPUT_END: our file's offset is where the program left its own
  * (an appending fd's is its end anyway), and a file it truncated is cut as
  * short. An offset at the end of what the program wrote is left where the
@@ -622,6 +696,8 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
     write_output(r, h->type == WIRE_STDOUT ? 1 : 2, p, h->length, h->length, -1);
   } else if (h->type == WIRE_OUTPUT_AT) {
     output_at(r, p, h->length);
+  } else if (h->type == WIRE_FD_OUTPUT) {
+    fd_output(r, p, h->length);
   } else if (h->type == WIRE_OUTPUT_END) {
     output_end(r, p, h->length);
   } else if (h->type == WIRE_WB || h->type == WIRE_WB_DATA) {
@@ -660,18 +736,20 @@ static void from_supervisor(struct relay *r, const struct wire_header *h, const 
 
 /* Relay until the run's WIRE_EXIT, then exit as the program did. Returns
  * only if the connection ended before anything at all came back (a
- * supervisor that was just stopping): the caller may retry. RUN_FLAGS: as
- * sent; with WIRE_RUN_STDIN_FILE the guest reads the caller's stdin file
- * itself, and nothing is sent unless it grants credit (it could not). */
-static void relay(int sock, struct writeback *wb, uint32_t run_flags, const uint64_t out_start[3])
+ * supervisor that was just stopping): the caller may retry. RUN: as sent;
+ * with WIRE_RUN_STDIN_FILE the guest reads the caller's stdin file itself,
+ * and nothing is sent unless it grants credit (it could not). */
+static void relay(int sock, struct writeback *wb, const struct wire_run *run)
 {
-  bool stdin_in_guest = run_flags & WIRE_RUN_STDIN_FILE;
+  bool stdin_in_guest = run->flags & WIRE_RUN_STDIN_FILE;
   struct relay r = { .wb = wb, .stdin_credit = stdin_in_guest ? 0 : WIRE_WINDOW, .stdin_open = true };
   for (int fd = 1; fd <= 2; fd++) {
     int flags = fcntl(fd, F_GETFL);
     r.out_append[fd] = flags != -1 && (flags & O_APPEND);
-    out_track_init(&r.out[fd], out_start[fd]);
+    out_track_init(&r.out[fd], run->out_file[fd - 1].offset);
   }
+  for (uint32_t i = 0; (run->flags & WIRE_RUN_OUT_FDS) && i < run->nout_fds; i++)
+    r.fd_pipe[run->out_fds[i].fd] = run->out_fds[i].kind == WIRE_OUT_FD_PIPE;
   if (frame_conn_init(&r.conn, sock) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
   fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
@@ -765,13 +843,12 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
     else
       send_share(sock, roots);
     catch_forwarded();
-    uint64_t out_start[3] = { 0 };
-    uint32_t run_flags = send_run(sock, o, file, argc, argv, !o->copy && roots->n > 0, out_start);
+    const struct wire_run *run = send_run(sock, o, file, argc, argv, !o->copy && roots->n > 0);
     trace_mark("client: send the share and the run");
     trace_wait_start();
     if (o->pty)
       start_terminal(sock);
-    relay(sock, &wb, run_flags, out_start); /* returns only when it may retry */
+    relay(sock, &wb, run); /* returns only when it may retry */
     close(sock);
     if (attempt == 3)
       fail(EXIT_TOOL_FAILED, "the %s guest's supervisor keeps closing the connection; see its log under %s",
