@@ -54,6 +54,20 @@
  *   usr1              fork a child, print "ready", wait for SIGUSR1, then print
  *                     whether the child (whom SIGUSR1 kills) is alive:
  *                     "SIGUSR1, child alive" when sent to the probe alone
+ *   write-fd FD TEXT [FD TEXT]...
+ *                     write each TEXT and a newline to its FD (one write
+ *                     each, in order); a write that fails: "probe: fd FD:
+ *                     ERROR" on stderr, exit 3
+ *   interleave-fd FD N
+ *                     write "oI\n" on stdout and "fI\n" on FD, I from 0 to
+ *                     N-1, alternating, each line its own write
+ *   fd-is FD...       print a line per FD: what it is (null, pipe, file,
+ *                     chr, socket, other) and its access (r, w, rw), or
+ *                     "closed"
+ *   linger-fd FD      fork a child that keeps FD open for 600 s, write
+ *                     "parent\n" on FD and exit 0 (a background job that
+ *                     outlives the program)
+ *   yes-fd FD         as yes, on FD
  */
 /* posix_openpt, ptsname (ctty) when compiled by hand (README's quick
  * start, bench/): the build passes -D_GNU_SOURCE itself. */
@@ -75,6 +89,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -165,14 +180,14 @@ static int procs(void)
   return 0;
 }
 
-static int yes(bool no_sigpipe)
+static int yes(int fd, bool no_sigpipe)
 {
   static char lines[8192];
   for (size_t i = 0; i < sizeof lines; i += 2)
     memcpy(lines + i, "y\n", 2);
   if (no_sigpipe)
     signal(SIGPIPE, SIG_IGN);
-  while (write_all(1, lines, sizeof lines) == 0) {
+  while (write_all(fd, lines, sizeof lines) == 0) {
   }
   fprintf(stderr, "probe: write error: %s\n", strerror(errno));
   return 3;
@@ -287,6 +302,63 @@ static int interleave(int n)
         return 1;
     }
   return 0;
+}
+
+/* write-fd: pairs of FD and TEXT, NULL-terminated. */
+static int write_fds(char **v)
+{
+  for (; v[0] && v[1]; v += 2) {
+    char line[4096];
+    int fd = atoi(v[0]), len = snprintf(line, sizeof line, "%s\n", v[1]);
+    if (len < 0 || len >= (int)sizeof line || write(fd, line, (size_t)len) != len) {
+      fprintf(stderr, "probe: fd %d: %s\n", fd, strerror(errno));
+      return 3;
+    }
+  }
+  return 0;
+}
+
+static int interleave_fd(int fd, int n)
+{
+  char line[32];
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < 2; k++) {
+      int len = snprintf(line, sizeof line, "%c%d\n", k == 0 ? 'o' : 'f', i);
+      if (write(k == 0 ? 1 : fd, line, (size_t)len) != len)
+        return 1;
+    }
+  return 0;
+}
+
+static int fd_is(char **v)
+{
+  for (; *v; v++) {
+    int fd = atoi(*v), flags = fcntl(fd, F_GETFL);
+    struct stat st;
+    if (flags == -1 || fstat(fd, &st) == -1) {
+      printf("closed\n");
+      continue;
+    }
+    const char *kind = S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3) ? "null"
+                       : S_ISFIFO(st.st_mode)                             ? "pipe"
+                       : S_ISREG(st.st_mode)                              ? "file"
+                       : S_ISCHR(st.st_mode)                              ? "chr"
+                       : S_ISSOCK(st.st_mode)                             ? "socket"
+                                                                         : "other";
+    int access = flags & O_ACCMODE;
+    printf("%s %s\n", kind, access == O_RDONLY ? "r" : access == O_WRONLY ? "w" : "rw");
+  }
+  return 0;
+}
+
+static int linger_fd(int fd)
+{
+  pid_t pid = fork();
+  if (pid == 0) {
+    sleep(600);
+    _exit(0);
+  }
+  return pid < 0 || write_all(fd, "parent\n", 7) == -1;
 }
 
 /* A listener on ADDR (AF_INET or AF_INET6) and a connection to it. */
@@ -408,7 +480,17 @@ int main(int argc, char **argv)
     return 0;
   }
   if (!strcmp(what, "yes") && (argc == 2 || argc == 3))
-    return yes(argc == 3);
+    return yes(1, argc == 3);
+  if (!strcmp(what, "yes-fd") && argc == 3)
+    return yes(atoi(argv[2]), false);
+  if (!strcmp(what, "write-fd") && argc >= 4 && argc % 2 == 0)
+    return write_fds(argv + 2);
+  if (!strcmp(what, "interleave-fd") && argc == 4)
+    return interleave_fd(atoi(argv[2]), atoi(argv[3]));
+  if (!strcmp(what, "fd-is"))
+    return fd_is(argv + 2);
+  if (!strcmp(what, "linger-fd") && argc == 3)
+    return linger_fd(atoi(argv[2]));
   if (!strcmp(what, "puts") && argc == 3) {
     printf("%s\n", argv[2]);
     if (fflush(stdout) != 0 || fclose(stdout) != 0) {
