@@ -120,12 +120,21 @@ def test_background_child():
 
 def test_much():
     # More than the credit window, and the bytes still in the pipe when the
-    # program exits: all of them, in order.
+    # program exits: all of them, in order. Its stdout and stderr are a file
+    # (no pipe in the guest): the run waits for fd 3's pipe alone.
     n = 3_000_000
-    r = sh(f'"$V" "$P" write 3 {n} 3>"$D/m1"')
+    r = sh(f'"$V" "$P" write 3 {n} 3>"$D/m1" >"$D/m1.out" 2>&1')
     got = read("m1") or b""
     want = (bytes(ord("a") + i % 26 for i in range(65536)) * (n // 65536 + 1))[:n]
-    check(r.returncode == 0 and got == want, f"{n} bytes to fd 3: {len(got)} arrived, same: {got == want}")
+    check(r.returncode == 0 and got == want and read("m1.out") == b"",
+          f"{n} bytes to fd 3: {len(got)} arrived, same: {got == want}")
+    # A reader that waits: the guest can send no more than the credit
+    # window ahead (256 KiB), so the program's last bytes are still in its
+    # pipe when it exits; they come all the same, then the end.
+    n = 256 * 1024 + 32 * 1024
+    r = sh(f'"$V" "$P" write 3 {n} 3>&1 >"$D/m2.out" 2>&1 | (sleep 3; cat)')
+    check(r.returncode == 0 and r.stdout == want[:n],
+          f"{n} bytes to fd 3, a pipe whose reader waits: {len(r.stdout)} arrived, same: {r.stdout == want[:n]}")
 
 
 def test_reader_gone():
