@@ -92,6 +92,11 @@ bool wire_encode_run(const struct wire_run *m, uint8_t *buf, size_t cap, size_t 
  * WIRE_RUN_VEC_CAP(N) pointers and N bytes of strings (each string takes 4
  * bytes of length on the wire), so a receiver can size them from the frame. */
 #define WIRE_RUN_VEC_CAP(n) ((n) / 4 + 2)
+/* Unlike most decoders, it judges the caller's fds: in-files and out fds
+ * numbered 3 to WIRE_FD_MAX - 1, in-files at absolute paths, out fds
+ * ascending, none an in-file's number, of a known kind with a valid arg (a
+ * copy of 1, 2 or an earlier out fd only), as the agent sets them up in
+ * that order. */
 bool wire_decode_run(const uint8_t *p, size_t n, struct wire_run *m, char **vec, size_t vcap, char *strings,
                      size_t scap);
 
