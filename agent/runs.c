@@ -44,9 +44,9 @@
 
 #include "fsutil.h"
 #include "runs.h"
+#include "wire.h"
 
 _Static_assert(RUN_POLLFDS_MAX >= 6 + WIRE_MAX_OUT_FDS, "room for every pipe of a run");
-#include "wire.h"
 
 static struct run *runs;
 static bool have_cgroups;
