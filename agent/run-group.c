@@ -19,10 +19,9 @@
  * for each test), it leads its group and setsid() fails with EPERM. The
  * caller says which is the case (WIRE_RUN_LEAD_GROUP: vmexec leads its own
  * group). A program that does not lead its group joins one led by a holder:
- * a child of the agent that blocks every signal and sleeps until the run
- * ends and kills it. Holders are forked ahead, while the agent is idle, as
- * the spare cgroup is made ahead (runs.c): a fork was not to be on a warm
- * call's path.
+ * a child of the agent that blocks every signal and sleeps. Holders are
+ * forked ahead, while the agent is idle, as the spare cgroup is made ahead
+ * (runs.c), and serve run after run: a fork is not on a warm call's path.
  *
  * The group's id stays the holder's pid as long as the group has a member,
  * even when the holder itself is gone (`kill -9 -1` from a program kills
@@ -32,6 +31,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "runs.h"
@@ -79,18 +79,23 @@ void run_pid_done(void)
   own_last_len = 0;
 }
 
-static pid_t spare_holder; /* 0: none */
+/* Holders not in use. A run's holder comes back here when the run ends
+ * (its processes are killed by its cgroup, which the holder is not in), so
+ * that a warm call forks none: a fork of the agent took 2-5 ms of the
+ * teardown under TCG. A few, for runs at once (meson test -j). */
+#define SPARE_HOLDERS 4
+static pid_t spares[SPARE_HOLDERS];
+static unsigned nspares;
 
-void run_group_spare(void)
+static pid_t fork_holder(void)
 {
-  if (spare_holder > 0)
-    return;
   pid_t pid = fork();
   if (pid == 0) {
     /* Nothing of the agent's: a pipe end held here would keep a run's
      * stdin from ending. All signals blocked: only SIGKILL ends it, and
      * kill(0, sig) by the program (its whole group) passes it by. */
     close_range(0, ~0U, 0);
+    prctl(PR_SET_NAME, "vmexec-holder"); /* its comm, for ps and the tests */
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
@@ -100,18 +105,30 @@ void run_group_spare(void)
   }
   if (pid < 0) {
     agent_log("cannot fork a process group holder: %s; programs lead their groups", strerror(errno));
-    return;
+    return 0;
   }
   setpgid(pid, pid); /* a group before the child runs (either may do it first) */
-  spare_holder = pid;
+  return pid;
+}
+
+void run_group_spare(void)
+{
+  if (nspares == 0 && (spares[0] = fork_holder()) > 0)
+    nspares = 1;
 }
 
 pid_t run_group_take(void)
 {
   run_group_spare();
-  pid_t pid = spare_holder;
-  spare_holder = 0;
-  return pid > 0 ? pid : 0;
+  return nspares > 0 ? spares[--nspares] : 0;
+}
+
+void run_group_give_back(pid_t holder)
+{
+  if (nspares < SPARE_HOLDERS)
+    spares[nspares++] = holder;
+  else
+    kill(holder, SIGKILL);
 }
 
 pid_t run_group_settle(pid_t pid, pid_t holder)
@@ -131,9 +148,10 @@ pid_t run_group_settle(pid_t pid, pid_t holder)
 
 bool run_group_reaped(pid_t pid)
 {
-  if (pid == spare_holder) {
-    spare_holder = 0;
-    return true;
-  }
+  for (unsigned i = 0; i < nspares; i++)
+    if (spares[i] == pid) {
+      spares[i] = spares[--nspares];
+      return true;
+    }
   return false;
 }

@@ -184,16 +184,16 @@ int run_cgroup_write(const struct run *r, const char *file, const char *value)
   return rc;
 }
 
-/* Kill every process of the run: its cgroup, or at least its process
- * group; and its group's holder, which is in neither cgroup nor run. */
+/* Kill every process of the run: its cgroup (which its group's holder is
+ * not in: it serves another run), or at least its process group. */
 static void kill_all(struct run *r)
 {
-  if (r->holder > 0)
-    kill(r->holder, SIGKILL);
   if (r->cgroup && run_cgroup_write(r, "cgroup.kill", "1") == 0)
     return;
-  if (r->pgid > 0)
+  if (r->pgid > 0) {
     kill(-r->pgid, SIGKILL);
+    r->holder_killed = r->holder > 0 && r->pgid == r->holder;
+  }
 }
 
 static void destroy(struct run *gone)
@@ -204,8 +204,8 @@ static void destroy(struct run *gone)
       *p = gone->next;
       break;
     }
-  if (gone->holder > 0)
-    kill(gone->holder, SIGKILL); /* taken for a run that never started */
+  if (gone->holder > 0 && !gone->holder_killed)
+    run_group_give_back(gone->holder);
   close_fd(&gone->in_fd);
   close_fd(&gone->out_fd);
   close_fd(&gone->err_fd);

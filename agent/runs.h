@@ -24,6 +24,7 @@ struct run {
   uint32_t id;
   pid_t pid;             /* main process; 0 before the start and after the reap */
   pid_t holder;          /* the process leading its group (run-group.c), or 0 */
+  bool holder_killed;    /* by the group's kill (no cgroup): not given back */
   pid_t pgid;            /* its process group, once started */
   int in_fd, out_fd, err_fd, exec_fd; /* our pipe ends, -1 once closed */
   uint8_t *stdin_buf;    /* stdin from the host not yet taken by the program */
@@ -102,7 +103,9 @@ pid_t run_group_take(void);
 /* In the parent after the fork of PID, which joins HOLDER's group (or
  * leads its own if HOLDER is 0): the id of the group it is in. */
 pid_t run_group_settle(pid_t pid, pid_t holder);
-/* Whether PID was the spare holder, reaped. */
+/* A run's holder, whose group has no other process left, for another run. */
+void run_group_give_back(pid_t holder);
+/* Whether PID was a spare holder, reaped. */
 bool run_group_reaped(pid_t pid);
 
 /* run-io.c */

@@ -57,9 +57,12 @@ def figures(vmexec, env, target, cwd):
     with open(f"/proc/{pid}/status") as f:
         rss = int(re.search(r"VmRSS:\s+(\d+)", f.read())[1])
     # The guest's processes other than the kernel's threads (no cmdline),
-    # this shell and its ls: what earlier calls might have left.
+    # this shell and its ls: what earlier calls might have left. Not the
+    # agent's process group holders (comm vmexec-holder), which it keeps
+    # for later runs, a few at most.
     r = subprocess.run([vmexec, "--target", target, "--", "sh", "-c",
-                        "n=0; for p in /proc/[0-9]*; do l=; read -r l < $p/cmdline; [ -n \"$l\" ] && n=$((n+1)); done; echo $n"],
+                        "n=0; for p in /proc/[0-9]*; do l=; c=; read -r l < $p/cmdline; read -r c < $p/comm; "
+                        "[ -n \"$l\" ] && [ \"$c\" != vmexec-holder ] && n=$((n+1)); done; echo $n"],
                        env=env, cwd=cwd, capture_output=True, timeout=600)
     procs = int(r.stdout) if r.returncode == 0 and r.stdout.strip().isdigit() else -1
     return fds, rss, procs

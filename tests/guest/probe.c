@@ -12,7 +12,7 @@
  *   tree N            fork N sleeping children (one of them in its own session),
  *                     print "ready", then sleep
  *   procs             print the pids of user processes other than init, itself
- *                     and its group's holder under vmexec
+ *                     and vmexec's process group holders
  *   ignore            ignore SIGINT, SIGTERM and SIGHUP, print "ready", then sleep
  *                     (a program that a harness's SIGTERM does not end)
  *   hello             print "hello from <machine> <byte order>"
@@ -151,13 +151,25 @@ static _Noreturn void tree(int n)
     pause();
 }
 
+static bool is_holder(long pid)
+{
+  char path[64], comm[32] = "";
+  snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return false;
+  bool yes = fgets(comm, sizeof comm, f) && !strcmp(comm, "vmexec-holder\n");
+  fclose(f);
+  return yes;
+}
+
 static int procs(void)
 {
   DIR *d = opendir("/proc");
   if (!d)
     return 1;
   struct dirent *e;
-  pid_t self = getpid(), group = getpgrp();
+  pid_t self = getpid();
   while ((e = readdir(d))) {
     char *end;
     long pid = strtol(e->d_name, &end, 10);
@@ -170,10 +182,9 @@ static int procs(void)
       continue;
     size_t len = fread(cmd, 1, sizeof cmd - 1, f);
     fclose(f);
-    cmd[len] = '\0';
-    /* Kernel threads have no command line. Under vmexec, the agent (/init)
-     * forks the holder of the probe's group: not another run's process. */
-    if (len > 0 && !(getpgid((pid_t)pid) == group && !strcmp(cmd, "/init")))
+    /* Kernel threads have no command line. Under vmexec, the agent's
+     * process group holders are no run's processes. */
+    if (len > 0 && !is_holder(pid))
       printf("%ld %s\n", pid, cmd);
   }
   closedir(d);
