@@ -15,11 +15,22 @@
 #include "image-oci.h"
 #include "run.h"
 
-/* PROGRAM as exec would find it: with a slash as given, else on PATH. */
+/* PROGRAM as an emulator finds it: with a slash as given; a bare name in
+ * the working directory first, as qemu-user opens its PROGRAM (never on PATH):
+ * CMake's add_test(NAME ${CMAKE_CROSSCOMPILING_EMULATOR} prog), the old
+ * signature, passes the bare name of a program of the build directory, its
+ * cwd (libjpeg-turbo's tjunittest); else on PATH, as exec would. */
 static char *find_program(const char *prog)
 {
   if (strchr(prog, '/'))
     return strdup(prog);
+  struct stat here;
+  if (stat(prog, &here) == 0 && S_ISREG(here.st_mode) && access(prog, X_OK) == 0) {
+    char *cand;
+    if (asprintf(&cand, "./%s", prog) == -1)
+      fail(EXIT_TOOL_FAILED, "out of memory");
+    return cand;
+  }
   const char *path = getenv("PATH");
   if (!path || !*path)
     path = "/usr/local/bin:/usr/bin:/bin";
@@ -67,7 +78,7 @@ static int cmd_run_gdb(int argc, char **argv)
 {
   CLEANUP_FREE char *path = find_program(argv[0]);
   if (!path)
-    fail(EXIT_NOT_FOUND, "%s: not found on PATH; give the program's path", argv[0]);
+    fail(EXIT_NOT_FOUND, "%s: not found in the working directory or on PATH; give the program's path", argv[0]);
   client_run_gdb(path, argc, argv);
 }
 
@@ -165,7 +176,7 @@ int cmd_run(int argc, char **argv)
 
   CLEANUP_FREE char *path = find_program(argv[i]);
   if (!path)
-    fail(EXIT_NOT_FOUND, "%s: not found on PATH; give the program's path", argv[i]);
+    fail(EXIT_NOT_FOUND, "%s: not found in the working directory or on PATH; give the program's path", argv[i]);
   if (gdb && is_self(path) && i + 1 < argc)
     return cmd_run_gdb(argc - i - 1, argv + i + 1);
   if (gdb)

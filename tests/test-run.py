@@ -446,6 +446,21 @@ def test_argv_env():
           f"({len(got)} came; differing: {sorted(set(got.items()) ^ set(env.items()))[:3]})")
 
 
+def test_bare_name():
+    # A bare PROGRAM name is the file of that name in the working directory,
+    # as qemu-user opens it (CMake's add_test(NAME ${CMAKE_CROSSCOMPILING_EMULATOR}
+    # prog) of libjpeg-turbo passes the bare name, cwd the build directory);
+    # argv[0] stays as given. Not there and not on PATH: 127.
+    d, name = os.path.split(os.path.abspath(PROBE))
+    env = dict(ENV, PATH="/usr/bin:/bin")
+    r = vm(name, "argv0", cwd=d, env=env)
+    check(r.returncode == 0 and r.stdout == (name + "\n").encode(),
+          f"a bare name runs the cwd's program, argv[0] as given: {r.returncode} {r.stdout!r} {r.stderr[-300:]!r}")
+    r = vm(name, "argv0", cwd="/", env=env)
+    check(r.returncode == 127 and b"not found" in r.stderr,
+          f"a bare name neither in the cwd nor on PATH: 127: {r.returncode} {r.stderr[-300:]!r}")
+
+
 def test_ids():
     # Not a session leader, as a program a shell or make runs: a terminal it
     # opens does not become its controlling terminal (gawk's pty tests).
@@ -713,6 +728,7 @@ def main():
         test_exit_codes()
         test_signals()
         test_argv_env()
+        test_bare_name()
         test_stdin()
         test_stdout_file()
         test_loopback()
