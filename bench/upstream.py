@@ -128,6 +128,11 @@ PROJECTS = {
     # 31-bit s390 libc here), libunwind, libdw or SELinux
     "strace": ("autotools", "", ["MAKEINFO=true", "--enable-mpers=no", "--without-libunwind", "--without-libdw",
                                  "--without-libselinux"]),
+    # libjpeg-turbo's ctest tests: cjpeg, djpeg, jpegtran, tjunittest and
+    # tjbench over testimages/ of the source tree, each output's MD5 checked
+    # by md5cmp (an s390x program too) in tests of their own that DEPEND on
+    # it; FLOATTEST as Debian's rules set it for s390x (its FPU contracts)
+    "libjpeg-turbo": ("cmake", "", ["-DFLOATTEST=fp-contract"]),
 }
 
 # What a run without projects named runs (about 25 minutes); session 15's
