@@ -138,6 +138,11 @@ PROJECTS = {
     # byte order of every algorithm, public key (mini-gmp: no s390x libgmp
     # here) and the examples' shell tests; s390x assembly (memxor, ...)
     "nettle": ("autotools", "", ["--enable-mini-gmp", "--disable-documentation"]),
+    # zstd's tests/Makefile (see MAKE_TESTS): playTests.sh (hundreds of zstd
+    # and datagen runs: pipes, stdin and stdout files, --rm, -r over trees,
+    # modes, symlinks, sparse output), cli-tests/run.py (Python running zstd),
+    # the fuzzers for a fixed time, the legacy formats, the thread pool
+    "zstd": ("make", "", []),
 }
 
 # What a run without projects named runs (about 25 minutes); session 15's
@@ -176,7 +181,19 @@ MAKE_TESTS = {"lz4": ("tests", ["test-lz4-basic", "test-lz4-multiple", "test-lz4
                                 "test-lz4-dict", "test-lz4-opt-parser", "test-lz4-sparse", "test-lz4-skippable",
                                 "test-lz4c", "test-frametest", "test-fullbench", "test-fuzzer", "test-amalgamation",
                                 "listTest", "test-decompress-partial"],
-                      ["FUZZER_TIME=-T20s", "NB_LOOPS=-i1"])}
+                      ["FUZZER_TIME=-T20s", "NB_LOOPS=-i1"]),
+              # zstd: `make test`'s targets (no --test-large-data: ZSTDRTTEST
+              # empty, as `make check`) and the decodecorpus round trips; the
+              # fuzzers 20 s each
+              "zstd": ("tests", ["test-zstd", "test-cli-tests", "test-fullbench", "test-fuzzer", "test-zstream",
+                                 "test-invalidDictionaries", "test-legacy", "test-decodecorpus", "test-pool",
+                                 "test-decodecorpus-cli"],
+                       ["ZSTDRTTEST=", "FUZZERTEST=-T20s", "ZSTREAM_TESTTIME=-T20s", "DECODECORPUS_TESTTIME=-T20"])}
+
+# What the build step makes in MAKE_TESTS' directory (default: all): zstd's
+# test targets remake ../programs/zstd with their own flags (another object
+# directory), and legacy and invalidDictionaries are not in its `all`.
+MAKE_BUILD = {"zstd": ["all", "zstd", "invalidDictionaries", "legacy"]}
 
 # Projects whose ctest tests are runners of many tests that print TAP lines
 # ("ok 3 - name", "not ok 4 - name", "ok 5 - name # SKIP why"): each of those
@@ -396,7 +413,8 @@ def build(work, name, jobs):
         os.rmdir(bld)
         shutil.copytree(src, bld, symlinks=True)
         run(["make", "-j%d" % jobs, "CC=%s-gcc" % TRIPLET], log, cwd=bld)
-        run(["make", "-j%d" % jobs, "CC=%s-gcc" % TRIPLET, "all"], log, cwd=os.path.join(bld, MAKE_TESTS[name][0]))
+        run(["make", "-j%d" % jobs, "CC=%s-gcc" % TRIPLET, *MAKE_BUILD.get(name, ["all"])], log,
+            cwd=os.path.join(bld, MAKE_TESTS[name][0]))
     elif kind == "make":
         # zlib's own configure (not autoconf): the cross compiler from CHOST
         run([os.path.join(src, "configure"), *opts], log, cwd=bld, env=dict(os.environ, CHOST=TRIPLET))
