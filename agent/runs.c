@@ -472,7 +472,10 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     if (pid < 0)
       run_refuse(r, 125, "cannot fork in the guest: %s", strerror(errno));
     else {
-      r->pgid = run_group_settle(pid, r->holder);
+      /* Not with a terminal: the child makes a session (setsid), which
+       * fails once a parent's setpgid made it a group leader (a forked
+       * child, for a full image's root, may not have run yet). */
+      r->pgid = q->flags & WIRE_RUN_PTY ? pid : run_group_settle(pid, r->holder);
       r->pid = pid;
       r->started = true;
       exec_done = vforked;
