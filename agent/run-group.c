@@ -140,8 +140,9 @@ pid_t run_group_settle(pid_t pid, pid_t holder)
     return holder;
   if (setpgid(pid, pid) == 0)
     return pid;
-  /* EACCES: it has exec'd, and its own call decided; EPERM: it leads a
-   * session (--shell). Never the agent's own group. */
+  /* EACCES: it has exec'd, and its own call decided. (A --shell run, which
+   * makes a session, is not settled here: see start() in runs.c.) Never
+   * the agent's own group. */
   pid_t g = getpgid(pid);
   return g > 0 && g != getpgrp() ? g : pid;
 }
