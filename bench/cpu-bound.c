@@ -5,6 +5,10 @@
  *                               table, an xorshift index): loads, shifts,
  *                               branches, as in a decoder or a CRC
  *   cpu-bound qsort MILLIONS    qsort of MILLIONS pseudo-random ints
+ *   cpu-bound random MILLIONS   dependent loads from random places of a
+ *                               4 MiB table (1024 pages), as in a hash
+ *                               table or a compressor's match finder: what
+ *                               a system emulator's software TLB must hold
  *
  * It prints a checksum so that the work cannot be optimised away and both
  * emulators can be seen to compute the same thing. */
@@ -61,10 +65,28 @@ static uint32_t sort(long n)
   return acc;
 }
 
+static uint32_t random_reads(long n)
+{
+  enum { WORDS = 1 << 20 }; /* 4 MiB */
+  uint32_t *table = malloc(WORDS * sizeof *table);
+  if (!table) {
+    perror("cpu-bound: malloc");
+    exit(1);
+  }
+  uint32_t s = 1234567u;
+  for (long i = 0; i < WORDS; i++)
+    table[i] = xorshift(&s);
+  uint32_t acc = 0;
+  for (long i = 0; i < n; i++)
+    acc += table[(xorshift(&s) ^ acc) & (WORDS - 1)];
+  free(table);
+  return acc;
+}
+
 int main(int argc, char **argv)
 {
   if (argc != 3) {
-    fprintf(stderr, "usage: cpu-bound lookup|qsort MILLIONS\n");
+    fprintf(stderr, "usage: cpu-bound lookup|qsort|random MILLIONS\n");
     return 2;
   }
   long n = atol(argv[2]) * 1000000L;
@@ -72,6 +94,8 @@ int main(int argc, char **argv)
     printf("%08x\n", lookup(n));
   else if (!strcmp(argv[1], "qsort"))
     printf("%08x\n", sort(n));
+  else if (!strcmp(argv[1], "random"))
+    printf("%08x\n", random_reads(n));
   else {
     fprintf(stderr, "cpu-bound: unknown work %s\n", argv[1]);
     return 2;

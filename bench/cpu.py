@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CPU-bound code under vmexec (qemu-system, TCG) against qemu-user on the same
 static binary, side by side in one run: bench/cpu-bound.c's loop of table
-lookups and its qsort of 4M ints, for each target given (s390x and aarch64 by
+lookups, its qsort of 4M ints and its random reads over 4 MiB, for each
+target given (s390x and aarch64 by
 default). Runs alternate between the two so that the machine's load falls on
 both alike. The target is vmexec at most 1.3x qemu-user (issue 13).
 
@@ -30,7 +31,7 @@ top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # target: (cross compiler, qemu-user binary)
 tools = {"s390x": ("s390x-linux-gnu-gcc", "qemu-s390x"), "aarch64": ("aarch64-linux-gnu-gcc", "qemu-aarch64"),
          "armhf": ("arm-linux-gnueabihf-gcc", "qemu-arm"), "ppc64el": ("powerpc64le-linux-gnu-gcc", "qemu-ppc64le")}
-works = (("lookup", "100"), ("qsort", "4"))
+works = (("lookup", "100"), ("qsort", "4"), ("random", "20"))
 
 
 def children_cpu():
