@@ -42,22 +42,24 @@
 static const char *const base_packages[] = {"busybox", "libc6",  "libgcc-s1", "libstdc++6", "libc-bin", "dash",
                                             "bash", "coreutils", "diffutils", "findutils", "grep", "sed", "gzip", "xz-utils", "bzip2", "lzop", "ed"};
 
-char *image_extra(const char *agent, size_t agent_len, const char *kernel_key, size_t *len)
+char *image_extra(const struct target *t, const char *agent, size_t agent_len, const char *kernel_key, size_t *len)
 {
   struct strv parts = {0};
   for (size_t i = 0; i < sizeof base_packages / sizeof base_packages[0]; i++)
     strv_push(&parts, base_packages[i]);
   CLEANUP_FREE char *base = strv_join(&parts, " ");
   strv_free(&parts);
-  /* agent \0 "base " names [\0 "kernel " key] */
-  size_t b = strlen(base) + 6, k = kernel_key[0] ? strlen(kernel_key) + 8 : 0;
+  CLEANUP_FREE char *kernel = kernel_key[0] ? kernel_inputs(t) : NULL;
+  CLEANUP_FREE char *tail = kernel ? xasprintf("%s%c%s", kernel_key, 0, kernel) : NULL;
+  /* agent \0 "base " names [\0 "kernel " key \0 inputs] */
+  size_t b = strlen(base) + 6, k = tail ? strlen(kernel_key) + 1 + strlen(kernel) + 8 : 0;
   char *extra = xrealloc(NULL, agent_len + b + k + 1);
   memcpy(extra, agent, agent_len);
   memcpy(extra + agent_len, "\0base ", 6);
   memcpy(extra + agent_len + 6, base, b - 6);
   if (k) {
     memcpy(extra + agent_len + b, "\0kernel ", 8);
-    memcpy(extra + agent_len + b + 8, kernel_key, k - 8);
+    memcpy(extra + agent_len + b + 8, tail, k - 8);
   }
   *len = agent_len + b + k;
   return extra;
@@ -222,7 +224,7 @@ int image_build(const struct target *t, const struct image_options *opt, char *d
   if (t->kernel_arch)
     kernel_build(t, opt && opt->quiet, kdir, kkey);
   size_t extra_len;
-  CLEANUP_FREE char *extra = image_extra(agent_bytes, agent_len, kkey, &extra_len);
+  CLEANUP_FREE char *extra = image_extra(t, agent_bytes, agent_len, kkey, &extra_len);
 
   struct image_spec spec = {
     .kind = "image", .format = IMAGE_FORMAT, .link = t->name, .kernel_meta = t->kernel_arch ? NULL : t->kernel_package,

@@ -147,7 +147,7 @@ bool image_is_ours(const struct target *t, const char *dir)
                          manifest_value(manifest, "kernel-key", kernel_key, sizeof kernel_key) != 0))
     return false;
   size_t extra_len;
-  CLEANUP_FREE char *extra = image_extra(agent_bytes, agent_len, kernel_key, &extra_len);
+  CLEANUP_FREE char *extra = image_extra(t, agent_bytes, agent_len, kernel_key, &extra_len);
   return image_key_matches(t, dir, "image", IMAGE_FORMAT, extra, extra_len);
 }
 

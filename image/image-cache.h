@@ -27,11 +27,12 @@
 /* cache_dir()/images (created). Returns a static string. */
 const char *images_dir(void);
 
-/* The extra key input of a minimal image (image_key): the agent's bytes, the
- * names of the packages every minimal image has (so that changing that list
- * changes the key), and the key of the kernel built from source if
- * KERNEL_KEY is not "". */
-char *image_extra(const char *agent, size_t agent_len, const char *kernel_key, size_t *len);
+/* The extra key input of a minimal image of T (image_key): the agent's bytes,
+ * the names of the packages every minimal image has (so that changing that
+ * list changes the key), and if KERNEL_KEY is not "" the key of the kernel
+ * built from source and that kernel's inputs (kernel_inputs: the image keeps
+ * the kernel key it was built with, which a changed patch does not change). */
+char *image_extra(const struct target *t, const char *agent, size_t agent_len, const char *kernel_key, size_t *len);
 
 /* XXH3-128 of KIND ("image" for the minimal image, "full") and FORMAT, the
  * target name, the sorted .deb file names (which carry the versions), the

@@ -263,6 +263,13 @@ static void build(const struct image_job *j, const char *fragments, const char *
   (*release)[strcspn(*release, "\n")] = '\0';
 }
 
+char *kernel_inputs(const struct target *t)
+{
+  CLEANUP_FREE char *fragments = read_fragments(t);
+  CLEANUP_FREE char *patch = read_patch(t);
+  return xasprintf("%s\npatch\n%s", fragments, patch);
+}
+
 void kernel_build(const struct target *t, bool quiet, char *dir, char key[IMAGE_KEY_LEN + 1])
 {
   CLEANUP_FREE char *fragments = read_fragments(t);

@@ -91,6 +91,31 @@ else
   done
 fi
 
+# -- a changed kernel patch: the next call builds a new kernel ---------------------
+# The image keeps the kernel key it was built with; the kernel's inputs (config
+# fragments, patch) are part of the image's key, so that a call sees a changed
+# patch without asking apt or the compiler. Stopped as soon as it says so: the
+# build takes minutes. A private runtime directory, so that no running guest
+# of another test answers the call.
+if [ -n "${kernel_key:-}" ]; then
+  mkdir "$tmp/kc" "$tmp/rt"
+  chmod 700 "$tmp/rt"
+  cp "$SRCDIR"/image/kernel-configs/* "$tmp/kc/"
+  { echo "vmexec test: a changed patch"; cat "$SRCDIR/image/kernel-configs/s390x.patch"; } >"$tmp/kc/s390x.patch"
+  VMEXEC_KERNEL_CONFIG_DIR="$tmp/kc" XDG_RUNTIME_DIR="$tmp/rt" setsid "$VMEXEC" --target s390x -- true 2>"$tmp/err5" &
+  pid=$!
+  i=0
+  while kill -0 "$pid" 2>/dev/null && ! grep -q "building the guest kernel" "$tmp/err5" && [ $i -lt 600 ]; do
+    sleep 0.2
+    i=$((i + 1))
+  done
+  kill -TERM "-$pid" 2>/dev/null || true # dash: no "--"
+  wait "$pid" 2>/dev/null || true
+  grep -q "building the guest kernel" "$tmp/err5" ||
+    die "a call did not see the changed kernel patch: $(cat "$tmp/err5")"
+  XDG_RUNTIME_DIR="$tmp/rt" "$VMEXEC" stop --all >/dev/null 2>&1 || true
+fi
+
 # -- errors ------------------------------------------------------------------------
 if "$VMEXEC" image build no-such-target 2>"$tmp/err3"; then die "unknown target accepted"; else st=$?; fi
 [ "$st" -eq 125 ] || die "unknown target: status $st, not 125"

@@ -79,7 +79,7 @@ def guest_main(tests, vmexec, env, workdir, setup=None, needs=("qemu-system-s390
 
 def world_readable_copy(vmexec, target="s390x", files=()):
     """A copy of vmexec (and vmexec-tools beside it), the target's agent, the
-    share plugin, the current image and FILES in a new directory everybody
+    share plugin, the kernel's config fragments and patch, the current image and FILES in a new directory everybody
     can read, so that another user can run vmexec even when the build tree
     sits in a private home. Returns (directory, environment additions). The
     caller removes it."""
@@ -96,6 +96,11 @@ def world_readable_copy(vmexec, target="s390x", files=()):
     shutil.copy2(os.path.join(build, "agent", f"vmexec-agent-{target}"), agents)
     plugin = os.path.join(build, "nbd-share", "nbdkit-vmexec-share-plugin.so")
     shutil.copy2(plugin, top)
+    # A kernel built from source: its config fragments and patch are part of
+    # the image's key, read from the build tree's sources only by a vmexec
+    # that runs from the build tree.
+    configs = os.path.join(top, "kernel-configs")
+    shutil.copytree(os.path.join(os.environ["SRCDIR"], "image", "kernel-configs"), configs)
     cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "vmexec", "images")
     key = os.readlink(os.path.join(cache, target))
     images = os.path.join(top, "cache", "vmexec", "images")
@@ -108,7 +113,7 @@ def world_readable_copy(vmexec, target="s390x", files=()):
             p = os.path.join(dirpath, f)
             os.chmod(p, 0o755 if os.access(p, os.X_OK) else 0o644)
     env = {"VMEXEC_AGENT_DIR": agents, "VMEXEC_SHARE_PLUGIN": os.path.join(top, os.path.basename(plugin)),
-           "XDG_CACHE_HOME": os.path.join(top, "cache")}
+           "VMEXEC_KERNEL_CONFIG_DIR": configs, "XDG_CACHE_HOME": os.path.join(top, "cache")}
     return top, env
 
 
