@@ -97,12 +97,17 @@ static void catch_forwarded(void)
     catch_signal(forwarded[i]);
 }
 
-/* One frame of this call's run before the relay starts; a lost connection
- * ends the call. */
+/* The connection failed while this call sent its run (send_frame): the
+ * supervisor closed it unread (it was stopping, or vmexec was replaced under
+ * it), and the call may start over, as when nothing came back (relay). */
+static int send_errno;
+
+/* One frame of this call's run before the relay starts; after a failed one
+ * the rest are not sent. */
 static void send_frame(int sock, uint16_t type, const void *p, size_t n)
 {
-  if (frame_write(sock, type, RUN_ID, p, n) == -1)
-    fail(EXIT_TOOL_FAILED, "lost the connection to the guest: %s", strerror(errno));
+  if (send_errno == 0 && frame_write(sock, type, RUN_ID, p, n) == -1)
+    send_errno = errno;
 }
 
 /* Send the program file ahead of the run, in frames the agent stores. */
@@ -848,8 +853,13 @@ static noreturn void run_in_guest(struct run_options *o, const struct target *t,
     trace_wait_start();
     if (o->pty)
       start_terminal(sock);
-    relay(sock, &wb, run); /* returns only when it may retry */
+    if (send_errno == 0)
+      relay(sock, &wb, run); /* returns only when it may retry */
     close(sock);
+    if (send_errno && attempt == 3)
+      fail(EXIT_TOOL_FAILED, "lost the connection to the guest's supervisor: %s; see its log under %s",
+           strerror(send_errno), "$XDG_RUNTIME_DIR/vmexec");
+    send_errno = 0;
     if (attempt == 3)
       fail(EXIT_TOOL_FAILED, "the %s guest's supervisor keeps closing the connection; see its log under %s",
            t->name, "$XDG_RUNTIME_DIR/vmexec");

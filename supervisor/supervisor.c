@@ -35,6 +35,7 @@
 #include "frame-conn.h"
 #include "qemu-cmdline.h"
 #include "qmp.h"
+#include "replaced.h"
 #include "nbdkit.h"
 #include "rundir.h"
 #include "host-files.h"
@@ -112,6 +113,8 @@ struct supervisor {
   char snapshot[PATH_MAX];  /* the guest's snapshot file (snapshot.h), or "": none */
   bool restoring;           /* qemu loads the snapshot; the agent has not answered WIRE_RESUME */
   pid_t unpack_pid;         /* zstd feeding qemu the snapshot, or -1 */
+  struct started_from started_from; /* vmexec's files as this guest started (replaced.h) */
+  bool retiring;            /* they were replaced: no new calls; stop once the current ones end */
 };
 
 /* A restored guest answers WIRE_RESUME within this, or it boots instead. */
@@ -703,7 +706,7 @@ static bool client_has_runs(const struct supervisor *s, const struct client *c)
   return false;
 }
 
-static void accept_clients(struct supervisor *s)
+static void accept_pending(struct supervisor *s)
 {
   for (;;) {
     int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -719,6 +722,34 @@ static void accept_clients(struct supervisor *s)
     c->next = s->clients;
     s->clients = c;
   }
+}
+
+/* vmexec was rebuilt or upgraded since this guest started (WHAT is the first
+ * file found replaced): a new call must get a guest of the new files, or it
+ * would run on an old agent that ignores what it asks. Take no more calls:
+ * those waiting to be accepted see their connection close unread and start
+ * over (client/run.c), and wait for the lock, which stays ours until the runs
+ * of the calls already here have ended and we stop (maybe_stop_idle). */
+static void retire(struct supervisor *s, const char *what)
+{
+  unsigned running = 0;
+  for (struct run *r = s->runs; r; r = r->next)
+    running++;
+  logf_("%s was replaced since this guest started: new calls go to a fresh guest once the %u runs here end", what,
+        running);
+  stop_listening(s);
+  s->retiring = true;
+}
+
+/* New connections, once we know that vmexec's files are those we started from
+ * (a few stat calls per call). */
+static void accept_clients(struct supervisor *s)
+{
+  const char *replaced = started_from_replaced(&s->started_from);
+  if (replaced)
+    retire(s, replaced);
+  else
+    accept_pending(s);
 }
 
 static void try_connect_serial(struct supervisor *s)
@@ -813,6 +844,11 @@ static void service_client(struct supervisor *s, struct client *c, short revents
  * before any answer, and starts over. */
 static void maybe_stop_idle(struct supervisor *s, int lock_fd)
 {
+  if (s->retiring) {
+    if (!s->runs && !s->clients)
+      shut_down(s, "vmexec was replaced");
+    return;
+  }
   if (s->runs || !s->ready) {
     s->idle_since_ms = now_ms();
     return;
@@ -908,6 +944,7 @@ static struct supervisor *supervisor_new(const struct target *t, const char *nam
   s->prepared_gen = UINT32_MAX;
   s->idle_ms = (long long)(env_number("VMEXEC_IDLE_TIMEOUT", 300, 0, 1000000) * 1000);
   s->started_ms = s->idle_since_ms = now_ms();
+  started_from_note(&s->started_from, t);
   if (frame_conn_init(&s->agent, -1) == -1)
     fail(EXIT_TOOL_FAILED, "out of memory");
   return s;
