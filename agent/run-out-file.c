@@ -37,6 +37,7 @@
 struct out_file {
   int fd;         /* the agent's descriptor of the program's open file */
   int watch;      /* inotify, IN_MODIFY of it */
+  int wd;         /* ... its watch descriptor there */
   uint32_t host_fd; /* 1 or 2 */
   bool append;
   uint64_t start;   /* where the program's bytes begin: the host file's end or offset */
@@ -50,12 +51,41 @@ struct out_file {
   uint64_t again, again_end; /* the final pass: what is sent again */
 };
 
+/* Closing an inotify instance waits for a grace period of fsnotify's SRCU
+ * (its mark reaper): 40-90 ms under TCG at 100 Hz, in the agent's loop, which
+ * delayed the next call of every `prog >log`. So instances are kept for the
+ * next files: the watch is removed (its teardown is asynchronous) and the
+ * instance reused; an IN_IGNORED left in it only wakes the next pump once. */
+#define SPARE_WATCHES 4
+static int spare_watches[SPARE_WATCHES];
+static int nspare_watches;
+
+static int watch_get(void)
+{
+  if (nspare_watches > 0)
+    return spare_watches[--nspare_watches];
+  return inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+}
+
+static void watch_put(int *fd, int wd)
+{
+  if (*fd < 0)
+    return;
+  if (wd >= 0)
+    inotify_rm_watch(*fd, wd);
+  if (nspare_watches < SPARE_WATCHES)
+    spare_watches[nspare_watches++] = *fd;
+  else
+    close(*fd);
+  *fd = -1;
+}
+
 static void free_out(struct out_file *f)
 {
   if (!f)
     return;
   close_fd(&f->fd);
-  close_fd(&f->watch);
+  watch_put(&f->watch, f->wd);
   free(f);
 }
 
@@ -67,7 +97,7 @@ static void open_out(struct run *r, const struct wire_run *q, int which, int fds
   struct out_file *f = calloc(1, sizeof *f);
   if (!f)
     return;
-  f->watch = -1;
+  f->watch = f->wd = -1;
   f->host_fd = (uint32_t)which + 1;
   f->append = o->append != 0;
   /* Bytes before the file's end are the host's (zeroes here): never sent. */
@@ -80,7 +110,7 @@ static void open_out(struct run *r, const struct wire_run *q, int which, int fds
   /* The program may reopen it by /dev/stdout (as the caller may on the host: its file). */
   if (f->fd < 0 || fchown(f->fd, q->uid, q->gid) == -1 || ftruncate(f->fd, (off_t)o->size) == -1 ||
       lseek(f->fd, (off_t)o->offset, SEEK_SET) == -1 || (f->append && fcntl(f->fd, F_SETFL, O_APPEND) == -1) ||
-      (f->watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 || inotify_add_watch(f->watch, proc, IN_MODIFY) < 0 ||
+      (f->watch = watch_get()) < 0 || (f->wd = inotify_add_watch(f->watch, proc, IN_MODIFY)) < 0 ||
       (child = fcntl(f->fd, F_DUPFD_CLOEXEC, 3)) < 0) {
     agent_log("run %u: the %s file: %s; a pipe instead", r->id, which ? "stderr" : "stdout", strerror(errno));
     free_out(f);
