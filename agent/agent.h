@@ -92,6 +92,8 @@ void agent_send(uint16_t type, uint32_t run, const void *payload, size_t len);
 size_t agent_backlog(void);
 
 #define RUN_DIR "/run/vmexec"
+/* The cgroup2 hierarchy the agent mounts, with a cgroup per run (runs.c). */
+#define CGROUP_ROOT "/sys/fs/cgroup"
 #define SHARE_DIR RUN_DIR "/share"
 
 /* share.c: the host's trees at their own paths, from generations of the share
@@ -115,6 +117,9 @@ struct share {
   bool rw_mounted;
   char run_dir[64];       /* the directory of the run that prepared it, which holds rw */
   int ns_fd, mounts_fd;   /* its mount namespace and mountinfo (share-spare.c), or -1 */
+  int root_fd;            /* its root directory (O_PATH), where paths are looked up in it, or -1 */
+  char cgroup[24];        /* the cgroup of the last run in it, once kept; "": none */
+  bool used;              /* a run used it (not only made ahead): VMEXEC_TRACE says "kept" */
   struct upper_seen *seen; /* its upper layers' ctimes when it was last kept (share-spare.c) */
   size_t nseen;
   char *mounts_seen;      /* its mount table when first kept, less the runs' tmpfs (share-spare.c) */
@@ -193,7 +198,7 @@ void share_dev_forget(struct share_dev *d);
  * generation are dropped). */
 struct share *share_take_spare(struct share *want);
 /* In the child, after share_enter: send its namespace (fds of
- * /proc/self/ns/mnt and mountinfo) on SOCK for share_receive_ns, with its
+ * /proc/self/ns/mnt, mountinfo and /) on SOCK for share_receive_ns, with its
  * mount table as made (less the runs' tmpfs and generations other than GEN). */
 void share_send_ns(int sock, uint32_t gen);
 /* The namespace the run's child sent on SOCK, if it did, into s->ns_fd. */
@@ -205,14 +210,16 @@ bool share_unchanged(const struct share *s);
  * namespace is known and untouched (UNCHANGED: share_unchanged said so;
  * the least recently kept spare goes if there are too many). True: the
  * spares own S now; false: the caller frees S. */
-bool share_keep(struct share *s, bool unchanged);
+bool share_keep(struct share *s, bool unchanged, const char *cgroup);
 /* Let go of the namespaces being made ahead (share_ahead). */
 void share_ahead_drop(void);
 /* A new generation was mounted: spares of older ones will never serve. */
 void share_spare_outdated(uint32_t newest_gen);
-/* A patch was completed: spares made before it may show the file as it
- * was, in their overlays' caches; they are not kept. */
-void share_spare_patched(void);
+/* A patch of generation GEN's host PATH was completed: namespaces of runs
+ * going on are not kept (their overlays may cache the file as it was); a
+ * spare of GEN goes, unless the patch REPLACED_FILE (a regular file by
+ * another of that name) that is not in the spare's dentry cache. */
+void share_spare_patched(uint32_t gen, const char *path, bool replaced_file);
 /* A directory of generation GEN's patch layer was made or removed at host
  * PATH, or a name hidden there: namespaces made ahead for GEN whose mounts
  * looked PATH up (it is a root or view, or above one) go. */

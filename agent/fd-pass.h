@@ -1,5 +1,5 @@
 /* Open files handed between a run's child and the agent over a socketpair
- * (SCM_RIGHTS): its mount namespace and mount table, its stdin file. */
+ * (SCM_RIGHTS): its mount namespace, mount table and root, its stdin file. */
 #ifndef VMEXEC_AGENT_FD_PASS_H
 #define VMEXEC_AGENT_FD_PASS_H
 
@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define FD_PASS_MAX 2
+#define FD_PASS_MAX 3
 
 /* The N (at most FD_PASS_MAX) descriptors FDS and the LEN bytes DATA (at
  * least one) as one message on SOCK, without waiting. True if it went. */

@@ -74,7 +74,10 @@ void run_trace_send(struct run *r)
   add(&m, "guest: make the run's cgroup", r->t_prepared, r->t_cgroup);
   add(&m, "guest: pipes, fork", r->t_cgroup, c[CHILD_T_FORKED]);
   add(&m, "guest: join the cgroup (child)", c[CHILD_T_FORKED], c[CHILD_T_CGROUP]);
-  add(&m, r->joined_ns ? "guest: namespace and overlay (child, ready)" : "guest: namespace and overlay (child)",
+  add(&m,
+      r->joined_kept ? "guest: namespace and overlay (child, kept)"
+      : r->joined_ns ? "guest: namespace and overlay (child, ready)"
+                     : "guest: namespace and overlay (child)",
       c[CHILD_T_CGROUP], c[CHILD_T_ENTERED]);
   add(&m, "guest: cwd, credentials (child)", c[CHILD_T_ENTERED], c[CHILD_T_EXEC]);
   add(&m, "guest: exec", c[CHILD_T_EXEC], execd);

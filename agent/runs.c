@@ -264,7 +264,8 @@ void run_maybe_finish(struct run *r)
   }
   if (r->share && r->keep_ns && !r->cancelled) {
     share_receive_ns(r->share, r->ns_sock);
-    if (share_keep(r->share, r->unchanged)) {
+    r->share->used = true;
+    if (share_keep(r->share, r->unchanged, r->cgroup ? r->cgroup_name : "")) {
       r->share = NULL;
       r->dir[0] = '\0'; /* it holds the spare's tmpfs now */
     }
@@ -420,6 +421,7 @@ static void start(struct run *r, const uint8_t *p, size_t n)
     if (spare)
       r->share = spare;
     r->joined_ns = r->share->ns_fd >= 0;
+    r->joined_kept = r->joined_ns && r->share->used;
   }
   if (r->share_err[0] || (r->share && !r->share->g && share_prepare(r->share, r->dir, why, sizeof why) == -1)) {
     run_refuse(r, 125, "%s", r->share_err[0] ? r->share_err : why);

@@ -16,8 +16,6 @@
 #include "agent.h"
 #include "wire-msg.h"
 
-#define CGROUP_ROOT "/sys/fs/cgroup"
-
 struct pollfd;
 
 struct run {
@@ -57,6 +55,7 @@ struct run {
   bool cancelled;        /* WIRE_CANCEL or the host went away: no write-back */
   bool keep_ns;          /* its namespace may become the spare (share-spare.c) */
   bool joined_ns;        /* it joined a namespace ready for it: a spare, or one made ahead (VMEXEC_TRACE) */
+  bool joined_kept;      /* ... one a run before used (VMEXEC_TRACE) */
   bool unchanged_known, unchanged; /* share_unchanged, asked once the run is over */
   int ns_sock, ns_sock_child; /* the child sends its namespace on these, or -1 */
   bool pty;              /* WIRE_RUN_PTY: out_fd is the terminal's master */

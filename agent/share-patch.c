@@ -39,6 +39,7 @@ static struct {
 } cur = { .fd = -1 };
 
 static unsigned serial; /* patches completed */
+static bool dirs_made;  /* the current patch made directories in the layer (make_parents) */
 
 unsigned share_patch_serial(void)
 {
@@ -93,6 +94,7 @@ static int make_parents(uint32_t gen, const char *path)
   patch_path(gen, "", dir, sizeof dir);
   mkdir(PATCH_DIR, 0755);
   if (mkdir(dir, 0755) == 0) {
+    dirs_made = true;
     layer_changed(gen, "/");
     dir_as_generation(gen, dir, "/");
   }
@@ -104,6 +106,7 @@ static int make_parents(uint32_t gen, const char *path)
     memcpy(dir + base, path, (size_t)(slash - path));
     dir[len] = '\0';
     if (mkdir(dir, 0755) == 0) {
+      dirs_made = true;
       layer_changed(gen, dir + base);
       dir_as_generation(gen, dir, dir + base);
       dir[parent] = '\0';
@@ -155,14 +158,14 @@ static void abandon(void)
 /* PATH of GEN, at IN_LAYER in the layer, was patched: the directory the
  * change was made in gets the generation's times again, and namespaces
  * made before are not kept. */
-static void patched(uint32_t gen, char *in_layer, const char *path)
+static void patched(uint32_t gen, char *in_layer, const char *path, bool replaced_file)
 {
   *strrchr(in_layer, '/') = '\0';
   char rel[PATH_MAX];
   snprintf(rel, sizeof rel, "%.*s", (int)(strrchr(path, '/') - path), path);
   dir_as_generation(gen, in_layer, rel[0] ? rel : "/");
   serial++;
-  share_spare_patched();
+  share_spare_patched(gen, path, replaced_file);
 }
 
 /* The file is whole: into place, as the host has it. */
@@ -174,6 +177,20 @@ static void finish(void)
   char final[PATH_MAX + 64];
   patch_path(cur.m.gen, f->path, final, sizeof final);
   struct stat st;
+  /* A regular file by one of that name, in the layer or (not hidden) in the
+   * generation, the layer's directories as they were (a spare's overlays
+   * know where it has some): the name's dentries stay positive and the
+   * file is found where they look (share_spare_patched). */
+  bool replaced_file = f->kind == WIRE_WB_FILE && !dirs_made;
+  if (lstat(final, &st) == 0) {
+    replaced_file = replaced_file && S_ISREG(st.st_mode);
+  } else { /* the generation's, unless the layer's directory hides it (opaque) */
+    char lower[PATH_MAX + 64], parent[PATH_MAX], layer_dir[PATH_MAX + 64];
+    generation_path(cur.m.gen, f->path, lower, sizeof lower);
+    snprintf(parent, sizeof parent, "%.*s", (int)(strrchr(f->path, '/') - f->path), f->path);
+    replaced_file = replaced_file && lstat(lower, &st) == 0 && S_ISREG(st.st_mode) &&
+                    !share_patch_whole(cur.m.gen, parent[0] ? parent : "/", layer_dir, sizeof layer_dir);
+  }
   if (lstat(final, &st) == 0 && S_ISDIR(st.st_mode))
     remove_in_layer(cur.m.gen, f->path, final); /* the host's directory became this file */
   if (fchown(cur.fd, cur.m.uid, cur.m.gid) == -1 || fchmod(cur.fd, f->mode & 07777) == -1 ||
@@ -184,7 +201,7 @@ static void finish(void)
     return;
   }
   cur.fd = -1;
-  patched(cur.m.gen, final, f->path);
+  patched(cur.m.gen, final, f->path, replaced_file);
 }
 
 /* An absolute path of plain names: no "", ".", ".." component. */
@@ -219,7 +236,7 @@ static void patch_delete(uint32_t gen, const char *path)
     agent_log("cannot hide %s in share generation %u: %s", path, gen, strerror(errno));
     return;
   }
-  patched(gen, in_layer, path);
+  patched(gen, in_layer, path, false);
 }
 
 /* The host's PATH is a directory made since the guest listed its parent,
@@ -247,12 +264,13 @@ static void patch_dir(uint32_t gen, const struct wire_patch *m)
   }
   if (replaces || had)
     layer_changed(gen, path);
-  patched(gen, in_layer, path);
+  patched(gen, in_layer, path, false);
 }
 
 void share_patch_begin(const uint8_t *p, size_t n)
 {
   abandon();
+  dirs_made = false;
   if (!wire_decode_patch(p, n, &cur.m) || !plain_path(cur.m.file.path)) {
     agent_log("ignoring a malformed WIRE_PATCH");
     return;

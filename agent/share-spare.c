@@ -37,7 +37,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <errno.h>
+#include <linux/openat2.h>
 
 #include "agent.h"
 #include "fd-pass.h"
@@ -156,24 +159,68 @@ static bool at_or_above(const char *path, const char *dir)
   return !strcmp(path, "/") || (!strncmp(path, dir, len) && (dir[len] == '/' || !dir[len]));
 }
 
+/* S's mounts were made where host PATH (a directory of the patch layer,
+ * made or removed) is: a view (the host's top directories, and /var/tmp)
+ * or a root, or above one. Such a mount has the layer as it was. */
+static bool mounts_at(const struct share *s, const char *path)
+{
+  bool at = !strchr(path + 1, '/') || at_or_above(path, "/var/tmp");
+  for (size_t r = 0; r < s->nroots && !at; r++)
+    at = at_or_above(path, s->roots[r].path);
+  return at;
+}
+
+/* The file at host PATH (the guest's path too; a regular file before and
+ * after the patch) is in the dentry cache of spare S's namespace: a run in
+ * it looked PATH up, and its overlay would show the file as it was. A
+ * lookup that only the cache may answer (RESOLVE_CACHED: the walk must end
+ * in RCU mode) tells: EAGAIN when it would have to ask a file system. A
+ * cached dentry of an existing file is positive, which the overlay
+ * revalidates in RCU mode; a negative one (a name looked up while missing)
+ * it would not, so patches that make a new name drop every spare, as do
+ * those that change directories. Only once the last run's processes are
+ * all gone (its cgroup empty), since one still going could look PATH up
+ * after the question; without a cgroup, or the namespace's root, or on any
+ * other answer: yes. */
+static bool looked_up(const struct share *s, const char *path)
+{
+  if (s->root_fd < 0 || !s->cgroup[0])
+    return true;
+  char events[96], buf[256];
+  snprintf(events, sizeof events, CGROUP_ROOT "/%s/cgroup.events", s->cgroup);
+  int fd = open(events, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    if (n <= 0 || !strstr(buf, "populated 0"))
+      return true;
+  } else if (errno != ENOENT) { /* ENOENT: removed, so it was empty */
+    return true;
+  }
+  /* Not RESOLVE_IN_ROOT: a scoped walk fails (here: EAGAIN) when anything
+   * was renamed anywhere meanwhile. The share's paths have no symlinks. */
+  struct open_how how = { .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC, .resolve = RESOLVE_CACHED | RESOLVE_NO_SYMLINKS };
+  int found = (int)syscall(SYS_openat2, s->root_fd, path[1] ? path + 1 : ".", &how, sizeof how);
+  if (found >= 0) {
+    close(found);
+    return true;
+  }
+  return errno != EAGAIN;
+}
+
 void share_spare_layer_changed(uint32_t gen, const char *path)
 {
   /* A namespace made ahead that no run used yet has looked up only its
-   * mounts' paths: the views (the host's top directories, and /var/tmp)
-   * and the roots. */
-  for (size_t i = 0; i < naheads;) {
-    const struct share *s = aheads[i].s;
-    bool looked = !strchr(path + 1, '/') || at_or_above(path, "/var/tmp");
-    for (size_t r = 0; r < s->nroots && !looked; r++)
-      looked = at_or_above(path, s->roots[r].path);
-    if (s->gen == gen && looked)
+   * mounts' paths. */
+  for (size_t i = 0; i < naheads;)
+    if (aheads[i].s->gen == gen && mounts_at(aheads[i].s, path))
       drop_ahead(i);
     else
       i++;
-  }
 }
 
-void share_spare_patched(void)
+void share_spare_patched(uint32_t gen, const char *path, bool replaced_file)
 {
   /* A namespace made ahead that no run used yet has looked up nothing below
    * its mounts: a file the patch put in a layer directory its overlays
@@ -182,15 +229,22 @@ void share_spare_patched(void)
    * shell truncating the next call's output file is such a patch, at that
    * call's own request: dropping these made most calls of xz-utils' scripts
    * make their namespace; and a temporary directory another program made
-   * or removed in the host's /tmp is one too.) */
+   * or removed in the host's /tmp is one too.) A spare the same when the
+   * patch replaced a file of that name (a script rewriting the next call's
+   * output file, `prog > out` in a loop) that no run in it looked up: an
+   * idle overlay keeps no directory listing (it goes with the directory's
+   * last open file), only dentries. A namespace of a run going on (its
+   * patch_serial older) is not kept. */
   unsigned now = share_patch_serial();
   for (size_t i = 0; i < naheads; i++)
     aheads[i].s->patch_serial = now;
   for (size_t i = 0; i < nspares;)
-    if (spares[i]->patch_serial != now)
+    if (spares[i]->gen == gen && (!replaced_file || looked_up(spares[i], path))) {
       drop_spare(i);
-    else
+    } else {
+      spares[i]->patch_serial = now;
       i++;
+    }
 }
 
 /* P at "DIGITS" then END: their number, else -1. */
@@ -414,16 +468,18 @@ bool share_unchanged(const struct share *s)
 
 void share_send_ns(int sock, uint32_t gen)
 {
-  int fds[2] = { open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC), open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC) };
+  int fds[3] = { open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC), open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC),
+                 open("/", O_PATH | O_DIRECTORY | O_CLOEXEC) };
   /* The mount table as made, before the program can change it: what a
    * later look compares with (mounts_changed). */
   char *table = fds[1] >= 0 ? own_mounts(fds[1], gen) : NULL;
   char none = 0;
-  if (fds[0] >= 0 && fds[1] >= 0 && !fd_pass_send(sock, fds, 2, table ? table : &none, table ? strlen(table) + 1 : 1)) {
+  if (fds[0] >= 0 && fds[1] >= 0 && fds[2] >= 0 &&
+      !fd_pass_send(sock, fds, 3, table ? table : &none, table ? strlen(table) + 1 : 1)) {
     /* Nothing to do: the run goes on, its namespace is not kept. */
   }
   free(table);
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < 3; i++)
     if (fds[i] >= 0)
       close(fds[i]);
 }
@@ -436,12 +492,13 @@ void share_receive_ns(struct share *s, int sock)
   char *table = malloc(MAX_TABLE);
   if (!table)
     return;
-  int fds[2];
+  int fds[3];
   bool cut;
-  ssize_t n = fd_pass_receive(sock, fds, 2, table, MAX_TABLE, &cut);
+  ssize_t n = fd_pass_receive(sock, fds, 3, table, MAX_TABLE, &cut);
   if (n >= 1) {
     s->ns_fd = fds[0];
     s->mounts_fd = fds[1];
+    s->root_fd = fds[2];
     /* No table (or a cut one): any change the poll reports drops the namespace. */
     if (!cut && n > 1 && table[n - 1] == '\0') {
       free(s->mounts_seen);
@@ -451,8 +508,9 @@ void share_receive_ns(struct share *s, int sock)
   free(table);
 }
 
-bool share_keep(struct share *s, bool unchanged)
+bool share_keep(struct share *s, bool unchanged, const char *cgroup)
 {
+  snprintf(s->cgroup, sizeof s->cgroup, "%s", cgroup);
   if (s->ns_fd < 0 || s->patch_serial != share_patch_serial() || mounts_changed(s))
     return false;
   if (!unchanged) {
@@ -511,7 +569,7 @@ void share_ahead_collect(const struct share *want)
     share_receive_ns(s, aheads[i].sock);
   aheads[i].s = NULL; /* the spares' now, or freed below */
   drop_ahead(i);
-  if (!share_keep(s, false))
+  if (!share_keep(s, false, ""))
     share_free(s);
 }
 

@@ -119,7 +119,7 @@ struct share *share_parse(const uint8_t *p, size_t n, char *err, size_t cap)
     snprintf(err, cap, "out of memory in the guest");
     return NULL;
   }
-  s->ns_fd = s->mounts_fd = -1;
+  s->ns_fd = s->mounts_fd = s->root_fd = -1;
   s->patch_serial = share_patch_serial(); /* its namespace shows the patches so far */
   if (!wire_decode_share(p, n, &m, roots, MAX_ROOTS) || m.nroots == 0 ||
       !(s->roots = calloc(m.nroots, sizeof *s->roots))) {
@@ -761,6 +761,8 @@ void share_free(struct share *s)
     close(s->ns_fd);
   if (s->mounts_fd >= 0)
     close(s->mounts_fd);
+  if (s->root_fd >= 0)
+    close(s->root_fd);
   if (s->g) {
     s->g->refs--;
     gen_sweep();

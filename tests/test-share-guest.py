@@ -163,12 +163,13 @@ def test_trace():
         r = guest_sh(f"test -e {scratch} && echo present || echo missing", env=env)
         check(r.stdout == b"missing\n" and not os.path.exists(scratch),
               f"call {i} after it does not see that file: {r.stdout!r} {r.stderr[-200:]!r}")
-        # Its namespace was not kept (it wrote), nor the host changed: the
-        # agent made the next one when the caller went (WIRE_GEN_PREPARE of
-        # the same generation), and this call joined it.
+        # The writer's namespace was not kept (it wrote), nor the host
+        # changed: the agent made the next one when the caller went
+        # (WIRE_GEN_PREPARE of the same generation), and call 0 joined it;
+        # call 1 joins that again (kept: call 0 wrote nothing).
         err = r.stderr.decode(errors="replace")
-        check("guest: namespace and overlay (child, ready)" in err,
-              f"call {i} after it joined a namespace made when the one before went: {err!r}")
+        joined = "guest: namespace and overlay (child, ready)" if i == 0 else "guest: namespace and overlay (child, kept)"
+        check(joined in err, f"call {i} after it joined a namespace made when the one before went: {err!r}")
 
 
 def test_script_outputs():
@@ -252,6 +253,49 @@ def test_patched_ready():
             check(hows[-1] == "patched, ready", f"call {i}, patched at its request after a patched one, joins the "
                   f"namespace made ahead: {hows!r}")
     check(pairs > 0, f"some calls were patched at their request, one after another: {hows!r}")
+
+
+def test_patched_spare():
+    """`prog > out` in a loop: the shell rewrites the output file before
+    each call, a patch at the call's own request. The namespace the call
+    before left (kept: its run wrote nothing in the guest) stays when no run
+    in it looked the file up, and the call joins it; once the layer has the
+    directory (the first patch there makes it: a namespace made before
+    lacks it), that is every call. A file that a run in it did read,
+    rewritten by the host, drops it: the next call reads the new bytes."""
+    d = os.path.join(top, "spare-loop")
+    os.mkdir(d)
+    with open(os.path.join(d, "filler"), "wb") as big:  # the directory comes in a generation of its own
+        big.truncate(5 << 20)
+    data = os.path.join(d, "data.txt")
+    write(data, "first\n")
+    out = os.path.join(d, "out.txt")
+    # The program beside it, as a test's: the guest reads the directory, so
+    # what changes there comes as patches.
+    prog = os.path.join(d, "sharetest")
+    shutil.copy(os.path.join(BUILD, "sharetest"), prog)
+    env = dict(ENV, VMEXEC_TRACE="1")
+    hows = []
+    for i in range(6):
+        with open(out, "w") as f:  # the shell's `> out.txt`: the same file, truncated
+            r = subprocess.run([VMEXEC, prog, "cat", os.path.join(SRC, "data", "input.txt")], cwd=d, env=env,
+                               stdout=f, stderr=subprocess.PIPE, timeout=900)
+        err = r.stderr.decode(errors="replace")
+        gen = [line.split("(")[-1].rstrip(")") for line in err.splitlines() if "share generation (" in line]
+        hows.append((gen[0] if gen else "?") + (", kept" if "namespace and overlay (child, kept)" in err else
+                                               ", ready" if "namespace and overlay (child, ready)" in err else ""))
+        check(r.returncode == 0 and read(out) == "data from the source tree\n",
+              f"call {i} writes out.txt: {r.returncode} {read(out)!r} {err[-300:]!r}")
+    check(hows[3:].count("patched, kept") >= 2,
+          f"calls rewriting out.txt in a row, patched, join the namespace left before: {hows}")
+    r = subprocess.run([VMEXEC, prog, "cat", data], cwd=d, env=ENV, capture_output=True, timeout=900)
+    check(r.returncode == 0 and r.stdout == b"first\n", f"a call reads data.txt: {r.returncode} {r.stdout!r}")
+    for text in ("second\n", "third\n"):
+        with open(data, "w") as f:  # in place, as a shell's `>` does
+            f.write(text)
+        r = subprocess.run([VMEXEC, prog, "cat", data], cwd=d, env=ENV, capture_output=True, timeout=900)
+        check(r.returncode == 0 and r.stdout == text.encode(),
+              f"data.txt, read by a call before and rewritten by the host, is read anew: {r.stdout!r} {r.stderr[-300:]!r}")
 
 
 def test_mount_not_kept():
@@ -495,8 +539,8 @@ def test_nbdkit_killed():
 def main():
     os.umask(0o022)
     return guest_main([test_reads, test_mmap_locks, test_mutations, test_mtime, test_replace_dir, test_modes,
-                       test_readonly_source,
-                       test_concurrent_writes, test_trace, test_script_outputs, test_patched_ready, test_mount_not_kept,
+                       test_readonly_source, test_concurrent_writes, test_trace, test_script_outputs,
+                       test_patched_ready, test_patched_spare, test_mount_not_kept,
                        test_hostile_writeback, test_slot_reuse, test_nbdkit_killed], VMEXEC, ENV, top,
                       setup=make_project)
 
