@@ -208,8 +208,10 @@ void share_receive_ns(struct share *s, int sock);
 bool share_unchanged(const struct share *s);
 /* The run that used S ended, its write-back sent: keep S as a spare if its
  * namespace is known and untouched (UNCHANGED: share_unchanged said so;
- * the least recently kept spare goes if there are too many). True: the
- * spares own S now; false: the caller frees S. */
+ * the least recently kept spare goes if there are too many). CGROUP: that
+ * run's cgroup under CGROUP_ROOT ("" for none, or a namespace made ahead),
+ * whose emptiness share_spare_patched waits for. True: the spares own S
+ * now; false: the caller frees S. */
 bool share_keep(struct share *s, bool unchanged, const char *cgroup);
 /* Let go of the namespaces being made ahead (share_ahead). */
 void share_ahead_drop(void);
