@@ -36,10 +36,10 @@ static struct {
   uint64_t left;        /* its bytes still to come */
   struct wire_patch m;
   char tmp[64];
+  bool dirs_made;       /* its make_parents made directories in the layer */
 } cur = { .fd = -1 };
 
 static unsigned serial; /* patches completed */
-static bool dirs_made;  /* the current patch made directories in the layer (make_parents) */
 
 unsigned share_patch_serial(void)
 {
@@ -87,14 +87,16 @@ static void dir_as_generation(uint32_t gen, const char *dir, const char *rel)
 }
 
 /* The directories above PATH in GEN's layer, made as the generation's (a
- * directory made in one changes its times: the generation's again). */
+ * directory made in one changes its times: the generation's again). How
+ * many were made, or -1. */
 static int make_parents(uint32_t gen, const char *path)
 {
+  int made = 0;
   char dir[PATH_MAX + 64];
   patch_path(gen, "", dir, sizeof dir);
   mkdir(PATCH_DIR, 0755);
   if (mkdir(dir, 0755) == 0) {
-    dirs_made = true;
+    made++;
     layer_changed(gen, "/");
     dir_as_generation(gen, dir, "/");
   }
@@ -106,7 +108,7 @@ static int make_parents(uint32_t gen, const char *path)
     memcpy(dir + base, path, (size_t)(slash - path));
     dir[len] = '\0';
     if (mkdir(dir, 0755) == 0) {
-      dirs_made = true;
+      made++;
       layer_changed(gen, dir + base);
       dir_as_generation(gen, dir, dir + base);
       dir[parent] = '\0';
@@ -117,7 +119,7 @@ static int make_parents(uint32_t gen, const char *path)
     }
     parent = len;
   }
-  return 0;
+  return made;
 }
 
 static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -155,6 +157,13 @@ static void abandon(void)
   cur.fd = -1;
 }
 
+/* The directory of host PATH (into BUF, PATH_MAX bytes), "/" for a top one. */
+static const char *parent_of(const char *path, char *buf)
+{
+  snprintf(buf, PATH_MAX, "%.*s", (int)(strrchr(path, '/') - path), path);
+  return buf[0] ? buf : "/";
+}
+
 /* PATH of GEN, at IN_LAYER in the layer, was patched: the directory the
  * change was made in gets the generation's times again, and namespaces
  * made before are not kept. */
@@ -162,8 +171,7 @@ static void patched(uint32_t gen, char *in_layer, const char *path, bool replace
 {
   *strrchr(in_layer, '/') = '\0';
   char rel[PATH_MAX];
-  snprintf(rel, sizeof rel, "%.*s", (int)(strrchr(path, '/') - path), path);
-  dir_as_generation(gen, in_layer, rel[0] ? rel : "/");
+  dir_as_generation(gen, in_layer, parent_of(path, rel));
   serial++;
   share_spare_patched(gen, path, replaced_file);
 }
@@ -181,18 +189,17 @@ static void finish(void)
    * generation, the layer's directories as they were (a spare's overlays
    * know where it has some): the name's dentries stay positive and the
    * file is found where they look (share_spare_patched). */
-  bool replaced_file = f->kind == WIRE_WB_FILE && !dirs_made;
+  bool replaced_file = f->kind == WIRE_WB_FILE && !cur.dirs_made;
   if (lstat(final, &st) == 0) {
     replaced_file = replaced_file && S_ISREG(st.st_mode);
+    if (S_ISDIR(st.st_mode))
+      remove_in_layer(cur.m.gen, f->path, final); /* the host's directory became this file */
   } else { /* the generation's, unless the layer's directory hides it (opaque) */
     char lower[PATH_MAX + 64], parent[PATH_MAX], layer_dir[PATH_MAX + 64];
     generation_path(cur.m.gen, f->path, lower, sizeof lower);
-    snprintf(parent, sizeof parent, "%.*s", (int)(strrchr(f->path, '/') - f->path), f->path);
     replaced_file = replaced_file && lstat(lower, &st) == 0 && S_ISREG(st.st_mode) &&
-                    !share_patch_whole(cur.m.gen, parent[0] ? parent : "/", layer_dir, sizeof layer_dir);
+                    !share_patch_whole(cur.m.gen, parent_of(f->path, parent), layer_dir, sizeof layer_dir);
   }
-  if (lstat(final, &st) == 0 && S_ISDIR(st.st_mode))
-    remove_in_layer(cur.m.gen, f->path, final); /* the host's directory became this file */
   if (fchown(cur.fd, cur.m.uid, cur.m.gid) == -1 || fchmod(cur.fd, f->mode & 07777) == -1 ||
       futimens(cur.fd, t) == -1 || close(cur.fd) == -1 || rename(cur.tmp, final) == -1) {
     agent_log("cannot patch %s in share generation %u: %s", f->path, cur.m.gen, strerror(errno));
@@ -270,7 +277,6 @@ static void patch_dir(uint32_t gen, const struct wire_patch *m)
 void share_patch_begin(const uint8_t *p, size_t n)
 {
   abandon();
-  dirs_made = false;
   if (!wire_decode_patch(p, n, &cur.m) || !plain_path(cur.m.file.path)) {
     agent_log("ignoring a malformed WIRE_PATCH");
     return;
@@ -284,7 +290,9 @@ void share_patch_begin(const uint8_t *p, size_t n)
     return;
   }
   snprintf(cur.tmp, sizeof cur.tmp, PATCH_DIR "/%u.tmp", cur.m.gen);
-  if (make_parents(cur.m.gen, cur.m.file.path) == -1 ||
+  int made = make_parents(cur.m.gen, cur.m.file.path);
+  cur.dirs_made = made > 0;
+  if (made == -1 ||
       (cur.fd = open(cur.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
     agent_log("cannot patch %s in share generation %u: %s", cur.m.file.path, cur.m.gen, strerror(errno));
     return;

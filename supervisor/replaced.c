@@ -47,12 +47,12 @@ void started_from_note(struct started_from *w, const struct target *t)
   }
   note(w, agent_path(t));
   note(w, share_plugin_path());
-  if (t->kernel_arch) { /* a kernel built from source (image-kernel.c) */
-    char *names[] = { xstrdup("common.config"), xstrdup("common.patch"), xasprintf("%s.config", t->name),
-                      xasprintf("%s.patch", t->name) };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-      note(w, kernel_config_path(names[i]));
-      free(names[i]);
+  if (t->kernel_arch) { /* a kernel built from source: common.EXT and NAME.EXT (image-kernel.c) */
+    const char *owners[] = { "common", t->name }, *exts[] = { "config", "patch" };
+    for (size_t i = 0; i < 4; i++) {
+      char *name = xasprintf("%s.%s", owners[i / 2], exts[i % 2]);
+      note(w, kernel_config_path(name));
+      free(name);
     }
   }
 }

@@ -266,11 +266,17 @@ static void client_drop(struct supervisor *s, struct client *gone)
     prepare_next_generation(s);
 }
 
+static unsigned runs_going(const struct supervisor *s)
+{
+  unsigned n = 0;
+  for (const struct run *r = s->runs; r; r = r->next)
+    n++;
+  return n;
+}
+
 static void status_text(struct supervisor *s, char *buf, size_t cap)
 {
-  unsigned running = 0;
-  for (struct run *r = s->runs; r; r = r->next)
-    running++;
+  unsigned running = runs_going(s);
   long rss_mib = qemu_rss_kib(s->qemu_pid) / 1024;
   snprintf(buf, cap, "%s\t%s\tuptime %llds\truns %lu (%u running)\tmemory %ld MiB\tqemu pid %d\tkernel %s",
            s->name, s->ready ? "ready" : "booting", (now_ms() - s->started_ms) / 1000, s->runs_served, running,
@@ -732,11 +738,8 @@ static void accept_pending(struct supervisor *s)
  * of the calls already here have ended and we stop (maybe_stop_idle). */
 static void retire(struct supervisor *s, const char *what)
 {
-  unsigned running = 0;
-  for (struct run *r = s->runs; r; r = r->next)
-    running++;
   logf_("%s was replaced since this guest started: new calls go to a fresh guest once the %u runs here end", what,
-        running);
+        runs_going(s));
   stop_listening(s);
   s->retiring = true;
 }
